@@ -1,0 +1,258 @@
+"""The runtime's own plugin: the command router, ``help``, and the bot's room manners
+(join when a permitted person invites, decline otherwise, and never stay silent in an
+encrypted room it cannot read)."""
+
+from __future__ import annotations
+
+import argparse
+import html
+from typing import TYPE_CHECKING, Any
+
+from . import metrics
+from .commands import (
+    LEVELS,
+    Command,
+    CommandError,
+    HelpRequested,
+    argument,
+    command,
+    level_for,
+    split_command,
+    suggest,
+)
+from mautrix.types import RoomCreatePreset
+
+from .events import EventContext, MatrixEvent
+from .hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from .runtime import Bridge
+
+COMMAND_MSGTYPES = ("m.text",)
+ENCRYPTED_NOTICE = (
+    "I can't read encrypted messages yet, so I won't see commands sent in this room. "
+    "I've opened an unencrypted direct chat with {user}: send your commands there."
+)
+
+
+class RoomBook:
+    """What the bot remembers about rooms (direct chats, encryption notices)."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self._direct: dict[str, bool] = {}
+
+    async def is_direct(self, room_id: str) -> bool:
+        if room_id not in self._direct:
+            value = await self.bridge.db.fetchval(
+                "SELECT is_direct FROM bot_room WHERE room_id = $1", room_id
+            )
+            self._direct[room_id] = bool(value)
+        return self._direct[room_id]
+
+    async def remember(self, room_id: str, **fields: Any) -> None:
+        await self.bridge.db.execute(
+            "INSERT INTO bot_room (room_id) VALUES ($1) ON CONFLICT (room_id) DO NOTHING", room_id
+        )
+        for key, value in fields.items():
+            await self.bridge.db.execute(
+                f"UPDATE bot_room SET {key} = $2 WHERE room_id = $1", room_id, value
+            )
+        self._direct.pop(room_id, None)
+
+    async def dm_with(self, user_id: str) -> str | None:
+        return await self.bridge.db.fetchval(
+            "SELECT room_id FROM bot_room WHERE is_direct AND dm_user = $1", user_id
+        )
+
+    async def claim_encrypted_notice(self, room_id: str) -> bool:
+        """True the first time only: the notice is given once per room."""
+        await self.remember(room_id, encrypted=True)
+        status = await self.bridge.db.execute(
+            "UPDATE bot_room SET encrypted_notice = TRUE WHERE room_id = $1 "
+            "AND NOT encrypted_notice", room_id,
+        )
+        if isinstance(status, str):
+            return status.rsplit(" ", 1)[-1] != "0"
+        return getattr(status, "rowcount", 0) > 0
+
+
+class CorePlugin:
+    def __init__(self) -> None:
+        self.bridge: Bridge | None = None
+        self.rooms: RoomBook | None = None
+
+    @hookimpl
+    def anywhere_startup(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.rooms = RoomBook(bridge)
+
+    @hookimpl
+    def anywhere_commands(self) -> list[Command]:
+        return [self.help_command()]
+
+    @hookimpl
+    def anywhere_event_handlers(self) -> dict[str, Any]:
+        return {
+            "m.room.message": self.on_message,
+            "m.room.member": self.on_member,
+            "m.room.encrypted": self.on_encrypted,
+            "m.room.encryption": self.on_encrypted,
+        }
+
+    # ----- commands -----
+    def help_command(self) -> Command:
+        @command("help", help="List the commands, or show how to use one")
+        @argument("command", nargs="?", help="a command name")
+        async def help_(ctx: EventContext, args: argparse.Namespace) -> None:
+            await ctx.reply(*self.help_text(ctx.event.sender, args.command))
+
+        return help_
+
+    def help_text(self, user_id: str, name: str | None) -> tuple[str, str]:
+        bridge = self.bridge
+        prefix = bridge.config["bridge.command_prefix"]
+        level = level_for(user_id, bridge.config["bridge.permissions"])
+        if name:
+            cmd = bridge.commands.get(name.removeprefix(prefix))
+            if cmd is None or LEVELS[cmd.level] > level:
+                return self.unknown_text(name.removeprefix(prefix), user_id), ""
+            text = cmd.parser(prefix).format_help().strip()
+            return text, f"<pre>{html.escape(text)}</pre>"
+        by_plugin: dict[str, list[Command]] = {}
+        for key, cmd in sorted(bridge.commands.items()):
+            if key == cmd.name and LEVELS[cmd.level] <= level:
+                by_plugin.setdefault(cmd.plugin, []).append(cmd)
+        lines, parts = [], []
+        for plugin in sorted(by_plugin, key=lambda p: (p != "core", p)):
+            lines.append(f"{plugin}:")
+            items = []
+            for cmd in by_plugin[plugin]:
+                lines.append(f"  {prefix}{cmd.usage(prefix).removeprefix(prefix)} — {cmd.help}")
+                items.append(f"<li><code>{html.escape(cmd.usage(prefix))}</code> — "
+                             f"{html.escape(cmd.help)}</li>")
+            parts.append(f"<b>{html.escape(plugin)}</b><ul>{''.join(items)}</ul>")
+        footer = f"Send {prefix}help COMMAND for the details of one command."
+        return "\n".join([*lines, footer]), "".join(parts) + html.escape(footer)
+
+    def unknown_text(self, name: str, user_id: str) -> str:
+        bridge = self.bridge
+        prefix = bridge.config["bridge.command_prefix"]
+        level = level_for(user_id, bridge.config["bridge.permissions"])
+        known = [k for k, c in bridge.commands.items() if LEVELS[c.level] <= level]
+        guess = suggest(name, known)
+        text = f"Unknown command {prefix}{name}."
+        if guess:
+            text += f" Did you mean {prefix}{guess}?"
+        return text + f" Send {prefix}help for the list."
+
+    # ----- events -----
+    async def on_message(self, event: MatrixEvent, ctx: EventContext) -> None:
+        bridge = self.bridge
+        content = event.content
+        if bridge.is_ours(event.sender) or content.get("msgtype") not in COMMAND_MSGTYPES:
+            return
+        body = content.get("body")
+        if not isinstance(body, str) or "m.new_content" in content:
+            return
+        prefix = bridge.config["bridge.command_prefix"]
+        direct = await self.rooms.is_direct(event.room_id)
+        try:
+            words = split_command(body, prefix, prefix_optional=direct)
+        except CommandError as exc:
+            await ctx.reply(exc.message)
+            return
+        if not words:
+            return
+        level = level_for(event.sender, bridge.config["bridge.permissions"])
+        if level == 0:
+            return  # not permitted to use the bot at all: ignore, as Synapse lets them talk
+        name, argv = words[0], words[1:]
+        cmd = bridge.commands.get(name)
+        if cmd is None:
+            metrics.COMMANDS.labels("unknown", "unknown").inc()
+            await ctx.reply(self.unknown_text(name, event.sender))
+            return
+        if LEVELS[cmd.level] > level:
+            metrics.COMMANDS.labels(cmd.name, "denied").inc()
+            await ctx.reply(f"{prefix}{cmd.name} needs the {cmd.level} permission level, "
+                            "which you don't have. Ask the bridge operator.")
+            return
+        try:
+            args = cmd.parse(argv, prefix)
+        except HelpRequested as exc:
+            await ctx.reply(exc.text, f"<pre>{html.escape(exc.text)}</pre>")
+            return
+        except CommandError as exc:
+            metrics.COMMANDS.labels(cmd.name, "malformed").inc()
+            usage = exc.usage if exc.usage.startswith("usage:") else f"usage: {exc.usage}"
+            await ctx.reply(f"{prefix}{cmd.name}: {exc.message}\n{usage}\n"
+                            f"Send {prefix}help {cmd.name} for details.")
+            return
+        cmd_ctx = EventContext(bridge, event, cmd.plugin)
+        try:
+            await cmd.handler(cmd_ctx, args)
+            metrics.COMMANDS.labels(cmd.name, "ok").inc()
+        except CommandError as exc:
+            metrics.COMMANDS.labels(cmd.name, "refused").inc()
+            await cmd_ctx.reply(f"{prefix}{cmd.name}: {exc.message}")
+        except Exception:
+            metrics.COMMANDS.labels(cmd.name, "error").inc()
+            metrics.HANDLER_ERRORS.labels(cmd.plugin).inc()
+            cmd_ctx.log.exception("command failed", command=cmd.name)
+            await cmd_ctx.reply(f"{prefix}{cmd.name} failed because of an error in the "
+                                f"{cmd.plugin} plugin. The operator can find it in the logs "
+                                f"(event {event.event_id}).")
+
+    async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
+        bridge = self.bridge
+        if event.state_key != bridge.config.bot_mxid:
+            return
+        membership = event.content.get("membership")
+        if membership != "invite":
+            return
+        level = level_for(event.sender, bridge.config["bridge.permissions"])
+        if level == 0:
+            ctx.log.info("declining invite from a user without permission", sender=event.sender)
+            await bridge.bot.leave_room(event.room_id, reason="You may not use this bot")
+            return
+        is_direct = bool(event.content.get("is_direct"))
+        await bridge.bot.join_room(event.room_id)
+        await self.rooms.remember(event.room_id, is_direct=is_direct,
+                                  dm_user=event.sender if is_direct else None)
+        encryption = await self._room_encryption(event.room_id)
+        if encryption:
+            await self._encrypted_notice(event.room_id, event.sender, ctx)
+
+    async def _room_encryption(self, room_id: str) -> bool:
+        try:
+            state = await self.bridge.bot.get_state_event(room_id, "m.room.encryption")
+        except Exception:
+            return False
+        return bool(state)
+
+    async def on_encrypted(self, event: MatrixEvent, ctx: EventContext) -> None:
+        if self.bridge.is_ours(event.sender):
+            return
+        await self._encrypted_notice(event.room_id, event.sender, ctx)
+
+    async def _encrypted_notice(self, room_id: str, user_id: str, ctx: EventContext) -> None:
+        if not await self.rooms.claim_encrypted_notice(room_id):
+            return
+        dm = await self.open_direct_chat(user_id, ctx)
+        await ctx.notice(room_id, ENCRYPTED_NOTICE.format(user=user_id))
+        prefix = self.bridge.config["bridge.command_prefix"]
+        await ctx.notice(dm, f"Hello! I can't read the encrypted room {room_id}, so let's talk "
+                             f"here. Send {prefix}help to see what I can do.")
+
+    async def open_direct_chat(self, user_id: str, ctx: EventContext) -> str:
+        """The unencrypted DM with ``user_id``, created (and remembered) if needed."""
+        existing = await self.rooms.dm_with(user_id)
+        if existing:
+            return existing
+        room_id = await self.bridge.bot.create_room(
+            preset=RoomCreatePreset.TRUSTED_PRIVATE, is_direct=True, invitees=[user_id],
+            name=self.bridge.config["appservice.bot.displayname"],
+        )
+        await self.rooms.remember(room_id, is_direct=True, dm_user=user_id)
+        return room_id

@@ -1,0 +1,103 @@
+"""Matrix events as plugins see them, and the context a handler acts through."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mautrix.types import EventType
+
+if TYPE_CHECKING:
+    from .runtime import Bridge
+
+
+@dataclass(frozen=True)
+class MatrixEvent:
+    """One event from a transaction, as the homeserver sent it (``raw``).
+
+    Plugins parse ``content`` themselves; nothing is dropped or reinterpreted.
+    """
+
+    raw: dict[str, Any]
+    txn_id: str = ""
+    ephemeral: bool = False
+
+    @property
+    def type(self) -> str:
+        return self.raw.get("type", "")
+
+    @property
+    def event_id(self) -> str:
+        return self.raw.get("event_id", "")
+
+    @property
+    def room_id(self) -> str:
+        return self.raw.get("room_id", "")
+
+    @property
+    def sender(self) -> str:
+        return self.raw.get("sender", "")
+
+    @property
+    def state_key(self) -> str | None:
+        return self.raw.get("state_key")
+
+    @property
+    def content(self) -> dict[str, Any]:
+        content = self.raw.get("content")
+        return content if isinstance(content, dict) else {}
+
+    @property
+    def age_ms(self) -> int | None:
+        unsigned = self.raw.get("unsigned")
+        age = unsigned.get("age") if isinstance(unsigned, dict) else None
+        return age if isinstance(age, int) else None
+
+
+@dataclass
+class EventContext:
+    """What a handler gets besides the event: the bridge, and sends that are safe to
+    repeat. Every send made through the context carries a transaction id derived from
+    the event being handled, so handling the same event again after a crash does not
+    post twice."""
+
+    bridge: Bridge
+    event: MatrixEvent
+    plugin: str = ""
+    _sends: int = field(default=0, init=False)
+
+    @property
+    def log(self):
+        return self.bridge.log.bind(
+            plugin=self.plugin, event_id=self.event.event_id, room_id=self.event.room_id
+        )
+
+    def next_txn_id(self) -> str:
+        self._sends += 1
+        seed = f"{self.plugin}|{self.event.event_id or self.event.raw}|{self._sends}"
+        return "anywhere." + hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+    async def send(
+        self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message",
+        *, as_user: str | None = None,
+    ) -> str:
+        intent = self.bridge.intent(as_user) if as_user else self.bridge.bot
+        return await intent.send_message_event(
+            room_id, EventType.find(event_type), content, txn_id=self.next_txn_id()
+        )
+
+    async def notice(self, room_id: str, text: str, html: str | None = None) -> str:
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
+        if html:
+            content |= {"format": "org.matrix.custom.html", "formatted_body": html}
+        return await self.send(room_id, content)
+
+    async def reply(self, text: str, html: str | None = None) -> str:
+        """Answer in the event's room with a notice that replies to the event."""
+        content: dict[str, Any] = {"msgtype": "m.notice", "body": text}
+        if html:
+            content |= {"format": "org.matrix.custom.html", "formatted_body": html}
+        if self.event.event_id:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": self.event.event_id}}
+        return await self.send(self.event.room_id, content)

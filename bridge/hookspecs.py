@@ -1,0 +1,143 @@
+"""The whole contract between Anywhere and its plugins.
+
+A plugin is any object or module with functions marked ``@hookimpl`` whose names are
+listed here; it is registered through the ``anywhere.plugins`` entry-point group and
+loaded when its entry-point name is in ``plugins.enabled``. Every hook is optional.
+
+Hooks that return awaitables are awaited by the runtime. Hooks are called once per
+plugin (the runtime calls each implementation on its own, so that one plugin's error is
+logged with the plugin's name and never stops another plugin).
+
+``docs/plugins.md`` explains each hook with examples; keep both in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .commands import Command
+    from .config import Config, ConfigSection
+    from .events import EventContext, MatrixEvent
+    from .namespaces import Namespaces
+    from .runtime import Bridge
+    from storage.migrations import Migrations
+
+PROJECT = "anywhere"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+EventHandler = Callable[["MatrixEvent", "EventContext"], Awaitable[None] | None]
+
+
+@hookspec
+def anywhere_config_section() -> ConfigSection | None:
+    """Declare this plugin's config section, ``plugins.settings.<plugin name>``.
+
+    Called once while the config is loaded, before anything starts. Return a
+    :class:`bridge.config.ConfigSection` with the defaults and a validator; the runtime
+    merges the operator's values onto the defaults, refuses unknown keys, runs the
+    validator, and hands the result to the plugin as ``bridge.settings(name)``.
+    """
+
+
+@hookspec
+def anywhere_namespaces(config: Config) -> Namespaces | None:
+    """Declare the Matrix IDs this plugin manages (ghost users, room aliases).
+
+    Called when ``registration.yaml`` is generated and at start-up. Return a
+    :class:`bridge.namespaces.Namespaces`. Namespaces of two plugins must not overlap
+    (start-up and ``anywhere doctor`` refuse them). A ghost namespace should live under
+    ``config['appservice.ghost_prefix']``, which the registration already claims.
+    """
+
+
+@hookspec
+def anywhere_migrations() -> Migrations | None:
+    """Declare this plugin's database schema as an ordered list of upgrade steps.
+
+    Called at start-up, before ``anywhere_startup``. Return a
+    :class:`storage.migrations.Migrations`; each step runs once, in order, inside a
+    transaction, on SQLite and PostgreSQL. Start-up refuses a database whose version for
+    this plugin is newer than the steps the code knows.
+    """
+
+
+@hookspec
+def anywhere_startup(bridge: Bridge) -> Awaitable[None] | None:
+    """Called once the database is migrated and the homeserver answers, before the first
+    event is handled. Start background tasks here (keep a handle; stop them at shutdown)."""
+
+
+@hookspec
+def anywhere_shutdown(bridge: Bridge) -> Awaitable[None] | None:
+    """Called once when the bridge stops (SIGTERM, Ctrl-C). Stop tasks, close sessions."""
+
+
+@hookspec
+def anywhere_commands() -> list[Command] | None:
+    """Return the bot commands this plugin provides (made with :func:`bridge.command`).
+
+    Called once at start-up. ``help`` lists them under the plugin's name; the router
+    parses arguments, checks the person's permission level and answers errors itself.
+    """
+
+
+@hookspec
+def anywhere_event_handlers() -> dict[str, EventHandler] | None:
+    """Return ``{event type: handler}`` for Matrix events this plugin wants.
+
+    Called once at start-up. A handler is ``async def handler(event, ctx)`` with a
+    :class:`bridge.events.MatrixEvent` and a :class:`bridge.events.EventContext`; use
+    ``"*"`` to receive every event. Events are delivered in the order the homeserver
+    sent them, at least once: after a crash, events that were acknowledged but not yet
+    handled are handled again, so make side effects idempotent on ``event.event_id`` and
+    send through ``ctx`` (whose sends are deduplicated by the homeserver).
+    """
+
+
+@hookspec(firstresult=True)
+def anywhere_query_user(bridge: Bridge, user_id: str) -> Awaitable[bool] | bool | None:
+    """The homeserver asks whether ``user_id`` (inside our namespaces) exists.
+
+    Return True (after creating the user if needed) to claim it; None to pass.
+    """
+
+
+@hookspec(firstresult=True)
+def anywhere_query_room_alias(bridge: Bridge, alias: str) -> Awaitable[bool] | bool | None:
+    """The homeserver asks whether room ``alias`` exists. Create the room and return True
+    to claim it; None to pass."""
+
+
+@hookspec
+def anywhere_web_routes(bridge: Bridge, app: web.Application) -> None:
+    """Add HTTP routes to the bridge's web server.
+
+    Called once at start-up. Put routes under ``/_anywhere/<plugin name>/``. Every route
+    must authenticate: use :func:`bridge.web.require_matrix_user` for people (their Matrix
+    access token) or :func:`bridge.web.require_operator` for the operator's token.
+    """
+
+
+@hookspec(firstresult=True)
+def anywhere_authorize(
+    bridge: Bridge, actor: str, action: str, target: str | None, context: dict[str, Any]
+) -> Awaitable[Any] | Any | None:
+    """Decide whether ``actor`` may do ``action`` (``call.place``, ``drive.share``, ...).
+
+    Called by the runtime and by plugins through ``bridge.authorize(...)`` before they act.
+    The first plugin that returns a decision object (with ``allowed`` and ``reason``)
+    decides; None means no opinion, and with no opinion at all the action is allowed.
+    The policy engine implements this hook.
+    """
+
+
+@hookspec
+def anywhere_policy_rule_types() -> dict[str, type] | None:
+    """Return ``{type name: rule class}`` to add policy rule types (see docs/policy.md)."""

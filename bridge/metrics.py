@@ -1,0 +1,18 @@
+"""Prometheus metrics, served at GET /metrics (operator token)."""
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_RECEIVED = Counter(
+    "anywhere_events_received_total", "Events stored from homeserver transactions"
+)
+EVENTS_HANDLED = Counter(
+    "anywhere_events_handled_total", "Events handed to plugins", ["event_type"]
+)
+TRANSACTION_SECONDS = Histogram(
+    "anywhere_transaction_seconds", "Time to store a transaction before answering 200",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+HANDLER_ERRORS = Counter(
+    "anywhere_handler_errors_total", "Exceptions raised by plugin handlers", ["plugin"]
+)
+COMMANDS = Counter("anywhere_commands_total", "Commands run", ["command", "outcome"])

@@ -1,0 +1,98 @@
+"""Loading plugins from entry points and calling their hooks one plugin at a time."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginLoadError
+
+ENTRY_POINT_GROUP = "anywhere.plugins"
+
+
+def available_plugins() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+class PluginManager:
+    """pluggy's manager plus per-plugin calls, so one plugin's failure stays its own."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+
+    def register(self, plugin: Any, name: str) -> None:
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginLoadError(f"plugin {name!r} could not be registered: {exc}") from exc
+
+    def load_enabled(self, enabled: list[str]) -> None:
+        """Load each enabled plugin by its entry-point name, or stop with the reason."""
+        available = available_plugins()
+        for name in enabled:
+            if name in self.names():
+                continue
+            entry = available.get(name)
+            if entry is None:
+                known = ", ".join(sorted(available)) or "none"
+                raise PluginLoadError(
+                    f"plugin {name!r} (plugins.enabled) is not installed: no entry point "
+                    f"{name!r} in group {ENTRY_POINT_GROUP!r}; installed plugins: {known}. "
+                    "Install its package or remove it from plugins.enabled"
+                )
+            try:
+                plugin = entry.load()
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {name!r} ({entry.value}) failed to import: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.register(plugin, name)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.pm.list_name_plugin()]
+
+    def impls(self, hook_name: str) -> Iterator[tuple[str, Any]]:
+        """(plugin name, function) for each implementation of a hook, in call order."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls()[::-1]:
+            yield impl.plugin_name, impl.function
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call a synchronous hook on every plugin; exceptions name the plugin."""
+        for name, func in self.impls(hook_name):
+            try:
+                yield name, func(**_accepted(func, kwargs))
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                ) from exc
+
+    async def acall_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        results = []
+        for name, result in self.call_each(hook_name, **kwargs):
+            if inspect.isawaitable(result):
+                result = await result
+            results.append((name, result))
+        return results
+
+    async def first_result(self, hook_name: str, **kwargs: Any) -> Any:
+        for _, func in self.impls(hook_name):
+            result = func(**_accepted(func, kwargs))
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                return result
+        return None
+
+
+def _accepted(func: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """pluggy passes only the arguments an implementation names; so do we."""
+    params = inspect.signature(func).parameters
+    return {k: v for k, v in kwargs.items() if k in params}

@@ -1,0 +1,329 @@
+"""The running bridge: one config, one database, one HTTP session, one web server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import signal
+import time
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from mautrix.appservice import AppServiceAPI, IntentAPI
+from mautrix.client.state_store import MemoryStateStore
+from mautrix.errors import MatrixRequestError
+from mautrix.util.async_db import Database
+
+from . import metrics
+from .commands import Command
+from .config import Config, ConfigSection, apply_plugin_sections
+from .errors import AnywhereError, ConfigError, PluginLoadError
+from .events import EventContext, MatrixEvent
+from .inbox import Inbox
+from .namespaces import Namespaces
+from .pluginmanager import PluginManager
+from .registration import check_namespaces
+from .schema import CORE_MIGRATIONS
+from .web import build_app
+from storage import open_database, run_migrations
+
+log = structlog.get_logger("anywhere")
+
+
+class _StateStore(MemoryStateStore):
+    """mautrix's memory state store with the appservice-specific registration cache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._registered: set[str] = set()
+
+    async def is_registered(self, user_id: str) -> bool:
+        return user_id in self._registered
+
+    async def registered(self, user_id: str) -> None:
+        self._registered.add(user_id)
+
+
+class Decision:
+    """The answer of :meth:`Bridge.authorize` when no policy plugin gives one."""
+
+    allowed = True
+    outcome = "allow"
+    reason = "no policy rule applies"
+    rule_id = None
+    code = "no_rule"
+
+
+def load_plugins(config: Config, manager: PluginManager | None = None) -> PluginManager:
+    """Load the core and the enabled plugins, and validate their config sections."""
+    from .core import CorePlugin
+
+    manager = manager or PluginManager()
+    if "core" not in manager.names():
+        manager.register(CorePlugin(), "core")
+    manager.load_enabled(config["plugins.enabled"])
+    sections: dict[str, ConfigSection] = {}
+    for name, section in manager.call_each("anywhere_config_section"):
+        if section is not None:
+            sections[name] = section
+    apply_plugin_sections(config, sections)
+    check_namespaces(config, plugin_namespaces(config, manager))
+    return manager
+
+
+def plugin_namespaces(config: Config, manager: PluginManager) -> dict[str, Namespaces]:
+    return {
+        name: ns for name, ns in manager.call_each("anywhere_namespaces", config=config) if ns
+    }
+
+
+class Bridge:
+    """What plugins get: ``config``, ``db``, ``bot``, ``intent()``, ``http``, ``log``,
+    ``settings()``, ``authorize()``."""
+
+    def __init__(self, config: Config, plugins: PluginManager | None = None) -> None:
+        self.config = config
+        self.plugins = load_plugins(config, plugins)
+        self.log = log.bind(appservice=config["appservice.id"])
+        self.db: Database | None = None
+        self.inbox: Inbox | None = None
+        self.http: aiohttp.ClientSession | None = None
+        self.api: AppServiceAPI | None = None
+        self.commands: dict[str, Command] = {}
+        self.handlers: dict[str, list[tuple[str, Any]]] = {}
+        self.homeserver_ready = False
+        self.last_ping: tuple[str | None, float] | None = None
+        self._runner: web.AppRunner | None = None
+        self._token_cache: dict[str, tuple[str, float]] = {}
+        self._stopped = asyncio.Event()
+
+    # ----- what plugins use -----
+    def settings(self, plugin: str) -> dict[str, Any]:
+        return self.config.plugin_settings(plugin)
+
+    @property
+    def bot(self) -> IntentAPI:
+        assert self.api is not None, "the bridge has not started"
+        return self.api.bot_intent()
+
+    def intent(self, user_id: str) -> IntentAPI:
+        assert self.api is not None, "the bridge has not started"
+        return self.api.intent(user_id)
+
+    def is_ours(self, user_id: str) -> bool:
+        """True for the bot and the ghost users this bridge puppets (loop prevention)."""
+        localpart, _, server = user_id.removeprefix("@").partition(":")
+        return server == self.config["homeserver.domain"] and (
+            localpart == self.config["appservice.bot.localpart"]
+            or localpart.startswith(self.config["appservice.ghost_prefix"])
+        )
+
+    async def authorize(
+        self, actor: str, action: str, target: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> Any:
+        """Ask the policy plugins; allow when none has an opinion."""
+        decision = await self.plugins.first_result(
+            "anywhere_authorize", bridge=self, actor=actor, action=action, target=target,
+            context=context or {},
+        )
+        return decision if decision is not None else Decision()
+
+    async def user_for_token(self, token: str) -> str:
+        """The Matrix user an access token belongs to, checked with the homeserver."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        cached = self._token_cache.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        assert self.http is not None
+        url = f"{self.config['homeserver.url']}/_matrix/client/v3/account/whoami"
+        async with self.http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+            body = await resp.json(content_type=None)
+        if resp.status != 200 or "user_id" not in body:
+            raise web.HTTPUnauthorized(
+                text='{"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown or expired access '
+                'token: log in again"}', content_type="application/json",
+            )
+        if len(self._token_cache) > 10_000:
+            self._token_cache.clear()
+        self._token_cache[key] = (body["user_id"], time.monotonic() + 60)
+        return body["user_id"]
+
+    # ----- life cycle -----
+    async def start(self) -> None:
+        self.http = aiohttp.ClientSession()
+        self.api = self._make_api()
+        self.db = await open_database(self.config.database_url)
+        migrations = [CORE_MIGRATIONS] + [
+            m for _, m in self.plugins.call_each("anywhere_migrations") if m
+        ]
+        versions = await run_migrations(self.db, migrations)
+        self.log.info("database ready", versions=versions)
+        self.inbox = Inbox(self.db, self.dispatch)
+        await self._start_web()
+        await self._wait_for_homeserver()
+        self._collect_commands_and_handlers()
+        for name, func in self.plugins.impls("anywhere_startup"):
+            try:
+                result = func(bridge=self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}"
+                ) from exc
+        self.inbox.start()
+        self.log.info("bridge started", bot=self.config.bot_mxid,
+                      plugins=self.plugins.names(), pending=await self.inbox.pending_count())
+
+    def _make_api(self) -> AppServiceAPI:
+        return AppServiceAPI(
+            base_url=self.config["homeserver.url"],
+            bot_mxid=self.config.bot_mxid,
+            token=self.config["appservice.as_token"],
+            log=logging.getLogger("mau.as"),
+            state_store=_StateStore(),
+            client_session=self.http,
+            default_retry_count=5,
+        )
+
+    async def _start_web(self) -> None:
+        app = build_app(self)
+        for name, func in self.plugins.impls("anywhere_web_routes"):
+            try:
+                func(bridge=self, app=app)
+            except Exception as exc:
+                raise PluginLoadError(f"plugin {name!r} failed to add its web routes: {exc}") \
+                    from exc
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, port = self.config["appservice.hostname"], self.config["appservice.port"]
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as exc:
+            raise ConfigError("appservice.port", "a free port", port,
+                              f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        self.log.info("web server listening", host=host, port=port)
+
+    async def _wait_for_homeserver(self) -> None:
+        """Retry with backoff until the homeserver answers and accepts the as_token."""
+        deadline = time.monotonic() + float(self.config["appservice.startup_timeout"])
+        delay = 0.5
+        url = f"{self.config['homeserver.url']}/_matrix/client/versions"
+        while True:
+            try:
+                async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    if resp.status == 200:
+                        break
+                    problem = f"HTTP {resp.status}"
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() + delay > deadline:
+                raise AnywhereError(
+                    f"the homeserver at {self.config['homeserver.url']} did not answer within "
+                    f"{self.config['appservice.startup_timeout']} s ({problem}); check "
+                    "homeserver.url and that the homeserver is running"
+                )
+            self.log.warning("homeserver not answering yet, retrying", problem=problem,
+                             retry_in=round(delay, 1))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+        try:
+            whoami = await self.bot.whoami()
+        except MatrixRequestError as exc:
+            raise AnywhereError(
+                f"the homeserver refused the as_token ({exc.errcode}: {exc.message}); is "
+                "registration.yaml listed in app_service_config_files, and was the homeserver "
+                "restarted after it was added? Run `anywhere doctor`."
+            ) from exc
+        if whoami.user_id != self.config.bot_mxid:
+            raise AnywhereError(
+                f"the as_token belongs to {whoami.user_id}, not {self.config.bot_mxid}: check "
+                "appservice.bot.localpart and homeserver.domain against registration.yaml"
+            )
+        try:
+            await self.bot.set_displayname(self.config["appservice.bot.displayname"])
+        except MatrixRequestError as exc:
+            self.log.warning("could not set the bot's display name", error=str(exc))
+        self.homeserver_ready = True
+
+    def _collect_commands_and_handlers(self) -> None:
+        self.commands.clear()
+        self.handlers.clear()
+        for name, commands in self.plugins.call_each("anywhere_commands"):
+            for cmd in commands or []:
+                cmd.plugin = name
+                for key in (cmd.name, *cmd.aliases):
+                    if key in self.commands:
+                        raise PluginLoadError(
+                            f"plugin {name!r} defines command {key!r}, which plugin "
+                            f"{self.commands[key].plugin!r} already defines"
+                        )
+                    self.commands[key] = cmd
+        for name, handlers in self.plugins.call_each("anywhere_event_handlers"):
+            for event_type, handler in (handlers or {}).items():
+                self.handlers.setdefault(event_type, []).append((name, handler))
+
+    async def dispatch(self, event: MatrixEvent) -> None:
+        """Hand one event to every interested plugin; an exception stays with its plugin."""
+        handlers = self.handlers.get(event.type, []) + self.handlers.get("*", [])
+        for plugin, handler in handlers:
+            ctx = EventContext(self, event, plugin)
+            try:
+                result = handler(event, ctx)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                metrics.HANDLER_ERRORS.labels(plugin).inc()
+                self.log.exception("plugin handler failed", plugin=plugin,
+                                   event_type=event.type, event_id=event.event_id,
+                                   room_id=event.room_id, txn_id=event.txn_id)
+        metrics.EVENTS_HANDLED.labels(event.type).inc()
+
+    async def health_checks(self) -> dict[str, bool]:
+        database = False
+        if self.db is not None:
+            try:
+                database = await self.db.fetchval("SELECT 1") == 1
+            except Exception:
+                database = False
+        return {
+            "database": database,
+            "homeserver": self.homeserver_ready,
+            "inbox": self.inbox is not None and self.inbox.running,
+        }
+
+    async def stop(self) -> None:
+        if self.inbox is not None:
+            await self.inbox.stop()
+        for name, func in self.plugins.impls("anywhere_shutdown"):
+            try:
+                result = func(bridge=self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.log.exception("plugin failed to shut down", plugin=name)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.db is not None:
+            await self.db.stop()
+        if self.http is not None:
+            await self.http.close()
+        self._stopped.set()
+        self.log.info("bridge stopped")
+
+    async def run_forever(self) -> None:
+        """Start, then run until SIGTERM or SIGINT, then stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            await self.stop()

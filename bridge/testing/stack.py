@@ -1,0 +1,262 @@
+"""A real test stack: Synapse, the bridge as a process, and matrix-nio people.
+
+Used by the pytest fixtures (``bridge.testing.fixtures``), the benchmarks and
+``anywhere dev``; nothing here is a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
+
+from .synapse import Synapse, free_port
+
+
+def write_bridge_files(
+    workdir: Path,
+    *,
+    synapse_url: str,
+    server_name: str,
+    enabled: list[str],
+    settings: dict[str, Any] | None = None,
+    port: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write config.yaml and registration.yaml for a bridge talking to ``synapse_url``."""
+    from bridge.cli import render_config
+    from bridge.config import deep_merge, load_config
+    from bridge.registration import build_registration, write_registration
+    from bridge.runtime import load_plugins, plugin_namespaces
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    reg_path = workdir / "registration.yaml"
+    port = port or free_port()
+    data = yaml.safe_load(render_config(server_name, synapse_url, port))
+    data["plugins"] = {"enabled": enabled, "settings": settings or {}}
+    data["data_dir"] = str(workdir / "data")
+    data["logging"] = {"format": "console", "level": "INFO"}
+    if extra:
+        data = deep_merge(data, extra)
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    config = load_config(config_path, environ={})
+    manager = load_plugins(config)
+    write_registration(reg_path, build_registration(config, plugin_namespaces(config, manager)))
+    return config_path, reg_path
+
+
+class BridgeProcess:
+    """``python -m bridge run`` as a child process, with its log in ``log_path``."""
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.config = yaml.safe_load(config_path.read_text("utf-8"))
+        self.log_path = config_path.parent / "bridge.log"
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config['appservice']['hostname']}:{self.config['appservice']['port']}"
+
+    @property
+    def ops_token(self) -> str:
+        return self.config["operations"]["token"]
+
+    def start(self, timeout: float = 60.0) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env = {k: v for k, v in env.items() if not k.startswith("ANYWHERE__")} | self.env
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the bridge exited with {self.proc.returncode}:\n{self.tail()}")
+            if self.health().get("ready"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the bridge was not ready within {timeout} s:\n{self.tail()}")
+
+    def health(self) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/health", headers={"Authorization": f"Bearer {self.ops_token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as resp:
+                return json.load(resp)
+        except urllib.error.HTTPError as exc:
+            return json.load(exc)
+        except (OSError, ValueError):
+            return {}
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as in a crash."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class MatrixUser:
+    """A person in a Matrix client: a logged-in matrix-nio client that remembers what it
+    has seen, so tests can wait for what a person would see."""
+
+    def __init__(self, homeserver: str, user_id: str, access_token: str, device_id: str):
+        self.user_id = user_id
+        self.client = AsyncClient(homeserver, user_id, device_id=device_id)
+        self.client.access_token = access_token
+        self.client.user_id = user_id
+        self.timeline: dict[str, list[dict[str, Any]]] = {}
+        self.invites: set[str] = set()
+        self._since: str | None = None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def sync_once(self, timeout_ms: int = 500) -> None:
+        response = await self.client.sync(timeout=timeout_ms, since=self._since,
+                                          full_state=self._since is None)
+        if not isinstance(response, SyncResponse):
+            raise RuntimeError(f"sync failed for {self.user_id}: {response}")
+        self._since = response.next_batch
+        for room_id, room in response.rooms.join.items():
+            self.invites.discard(room_id)
+            for event in room.timeline.events:
+                self.timeline.setdefault(room_id, []).append(event.source)
+        for room_id in response.rooms.invite:
+            self.invites.add(room_id)
+
+    async def wait_for(
+        self, room_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
+        *, start: int = 0,
+    ) -> dict[str, Any]:
+        """The first event in ``room_id`` (from index ``start``) matching ``predicate``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.timeline.get(room_id, [])[start:]:
+                if predicate(event):
+                    return event
+            if time.monotonic() > deadline:
+                seen = [(e.get("sender"), e.get("content", {}).get("body"))
+                        for e in self.timeline.get(room_id, [])[-10:]]
+                raise TimeoutError(f"{self.user_id} saw nothing matching in {room_id} within "
+                                   f"{timeout} s; last events: {seen}")
+            await self.sync_once()
+
+    async def wait_for_notice(self, room_id: str, sender: str, contains: str = "",
+                              timeout: float = 30.0, *, start: int = 0) -> dict[str, Any]:
+        def match(event: dict[str, Any]) -> bool:
+            body = event.get("content", {}).get("body", "")
+            return (event.get("sender") == sender and event.get("type") == "m.room.message"
+                    and isinstance(body, str) and contains in body)
+
+        return await self.wait_for(room_id, match, timeout, start=start)
+
+    def mark(self, room_id: str) -> int:
+        """Index to wait from, so later waits only see events after this point."""
+        return len(self.timeline.get(room_id, []))
+
+    async def send_text(self, room_id: str, body: str) -> str:
+        response = await self.client.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": body}
+        )
+        if not isinstance(response, RoomSendResponse):
+            raise RuntimeError(f"send failed: {response}")
+        return response.event_id
+
+    async def create_room(self, invite: list[str] = (), *, direct: bool = False,
+                          encrypted: bool = False, name: str | None = None) -> str:
+        initial_state = []
+        if encrypted:
+            initial_state.append({"type": "m.room.encryption", "state_key": "",
+                                  "content": {"algorithm": "m.megolm.v1.aes-sha2"}})
+        response = await self.client.room_create(
+            name=name, invite=list(invite), is_direct=direct, initial_state=initial_state
+        )
+        if not isinstance(response, RoomCreateResponse):
+            raise RuntimeError(f"room creation failed: {response}")
+        return response.room_id
+
+    async def wait_joined(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
+        await self.wait_for(room_id, lambda e: e.get("type") == "m.room.member"
+                            and e.get("state_key") == user_id
+                            and e.get("content", {}).get("membership") == "join", timeout)
+
+    async def dm(self, other: str, timeout: float = 30.0) -> str:
+        """Open a direct chat with ``other`` (the bot) and wait until it has joined."""
+        room_id = await self.create_room([other], direct=True)
+        await self.wait_joined(room_id, other, timeout)
+        return room_id
+
+
+class Stack:
+    """Synapse plus one bridge, sharing a work folder."""
+
+    def __init__(self, workdir: Path, enabled: list[str], settings: dict | None = None,
+                 bridge_extra: dict | None = None, synapse_extra: dict | None = None) -> None:
+        self.workdir = workdir
+        self.server_name = "localhost"
+        synapse_port = free_port()
+        self.config_path, self.registration_path = write_bridge_files(
+            workdir / "bridge", synapse_url=f"http://127.0.0.1:{synapse_port}",
+            server_name=self.server_name, enabled=enabled, settings=settings, extra=bridge_extra,
+        )
+        self.synapse = Synapse(workdir / "synapse", server_name=self.server_name,
+                               port=synapse_port,
+                               app_service_config_files=[self.registration_path],
+                               extra_config=synapse_extra)
+        self.bridge = BridgeProcess(self.config_path)
+        config = yaml.safe_load(self.config_path.read_text("utf-8"))
+        self.bot_id = f"@{config['appservice']['bot']['localpart']}:{self.server_name}"
+        self.config = config
+        self._users = 0
+
+    def start(self) -> None:
+        self.synapse.start()
+        self.bridge.start()
+
+    def stop(self) -> None:
+        self.bridge.stop()
+        self.synapse.stop()
+
+    async def user(self, localpart: str | None = None, *, admin: bool = False) -> MatrixUser:
+        self._users += 1
+        localpart = localpart or f"person{self._users}_{int(time.time() * 1000) % 100000}"
+        info = await asyncio.to_thread(self.synapse.register_user, localpart, "correct horse",
+                                       admin=admin)
+        user = MatrixUser(self.synapse.url, info["user_id"], info["access_token"],
+                          info.get("device_id") or "TESTDEVICE")
+        await user.sync_once(0)
+        return user

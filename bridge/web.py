@@ -1,0 +1,198 @@
+"""The bridge's web server: the appservice API (v1), health, metrics, plugin routes.
+
+Every endpoint authenticates: the homeserver with the hs_token, the operator with
+``operations.token``, people with their Matrix access token. Tokens are compared in
+constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import metrics
+
+if TYPE_CHECKING:
+    from .runtime import Bridge
+
+log = structlog.get_logger("anywhere.web")
+BRIDGE_KEY: web.AppKey[Bridge] = web.AppKey("bridge")
+MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
+USER_CACHE_SECONDS = 60.0
+
+
+def matrix_error(status: int, errcode: str, error: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "error": error}, status=status)
+
+
+def tokens_equal(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def check_homeserver_token(request: web.Request, hs_token: str) -> web.Response | None:
+    """None if the request carries the hs_token; otherwise the error response.
+
+    The spec's ``Authorization: Bearer`` header is the way; the legacy ``access_token``
+    query parameter is accepted alone, and where both are given they must be equal.
+    """
+    header_token = bearer_token(request)
+    query_token = request.query.get("access_token")
+    if header_token and query_token and not tokens_equal(header_token, query_token):
+        return matrix_error(403, "M_FORBIDDEN",
+                            "The Authorization header and access_token parameter differ")
+    token = header_token or query_token
+    if not token:
+        return matrix_error(401, "M_UNAUTHORIZED",
+                            "Missing hs_token: send Authorization: Bearer <hs_token>")
+    if not tokens_equal(token, hs_token):
+        return matrix_error(403, "M_FORBIDDEN", "Bad hs_token")
+    return None
+
+
+def require_operator(request: web.Request) -> None:
+    """Raise 401/403 unless the request carries ``operations.token``."""
+    bridge = request.app[BRIDGE_KEY]
+    token = bearer_token(request)
+    if not token:
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"errcode": "M_UNAUTHORIZED",
+                             "error": "Send Authorization: Bearer <operations.token>"}),
+            content_type="application/json",
+        )
+    if not tokens_equal(token, bridge.config["operations.token"]):
+        raise web.HTTPForbidden(
+            text=json.dumps({"errcode": "M_FORBIDDEN", "error": "Bad operations token"}),
+            content_type="application/json",
+        )
+
+
+async def require_matrix_user(request: web.Request) -> str:
+    """Authenticate a person by their Matrix access token; returns their user ID.
+
+    The token is checked with the homeserver (``/account/whoami``) and the answer cached
+    for a minute, so revoked tokens stop working quickly.
+    """
+    bridge = request.app[BRIDGE_KEY]
+    token = bearer_token(request)
+    if not token:
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"errcode": "M_MISSING_TOKEN",
+                             "error": "Send Authorization: Bearer <your Matrix access token>"}),
+            content_type="application/json",
+        )
+    return await bridge.user_for_token(token)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return matrix_error(404, "M_UNRECOGNIZED", f"Unrecognized request: {request.path}")
+    except web.HTTPMethodNotAllowed:
+        return matrix_error(405, "M_UNRECOGNIZED",
+                            f"Unrecognized request: {request.method} {request.path}")
+
+
+class AppserviceRoutes:
+    """The Matrix appservice API v1 that the homeserver calls."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", self.transaction)
+        app.router.add_get("/_matrix/app/v1/users/{user_id}", self.query_user)
+        app.router.add_get("/_matrix/app/v1/rooms/{alias}", self.query_room)
+        app.router.add_post("/_matrix/app/v1/ping", self.ping)
+
+    async def transaction(self, request: web.Request) -> web.Response:
+        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+            return denied
+        txn_id = request.match_info["txn_id"]
+        started = time.perf_counter()
+        if request.content_length and request.content_length > MAX_TRANSACTION_BYTES:
+            return matrix_error(413, "M_TOO_LARGE", "Transaction body too large")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return matrix_error(400, "M_NOT_JSON", "Transaction body is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
+            return matrix_error(400, "M_BAD_JSON", "Transaction must be an object with 'events'")
+        events = [e for e in body.get("events", []) if isinstance(e, dict)]
+        ephemeral = body.get("ephemeral") or body.get("de.sorunome.msc2409.ephemeral") or []
+        ephemeral = [e for e in ephemeral if isinstance(e, dict)] if isinstance(
+            ephemeral, list) else []
+        stored = await self.bridge.inbox.store(txn_id, events, ephemeral)
+        metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
+        if stored:
+            metrics.EVENTS_RECEIVED.inc(len(events) + len(ephemeral))
+        else:
+            log.info("replayed transaction ignored", txn_id=txn_id)
+        return web.json_response({})
+
+    async def query_user(self, request: web.Request) -> web.Response:
+        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+            return denied
+        user_id = request.match_info["user_id"]
+        if await self.bridge.plugins.first_result("anywhere_query_user", bridge=self.bridge,
+                                                  user_id=user_id):
+            return web.json_response({})
+        return matrix_error(404, "M_NOT_FOUND", f"No such user: {user_id}")
+
+    async def query_room(self, request: web.Request) -> web.Response:
+        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+            return denied
+        alias = request.match_info["alias"]
+        if await self.bridge.plugins.first_result("anywhere_query_room_alias",
+                                                  bridge=self.bridge, alias=alias):
+            return web.json_response({})
+        return matrix_error(404, "M_NOT_FOUND", f"No such room alias: {alias}")
+
+    async def ping(self, request: web.Request) -> web.Response:
+        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        txn = body.get("transaction_id") if isinstance(body, dict) else None
+        self.bridge.last_ping = (txn, time.time())
+        log.debug("pinged by homeserver", txn_id=txn)
+        return web.json_response({})
+
+
+async def health(request: web.Request) -> web.Response:
+    require_operator(request)
+    checks = await request.app[BRIDGE_KEY].health_checks()
+    ready = all(checks.values())
+    return web.json_response({"live": True, "ready": ready, "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    require_operator(request)
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(bridge: Bridge) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_TRANSACTION_BYTES)
+    app[BRIDGE_KEY] = bridge
+    AppserviceRoutes(bridge).add_to(app)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
