@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-import logging
 import signal
 import time
 from typing import Any
@@ -30,6 +29,7 @@ from .registration import check_namespaces
 from .schema import CORE_MIGRATIONS
 from .web import build_app
 from storage import open_database, run_migrations
+from storage.database import trace_logger
 
 log = structlog.get_logger("anywhere")
 
@@ -185,7 +185,7 @@ class Bridge:
             base_url=self.config["homeserver.url"],
             bot_mxid=self.config.bot_mxid,
             token=self.config["appservice.as_token"],
-            log=logging.getLogger("mau.as"),
+            log=trace_logger("mau.as"),
             state_store=_StateStore(),
             client_session=self.http,
             default_retry_count=5,

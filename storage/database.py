@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from mautrix.util.async_db import Database
+from mautrix.util.logging import TraceLogger
 
 
 async def open_database(url: str) -> Database:
@@ -26,10 +27,22 @@ async def open_database(url: str) -> Database:
         url,
         upgrade_table=None,
         db_args=db_args,
-        log=logging.getLogger("anywhere.db"),
+        log=trace_logger("anywhere.db"),
         owner_name="anywhere",
         # Refuse to share a database with Synapse or Dendrite by mistake.
         ignore_foreign_tables=False,
     )
     await db.start()
     return db
+
+
+def trace_logger(name: str) -> TraceLogger:
+    """mautrix wants its TraceLogger class, which only loggers made after mautrix's
+    logging module was imported have."""
+    logger = logging.getLogger(name)
+    if not isinstance(logger, TraceLogger):
+        logging.Logger.manager.loggerDict.pop(name, None)
+        logger = TraceLogger(name)
+        logging.Logger.manager.loggerDict[name] = logger
+        logger.parent = logging.getLogger(name.rpartition(".")[0] or "root") if "." in name else logging.getLogger()
+    return logger

@@ -9,7 +9,6 @@ restore a backup) rather than used and damaged.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from mautrix.util.async_db import Database, Scheme, UpgradeTable
 from mautrix.util.async_db.errors import UnsupportedDatabaseVersion
 
 from bridge.errors import SchemaTooNewError
+
+from .database import trace_logger
 
 Step = Callable[..., Awaitable[None]]
 
@@ -40,7 +41,7 @@ class Migrations:
         table = UpgradeTable(
             version_table_name=f"{self.component}_version",
             database_name=self.component,
-            log=logging.getLogger(f"anywhere.db.{self.component}"),
+            log=trace_logger(f"anywhere.db.{self.component}"),
         )
         for step in self.steps:
             table.register(step, description=(step.__doc__ or step.__name__).strip())

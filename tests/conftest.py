@@ -13,6 +13,11 @@ def anywhere_enabled_plugins() -> list[str]:
     return ["basics", "hello"]
 
 
+@pytest.fixture(scope="session")
+def anywhere_bridge_config() -> dict:
+    return {"bridge": {"permissions": {"localhost": "user", "@outsider:localhost": "none"}}}
+
+
 @pytest.fixture
 def config_file(tmp_path):
     """A valid config file (fresh tokens) in a temporary folder."""

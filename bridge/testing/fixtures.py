@@ -36,15 +36,23 @@ def anywhere_plugin_settings() -> dict:
 
 
 @pytest.fixture(scope="session")
+def anywhere_bridge_config() -> dict:
+    """Other config keys for the test bridge, merged onto a fresh config
+    (for example ``{"bridge": {"permissions": {...}}}``)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
 def anywhere_stack(
     tmp_path_factory: pytest.TempPathFactory,
     anywhere_enabled_plugins: list[str],
     anywhere_plugin_settings: dict,
+    anywhere_bridge_config: dict,
 ) -> Iterator[Stack]:
     """A real Synapse (SQLite, temporary folder, free port) with the bridge registered,
     and the bridge running as a process. Shared by the whole session."""
     stack = Stack(tmp_path_factory.mktemp("anywhere"), anywhere_enabled_plugins,
-                  anywhere_plugin_settings)
+                  anywhere_plugin_settings, bridge_extra=anywhere_bridge_config)
     try:
         stack.start()
         yield stack

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
+from nio import (
+    AsyncClient,
+    RoomCreateResponse,
+    RoomMessagesResponse,
+    RoomSendResponse,
+    SyncResponse,
+)
 
 from .synapse import Synapse, free_port
 
@@ -129,6 +135,9 @@ class BridgeProcess:
             return ""
 
 
+SYNC_FILTER = {"room": {"timeline": {"limit": 200}}}
+
+
 class MatrixUser:
     """A person in a Matrix client: a logged-in matrix-nio client that remembers what it
     has seen, so tests can wait for what a person would see."""
@@ -141,22 +150,45 @@ class MatrixUser:
         self.timeline: dict[str, list[dict[str, Any]]] = {}
         self.invites: set[str] = set()
         self._since: str | None = None
+        self._since_before: str | None = None
 
     async def close(self) -> None:
         await self.client.close()
 
     async def sync_once(self, timeout_ms: int = 500) -> None:
         response = await self.client.sync(timeout=timeout_ms, since=self._since,
-                                          full_state=self._since is None)
+                                          full_state=self._since is None,
+                                          sync_filter=SYNC_FILTER)
         if not isinstance(response, SyncResponse):
             raise RuntimeError(f"sync failed for {self.user_id}: {response}")
-        self._since = response.next_batch
+        self._since_before, self._since = self._since, response.next_batch
         for room_id, room in response.rooms.join.items():
             self.invites.discard(room_id)
+            if room.timeline.limited and self._since_before is not None:
+                await self._backfill(room_id, room.timeline.prev_batch)
             for event in room.timeline.events:
                 self.timeline.setdefault(room_id, []).append(event.source)
         for room_id in response.rooms.invite:
             self.invites.add(room_id)
+
+    async def _backfill(self, room_id: str, prev_batch: str) -> None:
+        """A gap in the timeline (more events than the sync returned): page back until
+        the events already seen, so no event a person would see is missing."""
+        known = {e.get("event_id") for e in self.timeline.get(room_id, [])}
+        missing: list[dict[str, Any]] = []
+        token = prev_batch
+        while token:
+            page = await self.client.room_messages(room_id, start=token, limit=500)
+            if not isinstance(page, RoomMessagesResponse) or not page.chunk:
+                break
+            for event in page.chunk:
+                if event.source.get("event_id") in known:
+                    token = None
+                    break
+                missing.append(event.source)
+            else:
+                token = page.end
+        self.timeline.setdefault(room_id, []).extend(reversed(missing))
 
     async def wait_for(
         self, room_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0,

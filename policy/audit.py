@@ -1,0 +1,211 @@
+"""The audit log: one row per decision, written after the engine decided.
+
+Writing is kept out of :meth:`policy.Engine.evaluate` (which stays pure); the caller
+does ``decision = engine.evaluate(request)`` then ``await audit.record(request,
+decision)``. Dry-run verdicts are stored in their own column, so an operator can see
+what a rule under trial would have done.
+
+The table is created by :func:`upgrade_v1`, a migration step for the ``policy``
+component (``Migrations("policy", MIGRATION_STEPS)``); queries use mautrix's
+``$1``-style parameters, which work on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .model import Decision, Request, jsonable
+
+if TYPE_CHECKING:
+    from mautrix.util.async_db import Database, Scheme
+    from mautrix.util.async_db.connection import LoggingConnection
+
+MIGRATION_COMPONENT = "policy"
+
+
+async def upgrade_v1(conn: LoggingConnection, scheme: Scheme) -> None:
+    """Create policy_audit: one row per policy decision"""
+    await conn.execute(
+        """
+        CREATE TABLE policy_audit (
+            decision_id      TEXT PRIMARY KEY,
+            decided_at       BIGINT NOT NULL,
+            ruleset_version  TEXT NOT NULL,
+            actor            TEXT NOT NULL,
+            action           TEXT NOT NULL,
+            target           TEXT,
+            room_id          TEXT,
+            outcome          TEXT NOT NULL,
+            rule_id          TEXT,
+            code             TEXT NOT NULL,
+            reason           TEXT NOT NULL,
+            request          TEXT NOT NULL,
+            verdicts         TEXT NOT NULL,
+            dry_run_verdicts TEXT NOT NULL
+        )
+        """
+    )
+    await conn.execute("CREATE INDEX policy_audit_actor_idx ON policy_audit (actor, decided_at)")
+    await conn.execute("CREATE INDEX policy_audit_time_idx ON policy_audit (decided_at)")
+
+
+MIGRATION_STEPS = (upgrade_v1,)
+"""``decided_at`` is Unix time in milliseconds; ``request``, ``verdicts`` and
+``dry_run_verdicts`` are JSON (see :meth:`AuditEntry.from_decision`)."""
+
+_COLUMNS = (
+    "decision_id, decided_at, ruleset_version, actor, action, target, room_id, outcome, "
+    "rule_id, code, reason, request, verdicts, dry_run_verdicts"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audited decision, as stored."""
+
+    decision_id: str
+    decided_at_ms: int
+    ruleset_version: str
+    actor: str
+    action: str
+    target: str | None
+    room_id: str | None
+    outcome: str
+    rule_id: str | None
+    code: str
+    reason: str
+    request: Mapping[str, Any]
+    verdicts: tuple[Mapping[str, Any], ...]
+    dry_run_verdicts: tuple[Mapping[str, Any], ...]
+
+    @classmethod
+    def from_decision(cls, request: Request, decision: Decision) -> AuditEntry:
+        verdicts = tuple(v.to_dict() for v in decision.verdicts)
+        return cls(
+            decision_id=decision.decision_id,
+            decided_at_ms=round(decision.decided_at * 1000),
+            ruleset_version=decision.ruleset_version,
+            actor=request.actor,
+            action=request.action,
+            target=request.target,
+            room_id=request.room_id,
+            outcome=str(decision.outcome),
+            rule_id=decision.rule_id,
+            code=decision.code,
+            reason=decision.reason,
+            request=request.to_dict(),
+            verdicts=verdicts,
+            dry_run_verdicts=tuple(v for v in verdicts if v["dry_run"]),
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AuditEntry:
+        return cls(
+            decision_id=row["decision_id"],
+            decided_at_ms=int(row["decided_at"]),
+            ruleset_version=row["ruleset_version"],
+            actor=row["actor"],
+            action=row["action"],
+            target=row["target"],
+            room_id=row["room_id"],
+            outcome=row["outcome"],
+            rule_id=row["rule_id"],
+            code=row["code"],
+            reason=row["reason"],
+            request=json.loads(row["request"]),
+            verdicts=tuple(json.loads(row["verdicts"])),
+            dry_run_verdicts=tuple(json.loads(row["dry_run_verdicts"])),
+        )
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.decision_id,
+            self.decided_at_ms,
+            self.ruleset_version,
+            self.actor,
+            self.action,
+            self.target,
+            self.room_id,
+            self.outcome,
+            self.rule_id,
+            self.code,
+            self.reason,
+            _dumps(self.request),
+            _dumps(self.verdicts),
+            _dumps(self.dry_run_verdicts),
+        )
+
+
+class AuditLog:
+    """Decisions in the ``policy_audit`` table of the bridge database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, request: Request, decision: Decision) -> AuditEntry:
+        entry = AuditEntry.from_decision(request, decision)
+        await self.db.execute(
+            f"INSERT INTO policy_audit ({_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            *entry.row(),
+        )
+        return entry
+
+    async def get(self, decision_id: str) -> AuditEntry | None:
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM policy_audit WHERE decision_id = $1", decision_id
+        )
+        return AuditEntry.from_row(row) if row is not None else None
+
+    async def recent(self, *, actor: str | None = None, limit: int = 20) -> list[AuditEntry]:
+        """The latest decisions, newest first; only ``actor``'s when given."""
+        if actor is None:
+            rows = await self.db.fetch(
+                f"SELECT {_COLUMNS} FROM policy_audit ORDER BY decided_at DESC LIMIT $1", limit
+            )
+        else:
+            rows = await self.db.fetch(
+                f"SELECT {_COLUMNS} FROM policy_audit WHERE actor = $1 "
+                "ORDER BY decided_at DESC LIMIT $2",
+                actor,
+                limit,
+            )
+        return [AuditEntry.from_row(row) for row in rows]
+
+    async def prune(self, before: float) -> None:
+        """Delete decisions made before the Unix time ``before`` (retention)."""
+        await self.db.execute(
+            "DELETE FROM policy_audit WHERE decided_at < $1", round(before * 1000)
+        )
+
+
+class MemoryAuditLog:
+    """The same interface kept in a list, for tests and for running without a database."""
+
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    async def record(self, request: Request, decision: Decision) -> AuditEntry:
+        entry = AuditEntry.from_decision(request, decision)
+        if any(e.decision_id == entry.decision_id for e in self.entries):
+            raise ValueError(f"decision {entry.decision_id} is already in the audit log")
+        self.entries.append(entry)
+        return entry
+
+    async def get(self, decision_id: str) -> AuditEntry | None:
+        return next((e for e in self.entries if e.decision_id == decision_id), None)
+
+    async def recent(self, *, actor: str | None = None, limit: int = 20) -> list[AuditEntry]:
+        found = [e for e in self.entries if actor is None or e.actor == actor]
+        return sorted(found, key=lambda e: e.decided_at_ms, reverse=True)[:limit]
+
+    async def prune(self, before: float) -> None:
+        cutoff = round(before * 1000)
+        self.entries = [e for e in self.entries if e.decided_at_ms >= cutoff]
