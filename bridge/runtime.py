@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import signal
@@ -322,8 +323,17 @@ class Bridge:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        starting = asyncio.create_task(self.start())
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await self.start()
-            await stop.wait()
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # start-up errors surface here
+                await stopping
+            else:  # stopped while still starting (e.g. waiting for the homeserver)
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
         finally:
+            stopping.cancel()
             await self.stop()

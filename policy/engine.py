@@ -158,8 +158,13 @@ class Engine:
         deciding = deny or verify
         if deciding is not None:
             return self._decision(
-                deciding.outcome, deciding.rule_id, deciding.reason, deciding.code,
-                deciding.obligations, verdicts, version,
+                deciding.outcome,
+                deciding.rule_id,
+                deciding.reason,
+                deciding.code,
+                deciding.obligations,
+                verdicts,
+                version,
             )
         if vetoed:
             rule_id, reason, code = _veto_summary(vetoed[0], verdicts)

@@ -48,4 +48,3 @@ class PolicyConfigError(ValueError):
         cls, key: str, expected: str, found: object = MISSING, hint: str = ""
     ) -> PolicyConfigError:
         return cls([Problem(key, expected, found, hint)])
-

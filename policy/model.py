@@ -90,8 +90,8 @@ class Verdict:
     @property
     def restricts(self) -> bool:
         """True for a block (deny, require verification) or a limit (obligations)."""
-        return self.outcome is DENY or self.outcome is REQUIRE_VERIFICATION or bool(
-            self.obligations
+        return (
+            self.outcome is DENY or self.outcome is REQUIRE_VERIFICATION or bool(self.obligations)
         )
 
     def to_dict(self) -> dict[str, Any]:

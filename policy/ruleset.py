@@ -152,7 +152,9 @@ def _build_rule(
     start = len(problems)
     rule_id = item.get("id", type_name)
     if not isinstance(rule_id, str) or not rule_id.strip() or rule_id != rule_id.strip():
-        problems.append(Problem(f"{key}.id", "a non-empty string without surrounding spaces", rule_id))
+        problems.append(
+            Problem(f"{key}.id", "a non-empty string without surrounding spaces", rule_id)
+        )
     mode = item.get("mode", "enforce")
     if mode not in MODES:
         problems.append(Problem(f"{key}.mode", "enforce or dry-run", mode))

@@ -44,6 +44,8 @@ class VerificationLimits:
     retention: float = 365 * 86400.0
 
 
+DEFAULT_LIMITS = VerificationLimits()
+
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 
 
@@ -147,7 +149,7 @@ class PendingVerification:
         *,
         salt: bytes,
         now: float,
-        limits: VerificationLimits = VerificationLimits(),
+        limits: VerificationLimits = DEFAULT_LIMITS,
         previous: PendingVerification | None = None,
         code: str | None = None,
     ) -> tuple[PendingVerification, str]:
@@ -183,7 +185,7 @@ class PendingVerification:
         *,
         salt: bytes,
         now: float,
-        limits: VerificationLimits = VerificationLimits(),
+        limits: VerificationLimits = DEFAULT_LIMITS,
     ) -> tuple[PendingVerification, CheckOutcome]:
         """Check a code the person typed; returns the updated state and the outcome."""
         if self.attempts >= limits.max_attempts:

@@ -49,7 +49,9 @@ class CarrierRule(Rule):
     }
 
     def prepare(self) -> None:
-        self._on_wifi = self.no_opinion("On Wi-Fi: carrier limits on mobile data do not apply.", "wifi")
+        self._on_wifi = self.no_opinion(
+            "On Wi-Fi: carrier limits on mobile data do not apply.", "wifi"
+        )
         self._network_unknown = self.no_opinion(
             "Network unknown (send `!network wifi|lte|3g`), so this carrier rule is not applied.",
             "network_unknown",
@@ -110,7 +112,9 @@ class PlanThreshold(CarrierRule):
             return self._network_unknown
         threshold = self.thresholds.get(network)
         if threshold is None:
-            return self.no_opinion(f"No plan threshold set for {network_label(network)}.", "no_threshold")
+            return self.no_opinion(
+                f"No plan threshold set for {network_label(network)}.", "no_threshold"
+            )
         price = facts.get(PLAN_PRICE)
         if price is None:
             return self._plan_unknown

@@ -127,7 +127,9 @@ def mapping_of(keys: Iterable[str], value: Validator, *, partial: bool = True) -
             try:
                 result[key] = value(element)
             except Invalid as exc:
-                raise Invalid(exc.expected, exc.found, f".{key}{exc.key_suffix}", exc.hint) from None
+                raise Invalid(
+                    exc.expected, exc.found, f".{key}{exc.key_suffix}", exc.hint
+                ) from None
         if not partial and set(result) != set(allowed):
             raise Invalid(f"all of the keys {', '.join(allowed)}", sorted(result))
         return result

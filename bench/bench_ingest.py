@@ -1,0 +1,471 @@
+"""Transaction ingest: events/s through the appservice endpoint, against a bare ceiling.
+
+Run: ``.venv/bin/python bench/bench_ingest.py [--transactions 300]``.
+
+The load is what Synapse sends a busy bridge: transactions of 100 ``m.room.message``
+events from ordinary people (no commands in them), pushed with ``PUT
+/_matrix/app/v1/transactions/{txn_id}`` and the hs_token, one transaction in flight at a
+time (Synapse never has two transactions to one appservice in flight).
+
+Two servers get the same load in the same run:
+
+* the real bridge, ``python -m bridge run`` as its own process, with the built-in
+  plugins (``core`` and ``basics``) enabled, the durable inbox on SQLite (WAL,
+  ``synchronous=FULL``) and logging at WARNING; it starts against a real Synapse in a
+  temporary folder because it waits for its homeserver at start-up;
+* the ceiling: a bare aiohttp process with the same route that only parses the JSON body
+  and answers 200 ``{}``.
+
+Reported: acknowledged events/s for both (events whose transaction got its 200, divided
+by the time to send them), and for the bridge also handled events/s (until
+``anywhere_events_handled_total`` on ``/metrics`` shows every event handed to the
+plugins). Targets (issue): at least 5,000 events/s, and at least half the ceiling.
+
+A benchmark reports; it is not a test: the exit code is 0 whatever the figures (1 only if
+the benchmark itself could not run). ``--profile out.svg`` records the bridge process
+with py-spy during the measured transactions (``.venv/bin/pip install py-spy``; ``.txt``
+gives collapsed stacks, ``.json`` speedscope).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+TARGET_EVENTS_PER_SECOND = 5_000
+TARGET_RATIO = 0.5
+TXN_PATH = "/_matrix/app/v1/transactions/{}"
+HANDLED_METRIC = "anywhere_events_handled_total"
+ROOMS = 10
+PEOPLE = ("alice", "bob", "carol", "dave", "erin")
+
+# The ceiling: the same route, and nothing but parsing the JSON and answering 200.
+CEILING_SERVER = """
+import sys
+from aiohttp import web
+
+async def transaction(request):
+    await request.json()
+    return web.json_response({})
+
+async def main(port):
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", transaction)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    import asyncio
+    await asyncio.Event().wait()
+
+import asyncio
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into an exception so the clean-up below runs."""
+
+
+@dataclass
+class Figures:
+    name: str
+    events: int
+    ack_seconds: float
+    handled_seconds: float | None = None
+    txn_latencies: list[float] | None = None
+
+    @property
+    def acked_per_second(self) -> float:
+        return self.events / self.ack_seconds
+
+    @property
+    def handled_per_second(self) -> float | None:
+        return self.events / self.handled_seconds if self.handled_seconds else None
+
+    def latency_ms(self, q: float) -> float:
+        values = sorted(self.txn_latencies or [0.0])
+        return 1000 * values[min(len(values) - 1, int(q * len(values)))]
+
+
+# --------------------------------------------------------------------------- the load
+
+
+def make_bodies(prefix: str, count: int, events_per_txn: int) -> list[tuple[str, bytes]]:
+    """``count`` transactions (id, JSON body), serialised beforehand so that the load
+    generator spends its time sending, not encoding."""
+    now = int(time.time() * 1000)
+    bodies = []
+    n = 0
+    for t in range(count):
+        events = []
+        for _ in range(events_per_txn):
+            n += 1
+            events.append({
+                "type": "m.room.message",
+                "room_id": f"!room{n % ROOMS}bench:localhost",
+                "sender": f"@{PEOPLE[n % len(PEOPLE)]}:localhost",
+                "event_id": f"${prefix}-{n}-{os.getpid()}benchbenchbenchbenchbench",
+                "origin_server_ts": now + n,
+                "content": {"msgtype": "m.text", "body": f"just chatting {n}"},
+                "unsigned": {"age": 50 + n % 200},
+            })
+        bodies.append((f"{prefix}-{t}", json.dumps({"events": events}).encode()))
+    return bodies
+
+
+async def push(session: aiohttp.ClientSession, base_url: str, token: str,
+               bodies: list[tuple[str, bytes]]) -> list[float]:
+    """Send the transactions one after the other; the latency of each."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies = []
+    for txn_id, body in bodies:
+        started = time.perf_counter()
+        async with session.put(base_url + TXN_PATH.format(txn_id), data=body,
+                               headers=headers) as resp:
+            answer = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"transaction {txn_id}: HTTP {resp.status}: {answer[:300]!r}")
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def handled_total(exposition: str) -> float:
+    """Sum of every sample of the handled-events counter in a Prometheus text page."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if not line.startswith(HANDLED_METRIC):
+            continue
+        name, _, rest = line.partition("{") if "{" in line.split(" ", 1)[0] else (
+            line.split(" ", 1)[0], "", line.split(" ", 1)[1])
+        if name != HANDLED_METRIC:
+            continue
+        value = rest.rsplit("}", 1)[-1].split()[0] if "{" in line.split(" ", 1)[0] else \
+            rest.split()[0]
+        total += float(value)
+    return total
+
+
+async def read_handled(session: aiohttp.ClientSession, base_url: str, ops_token: str) -> float:
+    async with session.get(base_url + "/metrics",
+                           headers={"Authorization": f"Bearer {ops_token}"}) as resp:
+        resp.raise_for_status()
+        return handled_total(await resp.text())
+
+
+async def wait_handled(session: aiohttp.ClientSession, base_url: str, ops_token: str,
+                       goal: float, timeout: float, interval: float = 0.02) -> float:
+    """Poll ``/metrics`` until ``goal`` events were handled; returns the monotonic time
+    of the first poll that saw it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = await read_handled(session, base_url, ops_token)
+        if seen >= goal:
+            return time.perf_counter()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {seen:.0f} of {goal:.0f} events handled after {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def measure(name: str, base_url: str, token: str, args: argparse.Namespace,
+                  round_no: int, ops_token: str | None = None,
+                  profile: ProfileRecorder | None = None) -> Figures:
+    warm = make_bodies(f"{name}-r{round_no}-warm", args.warmup, args.events)
+    load = make_bodies(f"{name}-r{round_no}-load", args.transactions, args.events)
+    events = args.transactions * args.events
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await push(session, base_url, token, warm)
+        baseline = 0.0
+        if ops_token:
+            # Start clean: the warm-up is handled before the clock starts.
+            baseline = await read_handled(session, base_url, ops_token)
+            goal = baseline  # what the warm-up left may already be counted
+            await wait_handled(session, base_url, ops_token,
+                               await _warm_goal(session, base_url, ops_token, goal, args),
+                               args.timeout)
+            baseline = await read_handled(session, base_url, ops_token)
+        if profile:
+            profile.start()
+        started = time.perf_counter()
+        latencies = await push(session, base_url, token, load)
+        acked = time.perf_counter()
+        handled = None
+        if ops_token:
+            done = await wait_handled(session, base_url, ops_token, baseline + events,
+                                      args.timeout)
+            handled = done - started
+        if profile:
+            profile.stop()
+    return Figures(name, events, acked - started, handled, latencies)
+
+
+async def _warm_goal(session: aiohttp.ClientSession, base_url: str, ops_token: str,
+                     seen: float, args: argparse.Namespace) -> float:
+    """The handled count once the warm-up is through: everything received so far."""
+    async with session.get(base_url + "/metrics",
+                           headers={"Authorization": f"Bearer {ops_token}"}) as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith("anywhere_events_received_total "):
+            return float(line.split()[1])
+    return seen + args.warmup * args.events
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class CeilingProcess:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CEILING_SERVER, str(self.port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline()
+        if b"ready" not in line or time.monotonic() > deadline:
+            raise RuntimeError(f"the ceiling server did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class ProfileRecorder:
+    """py-spy on the bridge process for the measured part only."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.pid, self.out = pid, out
+        self.proc: subprocess.Popen | None = None
+        exe = Path(sys.executable).with_name("py-spy")
+        self.exe = str(exe) if exe.exists() else shutil.which("py-spy")
+        if not self.exe:
+            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+
+    def start(self) -> None:
+        fmt = {".txt": "raw", ".json": "speedscope"}.get(self.out.suffix, "flamegraph")
+        self.proc = subprocess.Popen(
+            [self.exe, "record", "--pid", str(self.pid), "--rate", "250", "--format", fmt,
+             "--output", str(self.out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        time.sleep(1.0)  # py-spy attaches before the load starts
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"py-spy failed: {self.proc.stderr.read().decode()[-500:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def filesystem_of(path: Path) -> str:
+    """The mount type holding ``path`` (the cost of SQLite's fsync depends on it)."""
+    best, kind = "", "?"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and str(path.resolve()).startswith(parts[1]) and \
+                    len(parts[1]) >= len(best):
+                best, kind = parts[1], parts[2]
+    except OSError:
+        pass
+    return kind
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def median_figures(rounds: list[Figures]) -> Figures:
+    """The round with the median acknowledged rate."""
+    ordered = sorted(rounds, key=lambda f: f.acked_per_second)
+    return ordered[len(ordered) // 2]
+
+
+def report(bridge: Figures, ceiling: Figures, args: argparse.Namespace, notes: str,
+           all_rounds: dict[str, list[Figures]]) -> None:
+    ratio = bridge.acked_per_second / ceiling.acked_per_second
+    handled = bridge.handled_per_second or 0.0
+    handled_ratio = handled / ceiling.acked_per_second
+    print()
+    print(f"Transaction ingest: {args.transactions} transactions x {args.events} "
+          f"m.room.message events, one in flight, after {args.warmup} warm-up transactions"
+          + (f"; median of {args.rounds} rounds" if args.rounds > 1 else ""))
+    print(notes)
+    print()
+    rows = [
+        ("figure", "events/s", "ceiling ev/s", "ratio", "target", "result"),
+        ("bridge, acknowledged (200 sent)", f"{bridge.acked_per_second:,.0f}",
+         f"{ceiling.acked_per_second:,.0f}", f"{ratio:.2f}",
+         f">= {TARGET_EVENTS_PER_SECOND:,} ev/s", verdict(
+             bridge.acked_per_second >= TARGET_EVENTS_PER_SECOND)),
+        ("", "", "", "", f"ratio >= {TARGET_RATIO}", verdict(ratio >= TARGET_RATIO)),
+        ("bridge, handled (plugins ran)", f"{handled:,.0f}",
+         f"{ceiling.acked_per_second:,.0f}", f"{handled_ratio:.2f}",
+         f">= {TARGET_EVENTS_PER_SECOND:,} ev/s", verdict(handled >= TARGET_EVENTS_PER_SECOND)),
+        ("", "", "", "", f"ratio >= {TARGET_RATIO}", verdict(handled_ratio >= TARGET_RATIO)),
+        ("ceiling (bare aiohttp, parse + 200)", f"{ceiling.acked_per_second:,.0f}", "", "",
+         "", ""),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  " + "  ".join(cell.ljust(w) if j in (0, 4, 5) else cell.rjust(w)
+                               for j, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        if i == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+    print()
+    for fig in (bridge, ceiling):
+        print(f"  {fig.name:8} per transaction: p50 {fig.latency_ms(0.5):.2f} ms, "
+              f"p90 {fig.latency_ms(0.9):.2f} ms, p99 {fig.latency_ms(0.99):.2f} ms; "
+              f"{args.transactions} transactions in {fig.ack_seconds:.2f} s")
+    if bridge.handled_seconds:
+        print(f"  bridge   all {bridge.events:,} events handled {bridge.handled_seconds:.2f} s "
+              "after the first transaction was sent")
+    if args.rounds > 1:
+        for name, rounds in all_rounds.items():
+            rates = ", ".join(f"{f.acked_per_second:,.0f}" for f in rounds)
+            print(f"  {name:8} acknowledged events/s per round: {rates}")
+        handled_rates = [f.handled_per_second or 0 for f in all_rounds["bridge"]]
+        print(f"  bridge   handled events/s per round: "
+              + ", ".join(f"{r:,.0f}" for r in handled_rates)
+              + f" (median {statistics.median(handled_rates):,.0f})")
+    ok = (bridge.acked_per_second >= TARGET_EVENTS_PER_SECOND and ratio >= TARGET_RATIO)
+    print()
+    print(f"Overall (acknowledged figure against both targets): {verdict(ok)}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def run_rounds(args: argparse.Namespace, stack, ceiling: CeilingProcess,
+                     profile: ProfileRecorder | None) -> dict[str, list[Figures]]:
+    hs_token = stack.config["appservice"]["hs_token"]
+    results: dict[str, list[Figures]] = {"bridge": [], "ceiling": []}
+    for r in range(args.rounds):
+        results["ceiling"].append(await measure("ceiling", ceiling.url, hs_token, args, r))
+        results["bridge"].append(await measure(
+            "bridge", stack.bridge.url, hs_token, args, r, ops_token=stack.bridge.ops_token,
+            profile=profile if r == 0 else None,
+        ))
+        print(f"round {r + 1}/{args.rounds}: bridge "
+              f"{results['bridge'][-1].acked_per_second:,.0f} acked ev/s, "
+              f"{results['bridge'][-1].handled_per_second or 0:,.0f} handled ev/s; ceiling "
+              f"{results['ceiling'][-1].acked_per_second:,.0f} ev/s", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transactions", type=int, default=300,
+                        help="measured transactions per server (default 300)")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="warm-up transactions per server (default 20)")
+    parser.add_argument("--events", type=int, default=100,
+                        help="events per transaction (default 100)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each server this many times, report the median")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds to wait for the bridge to handle everything")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="folder for Synapse and the bridge (default: a temporary one, "
+                        "removed afterwards); the SQLite inbox lives here, so its disk counts")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record the bridge with py-spy during the first measured round "
+                        "(.svg flamegraph, .txt collapsed stacks, .json speedscope)")
+    args = parser.parse_args(argv)
+
+    # Imported here so --help works without the test extras.
+    from bridge.testing.stack import Stack
+
+    def on_sigterm(*_: object) -> None:
+        raise Interrupted()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="anywhere-bench-ingest-"))
+    base.mkdir(parents=True, exist_ok=True)
+    stack = ceiling = None
+    try:
+        print(f"work folder {base} ({filesystem_of(base)}); starting Synapse, the bridge and "
+              "the ceiling server ...", flush=True)
+        stack = Stack(base / "stack", enabled=["basics"],
+                      bridge_extra={"logging": {"level": "WARNING"}})
+        stack.start()
+        ceiling = CeilingProcess()
+        ceiling.start()
+        profile = ProfileRecorder(stack.bridge.proc.pid, args.profile) if args.profile else None
+        results = asyncio.run(run_rounds(args, stack, ceiling, profile))
+        notes = (f"  bridge: python -m bridge run, plugins core+basics, SQLite inbox on "
+                 f"{filesystem_of(base)} (WAL, synchronous=FULL), logging WARNING; "
+                 f"{os.cpu_count()} CPUs shared by load generator and server")
+        report(median_figures(results["bridge"]), median_figures(results["ceiling"]), args,
+               notes, results)
+        if args.profile:
+            print(f"\npy-spy profile of the bridge: {args.profile}")
+        return 0
+    except (KeyboardInterrupt, Interrupted):
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"\nbenchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if stack is not None:
+            print(f"end of the bridge log:\n{stack.bridge.tail(30)}", file=sys.stderr)
+        return 1
+    finally:
+        # Ctrl-C here again must not leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if ceiling is not None:
+            ceiling.stop()
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                stack.bridge.stop()
+            with contextlib.suppress(Exception):
+                stack.synapse.stop()
+        if args.keep or args.workdir:
+            print(f"work folder kept: {base}", file=sys.stderr)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The docs show code that runs: keep docs/plugins.md and the example plugin in step."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bridge import hookspecs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, re.S)
+
+
+def test_the_hello_world_in_the_docs_is_the_tested_example_plugin():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    example = (ROOT / "examples" / "hello" / "anywhere_hello.py").read_text()
+    assert example in python_blocks(docs)
+    assert len(example.strip().splitlines()) <= 12
+
+
+def test_every_hook_is_documented_for_plugin_authors():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    hooks = [name for name in dir(hookspecs) if name.startswith("anywhere_")]
+    assert hooks
+    for name in hooks:
+        assert f"`{name}(" in docs, f"{name} is missing from docs/plugins.md"
+        assert getattr(hookspecs, name).__doc__, f"{name} has no docstring in hookspecs.py"
+
+
+@pytest.mark.e2e
+async def test_hello_answers(matrix_user, bot_id):
+    alice = await matrix_user()  # a new person, logged in
+    room = await alice.dm(bot_id)  # a direct chat the bot has joined
+    await alice.send_text(room, "!hello Ada")
+    await alice.wait_for_notice(room, bot_id, "Hello, Ada!")
