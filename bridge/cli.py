@@ -126,8 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CORE_COMMANDS = {"init", "registration", "run", "doctor", "dev"}
+
+
+def add_plugin_commands(parser: argparse.ArgumentParser) -> None:
+    """Let every installed plugin add its subcommands (``anywhere_cli``)."""
+    from .pluginmanager import PluginManager, available_plugins
+
+    manager = PluginManager()
+    for name, entry in available_plugins().items():
+        try:
+            manager.register(entry.load(), name)
+        except Exception as exc:  # a broken plugin must not break the core commands
+            print(f"warning: plugin {name!r} could not be loaded: {exc}", file=sys.stderr)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for _ in manager.call_each("anywhere_cli", subparsers=subparsers):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first not in CORE_COMMANDS or "-h" in argv[:1] or "--help" in argv[:1]:
+        add_plugin_commands(parser)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -13,6 +13,7 @@ logged with the plugin's name and never stops another plugin).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,17 @@ def anywhere_authorize(
     The first plugin that returns a decision object (with ``allowed`` and ``reason``)
     decides; None means no opinion, and with no opinion at all the action is allowed.
     The policy engine implements this hook.
+    """
+
+
+@hookspec
+def anywhere_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add subcommands to the ``anywhere`` command line (``anywhere drive sync ...``).
+
+    Called only when the command line names a command the core does not know, for every
+    installed plugin (enabled or not: the CLI runs without a config). Add a parser with
+    ``subparsers.add_parser(name, help=...)`` and ``set_defaults(func=handler)``, where
+    ``handler(args) -> int`` returns the exit code.
     """
 
 
