@@ -39,8 +39,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     config_path, reg_path = Path(args.config), Path(args.registration)
     for path in (config_path, reg_path):
         if path.exists():
-            print(f"error: {path} exists already; refusing to overwrite it. Move it away or "
-                  "pass another path (-c / -r).", file=sys.stderr)
+            print(
+                f"error: {path} exists already; refusing to overwrite it. Move it away or "
+                "pass another path (-c / -r).",
+                file=sys.stderr,
+            )
             return 1
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(render_config(args.domain, args.homeserver), "utf-8")
@@ -49,9 +52,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     manager = load_plugins(config)
     write_registration(reg_path, build_registration(config, plugin_namespaces(config, manager)))
     print(f"Wrote {config_path} (fresh tokens) and {reg_path}.")
-    print("Next: add the registration to your homeserver (Synapse: app_service_config_files "
-          "in homeserver.yaml), restart it, then run `anywhere run -c "
-          f"{config_path}` and check with `anywhere doctor -c {config_path}`.")
+    print(
+        "Next: add the registration to your homeserver (Synapse: app_service_config_files "
+        "in homeserver.yaml), restart it, then run `anywhere run -c "
+        f"{config_path}` and check with `anywhere doctor -c {config_path}`."
+    )
     return 0
 
 
@@ -61,8 +66,9 @@ def cmd_registration(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     manager = load_plugins(config)
-    write_registration(Path(args.registration),
-                       build_registration(config, plugin_namespaces(config, manager)))
+    write_registration(
+        Path(args.registration), build_registration(config, plugin_namespaces(config, manager))
+    )
     print(f"Wrote {args.registration}; restart the homeserver to load it.")
     return 0
 
@@ -99,10 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init", help="write config.yaml (fresh tokens) and registration.yaml")
     p.add_argument("-c", "--config", default="config.yaml")
     p.add_argument("-r", "--registration", default="registration.yaml")
-    p.add_argument("--domain", default="example.org",
-                   help="your homeserver's server name (the part after ':' in user IDs)")
-    p.add_argument("--homeserver", default="http://127.0.0.1:8008",
-                   help="the homeserver's client-server URL as the bridge reaches it")
+    p.add_argument(
+        "--domain",
+        default="example.org",
+        help="your homeserver's server name (the part after ':' in user IDs)",
+    )
+    p.add_argument(
+        "--homeserver",
+        default="http://127.0.0.1:8008",
+        help="the homeserver's client-server URL as the bridge reaches it",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("registration", help="(re)write registration.yaml from config.yaml")

@@ -102,8 +102,14 @@ def command(
             func.name, func.help, func.level, func.aliases = name, help, level, aliases
             return func
         pending = getattr(func, "__anywhere_arguments__", [])
-        return Command(name, func, help or (func.__doc__ or "").strip().split("\n")[0],
-                       level, aliases, list(reversed(pending)))
+        return Command(
+            name,
+            func,
+            help or (func.__doc__ or "").strip().split("\n")[0],
+            level,
+            aliases,
+            list(reversed(pending)),
+        )
 
     return decorate
 
@@ -115,8 +121,10 @@ def argument(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         if isinstance(func, Command):
             func.arguments.insert(0, (args, kwargs))
         else:
-            func.__anywhere_arguments__ = [*getattr(func, "__anywhere_arguments__", []),
-                                           (args, kwargs)]
+            func.__anywhere_arguments__ = [
+                *getattr(func, "__anywhere_arguments__", []),
+                (args, kwargs),
+            ]
         return func
 
     return decorate

@@ -88,8 +88,14 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "true or false", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    return {
+        bool: "true or false",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def check_known_keys(
@@ -104,8 +110,9 @@ def check_known_keys(
         if key not in defaults:
             close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
             hint = f"did you mean {prefix}{close[0]}?" if close else "remove it"
-            raise ConfigError(dotted, f"one of {', '.join(map(str, defaults))}",
-                              f"unknown key {key!r}", hint)
+            raise ConfigError(
+                dotted, f"one of {', '.join(map(str, defaults))}", f"unknown key {key!r}", hint
+            )
         default = defaults[key]
         if default is None or dotted in open_keys:
             continue
@@ -187,7 +194,9 @@ def load_config(
     if file_path is not None:
         if not file_path.exists():
             raise ConfigError(
-                "config file", "an existing file", str(file_path),
+                "config file",
+                "an existing file",
+                str(file_path),
                 "run `anywhere init` to create one, or pass -c PATH",
             )
         try:
@@ -214,48 +223,97 @@ def _require(condition: bool, key: str, expected: str, found: object, hint: str 
 def _check_url(config: Config, key: str) -> None:
     value = config[key]
     parsed = urlparse(value)
-    _require(parsed.scheme in ("http", "https") and bool(parsed.netloc), key,
-             "an http:// or https:// URL", value)
+    _require(
+        parsed.scheme in ("http", "https") and bool(parsed.netloc),
+        key,
+        "an http:// or https:// URL",
+        value,
+    )
 
 
 def validate_core(config: Config) -> None:
     _check_url(config, "homeserver.url")
     _check_url(config, "appservice.address")
     domain = config["homeserver.domain"]
-    _require(bool(re.fullmatch(r"[A-Za-z0-9.\-]+(:\d+)?", domain)), "homeserver.domain",
-             "a server name such as example.org", domain)
+    _require(
+        bool(re.fullmatch(r"[A-Za-z0-9.\-]+(:\d+)?", domain)),
+        "homeserver.domain",
+        "a server name such as example.org",
+        domain,
+    )
     port = config["appservice.port"]
-    _require(isinstance(port, int) and 0 < port < 65536, "appservice.port",
-             "a port number between 1 and 65535", port)
+    _require(
+        isinstance(port, int) and 0 < port < 65536,
+        "appservice.port",
+        "a port number between 1 and 65535",
+        port,
+    )
     for key in ("appservice.as_token", "appservice.hs_token", "operations.token"):
         value = config[key]
-        _require(value != PLACEHOLDER, key, "a secret token", value,
-                 "run `anywhere init` to generate one, or set it yourself")
+        _require(
+            value != PLACEHOLDER,
+            key,
+            "a secret token",
+            value,
+            "run `anywhere init` to generate one, or set it yourself",
+        )
         _require(len(value) >= 16, key, "at least 16 characters", f"{len(value)} characters")
-    _require(config["appservice.as_token"] != config["appservice.hs_token"],
-             "appservice.hs_token", "a token different from appservice.as_token", "the same")
+    _require(
+        config["appservice.as_token"] != config["appservice.hs_token"],
+        "appservice.hs_token",
+        "a token different from appservice.as_token",
+        "the same",
+    )
     for key in ("appservice.bot.localpart", "appservice.ghost_prefix"):
         value = config[key]
-        _require(bool(LOCALPART_RE.match(value)), key,
-                 "lower-case letters, digits and ._=-/+", value)
-    _require(bool(re.fullmatch(r"[A-Za-z0-9_.\-]+", config["appservice.id"])),
-             "appservice.id", "letters, digits, _ . -", config["appservice.id"])
-    _require(config["bridge.command_prefix"] != "", "bridge.command_prefix",
-             "a non-empty prefix such as '!'", "")
+        _require(
+            bool(LOCALPART_RE.match(value)), key, "lower-case letters, digits and ._=-/+", value
+        )
+    _require(
+        bool(re.fullmatch(r"[A-Za-z0-9_.\-]+", config["appservice.id"])),
+        "appservice.id",
+        "letters, digits, _ . -",
+        config["appservice.id"],
+    )
+    _require(
+        config["bridge.command_prefix"] != "",
+        "bridge.command_prefix",
+        "a non-empty prefix such as '!'",
+        "",
+    )
     for pattern, level in config["bridge.permissions"].items():
-        _require(level in PERMISSION_LEVELS, f"bridge.permissions.{pattern}",
-                 " or ".join(PERMISSION_LEVELS), level)
-    _require(config["logging.format"] in ("console", "json"), "logging.format",
-             "console or json", config["logging.format"])
-    _require(str(config["logging.level"]).upper() in
-             ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-             "logging.level", "DEBUG, INFO, WARNING, ERROR or CRITICAL", config["logging.level"])
+        _require(
+            level in PERMISSION_LEVELS,
+            f"bridge.permissions.{pattern}",
+            " or ".join(PERMISSION_LEVELS),
+            level,
+        )
+    _require(
+        config["logging.format"] in ("console", "json"),
+        "logging.format",
+        "console or json",
+        config["logging.format"],
+    )
+    _require(
+        str(config["logging.level"]).upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        "logging.level",
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+        config["logging.level"],
+    )
     db_url = config["database.url"]
-    _require(db_url.split(":", 1)[0] in ("sqlite", "sqlite3", "postgres", "postgresql"),
-             "database.url", "sqlite:FILE or postgres://user@host/db", db_url)
+    _require(
+        db_url.split(":", 1)[0] in ("sqlite", "sqlite3", "postgres", "postgresql"),
+        "database.url",
+        "sqlite:FILE or postgres://user@host/db",
+        db_url,
+    )
     enabled = config["plugins.enabled"]
-    _require(all(isinstance(n, str) for n in enabled), "plugins.enabled",
-             "a list of plugin names", enabled)
+    _require(
+        all(isinstance(n, str) for n in enabled),
+        "plugins.enabled",
+        "a list of plugin names",
+        enabled,
+    )
 
 
 def apply_plugin_sections(config: Config, sections: Mapping[str, ConfigSection]) -> None:
@@ -263,8 +321,12 @@ def apply_plugin_sections(config: Config, sections: Mapping[str, ConfigSection])
     settings = config.data["plugins"]["settings"]
     for name in settings:
         if name not in sections and name not in config["plugins.enabled"]:
-            raise ConfigError(f"plugins.settings.{name}", "settings of an enabled plugin",
-                              name, "add it to plugins.enabled or remove the section")
+            raise ConfigError(
+                f"plugins.settings.{name}",
+                "settings of an enabled plugin",
+                name,
+                "add it to plugins.enabled or remove the section",
+            )
     for name, section in sections.items():
         prefix = f"plugins.settings.{name}"
         given = settings.get(name) or {}

@@ -8,6 +8,8 @@ import argparse
 import html
 from typing import TYPE_CHECKING, Any
 
+from mautrix.types import RoomCreatePreset
+
 from . import metrics
 from .commands import (
     LEVELS,
@@ -20,8 +22,6 @@ from .commands import (
     split_command,
     suggest,
 )
-from mautrix.types import RoomCreatePreset
-
 from .events import EventContext, MatrixEvent
 from .hookspecs import hookimpl
 
@@ -70,7 +70,8 @@ class RoomBook:
         await self.remember(room_id, encrypted=True)
         status = await self.bridge.db.execute(
             "UPDATE bot_room SET encrypted_notice = TRUE WHERE room_id = $1 "
-            "AND NOT encrypted_notice", room_id,
+            "AND NOT encrypted_notice",
+            room_id,
         )
         if isinstance(status, str):
             return status.rsplit(" ", 1)[-1] != "0"
@@ -129,8 +130,10 @@ class CorePlugin:
             items = []
             for cmd in by_plugin[plugin]:
                 lines.append(f"  {prefix}{cmd.usage(prefix).removeprefix(prefix)} — {cmd.help}")
-                items.append(f"<li><code>{html.escape(cmd.usage(prefix))}</code> — "
-                             f"{html.escape(cmd.help)}</li>")
+                items.append(
+                    f"<li><code>{html.escape(cmd.usage(prefix))}</code> — "
+                    f"{html.escape(cmd.help)}</li>"
+                )
             parts.append(f"<b>{html.escape(plugin)}</b><ul>{''.join(items)}</ul>")
         footer = f"Send {prefix}help COMMAND for the details of one command."
         return "\n".join([*lines, footer]), "".join(parts) + html.escape(footer)
@@ -175,8 +178,10 @@ class CorePlugin:
             return
         if LEVELS[cmd.level] > level:
             metrics.COMMANDS.labels(cmd.name, "denied").inc()
-            await ctx.reply(f"{prefix}{cmd.name} needs the {cmd.level} permission level, "
-                            "which you don't have. Ask the bridge operator.")
+            await ctx.reply(
+                f"{prefix}{cmd.name} needs the {cmd.level} permission level, "
+                "which you don't have. Ask the bridge operator."
+            )
             return
         try:
             args = cmd.parse(argv, prefix)
@@ -186,8 +191,10 @@ class CorePlugin:
         except CommandError as exc:
             metrics.COMMANDS.labels(cmd.name, "malformed").inc()
             usage = exc.usage if exc.usage.startswith("usage:") else f"usage: {exc.usage}"
-            await ctx.reply(f"{prefix}{cmd.name}: {exc.message}\n{usage}\n"
-                            f"Send {prefix}help {cmd.name} for details.")
+            await ctx.reply(
+                f"{prefix}{cmd.name}: {exc.message}\n{usage}\n"
+                f"Send {prefix}help {cmd.name} for details."
+            )
             return
         cmd_ctx = EventContext(bridge, event, cmd.plugin)
         try:
@@ -200,9 +207,11 @@ class CorePlugin:
             metrics.COMMANDS.labels(cmd.name, "error").inc()
             metrics.HANDLER_ERRORS.labels(cmd.plugin).inc()
             cmd_ctx.log.exception("command failed", command=cmd.name)
-            await cmd_ctx.reply(f"{prefix}{cmd.name} failed because of an error in the "
-                                f"{cmd.plugin} plugin. The operator can find it in the logs "
-                                f"(event {event.event_id}).")
+            await cmd_ctx.reply(
+                f"{prefix}{cmd.name} failed because of an error in the "
+                f"{cmd.plugin} plugin. The operator can find it in the logs "
+                f"(event {event.event_id})."
+            )
 
     async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
         bridge = self.bridge
@@ -218,8 +227,9 @@ class CorePlugin:
             return
         is_direct = bool(event.content.get("is_direct"))
         await bridge.bot.join_room(event.room_id)
-        await self.rooms.remember(event.room_id, is_direct=is_direct,
-                                  dm_user=event.sender if is_direct else None)
+        await self.rooms.remember(
+            event.room_id, is_direct=is_direct, dm_user=event.sender if is_direct else None
+        )
         encryption = await self._room_encryption(event.room_id)
         if encryption:
             await self._encrypted_notice(event.room_id, event.sender, ctx)
@@ -242,8 +252,11 @@ class CorePlugin:
         dm = await self.open_direct_chat(user_id, ctx)
         await ctx.notice(room_id, ENCRYPTED_NOTICE.format(user=user_id))
         prefix = self.bridge.config["bridge.command_prefix"]
-        await ctx.notice(dm, f"Hello! I can't read the encrypted room {room_id}, so let's talk "
-                             f"here. Send {prefix}help to see what I can do.")
+        await ctx.notice(
+            dm,
+            f"Hello! I can't read the encrypted room {room_id}, so let's talk "
+            f"here. Send {prefix}help to see what I can do.",
+        )
 
     async def open_direct_chat(self, user_id: str, ctx: EventContext) -> str:
         """The unencrypted DM with ``user_id``, created (and remembered) if needed."""
@@ -251,7 +264,9 @@ class CorePlugin:
         if existing:
             return existing
         room_id = await self.bridge.bot.create_room(
-            preset=RoomCreatePreset.TRUSTED_PRIVATE, is_direct=True, invitees=[user_id],
+            preset=RoomCreatePreset.TRUSTED_PRIVATE,
+            is_direct=True,
+            invitees=[user_id],
             name=self.bridge.config["appservice.bot.displayname"],
         )
         await self.rooms.remember(room_id, is_direct=True, dm_user=user_id)

@@ -50,14 +50,23 @@ async def run_dev(workdir: Path) -> int:
     synapse_url = f"http://127.0.0.1:{state['synapse_port']}"
     config_path = workdir / "bridge" / "config.yaml"
     if not config_path.exists():
-        write_bridge_files(workdir / "bridge", synapse_url=synapse_url, server_name=server_name,
-                           enabled=["basics"], port=state["bridge_port"])
+        write_bridge_files(
+            workdir / "bridge",
+            synapse_url=synapse_url,
+            server_name=server_name,
+            enabled=["basics"],
+            port=state["bridge_port"],
+        )
     registration = workdir / "bridge" / "registration.yaml"
     config = load_config(config_path)
     setup_logging(config["logging.format"], config["logging.level"])
 
-    synapse = Synapse(workdir / "synapse", server_name=server_name, port=state["synapse_port"],
-                      app_service_config_files=[registration])
+    synapse = Synapse(
+        workdir / "synapse",
+        server_name=server_name,
+        port=state["synapse_port"],
+        app_service_config_files=[registration],
+    )
     print(f"Starting Synapse on {synapse_url} (state in {workdir / 'synapse'}) ...", flush=True)
     await asyncio.to_thread(synapse.start)
     try:
@@ -65,8 +74,9 @@ async def run_dev(workdir: Path) -> int:
         bridge = Bridge(config)
         try:
             await bridge.start()
-            await _serve_until_stopped(config, config_path, synapse_url, server_name, demo,
-                                       state["demo_password"])
+            await _serve_until_stopped(
+                config, config_path, synapse_url, server_name, demo, state["demo_password"]
+            )
         finally:
             print("Stopping the bridge and Synapse ...", flush=True)
             await bridge.stop()
@@ -76,8 +86,9 @@ async def run_dev(workdir: Path) -> int:
     return 0
 
 
-async def _serve_until_stopped(config, config_path, synapse_url, server_name, demo,
-                               password) -> None:
+async def _serve_until_stopped(
+    config, config_path, synapse_url, server_name, demo, password
+) -> None:
     """Print where everything is, then wait for Ctrl-C or SIGTERM."""
     bot = yaml.safe_load(config_path.read_text())["appservice"]["bot"]["localpart"]
     print(
@@ -87,7 +98,8 @@ async def _serve_until_stopped(config, config_path, synapse_url, server_name, de
         f"  Talk to:     @{bot}:{server_name} (start a direct chat and send !help)\n"
         f"  Bridge:      {config['appservice.address']} (config {config_path})\n"
         "Use any Matrix client (Element: set the homeserver to the URL above). "
-        "Press Ctrl-C to stop.\n", flush=True,
+        "Press Ctrl-C to stop.\n",
+        flush=True,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from pathlib import Path
 from typing import Any
@@ -70,8 +69,9 @@ def check_registration_file(report: Report, path: Path, expected: dict[str, Any]
         return
     differs = [k for k in expected if not isinstance(found, dict) or found.get(k) != expected[k]]
     if differs:
-        report.line(FAIL, "registration", f"{path} differs from the config in: "
-                    f"{', '.join(differs)}", fix)
+        report.line(
+            FAIL, "registration", f"{path} differs from the config in: {', '.join(differs)}", fix
+        )
     else:
         report.line(OK, "registration", f"{path} matches the config")
 
@@ -82,13 +82,21 @@ async def check_homeserver(report: Report, http: aiohttp.ClientSession, config: 
         async with http.get(f"{url}/_matrix/client/versions") as resp:
             ok = resp.status == 200
             versions = (await resp.json(content_type=None)).get("versions", []) if ok else []
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-        report.line(FAIL, "homeserver", f"{url} does not answer ({type(exc).__name__}: {exc})",
-                    "check homeserver.url and that the homeserver is running")
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+        report.line(
+            FAIL,
+            "homeserver",
+            f"{url} does not answer ({type(exc).__name__}: {exc})",
+            "check homeserver.url and that the homeserver is running",
+        )
         return False
     if not ok:
-        report.line(FAIL, "homeserver", f"{url} answered HTTP {resp.status}",
-                    "homeserver.url must be the client-server API base URL")
+        report.line(
+            FAIL,
+            "homeserver",
+            f"{url} answered HTTP {resp.status}",
+            "homeserver.url must be the client-server API base URL",
+        )
         return False
     report.line(OK, "homeserver", f"{url} answers (spec versions up to {versions[-1:]})")
     return True
@@ -100,13 +108,20 @@ async def check_as_token(report: Report, http: aiohttp.ClientSession, config: Co
     async with http.get(url, headers=headers) as resp:
         body = await resp.json(content_type=None)
     if resp.status != 200:
-        report.line(FAIL, "as_token", f"the homeserver refused it ({body.get('errcode')}: "
-                    f"{body.get('error')})", "add registration.yaml to app_service_config_files "
-                    "and restart the homeserver")
+        report.line(
+            FAIL,
+            "as_token",
+            f"the homeserver refused it ({body.get('errcode')}: {body.get('error')})",
+            "add registration.yaml to app_service_config_files and restart the homeserver",
+        )
         return False
     if body.get("user_id") != config.bot_mxid:
-        report.line(FAIL, "as_token", f"it belongs to {body.get('user_id')}, expected "
-                    f"{config.bot_mxid}", "check appservice.bot.localpart and homeserver.domain")
+        report.line(
+            FAIL,
+            "as_token",
+            f"it belongs to {body.get('user_id')}, expected {config.bot_mxid}",
+            "check appservice.bot.localpart and homeserver.domain",
+        )
         return False
     report.line(OK, "as_token", f"accepted; the bot is {config.bot_mxid}")
     return True
@@ -137,18 +152,28 @@ async def check_ping(report: Report, http: aiohttp.ClientSession, config: Config
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
     try:
-        url = (f"{config['homeserver.url']}/_matrix/client/v1/appservice/"
-               f"{config['appservice.id']}/ping")
+        url = (
+            f"{config['homeserver.url']}/_matrix/client/v1/appservice/"
+            f"{config['appservice.id']}/ping"
+        )
         headers = {"Authorization": f"Bearer {config['appservice.as_token']}"}
         async with http.post(url, headers=headers, json={"transaction_id": "doctor"}) as resp:
             body = await resp.json(content_type=None)
         if resp.status == 200:
-            report.line(OK, "ping", f"the homeserver reached {who} at "
-                        f"{config['appservice.address']} in {body.get('duration_ms')} ms")
+            report.line(
+                OK,
+                "ping",
+                f"the homeserver reached {who} at "
+                f"{config['appservice.address']} in {body.get('duration_ms')} ms",
+            )
         else:
-            report.line(FAIL, "ping", f"{body.get('errcode')}: {body.get('error')} "
-                        f"(HTTP {resp.status})", "check that appservice.address is reachable "
-                        "from the homeserver and that hs_token matches registration.yaml")
+            report.line(
+                FAIL,
+                "ping",
+                f"{body.get('errcode')}: {body.get('error')} (HTTP {resp.status})",
+                "check that appservice.address is reachable "
+                "from the homeserver and that hs_token matches registration.yaml",
+            )
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -79,8 +79,12 @@ class EventContext:
         return "anywhere." + hashlib.sha256(seed.encode()).hexdigest()[:32]
 
     async def send(
-        self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message",
-        *, as_user: str | None = None,
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        event_type: str = "m.room.message",
+        *,
+        as_user: str | None = None,
     ) -> str:
         intent = self.bridge.intent(as_user) if as_user else self.bridge.bot
         return await intent.send_message_event(

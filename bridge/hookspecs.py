@@ -22,12 +22,13 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from storage.migrations import Migrations
+
     from .commands import Command
     from .config import Config, ConfigSection
     from .events import EventContext, MatrixEvent
     from .namespaces import Namespaces
     from .runtime import Bridge
-    from storage.migrations import Migrations
 
 PROJECT = "anywhere"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -42,7 +42,9 @@ class Inbox:
             status = await conn.execute(
                 "INSERT INTO inbox_txn (txn_id, received_at, event_count) VALUES ($1, $2, $3) "
                 "ON CONFLICT (txn_id) DO NOTHING",
-                txn_id, int(time.time() * 1000), len(rows),
+                txn_id,
+                int(time.time() * 1000),
+                len(rows),
             )
             if not _inserted(status):
                 return False
@@ -81,7 +83,8 @@ class Inbox:
             rows = await self.db.fetch(
                 "SELECT seq, txn_id, ephemeral, body FROM inbox_event WHERE seq > $1 "
                 "ORDER BY seq LIMIT $2",
-                self.handled_seq, BATCH,
+                self.handled_seq,
+                BATCH,
             )
             if not rows:
                 await self._wakeup.wait()
@@ -91,8 +94,9 @@ class Inbox:
                 try:
                     await self.dispatch(event)
                 except Exception:  # the dispatcher isolates plugins; this is a last guard
-                    log.exception("event dispatch failed", txn_id=row["txn_id"],
-                                  event_id=event.event_id)
+                    log.exception(
+                        "event dispatch failed", txn_id=row["txn_id"], event_id=event.event_id
+                    )
                 self.handled_seq = row["seq"]
                 if self._stopping:
                     break

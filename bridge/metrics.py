@@ -9,7 +9,8 @@ EVENTS_HANDLED = Counter(
     "anywhere_events_handled_total", "Events handed to plugins", ["event_type"]
 )
 TRANSACTION_SECONDS = Histogram(
-    "anywhere_transaction_seconds", "Time to store a transaction before answering 200",
+    "anywhere_transaction_seconds",
+    "Time to store a transaction before answering 200",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 HANDLER_ERRORS = Counter(

@@ -51,8 +51,7 @@ class PluginManager:
                 plugin = entry.load()
             except Exception as exc:
                 raise PluginLoadError(
-                    f"plugin {name!r} ({entry.value}) failed to import: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"plugin {name!r} ({entry.value}) failed to import: {type(exc).__name__}: {exc}"
                 ) from exc
             self.register(plugin, name)
 

@@ -29,8 +29,12 @@ def check_namespaces(config: Config, plugin_claims: dict[str, Namespaces]) -> No
             if re.fullmatch(ns.regex, bot):
                 problems.append(f"users namespace {ns.regex!r} of {owner} matches the bot {bot}")
     if problems:
-        raise ConfigError("namespaces", "namespaces that do not overlap", "; ".join(problems),
-                          "change the plugins' prefixes or disable one of them")
+        raise ConfigError(
+            "namespaces",
+            "namespaces that do not overlap",
+            "; ".join(problems),
+            "change the plugins' prefixes or disable one of them",
+        )
 
 
 def build_registration(config: Config, plugin_claims: dict[str, Namespaces]) -> dict[str, Any]:

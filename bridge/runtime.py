@@ -18,6 +18,9 @@ from mautrix.client.state_store import MemoryStateStore
 from mautrix.errors import MatrixRequestError
 from mautrix.util.async_db import Database
 
+from storage import open_database, run_migrations
+from storage.database import trace_logger
+
 from . import metrics
 from .commands import Command
 from .config import Config, ConfigSection, apply_plugin_sections
@@ -29,8 +32,6 @@ from .pluginmanager import PluginManager
 from .registration import check_namespaces
 from .schema import CORE_MIGRATIONS
 from .web import build_app
-from storage import open_database, run_migrations
-from storage.database import trace_logger
 
 log = structlog.get_logger("anywhere")
 
@@ -77,9 +78,7 @@ def load_plugins(config: Config, manager: PluginManager | None = None) -> Plugin
 
 
 def plugin_namespaces(config: Config, manager: PluginManager) -> dict[str, Namespaces]:
-    return {
-        name: ns for name, ns in manager.call_each("anywhere_namespaces", config=config) if ns
-    }
+    return {name: ns for name, ns in manager.call_each("anywhere_namespaces", config=config) if ns}
 
 
 class Bridge:
@@ -124,12 +123,19 @@ class Bridge:
         )
 
     async def authorize(
-        self, actor: str, action: str, target: str | None = None,
+        self,
+        actor: str,
+        action: str,
+        target: str | None = None,
         context: dict[str, Any] | None = None,
     ) -> Any:
         """Ask the policy plugins; allow when none has an opinion."""
         decision = await self.plugins.first_result(
-            "anywhere_authorize", bridge=self, actor=actor, action=action, target=target,
+            "anywhere_authorize",
+            bridge=self,
+            actor=actor,
+            action=action,
+            target=target,
             context=context or {},
         )
         return decision if decision is not None else Decision()
@@ -147,7 +153,8 @@ class Bridge:
         if resp.status != 200 or "user_id" not in body:
             raise web.HTTPUnauthorized(
                 text='{"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown or expired access '
-                'token: log in again"}', content_type="application/json",
+                'token: log in again"}',
+                content_type="application/json",
             )
         if len(self._token_cache) > 10_000:
             self._token_cache.clear()
@@ -178,8 +185,12 @@ class Bridge:
                     f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}"
                 ) from exc
         self.inbox.start()
-        self.log.info("bridge started", bot=self.config.bot_mxid,
-                      plugins=self.plugins.names(), pending=await self.inbox.pending_count())
+        self.log.info(
+            "bridge started",
+            bot=self.config.bot_mxid,
+            plugins=self.plugins.names(),
+            pending=await self.inbox.pending_count(),
+        )
 
     def _make_api(self) -> AppServiceAPI:
         return AppServiceAPI(
@@ -198,16 +209,21 @@ class Bridge:
             try:
                 func(bridge=self, app=app)
             except Exception as exc:
-                raise PluginLoadError(f"plugin {name!r} failed to add its web routes: {exc}") \
-                    from exc
+                raise PluginLoadError(
+                    f"plugin {name!r} failed to add its web routes: {exc}"
+                ) from exc
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, port = self.config["appservice.hostname"], self.config["appservice.port"]
         try:
             await web.TCPSite(self._runner, host, port).start()
         except OSError as exc:
-            raise ConfigError("appservice.port", "a free port", port,
-                              f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise ConfigError(
+                "appservice.port",
+                "a free port",
+                port,
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+            ) from exc
         self.log.info("web server listening", host=host, port=port)
 
     async def _wait_for_homeserver(self) -> None:
@@ -221,7 +237,7 @@ class Bridge:
                     if resp.status == 200:
                         break
                     problem = f"HTTP {resp.status}"
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if time.monotonic() + delay > deadline:
                 raise AnywhereError(
@@ -229,8 +245,9 @@ class Bridge:
                     f"{self.config['appservice.startup_timeout']} s ({problem}); check "
                     "homeserver.url and that the homeserver is running"
                 )
-            self.log.warning("homeserver not answering yet, retrying", problem=problem,
-                             retry_in=round(delay, 1))
+            self.log.warning(
+                "homeserver not answering yet, retrying", problem=problem, retry_in=round(delay, 1)
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 15.0)
         try:
@@ -280,9 +297,14 @@ class Bridge:
                     await result
             except Exception:
                 metrics.HANDLER_ERRORS.labels(plugin).inc()
-                self.log.exception("plugin handler failed", plugin=plugin,
-                                   event_type=event.type, event_id=event.event_id,
-                                   room_id=event.room_id, txn_id=event.txn_id)
+                self.log.exception(
+                    "plugin handler failed",
+                    plugin=plugin,
+                    event_type=event.type,
+                    event_id=event.event_id,
+                    room_id=event.room_id,
+                    txn_id=event.txn_id,
+                )
         metrics.EVENTS_HANDLED.labels(event.type).inc()
 
     async def health_checks(self) -> dict[str, bool]:

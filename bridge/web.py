@@ -52,12 +52,14 @@ def check_homeserver_token(request: web.Request, hs_token: str) -> web.Response 
     header_token = bearer_token(request)
     query_token = request.query.get("access_token")
     if header_token and query_token and not tokens_equal(header_token, query_token):
-        return matrix_error(403, "M_FORBIDDEN",
-                            "The Authorization header and access_token parameter differ")
+        return matrix_error(
+            403, "M_FORBIDDEN", "The Authorization header and access_token parameter differ"
+        )
     token = header_token or query_token
     if not token:
-        return matrix_error(401, "M_UNAUTHORIZED",
-                            "Missing hs_token: send Authorization: Bearer <hs_token>")
+        return matrix_error(
+            401, "M_UNAUTHORIZED", "Missing hs_token: send Authorization: Bearer <hs_token>"
+        )
     if not tokens_equal(token, hs_token):
         return matrix_error(403, "M_FORBIDDEN", "Bad hs_token")
     return None
@@ -69,8 +71,12 @@ def require_operator(request: web.Request) -> None:
     token = bearer_token(request)
     if not token:
         raise web.HTTPUnauthorized(
-            text=json.dumps({"errcode": "M_UNAUTHORIZED",
-                             "error": "Send Authorization: Bearer <operations.token>"}),
+            text=json.dumps(
+                {
+                    "errcode": "M_UNAUTHORIZED",
+                    "error": "Send Authorization: Bearer <operations.token>",
+                }
+            ),
             content_type="application/json",
         )
     if not tokens_equal(token, bridge.config["operations.token"]):
@@ -90,8 +96,12 @@ async def require_matrix_user(request: web.Request) -> str:
     token = bearer_token(request)
     if not token:
         raise web.HTTPUnauthorized(
-            text=json.dumps({"errcode": "M_MISSING_TOKEN",
-                             "error": "Send Authorization: Bearer <your Matrix access token>"}),
+            text=json.dumps(
+                {
+                    "errcode": "M_MISSING_TOKEN",
+                    "error": "Send Authorization: Bearer <your Matrix access token>",
+                }
+            ),
             content_type="application/json",
         )
     return await bridge.user_for_token(token)
@@ -104,8 +114,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except web.HTTPNotFound:
         return matrix_error(404, "M_UNRECOGNIZED", f"Unrecognized request: {request.path}")
     except web.HTTPMethodNotAllowed:
-        return matrix_error(405, "M_UNRECOGNIZED",
-                            f"Unrecognized request: {request.method} {request.path}")
+        return matrix_error(
+            405, "M_UNRECOGNIZED", f"Unrecognized request: {request.method} {request.path}"
+        )
 
 
 class AppserviceRoutes:
@@ -121,7 +132,7 @@ class AppserviceRoutes:
         app.router.add_post("/_matrix/app/v1/ping", self.ping)
 
     async def transaction(self, request: web.Request) -> web.Response:
-        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+        if denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"]):
             return denied
         txn_id = request.match_info["txn_id"]
         started = time.perf_counter()
@@ -135,8 +146,9 @@ class AppserviceRoutes:
             return matrix_error(400, "M_BAD_JSON", "Transaction must be an object with 'events'")
         events = [e for e in body.get("events", []) if isinstance(e, dict)]
         ephemeral = body.get("ephemeral") or body.get("de.sorunome.msc2409.ephemeral") or []
-        ephemeral = [e for e in ephemeral if isinstance(e, dict)] if isinstance(
-            ephemeral, list) else []
+        ephemeral = (
+            [e for e in ephemeral if isinstance(e, dict)] if isinstance(ephemeral, list) else []
+        )
         stored = await self.bridge.inbox.store(txn_id, events, ephemeral)
         metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
         if stored:
@@ -146,25 +158,27 @@ class AppserviceRoutes:
         return web.json_response({})
 
     async def query_user(self, request: web.Request) -> web.Response:
-        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+        if denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"]):
             return denied
         user_id = request.match_info["user_id"]
-        if await self.bridge.plugins.first_result("anywhere_query_user", bridge=self.bridge,
-                                                  user_id=user_id):
+        if await self.bridge.plugins.first_result(
+            "anywhere_query_user", bridge=self.bridge, user_id=user_id
+        ):
             return web.json_response({})
         return matrix_error(404, "M_NOT_FOUND", f"No such user: {user_id}")
 
     async def query_room(self, request: web.Request) -> web.Response:
-        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+        if denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"]):
             return denied
         alias = request.match_info["alias"]
-        if await self.bridge.plugins.first_result("anywhere_query_room_alias",
-                                                  bridge=self.bridge, alias=alias):
+        if await self.bridge.plugins.first_result(
+            "anywhere_query_room_alias", bridge=self.bridge, alias=alias
+        ):
             return web.json_response({})
         return matrix_error(404, "M_NOT_FOUND", f"No such room alias: {alias}")
 
     async def ping(self, request: web.Request) -> web.Response:
-        if (denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"])):
+        if denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"]):
             return denied
         try:
             body = await request.json()
@@ -180,8 +194,9 @@ async def health(request: web.Request) -> web.Response:
     require_operator(request)
     checks = await request.app[BRIDGE_KEY].health_checks()
     ready = all(checks.values())
-    return web.json_response({"live": True, "ready": ready, "checks": checks},
-                             status=200 if ready else 503)
+    return web.json_response(
+        {"live": True, "ready": ready, "checks": checks}, status=200 if ready else 503
+    )
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -44,5 +44,9 @@ def trace_logger(name: str) -> TraceLogger:
         logging.Logger.manager.loggerDict.pop(name, None)
         logger = TraceLogger(name)
         logging.Logger.manager.loggerDict[name] = logger
-        logger.parent = logging.getLogger(name.rpartition(".")[0] or "root") if "." in name else logging.getLogger()
+        logger.parent = (
+            logging.getLogger(name.rpartition(".")[0] or "root")
+            if "." in name
+            else logging.getLogger()
+        )
     return logger

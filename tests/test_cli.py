@@ -14,8 +14,13 @@ from bridge.testing.synapse import free_port
 
 
 def anywhere(*args: str, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bridge", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_init_writes_config_and_registration_with_fresh_tokens_and_refuses_to_overwrite(
@@ -50,14 +55,20 @@ def test_run_with_a_bad_config_names_the_key_and_exits(tmp_path):
 
 
 def test_run_keeps_retrying_a_homeserver_that_is_not_up_yet(tmp_path):
-    assert anywhere("init", "--homeserver", f"http://127.0.0.1:{free_port()}",
-                    cwd=tmp_path).returncode == 0
+    assert (
+        anywhere("init", "--homeserver", f"http://127.0.0.1:{free_port()}", cwd=tmp_path).returncode
+        == 0
+    )
     config = yaml.safe_load((tmp_path / "config.yaml").read_text())
     config["appservice"]["port"] = free_port()
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "-c", "config.yaml"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run", "-c", "config.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         time.sleep(4)
         assert proc.poll() is None, "the bridge exited instead of waiting for the homeserver"
@@ -83,8 +94,9 @@ def test_doctor_pings_through_a_temporary_listener_when_the_bridge_is_down(anywh
     stack = anywhere_stack
     stack.bridge.stop()
     try:
-        result = anywhere("doctor", "-c", str(stack.config_path), "-r",
-                          str(stack.registration_path))
+        result = anywhere(
+            "doctor", "-c", str(stack.config_path), "-r", str(stack.registration_path)
+        )
     finally:
         stack.bridge.start()
     assert result.returncode == 0, result.stdout

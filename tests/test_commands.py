@@ -51,7 +51,9 @@ def test_split_command_needs_the_prefix_outside_direct_chats():
     assert split_command("greet Ada", "!", prefix_optional=True) == ["greet", "Ada"]
     assert split_command("! greet", "!", prefix_optional=False) is None
     assert split_command('!greet "Ada Lovelace"', "!", prefix_optional=False) == [
-        "greet", "Ada Lovelace"]
+        "greet",
+        "Ada Lovelace",
+    ]
 
 
 def test_unbalanced_quotes_are_a_clear_error():
@@ -65,8 +67,12 @@ def test_unknown_commands_get_a_suggestion():
 
 
 def test_permission_levels_most_specific_wins():
-    permissions = {"*": "none", "example.org": "user", "@boss:example.org": "admin",
-                   "@troll:example.org": "none"}
+    permissions = {
+        "*": "none",
+        "example.org": "user",
+        "@boss:example.org": "admin",
+        "@troll:example.org": "none",
+    }
     assert level_for("@boss:example.org", permissions) == 2
     assert level_for("@ada:example.org", permissions) == 1
     assert level_for("@troll:example.org", permissions) == 0

@@ -53,17 +53,22 @@ def test_a_wrong_type_says_what_was_found_and_expected(config_file):
 
 def test_a_bad_permission_level_is_refused(config_file):
     write(config_file, bridge__permissions={"example.org": "superuser"})
-    with pytest.raises(ConfigError, match="bridge.permissions.example.org: expected none or "
-                                          "user or admin, found 'superuser'"):
+    with pytest.raises(
+        ConfigError,
+        match="bridge.permissions.example.org: expected none or user or admin, found 'superuser'",
+    ):
         load_config(config_file, environ={})
 
 
 def test_environment_variables_override_keys(config_file):
-    config = load_config(config_file, environ={
-        "ANYWHERE__APPSERVICE__PORT": "30001",
-        "ANYWHERE__LOGGING__LEVEL": "DEBUG",
-        "UNRELATED": "x",
-    })
+    config = load_config(
+        config_file,
+        environ={
+            "ANYWHERE__APPSERVICE__PORT": "30001",
+            "ANYWHERE__LOGGING__LEVEL": "DEBUG",
+            "UNRELATED": "x",
+        },
+    )
     assert config["appservice.port"] == 30001
     assert config["logging.level"] == "DEBUG"
 

@@ -42,12 +42,26 @@ async def test_a_failing_plugin_does_not_stop_other_plugins_or_later_events(conf
     bridge = Bridge(config, manager)
     bridge._collect_commands_and_handlers()
     # keep only the two test plugins' handlers (the core's router needs a homeserver)
-    bridge.handlers = {"m.room.message": [
-        (name, handler) for name, handler in bridge.handlers["m.room.message"]
-        if name in ("faulty", "recorder")
-    ]}
-    events = [MatrixEvent({"type": "m.room.message", "event_id": f"$e{i}", "room_id": "!r:x",
-                           "sender": "@a:x", "content": {}}, txn_id="t1") for i in range(3)]
+    bridge.handlers = {
+        "m.room.message": [
+            (name, handler)
+            for name, handler in bridge.handlers["m.room.message"]
+            if name in ("faulty", "recorder")
+        ]
+    }
+    events = [
+        MatrixEvent(
+            {
+                "type": "m.room.message",
+                "event_id": f"$e{i}",
+                "room_id": "!r:x",
+                "sender": "@a:x",
+                "content": {},
+            },
+            txn_id="t1",
+        )
+        for i in range(3)
+    ]
     with structlog.testing.capture_logs() as logs:
         for event in events:
             await bridge.dispatch(event)
@@ -58,4 +72,3 @@ async def test_a_failing_plugin_does_not_stop_other_plugins_or_later_events(conf
     assert failures[0]["event_id"] == "$e0"
     assert failures[0]["txn_id"] == "t1"
     assert failures[0]["room_id"] == "!r:x"
-

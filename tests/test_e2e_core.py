@@ -15,8 +15,11 @@ pytestmark = pytest.mark.e2e
 
 
 def is_reply_from(bot_id: str, text: str):
-    return lambda e: (e.get("sender") == bot_id and e.get("type") == "m.room.message"
-                      and text in str(e.get("content", {}).get("body", "")))
+    return lambda e: (
+        e.get("sender") == bot_id
+        and e.get("type") == "m.room.message"
+        and text in str(e.get("content", {}).get("body", ""))
+    )
 
 
 async def test_help_in_a_dm_lists_every_enabled_plugins_commands(matrix_user, bot_id):
@@ -25,8 +28,12 @@ async def test_help_in_a_dm_lists_every_enabled_plugins_commands(matrix_user, bo
     await alice.send_text(room, "!help")
     reply = await alice.wait_for_notice(room, bot_id, "help")
     body = reply["content"]["body"]
-    for plugin, cmd in [("core", "!help"), ("basics", "!ping"), ("basics", "!whoami"),
-                        ("hello", "!hello")]:
+    for plugin, cmd in [
+        ("core", "!help"),
+        ("basics", "!ping"),
+        ("basics", "!whoami"),
+        ("hello", "!hello"),
+    ]:
         assert f"{plugin}:" in body
         assert cmd in body
     # one line per command, each with its description
@@ -67,9 +74,7 @@ async def test_an_unknown_command_gets_a_suggestion(matrix_user, bot_id):
     assert "Did you mean !ping?" in reply["content"]["body"]
 
 
-async def test_the_bot_answers_commands_in_a_group_room_only_with_the_prefix(
-    matrix_user, bot_id
-):
+async def test_the_bot_answers_commands_in_a_group_room_only_with_the_prefix(matrix_user, bot_id):
     alice = await matrix_user()
     room = await alice.create_room([bot_id], name="Decision tonight")
     await alice.wait_joined(room, bot_id)
@@ -82,9 +87,14 @@ async def test_the_bot_answers_commands_in_a_group_room_only_with_the_prefix(
 async def test_an_invite_from_a_person_without_permission_is_declined(matrix_user, bot_id):
     outsider = await matrix_user("outsider")  # "none" in the test permissions
     room = await outsider.create_room([bot_id])
-    await outsider.wait_for(room, lambda e: e.get("type") == "m.room.member"
-                            and e.get("state_key") == bot_id
-                            and e["content"].get("membership") == "leave")
+    await outsider.wait_for(
+        room,
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == bot_id
+            and e["content"].get("membership") == "leave"
+        ),
+    )
 
 
 async def test_in_an_encrypted_room_the_bot_says_so_once_and_opens_a_dm(matrix_user, bot_id):
@@ -103,32 +113,51 @@ async def test_in_an_encrypted_room_the_bot_says_so_once_and_opens_a_dm(matrix_u
     await alice.wait_for_notice(dm, bot_id, "let's talk here")
     # an encrypted message (which the bot cannot read) gets no second notice
     mark = alice.mark(room)
-    await alice.client.room_send(room, "m.room.encrypted", {
-        "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgA", "sender_key": "x",
-        "session_id": "y", "device_id": "Z"}, ignore_unverified_devices=True)
+    await alice.client.room_send(
+        room,
+        "m.room.encrypted",
+        {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": "AwgA",
+            "sender_key": "x",
+            "session_id": "y",
+            "device_id": "Z",
+        },
+        ignore_unverified_devices=True,
+    )
     await alice.send_text(room, "!ping after")
     await alice.wait_for(room, is_reply_from(bot_id, "pong after"), start=mark)
-    notices = [e for e in alice.timeline[room]
-               if "can't read encrypted" in str(e.get("content", {}).get("body"))]
+    notices = [
+        e
+        for e in alice.timeline[room]
+        if "can't read encrypted" in str(e.get("content", {}).get("body"))
+    ]
     assert len(notices) == 1
 
 
 # ----- the appservice API as the homeserver sees it -----
 
+
 async def _put_transaction(stack, txn_id: str, events: list, **kwargs) -> aiohttp.ClientResponse:
-    headers = kwargs.pop("headers", {"Authorization": f"Bearer {stack.config['appservice']['hs_token']}"})
-    async with aiohttp.ClientSession() as http:
-        async with http.put(f"{stack.bridge.url}/_matrix/app/v1/transactions/{txn_id}",
-                            json={"events": events}, headers=headers, **kwargs) as resp:
-            await resp.read()
-            return resp
+    headers = kwargs.pop(
+        "headers", {"Authorization": f"Bearer {stack.config['appservice']['hs_token']}"}
+    )
+    async with aiohttp.ClientSession() as http, http.put(
+        f"{stack.bridge.url}/_matrix/app/v1/transactions/{txn_id}",
+        json={"events": events},
+        headers=headers,
+        **kwargs,
+    ) as resp:
+        await resp.read()
+        return resp
 
 
 async def _metric(stack, name: str) -> float:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{stack.bridge.url}/metrics",
-                            headers={"Authorization": f"Bearer {stack.bridge.ops_token}"}) as r:
-            text = await r.text()
+    async with aiohttp.ClientSession() as http, http.get(
+        f"{stack.bridge.url}/metrics",
+        headers={"Authorization": f"Bearer {stack.bridge.ops_token}"},
+    ) as r:
+        text = await r.text()
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name):
@@ -144,31 +173,42 @@ async def test_wrong_and_missing_hs_tokens_are_refused(anywhere_stack):
         async with http.put(url, json={"events": []}) as resp:
             assert resp.status == 401
             assert (await resp.json())["errcode"] == "M_UNAUTHORIZED"
-        async with http.put(url, json={"events": []},
-                            headers={"Authorization": "Bearer wrong"}) as resp:
+        async with http.put(
+            url, json={"events": []}, headers={"Authorization": "Bearer wrong"}
+        ) as resp:
             assert resp.status == 403
             assert (await resp.json())["errcode"] == "M_FORBIDDEN"
-        async with http.put(url, json={"events": []}, params={"access_token": "wrong"},
-                            headers={"Authorization": f"Bearer {hs_token}"}) as resp:
+        async with http.put(
+            url,
+            json={"events": []},
+            params={"access_token": "wrong"},
+            headers={"Authorization": f"Bearer {hs_token}"},
+        ) as resp:
             assert resp.status == 403  # header and legacy parameter disagree
         async with http.put(url, json={"events": []}, params={"access_token": hs_token}) as resp:
             assert resp.status == 200  # the legacy parameter alone is accepted
-        async with http.get(f"{stack.bridge.url}/_matrix/app/v1/users/@nobody:localhost",
-                            headers={"Authorization": f"Bearer {hs_token}"}) as resp:
+        async with http.get(
+            f"{stack.bridge.url}/_matrix/app/v1/users/@nobody:localhost",
+            headers={"Authorization": f"Bearer {hs_token}"},
+        ) as resp:
             assert resp.status == 404
-        async with http.get(f"{stack.bridge.url}/_matrix/app/v1/nothing-here",
-                            headers={"Authorization": f"Bearer {hs_token}"}) as resp:
+        async with http.get(
+            f"{stack.bridge.url}/_matrix/app/v1/nothing-here",
+            headers={"Authorization": f"Bearer {hs_token}"},
+        ) as resp:
             assert resp.status == 404
             assert (await resp.json())["errcode"] == "M_UNRECOGNIZED"
-        async with http.put(url, data=b"{not json",
-                            headers={"Authorization": f"Bearer {hs_token}"}) as resp:
+        async with http.put(
+            url, data=b"{not json", headers={"Authorization": f"Bearer {hs_token}"}
+        ) as resp:
             assert resp.status == 400
             assert (await resp.json())["errcode"] == "M_NOT_JSON"
         for path in ("/health", "/metrics"):
             async with http.get(stack.bridge.url + path) as resp:
                 assert resp.status == 401
-            async with http.get(stack.bridge.url + path,
-                                headers={"Authorization": "Bearer nope"}) as resp:
+            async with http.get(
+                stack.bridge.url + path, headers={"Authorization": "Bearer nope"}
+            ) as resp:
                 assert resp.status == 403
 
 
@@ -180,22 +220,36 @@ async def test_a_replayed_transaction_has_no_effect_also_after_a_restart(
     room = await alice.dm(bot_id)
     tag = secrets.token_hex(3)
     now = int(time.time() * 1000)
-    ping = {"type": "m.room.message", "room_id": room, "sender": alice.user_id,
-            "event_id": f"$replay-{tag}", "origin_server_ts": now,
-            "content": {"msgtype": "m.text", "body": f"!ping replay {tag}"}}
+    ping = {
+        "type": "m.room.message",
+        "room_id": room,
+        "sender": alice.user_id,
+        "event_id": f"$replay-{tag}",
+        "origin_server_ts": now,
+        "content": {"msgtype": "m.text", "body": f"!ping replay {tag}"},
+    }
     # An event type nobody else sends, so the handled-events counter shows every handling
     # (the homeserver would hide a repeated reply, the counter does not).
     probe_type = f"org.anywhere.test.probe{tag}"
-    probe = {"type": probe_type, "room_id": room, "sender": alice.user_id,
-             "event_id": f"$probe-{tag}", "origin_server_ts": now, "content": {}}
+    probe = {
+        "type": probe_type,
+        "room_id": room,
+        "sender": alice.user_id,
+        "event_id": f"$probe-{tag}",
+        "origin_server_ts": now,
+        "content": {},
+    }
     counter = f'anywhere_events_handled_total{{event_type="{probe_type}"}}'
     txn_id = f"replay-{tag}"
 
     async def marker(name: str) -> None:
         """A fresh transaction; events are handled in order, so once its answer is seen
         anything stored before it has been handled too."""
-        event = dict(ping, event_id=f"${name}-{tag}",
-                     content={"msgtype": "m.text", "body": f"!ping {name} {tag}"})
+        event = dict(
+            ping,
+            event_id=f"${name}-{tag}",
+            content={"msgtype": "m.text", "body": f"!ping {name} {tag}"},
+        )
         assert (await _put_transaction(stack, f"{name}-{tag}", [event])).status == 200
         await alice.wait_for(room, is_reply_from(bot_id, f"pong {name} {tag}"))
 

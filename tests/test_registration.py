@@ -32,8 +32,9 @@ def test_overlapping_plugin_namespaces_are_an_error(config_file):
 def test_separate_plugin_namespaces_are_fine(config_file):
     config = load_config(config_file, environ={})
     claims = {
-        "xmpp": Namespaces.of(users=[user_regex("anywhere_xmpp_", "example.org")],
-                              aliases=[r"#xmpp_.*:example\.org"]),
+        "xmpp": Namespaces.of(
+            users=[user_regex("anywhere_xmpp_", "example.org")], aliases=[r"#xmpp_.*:example\.org"]
+        ),
         "sms": Namespaces.of(users=[user_regex("anywhere_sms_", "example.org")]),
     }
     reg = build_registration(config, claims)

@@ -86,8 +86,7 @@ async def test_inbox_stores_a_transaction_once_and_hands_events_over_in_order(da
     try:
         await run_migrations(db, [CORE_MIGRATIONS])
         inbox = Inbox(db, dispatch)
-        events = [{"event_id": f"$e{i}", "type": "m.room.message", "content": {}}
-                  for i in range(5)]
+        events = [{"event_id": f"$e{i}", "type": "m.room.message", "content": {}} for i in range(5)]
         assert await inbox.store("t1", events[:3], []) is True
         assert await inbox.store("t1", events[:3], []) is False  # replay
         assert await inbox.store("t2", events[3:], [{"type": "m.typing"}]) is True

@@ -51,8 +51,12 @@ def anywhere_stack(
 ) -> Iterator[Stack]:
     """A real Synapse (SQLite, temporary folder, free port) with the bridge registered,
     and the bridge running as a process. Shared by the whole session."""
-    stack = Stack(tmp_path_factory.mktemp("anywhere"), anywhere_enabled_plugins,
-                  anywhere_plugin_settings, bridge_extra=anywhere_bridge_config)
+    stack = Stack(
+        tmp_path_factory.mktemp("anywhere"),
+        anywhere_enabled_plugins,
+        anywhere_plugin_settings,
+        bridge_extra=anywhere_bridge_config,
+    )
     try:
         stack.start()
         yield stack

@@ -88,7 +88,10 @@ class BridgeProcess:
         env = {k: v for k, v in env.items() if not k.startswith("ANYWHERE__")} | self.env
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -156,9 +159,12 @@ class MatrixUser:
         await self.client.close()
 
     async def sync_once(self, timeout_ms: int = 500) -> None:
-        response = await self.client.sync(timeout=timeout_ms, since=self._since,
-                                          full_state=self._since is None,
-                                          sync_filter=SYNC_FILTER)
+        response = await self.client.sync(
+            timeout=timeout_ms,
+            since=self._since,
+            full_state=self._since is None,
+            sync_filter=SYNC_FILTER,
+        )
         if not isinstance(response, SyncResponse):
             raise RuntimeError(f"sync failed for {self.user_id}: {response}")
         self._since_before, self._since = self._since, response.next_batch
@@ -191,8 +197,12 @@ class MatrixUser:
         self.timeline.setdefault(room_id, []).extend(reversed(missing))
 
     async def wait_for(
-        self, room_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
-        *, start: int = 0,
+        self,
+        room_id: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 30.0,
+        *,
+        start: int = 0,
     ) -> dict[str, Any]:
         """The first event in ``room_id`` (from index ``start``) matching ``predicate``."""
         deadline = time.monotonic() + timeout
@@ -201,18 +211,33 @@ class MatrixUser:
                 if predicate(event):
                     return event
             if time.monotonic() > deadline:
-                seen = [(e.get("sender"), e.get("content", {}).get("body"))
-                        for e in self.timeline.get(room_id, [])[-10:]]
-                raise TimeoutError(f"{self.user_id} saw nothing matching in {room_id} within "
-                                   f"{timeout} s; last events: {seen}")
+                seen = [
+                    (e.get("sender"), e.get("content", {}).get("body"))
+                    for e in self.timeline.get(room_id, [])[-10:]
+                ]
+                raise TimeoutError(
+                    f"{self.user_id} saw nothing matching in {room_id} within "
+                    f"{timeout} s; last events: {seen}"
+                )
             await self.sync_once()
 
-    async def wait_for_notice(self, room_id: str, sender: str, contains: str = "",
-                              timeout: float = 30.0, *, start: int = 0) -> dict[str, Any]:
+    async def wait_for_notice(
+        self,
+        room_id: str,
+        sender: str,
+        contains: str = "",
+        timeout: float = 30.0,
+        *,
+        start: int = 0,
+    ) -> dict[str, Any]:
         def match(event: dict[str, Any]) -> bool:
             body = event.get("content", {}).get("body", "")
-            return (event.get("sender") == sender and event.get("type") == "m.room.message"
-                    and isinstance(body, str) and contains in body)
+            return (
+                event.get("sender") == sender
+                and event.get("type") == "m.room.message"
+                and isinstance(body, str)
+                and contains in body
+            )
 
         return await self.wait_for(room_id, match, timeout, start=start)
 
@@ -228,12 +253,23 @@ class MatrixUser:
             raise RuntimeError(f"send failed: {response}")
         return response.event_id
 
-    async def create_room(self, invite: list[str] = (), *, direct: bool = False,
-                          encrypted: bool = False, name: str | None = None) -> str:
+    async def create_room(
+        self,
+        invite: list[str] = (),
+        *,
+        direct: bool = False,
+        encrypted: bool = False,
+        name: str | None = None,
+    ) -> str:
         initial_state = []
         if encrypted:
-            initial_state.append({"type": "m.room.encryption", "state_key": "",
-                                  "content": {"algorithm": "m.megolm.v1.aes-sha2"}})
+            initial_state.append(
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            )
         response = await self.client.room_create(
             name=name, invite=list(invite), is_direct=direct, initial_state=initial_state
         )
@@ -242,9 +278,15 @@ class MatrixUser:
         return response.room_id
 
     async def wait_joined(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
-        await self.wait_for(room_id, lambda e: e.get("type") == "m.room.member"
-                            and e.get("state_key") == user_id
-                            and e.get("content", {}).get("membership") == "join", timeout)
+        await self.wait_for(
+            room_id,
+            lambda e: (
+                e.get("type") == "m.room.member"
+                and e.get("state_key") == user_id
+                and e.get("content", {}).get("membership") == "join"
+            ),
+            timeout,
+        )
 
     async def dm(self, other: str, timeout: float = 30.0) -> str:
         """Open a direct chat with ``other`` (the bot) and wait until it has joined."""
@@ -256,19 +298,32 @@ class MatrixUser:
 class Stack:
     """Synapse plus one bridge, sharing a work folder."""
 
-    def __init__(self, workdir: Path, enabled: list[str], settings: dict | None = None,
-                 bridge_extra: dict | None = None, synapse_extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        enabled: list[str],
+        settings: dict | None = None,
+        bridge_extra: dict | None = None,
+        synapse_extra: dict | None = None,
+    ) -> None:
         self.workdir = workdir
         self.server_name = "localhost"
         synapse_port = free_port()
         self.config_path, self.registration_path = write_bridge_files(
-            workdir / "bridge", synapse_url=f"http://127.0.0.1:{synapse_port}",
-            server_name=self.server_name, enabled=enabled, settings=settings, extra=bridge_extra,
+            workdir / "bridge",
+            synapse_url=f"http://127.0.0.1:{synapse_port}",
+            server_name=self.server_name,
+            enabled=enabled,
+            settings=settings,
+            extra=bridge_extra,
         )
-        self.synapse = Synapse(workdir / "synapse", server_name=self.server_name,
-                               port=synapse_port,
-                               app_service_config_files=[self.registration_path],
-                               extra_config=synapse_extra)
+        self.synapse = Synapse(
+            workdir / "synapse",
+            server_name=self.server_name,
+            port=synapse_port,
+            app_service_config_files=[self.registration_path],
+            extra_config=synapse_extra,
+        )
         self.bridge = BridgeProcess(self.config_path)
         config = yaml.safe_load(self.config_path.read_text("utf-8"))
         self.bot_id = f"@{config['appservice']['bot']['localpart']}:{self.server_name}"
@@ -286,9 +341,14 @@ class Stack:
     async def user(self, localpart: str | None = None, *, admin: bool = False) -> MatrixUser:
         self._users += 1
         localpart = localpart or f"person{self._users}_{int(time.time() * 1000) % 100000}"
-        info = await asyncio.to_thread(self.synapse.register_user, localpart, "correct horse",
-                                       admin=admin)
-        user = MatrixUser(self.synapse.url, info["user_id"], info["access_token"],
-                          info.get("device_id") or "TESTDEVICE")
+        info = await asyncio.to_thread(
+            self.synapse.register_user, localpart, "correct horse", admin=admin
+        )
+        user = MatrixUser(
+            self.synapse.url,
+            info["user_id"],
+            info["access_token"],
+            info.get("device_id") or "TESTDEVICE",
+        )
         await user.sync_once(0)
         return user
