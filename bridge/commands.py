@@ -73,6 +73,9 @@ class Command:
     aliases: tuple[str, ...] = ()
     arguments: list[tuple[tuple, dict]] = field(default_factory=list)
     plugin: str = ""
+    #: Skip the policy check (``bot.command``): for commands that are the way out of a
+    #: refusal (``help``, ``verify``), so nobody is locked out.
+    policy_exempt: bool = False
 
     def parser(self, prefix: str = "!") -> CommandParser:
         parser = CommandParser(prog=f"{prefix}{self.name}", description=self.help)

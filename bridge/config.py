@@ -319,7 +319,11 @@ def validate_core(config: Config) -> None:
 def apply_plugin_sections(config: Config, sections: Mapping[str, ConfigSection]) -> None:
     """Merge each enabled plugin's defaults under its settings and run its validator."""
     settings = config.data["plugins"]["settings"]
-    for name in settings:
+    packaged = example_defaults()["plugins"]["settings"]
+    for name in list(settings):
+        if name not in config["plugins.enabled"] and settings[name] == packaged.get(name):
+            del settings[name]  # the example's own section of a plugin not enabled
+            continue
         if name not in sections and name not in config["plugins.enabled"]:
             raise ConfigError(
                 f"plugins.settings.{name}",

@@ -108,6 +108,7 @@ class CorePlugin:
         async def help_(ctx: EventContext, args: argparse.Namespace) -> None:
             await ctx.reply(*self.help_text(ctx.event.sender, args.command))
 
+        help_.policy_exempt = True
         return help_
 
     def help_text(self, user_id: str, name: str | None) -> tuple[str, str]:
@@ -197,6 +198,17 @@ class CorePlugin:
             )
             return
         cmd_ctx = EventContext(bridge, event, cmd.plugin)
+        if not cmd.policy_exempt:
+            decision = await bridge.authorize(
+                event.sender,
+                "bot.command",
+                cmd.name,
+                {"room_id": event.room_id, "command": cmd.name},
+            )
+            if not decision.allowed:
+                metrics.COMMANDS.labels(cmd.name, "policy").inc()
+                await cmd_ctx.reply(f"{prefix}{cmd.name} is not allowed: {decision.reason}")
+                return
         try:
             await cmd.handler(cmd_ctx, args)
             metrics.COMMANDS.labels(cmd.name, "ok").inc()

@@ -141,6 +141,26 @@ def anywhere_authorize(
 
 
 @hookspec
+def anywhere_policy_facts(
+    bridge: Bridge, actor: str, action: str, target: str | None, context: dict[str, Any]
+) -> Awaitable[dict[str, Any]] | dict[str, Any] | None:
+    """Contribute facts for a policy decision (fact names: ``policy/facts.py``).
+
+    Called by the policy plugin before the rules run, once per decision; may do I/O
+    (the rules themselves never do). Return a dict to merge, or None.
+    """
+
+
+@hookspec
+def anywhere_record_usage(bridge: Bridge, user_id: str, metric: str, amount: float) -> None:
+    """Report something a person used, for rules with monthly caps.
+
+    Call it as ``await bridge.record_usage(user_id, "mvoip_mb", 1.5)``; the policy plugin
+    adds it to this month's total (the ``mvoip_mb_used_this_month`` fact).
+    """
+
+
+@hookspec
 def anywhere_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add subcommands to the ``anywhere`` command line (``anywhere drive sync ...``).
 

@@ -140,6 +140,12 @@ class Bridge:
         )
         return decision if decision is not None else Decision()
 
+    async def record_usage(self, user_id: str, metric: str, amount: float) -> None:
+        """Tell the plugins that count usage (policy caps) what ``user_id`` used."""
+        await self.plugins.acall_each(
+            "anywhere_record_usage", bridge=self, user_id=user_id, metric=metric, amount=amount
+        )
+
     async def user_for_token(self, token: str) -> str:
         """The Matrix user an access token belongs to, checked with the homeserver."""
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -263,11 +269,38 @@ class Bridge:
                 f"the as_token belongs to {whoami.user_id}, not {self.config.bot_mxid}: check "
                 "appservice.bot.localpart and homeserver.domain against registration.yaml"
             )
+        await self._ping_homeserver()
         try:
             await self.bot.set_displayname(self.config["appservice.bot.displayname"])
         except MatrixRequestError as exc:
             self.log.warning("could not set the bot's display name", error=str(exc))
         self.homeserver_ready = True
+
+    async def _ping_homeserver(self) -> None:
+        """Ask the homeserver to ping us. Besides proving that it reaches the bridge, this
+        makes Synapse deliver the transactions it queued while the bridge was down right
+        away, instead of after its retry backoff (up to 8.5 minutes)."""
+        url = (
+            f"{self.config['homeserver.url']}/_matrix/client/v1/appservice/"
+            f"{self.config['appservice.id']}/ping"
+        )
+        headers = {"Authorization": f"Bearer {self.config['appservice.as_token']}"}
+        try:
+            async with self.http.post(
+                url, json={}, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+            ) as resp:
+                body = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            body, resp = {"error": str(exc)}, None
+        if resp is not None and resp.status == 200:
+            self.log.info("homeserver reaches the bridge", ping_ms=body.get("duration_ms"))
+        else:
+            self.log.warning(
+                "the homeserver could not reach the bridge; check appservice.address and "
+                "that hs_token matches registration.yaml (anywhere doctor)",
+                errcode=body.get("errcode"),
+                error=body.get("error"),
+            )
 
     def _collect_commands_and_handlers(self) -> None:
         self.commands.clear()

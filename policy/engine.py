@@ -132,8 +132,7 @@ class Engine:
         if plan.veto_families:
             vetoed = _apply_vetoes(verdicts, plan.veto_families)
         deny = verify = allow = None
-        obligations: Mapping[str, Any] = EMPTY
-        merged = False
+        limits: list[Mapping[str, Any]] = []
         for verdict in verdicts:
             if verdict.dry_run or verdict.vetoed_by is not None:
                 continue
@@ -148,13 +147,7 @@ class Engine:
                 if allow is None:
                     allow = verdict
                 if verdict.obligations:
-                    if not obligations:
-                        obligations = verdict.obligations
-                    else:
-                        if not merged:
-                            obligations, merged = dict(obligations), True
-                        for name, value in verdict.obligations.items():
-                            obligations.setdefault(name, value)
+                    limits.append(verdict.obligations)
         deciding = deny or verify
         if deciding is not None:
             return self._decision(
@@ -166,6 +159,7 @@ class Engine:
                 verdicts,
                 version,
             )
+        obligations = _merge(limits)
         if vetoed:
             rule_id, reason, code = _veto_summary(vetoed[0], verdicts)
             return self._decision(ALLOW, rule_id, reason, code, obligations, verdicts, version)
@@ -196,6 +190,18 @@ class Engine:
             ruleset_version=version,
             decided_at=self._clock(),
         )
+
+
+def _merge(obligations: list[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """Obligations of several verdicts in rule order; the first to set a key wins."""
+    if not obligations:
+        return EMPTY
+    if len(obligations) == 1:
+        return obligations[0]
+    merged: dict[str, Any] = {}
+    for item in reversed(obligations):
+        merged.update(item)
+    return merged
 
 
 def _apply_vetoes(

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from nio import (
     AsyncClient,
+    AsyncClientConfig,
     RoomCreateResponse,
     RoomMessagesResponse,
     RoomSendResponse,
@@ -147,7 +148,12 @@ class MatrixUser:
 
     def __init__(self, homeserver: str, user_id: str, access_token: str, device_id: str):
         self.user_id = user_id
-        self.client = AsyncClient(homeserver, user_id, device_id=device_id)
+        self.client = AsyncClient(
+            homeserver,
+            user_id,
+            device_id=device_id,
+            config=AsyncClientConfig(request_timeout=30, max_timeouts=3),
+        )
         self.client.access_token = access_token
         self.client.user_id = user_id
         self.timeline: dict[str, list[dict[str, Any]]] = {}
@@ -159,12 +165,18 @@ class MatrixUser:
         await self.client.close()
 
     async def sync_once(self, timeout_ms: int = 500) -> None:
-        response = await self.client.sync(
-            timeout=timeout_ms,
-            since=self._since,
-            full_state=self._since is None,
-            sync_filter=SYNC_FILTER,
-        )
+        try:
+            response = await asyncio.wait_for(
+                self.client.sync(
+                    timeout=timeout_ms,
+                    since=self._since,
+                    full_state=self._since is None,
+                    sync_filter=SYNC_FILTER,
+                ),
+                timeout_ms / 1000 + 30,
+            )
+        except TimeoutError:
+            return  # a stalled request: the next call asks again from the same point
         if not isinstance(response, SyncResponse):
             raise RuntimeError(f"sync failed for {self.user_id}: {response}")
         self._since_before, self._since = self._since, response.next_batch

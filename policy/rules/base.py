@@ -174,8 +174,9 @@ class Rule:
             raise PolicyConfigError(problems)
 
     def prepare(self) -> None:
-        """Called once after the parameters are set: check them together (raise
-        :class:`~policy.rules.params.Invalid`) and precompute constant verdicts."""
+        """Called once after the parameters are set: precompute constant verdicts, and
+        check parameters against each other — raise ``Invalid(expected, found,
+        key_suffix=".param")`` to report a config error on that key."""
 
     def applies_to(self, action: str) -> bool:
         if self.actions is None or action in self._exact_actions:

@@ -8,6 +8,7 @@ import pytest
 
 from policy import Decision, Engine, Request
 
+
 @pytest.fixture
 def decide() -> Callable[..., Decision]:
     """``decide(rules, action, actor=..., room_id=..., **facts)`` → the engine's decision."""

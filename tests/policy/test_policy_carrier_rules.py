@@ -60,10 +60,18 @@ def test_plan_threshold_uses_configured_thresholds():
 @pytest.mark.parametrize(
     ("used", "outcome", "code", "obligations"),
     [
-        (None, "allow", "mvoip_quota_remaining",
-         {"mvoip_remaining_mb": 100, "mvoip_remaining_minutes": 228.0}),
-        (75, "allow", "mvoip_quota_remaining",
-         {"mvoip_remaining_mb": 25, "mvoip_remaining_minutes": 57.0}),
+        (
+            None,
+            "allow",
+            "mvoip_quota_remaining",
+            {"mvoip_remaining_mb": 100, "mvoip_remaining_minutes": 228.0},
+        ),
+        (
+            75,
+            "allow",
+            "mvoip_quota_remaining",
+            {"mvoip_remaining_mb": 25, "mvoip_remaining_minutes": 57.0},
+        ),
         (100, "deny", "mvoip_quota_exhausted", {}),
         (130.5, "deny", "mvoip_quota_exhausted", {}),
     ],
@@ -74,19 +82,23 @@ def test_mvoip_quota_caps_monthly_megabytes(used, outcome, code, obligations):
         facts["mvoip_mb_used_this_month"] = used
     verdict = verdict_of(MvoipQuota("quota", monthly_mb=100), **facts)
     assert (verdict.outcome, verdict.code, dict(verdict.obligations)) == (
-        outcome, code, obligations,
+        outcome,
+        code,
+        obligations,
     )
 
 
 def test_mvoip_quota_has_no_opinion_on_wifi():
-    verdict = verdict_of(MvoipQuota("quota", monthly_mb=100), network="wifi",
-                         mvoip_mb_used_this_month=500)
+    verdict = verdict_of(
+        MvoipQuota("quota", monthly_mb=100), network="wifi", mvoip_mb_used_this_month=500
+    )
     assert verdict.outcome is None
 
 
 def test_mvoip_quota_exhausted_tells_to_use_wifi():
-    verdict = verdict_of(MvoipQuota("quota", monthly_mb=100), network="3g",
-                         mvoip_mb_used_this_month=100)
+    verdict = verdict_of(
+        MvoipQuota("quota", monthly_mb=100), network="3g", mvoip_mb_used_this_month=100
+    )
     assert "100 MB" in verdict.reason and "`!network wifi`" in verdict.reason
 
 

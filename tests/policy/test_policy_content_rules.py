@@ -13,11 +13,17 @@ COPYRIGHT = {"type": "copyright_media", "id": "copyright"}
         ({"media_kind_sniffed": "video"}, "deny", "copyright_media"),
         ({"media_kind_extension": "audio"}, "deny", "copyright_media"),
         ({"media_kind_declared": "video"}, "deny", "copyright_media"),
-        ({"media_kind_sniffed": "document", "media_kind_extension": "audio"}, "deny",
-         "copyright_media"),
+        (
+            {"media_kind_sniffed": "document", "media_kind_extension": "audio"},
+            "deny",
+            "copyright_media",
+        ),
         ({"media_kind_sniffed": ["document", "video"]}, "deny", "copyright_media"),
-        ({"media_kind_sniffed": "document", "media_kind_declared": "image"}, "allow",
-         "not_copyright_media"),
+        (
+            {"media_kind_sniffed": "document", "media_kind_declared": "image"},
+            "allow",
+            "not_copyright_media",
+        ),
         ({}, "allow", "no_rule"),
     ],
 )
@@ -27,8 +33,9 @@ def test_copyright_media_denies_audio_and_video_shares(decide, facts, outcome, c
 
 
 def test_copyright_denial_says_which_look_found_it(decide):
-    decision = decide([COPYRIGHT], "drive.share", media_kind_sniffed="video",
-                      media_kind_extension="document")
+    decision = decide(
+        [COPYRIGHT], "drive.share", media_kind_sniffed="video", media_kind_extension="document"
+    )
     assert "video, judging by its content" in decision.reason
     assert "stays in your drive" in decision.reason
 

@@ -23,9 +23,13 @@ NL = {"type": "nl_7_4a", "id": "nl"}
         ([WIFI_ONLY, FCC, NL], NL_KPN, "allow", "nl", "carrier_block_vetoed"),
         ([WIFI_ONLY, {**FCC, "mode": "dry-run"}], US_ATT, "deny", "wifi-only", "wifi_only"),
         ([WIFI_ONLY, {**FCC, "countries": ["CA"]}], US_ATT, "deny", "wifi-only", "wifi_only"),
-        ([{"type": "plan_threshold", "id": "kr-plan"}, FCC],
-         {"carrier_country": "US", "network": "3g", "plan_price": 45000},
-         "allow", "fcc", "carrier_block_vetoed"),
+        (
+            [{"type": "plan_threshold", "id": "kr-plan"}, FCC],
+            {"carrier_country": "US", "network": "3g", "plan_price": 45000},
+            "allow",
+            "fcc",
+            "carrier_block_vetoed",
+        ),
     ],
 )
 def test_regulation_vetoes_carrier_blocks_where_it_applies(

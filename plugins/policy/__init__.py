@@ -1,0 +1,242 @@
+"""The policy plugin: puts the engine in ``policy/`` to work inside the bridge.
+
+It answers ``anywhere_authorize`` (facts first, then the pure rules, then the audit log),
+keeps the facts the bridge learns (networks people report, usage, verification, daily
+active users), reloads rules on ``!policy reload`` and SIGHUP (the old rules stay in
+force if the new ones are invalid), and serves facts to the Synapse module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from bridge import hookimpl
+from bridge.web import require_operator
+from policy import Engine, Request
+from policy.audit import AuditLog
+from policy.errors import PolicyConfigError
+from policy.rulesfile import read_rules_file
+
+from . import commands
+from .facts import FactGatherer, read_subscribers
+from .schema import MIGRATIONS
+from .settings import SECTION
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+log = structlog.get_logger("anywhere.policy")
+PRUNE_EVERY_SECONDS = 3600
+
+
+class PolicyPlugin:
+    def __init__(self) -> None:
+        self.bridge: Bridge | None = None
+        self.engine = Engine()
+        self.facts: FactGatherer | None = None
+        self.audit: AuditLog | None = None
+        self.extra_types: dict[str, type] = {}
+        self._prune_task: asyncio.Task | None = None
+
+    # ----- set-up -----
+    @hookimpl
+    def anywhere_config_section(self):
+        return SECTION
+
+    @hookimpl
+    def anywhere_migrations(self):
+        return MIGRATIONS
+
+    @hookimpl
+    async def anywhere_startup(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.facts = FactGatherer(bridge, self.settings)
+        self.audit = AuditLog(bridge.db)
+        for _, types in bridge.plugins.call_each("anywhere_policy_rule_types"):
+            for type_name, cls in (types or {}).items():
+                self.extra_types[type_name] = cls
+        self.reload()  # invalid rules at start-up stop the bridge with the reason
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self._prune_task = asyncio.create_task(self._prune_forever())
+
+    @hookimpl
+    async def anywhere_shutdown(self, bridge: Bridge) -> None:
+        if self._prune_task:
+            self._prune_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prune_task
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.bridge.settings("policy")
+
+    def _path(self, key: str) -> Path | None:
+        value = self.settings[key]
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.bridge.config.base_dir / path
+
+    def reload(self) -> str:
+        """Re-read the rules and the subscriber directory; raises PolicyConfigError and
+        keeps the rules in force when the new ones are invalid. Returns the version."""
+        rules_path = self._path("rules_file")
+        rules, version = read_rules_file(rules_path) if rules_path else ([], "none")
+        subscribers = read_subscribers(self._path("subscribers_file"))
+        key = f"{rules_path}" if rules_path else "plugins.settings.policy.rules_file"
+        self.engine.reload(rules, extra_types=self.extra_types, key=key, version=version)
+        self.facts.subscribers = subscribers
+        log.info(
+            "policy rules in force", version=version, rules=len(rules), subscribers=len(subscribers)
+        )
+        return version
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload()
+        except PolicyConfigError as exc:
+            log.error("new policy rules are invalid; the old ones stay in force", error=str(exc))
+
+    async def _prune_forever(self) -> None:
+        """Keep only what is needed: audit, verification records, activity, past retention."""
+        while True:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning old policy records failed")
+            await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+    async def prune(self, now: float | None = None) -> None:
+        now = now or time.time()
+        db = self.bridge.db
+        await self.audit.prune(now - self.settings["audit_retention_days"] * 86400)
+        retention = self.settings["verification"]["retention_days"] * 86400
+        await db.execute(
+            "DELETE FROM policy_verified WHERE verified_at < $1", int((now - retention) * 1000)
+        )
+        day = time.strftime("%Y-%m-%d", time.gmtime(now - 2 * 86400))
+        await db.execute("DELETE FROM policy_active_user WHERE day < $1", day)
+
+    # ----- deciding -----
+    @hookimpl
+    async def anywhere_authorize(
+        self, bridge: Bridge, actor: str, action: str, target: str | None, context: dict[str, Any]
+    ):
+        return await self.decide(actor, action, target, context)
+
+    async def decide(
+        self,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        context: dict[str, Any] | None = None,
+    ):
+        context = dict(context or {})
+        facts = await self.facts.gather(actor, action, target, context)
+        request = Request(
+            actor,
+            action,
+            target,
+            room_id=context.get("room_id"),
+            context={k: v for k, v in context.items() if k != "facts"},
+            facts=facts,
+        )
+        decision = self.engine.evaluate(request)
+        await self.audit.record(request, decision)
+        for verdict in decision.dry_run_verdicts:
+            log.info(
+                "dry-run rule would have decided",
+                rule=verdict.rule_id,
+                outcome=str(verdict.outcome),
+                actor=actor,
+                action=action,
+                decision_id=decision.decision_id,
+            )
+        return decision
+
+    def explain(self, actor: str, action: str, facts: dict[str, Any], room_id: str | None):
+        return self.engine.explain(Request(actor, action, None, room_id=room_id, facts=facts))
+
+    def salt(self) -> bytes:
+        configured = self.settings["verification"]["salt"]
+        secret = configured or "anywhere-verification:" + self.bridge.config["appservice.hs_token"]
+        return hashlib.sha256(secret.encode()).digest()
+
+    # ----- the rest of the bridge -----
+    @hookimpl
+    def anywhere_commands(self):
+        return commands.build(self)
+
+    @hookimpl
+    def anywhere_event_handlers(self):
+        return {"*": self._on_event}
+
+    async def _on_event(self, event, ctx) -> None:
+        if event.ephemeral or not event.sender or self.bridge.is_ours(event.sender):
+            return
+        await self.facts.saw_user(event.sender)
+        if event.type == "org.anywhere.network" and event.state_key == event.sender:
+            network = event.content.get("network")
+            if network in commands.NETWORKS:
+                await self.facts.set_network(event.sender, network)
+
+    @hookimpl
+    async def anywhere_record_usage(
+        self, bridge: Bridge, user_id: str, metric: str, amount: float
+    ) -> None:
+        await self.facts.add_usage(user_id, metric, amount)
+
+    @hookimpl
+    def anywhere_web_routes(self, bridge: Bridge, app: web.Application) -> None:
+        app.router.add_get("/_anywhere/policy/facts", self._facts_endpoint)
+
+    async def _facts_endpoint(self, request: web.Request) -> web.Response:
+        """Facts for the Synapse module (operator token): ?user=@a:b&action=call.place"""
+        require_operator(request)
+        user, action = request.query.get("user"), request.query.get("action", "")
+        if not user or not user.startswith("@") or ":" not in user:
+            return web.json_response(
+                {"errcode": "M_INVALID_PARAM", "error": "?user=@name:server is required"},
+                status=400,
+            )
+        facts = await self.facts.gather(user, action, None, {})
+        return web.json_response({"facts": facts, "ruleset_version": self.engine.ruleset.version})
+
+    @hookimpl
+    def anywhere_cli(self, subparsers) -> None:
+        parser = subparsers.add_parser("policy", help="work with policy rules")
+        sub = parser.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+        test = sub.add_parser(
+            "test",
+            help="run table-driven cases against a rules file; "
+            "exits 1 on a mismatch, 2 on an invalid file",
+        )
+        test.add_argument("rules", help="the rules file (YAML)")
+        test.add_argument("cases", help="the cases file (YAML)")
+        test.add_argument("-v", "--verbose", action="store_true", help="show passing cases too")
+        test.set_defaults(func=_policy_test)
+
+
+def _policy_test(args) -> int:
+    from policy.cases import run_cases
+
+    try:
+        report = run_cases(args.rules, args.cases)
+    except PolicyConfigError as exc:
+        print(f"error: {exc}")
+        return 2
+    print(report.format(verbose=args.verbose))
+    return report.exit_code
+
+
+plugin = PolicyPlugin()

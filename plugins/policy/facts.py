@@ -1,0 +1,192 @@
+"""Gathering the facts rules decide on, before the (pure) rules run."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from policy import facts as F
+from policy.errors import PolicyConfigError, Problem
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+SUBSCRIBER_KEYS = {F.CARRIER, F.CARRIER_COUNTRY, F.PLAN_PRICE, F.PLAN_CURRENCY}
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def this_month() -> str:
+    return datetime.now(UTC).strftime("%Y-%m")
+
+
+def read_subscribers(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The subscriber directory: ``{user_id: {carrier, carrier_country, plan_price, ...}}``."""
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except OSError as exc:
+        raise PolicyConfigError(
+            [Problem(str(path), "a readable subscribers file", exc.strerror or str(exc))]
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise PolicyConfigError([Problem(str(path), "valid YAML", str(exc))]) from exc
+    if not isinstance(data, dict):
+        raise PolicyConfigError([Problem(str(path), "a mapping of user IDs", type(data).__name__)])
+    directory = {}
+    for user_id, entry in data.items():
+        if not isinstance(entry, dict):
+            raise PolicyConfigError([Problem(f"{path}: {user_id}", "a mapping", entry)])
+        unknown = set(entry) - SUBSCRIBER_KEYS
+        if unknown:
+            raise PolicyConfigError(
+                [
+                    Problem(
+                        f"{path}: {user_id}.{sorted(unknown)[0]}",
+                        f"one of {', '.join(sorted(SUBSCRIBER_KEYS))}",
+                        sorted(unknown)[0],
+                    )
+                ]
+            )
+        directory[str(user_id)] = dict(entry)
+    return directory
+
+
+class FactGatherer:
+    """Reads what the bridge knows about a person; the only place facts do I/O."""
+
+    DAU_CACHE_SECONDS = 60.0
+
+    def __init__(self, bridge: Bridge, settings: dict[str, Any]) -> None:
+        self.bridge = bridge
+        self.settings = settings
+        self.subscribers: dict[str, dict[str, Any]] = {}
+        self._seen_today: tuple[str, set[str]] = ("", set())
+        self._dau: tuple[float, int] = (0.0, 0)
+        self._threepids: dict[str, tuple[float, list[str]]] = {}
+
+    async def gather(
+        self, actor: str, action: str, target: str | None, context: dict[str, Any]
+    ) -> dict[str, Any]:
+        db = self.bridge.db
+        facts: dict[str, Any] = dict(self.subscribers.get(actor, {}))
+        network = await db.fetchval("SELECT network FROM policy_network WHERE user_id = $1", actor)
+        if network:
+            facts[F.NETWORK] = network
+        used = await db.fetchval(
+            "SELECT amount FROM policy_usage WHERE user_id = $1 AND month = $2 AND metric = $3",
+            actor,
+            this_month(),
+            "mvoip_mb",
+        )
+        facts[F.MVOIP_MB_USED] = float(used or 0.0)
+        facts[F.VERIFIED_METHODS] = await self.verified_methods(actor)
+        facts[F.DAILY_ACTIVE_USERS] = await self.daily_active_users()
+        facts[F.PUBLIC_INSTITUTION] = self.is_public_institution(actor, context.get("room_id"))
+        extra = context.get("facts")
+        if isinstance(extra, dict):
+            facts.update(extra)
+        for _, provided in await self.bridge.plugins.acall_each(
+            "anywhere_policy_facts",
+            bridge=self.bridge,
+            actor=actor,
+            action=action,
+            target=target,
+            context=context,
+        ):
+            if isinstance(provided, dict):
+                facts.update(provided)
+        return facts
+
+    async def verified_methods(self, user_id: str) -> list[str]:
+        methods = []
+        retention = self.settings["verification"]["retention_days"] * 86400
+        row = await self.bridge.db.fetchrow(
+            "SELECT method, verified_at FROM policy_verified WHERE user_id = $1", user_id
+        )
+        if row and time.time() - row["verified_at"] / 1000 < retention:
+            methods.append(row["method"])
+        methods += await self.homeserver_threepids(user_id)
+        return sorted(set(methods))
+
+    async def homeserver_threepids(self, user_id: str) -> list[str]:
+        """email / msisdn verified by the homeserver, through its admin API (optional)."""
+        token = self.settings["verification"]["homeserver_admin_token"]
+        if not token:
+            return []
+        cached = self._threepids.get(user_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        url = f"{self.bridge.config['homeserver.url']}/_synapse/admin/v2/users/{user_id}"
+        async with self.bridge.http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+            body = await r.json(content_type=None) if r.status == 200 else {}
+        methods = sorted(
+            {
+                t.get("medium")
+                for t in body.get("threepids", [])
+                if t.get("medium") in ("email", "msisdn")
+            }
+        )
+        self._threepids[user_id] = (time.monotonic() + 60, methods)
+        return methods
+
+    def is_public_institution(self, user_id: str, room_id: str | None) -> bool:
+        for pattern in self.settings["public_institutions"]:
+            if room_id and pattern == room_id:
+                return True
+            if fnmatch.fnmatchcase(user_id, pattern):
+                return True
+        return False
+
+    async def daily_active_users(self) -> int:
+        if self._dau[0] > time.monotonic():
+            return self._dau[1]
+        count = await self.bridge.db.fetchval(
+            "SELECT COUNT(*) FROM policy_active_user WHERE day = $1", today()
+        )
+        self._dau = (time.monotonic() + self.DAU_CACHE_SECONDS, int(count))
+        return int(count)
+
+    async def saw_user(self, user_id: str) -> None:
+        """Count a person as active today (one write per person per day)."""
+        day = today()
+        if self._seen_today[0] != day:
+            self._seen_today = (day, set())
+        if user_id in self._seen_today[1]:
+            return
+        self._seen_today[1].add(user_id)
+        await self.bridge.db.execute(
+            "INSERT INTO policy_active_user (day, user_id) VALUES ($1, $2) "
+            "ON CONFLICT (day, user_id) DO NOTHING",
+            day,
+            user_id,
+        )
+
+    async def set_network(self, user_id: str, network: str) -> None:
+        await self.bridge.db.execute(
+            "INSERT INTO policy_network (user_id, network, reported_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (user_id) DO UPDATE SET network = excluded.network, "
+            "reported_at = excluded.reported_at",
+            user_id,
+            network,
+            int(time.time() * 1000),
+        )
+
+    async def add_usage(self, user_id: str, metric: str, amount: float) -> None:
+        await self.bridge.db.execute(
+            "INSERT INTO policy_usage (user_id, month, metric, amount) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (user_id, month, metric) DO UPDATE SET "
+            "amount = policy_usage.amount + excluded.amount",
+            user_id,
+            this_month(),
+            metric,
+            float(amount),
+        )

@@ -1,0 +1,70 @@
+"""The policy plugin's config section, ``plugins.settings.policy``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.config import ConfigSection
+from bridge.errors import ConfigError
+
+SENDERS = ("log", "file", "http")
+
+DEFAULTS: dict[str, Any] = {
+    # YAML file with the rule list (docs/policy.md); relative to the config file. Empty:
+    # no rules, everything allowed. Reloaded by `!policy reload` and SIGHUP.
+    "rules_file": "",
+    # YAML file mapping user IDs to their subscription: carrier, carrier_country,
+    # plan_price, plan_currency. Reloaded with the rules.
+    "subscribers_file": "",
+    # Rooms (IDs) and people (IDs, or globs such as "@*:ministry.example") of public
+    # institutions: the `public_institution` fact is true for them.
+    "public_institutions": [],
+    "audit_retention_days": 90,
+    "verification": {
+        # How one-time codes reach people: log (the bridge's log), file (one JSON line per
+        # code in `outbox`), http (POST {"to": ..., "text": ...} to `http_url`).
+        "sender": "log",
+        "outbox": "",
+        "http_url": "",
+        "http_token": "",
+        "default_country_code": "82",
+        "code_ttl": 600,
+        "max_attempts": 5,
+        "max_sends": 3,
+        "retention_days": 365,
+        # Secret for hashing phone numbers; empty derives one from appservice.hs_token.
+        "salt": "",
+        # An admin access token lets the bridge read people's verified email addresses
+        # and phone numbers (3PIDs) from Synapse's admin API.
+        "homeserver_admin_token": "",
+    },
+}
+
+
+def validate(section: dict[str, Any], prefix: str) -> None:
+    verification = section["verification"]
+    if verification["sender"] not in SENDERS:
+        raise ConfigError(
+            f"{prefix}.verification.sender", " or ".join(SENDERS), verification["sender"]
+        )
+    if verification["sender"] == "file" and not verification["outbox"]:
+        raise ConfigError(f"{prefix}.verification.outbox", "a file path for sender: file", "")
+    if verification["sender"] == "http" and not str(verification["http_url"]).startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError(
+            f"{prefix}.verification.http_url", "the SMS gateway's URL", verification["http_url"]
+        )
+    for key in ("code_ttl", "max_attempts", "max_sends", "retention_days"):
+        value = verification[key]
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{prefix}.verification.{key}", "a positive whole number", value)
+    if not isinstance(section["audit_retention_days"], int) or section["audit_retention_days"] <= 0:
+        raise ConfigError(
+            f"{prefix}.audit_retention_days",
+            "a positive whole number",
+            section["audit_retention_days"],
+        )
+
+
+SECTION = ConfigSection(DEFAULTS, validate)

@@ -1,0 +1,171 @@
+"""The policy plugin in the bridge, end to end: a real Synapse, the bridge as a process,
+matrix-nio people; rules from a file, reloaded by command and by SIGHUP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from bridge.testing.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+RULES = """
+- type: plan_threshold
+  id: kr-plan
+  carriers: [SKT]
+- type: require_verified
+  id: verify-first
+  actions: [bot.command]
+  methods: [code]
+  scope: {users: ["@newcomer*"]}
+"""
+SUBSCRIBERS = """
+"@caller:localhost": {carrier: SKT, carrier_country: KR, plan_price: 45000, plan_currency: KRW}
+"""
+
+
+@pytest.fixture(scope="module")
+def policy_stack(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("policy")
+    (workdir / "rules.yaml").write_text(RULES)
+    (workdir / "subscribers.yaml").write_text(SUBSCRIBERS)
+    settings = {
+        "policy": {
+            "rules_file": str(workdir / "rules.yaml"),
+            "subscribers_file": str(workdir / "subscribers.yaml"),
+            "verification": {"sender": "file", "outbox": str(workdir / "outbox.jsonl")},
+        }
+    }
+    extra = {"bridge": {"permissions": {"localhost": "user", "@boss:localhost": "admin"}}}
+    stack = Stack(workdir, ["basics", "policy"], settings, bridge_extra=extra)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest_asyncio.fixture
+async def person(policy_stack):
+    made = []
+
+    async def make(localpart):
+        user = await policy_stack.user(localpart)
+        made.append(user)
+        room = await user.dm(policy_stack.bot_id)
+        return user, room
+
+    yield make
+    for user in made:
+        await user.close()
+
+
+async def ask(user, room, bot_id, text, expect):
+    mark = user.mark(room)
+    await user.send_text(room, text)
+    reply = await user.wait_for_notice(room, bot_id, expect, start=mark)
+    return reply["content"]["body"]
+
+
+async def test_explain_names_the_rule_and_follows_the_network_the_person_reports(
+    policy_stack, person
+):
+    bot = policy_stack.bot_id
+    caller, room = await person("caller")
+    await ask(caller, room, bot, "!network 3g", "Noted: you are on 3g")
+    body = await ask(caller, room, bot, "!policy explain call.place", "Decision:")
+    assert "network=3g" in body and "plan_price=45000" in body  # the facts
+    assert "Decision: DENY by kr-plan" in body
+    assert "switch to Wi-Fi" in body  # how to get through
+    await ask(caller, room, bot, "!network wifi", "Noted: you are on wifi")
+    body = await ask(caller, room, bot, "!policy explain call.place", "Decision:")
+    assert "Decision: ALLOW" in body
+
+
+async def test_an_unverified_person_is_refused_until_verify_completes(policy_stack, person):
+    bot = policy_stack.bot_id
+    newcomer, room = await person("newcomer1")
+    refused = await ask(newcomer, room, bot, "!ping", "not allowed")
+    assert "!verify phone" in refused
+    sent = await ask(newcomer, room, bot, "!verify phone 010-1234-5678", "code was sent")
+    assert "5678" not in sent  # the number is not repeated in full
+    outbox = policy_stack.workdir / "outbox.jsonl"
+    lines = [json.loads(line) for line in outbox.read_text().splitlines()]
+    code = [entry for entry in lines if entry["user_id"] == newcomer.user_id][-1]["code"]
+    assert lines[-1]["to"] == "+821012345678"
+    wrong = "000000" if code != "000000" else "111111"
+    assert "tries left" in await ask(newcomer, room, bot, f"!verify code {wrong}", "not right")
+    await ask(newcomer, room, bot, f"!verify code {code}", "verified")
+    assert await ask(newcomer, room, bot, "!ping", "pong") == "pong"
+    # only what is needed is kept: method, time and a salted hash, never the number
+    db = sqlite3.connect(policy_stack.workdir / "bridge" / "data" / "anywhere.db")
+    row = db.execute(
+        "SELECT method, phone_hash FROM policy_verified WHERE user_id = ?", (newcomer.user_id,)
+    ).fetchone()
+    assert row[0] == "code" and row[1] and "1012345678" not in row[1]
+    audit = db.execute(
+        "SELECT outcome, rule_id FROM policy_audit WHERE actor = ? ORDER BY decided_at",
+        (newcomer.user_id,),
+    ).fetchall()
+    assert audit[0] == ("require_verification", "verify-first")
+    assert audit[-1][0] == "allow"
+
+
+async def test_invalid_new_rules_keep_the_old_ones_by_command_and_by_sighup(policy_stack, person):
+    bot = policy_stack.bot_id
+    rules = policy_stack.workdir / "rules.yaml"
+    boss, room = await person("boss")
+    user, user_room = await person("someone")
+    refused = await ask(user, user_room, bot, "!policy reload", "admin")
+    assert "needs the admin permission level" in refused
+
+    rules.write_text(RULES + "- type: plan_threshold\n  thresholds: {3g: cheap}\n")
+    body = await ask(boss, room, bot, "!policy reload", "invalid")
+    assert "the old ones stay in force" in body
+    assert "thresholds" in body and "cheap" in body
+    assert "kr-plan" in await ask(
+        boss, room, bot, "!policy explain call.place @caller:localhost", "kr-plan"
+    )
+
+    os.kill(policy_stack.bridge.proc.pid, signal.SIGHUP)  # still invalid: nothing changes
+    time.sleep(0.5)
+    assert policy_stack.bridge.proc.poll() is None
+    assert "kr-plan" in await ask(
+        boss, room, bot, "!policy explain call.place @caller:localhost", "kr-plan"
+    )
+
+    rules.write_text("- type: wifi_only\n  id: wifi-only-now\n  carriers: [SKT]\n")
+    os.kill(policy_stack.bridge.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while True:
+        body = await ask(
+            boss, room, bot, "!policy explain call.place @caller:localhost", "Decision:"
+        )
+        if "wifi-only-now" in body or time.monotonic() > deadline:
+            break
+    assert "wifi-only-now" in body and "kr-plan" not in body
+    rules.write_text(RULES)
+    await ask(boss, room, bot, "!policy reload", "reloaded")
+
+
+async def test_facts_for_the_synapse_module_need_the_operator_token(policy_stack):
+    url = f"{policy_stack.bridge.url}/_anywhere/policy/facts"
+    params = {"user": "@caller:localhost", "action": "call.place"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, params=params) as resp:
+            assert resp.status == 401
+        headers = {"Authorization": f"Bearer {policy_stack.bridge.ops_token}"}
+        async with http.get(url, params=params, headers=headers) as resp:
+            assert resp.status == 200
+            facts = (await resp.json())["facts"]
+        async with http.get(url, params={"user": "nonsense"}, headers=headers) as resp:
+            assert resp.status == 400
+    assert facts["carrier"] == "SKT" and facts["plan_price"] == 45000
