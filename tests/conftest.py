@@ -10,7 +10,7 @@ from bridge.cli import render_config
 
 @pytest.fixture(scope="session")
 def anywhere_enabled_plugins() -> list[str]:
-    return ["basics", "hello"]
+    return ["basics", "hello", "policy"]
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ async def test_help_in_a_dm_lists_every_enabled_plugins_commands(matrix_user, bo
         ("basics", "!ping"),
         ("basics", "!whoami"),
         ("hello", "!hello"),
+        ("policy", "!verify"),
     ]:
         assert f"{plugin}:" in body
         assert cmd in body
