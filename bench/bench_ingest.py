@@ -10,9 +10,11 @@ time (Synapse never has two transactions to one appservice in flight).
 Two servers get the same load in the same run:
 
 * the real bridge, ``python -m bridge run`` as its own process, with the built-in
-  plugins (``core`` and ``basics``) enabled, the durable inbox on SQLite (WAL,
-  ``synchronous=FULL``) and logging at WARNING; it starts against a real Synapse in a
-  temporary folder because it waits for its homeserver at start-up;
+  plugins a fresh config enables (``core`` plus ``plugins.enabled`` of
+  ``bridge/config.example.yaml``, today ``basics`` and ``policy``; ``--plugins`` to
+  choose), the durable inbox on SQLite (WAL, ``synchronous=FULL``) and logging at
+  WARNING; it starts against a real Synapse in a temporary folder because it waits for
+  its homeserver at start-up;
 * the ceiling: a bare aiohttp process with the same route that only parses the JSON body
   and answers 200 ``{}``.
 
@@ -51,6 +53,10 @@ TARGET_EVENTS_PER_SECOND = 5_000
 TARGET_RATIO = 0.5
 TXN_PATH = "/_matrix/app/v1/transactions/{}"
 HANDLED_METRIC = "anywhere_events_handled_total"
+RECEIVED_METRIC = "anywhere_events_received_total"
+# Time the bridge spends in its transaction handler (parse, validate, store durably).
+STORE_SUM, STORE_COUNT = "anywhere_transaction_seconds_sum", "anywhere_transaction_seconds_count"
+METRICS = (HANDLED_METRIC, RECEIVED_METRIC, STORE_SUM, STORE_COUNT)
 ROOMS = 10
 PEOPLE = ("alice", "bob", "carol", "dave", "erin")
 
@@ -89,6 +95,7 @@ class Figures:
     ack_seconds: float
     handled_seconds: float | None = None
     txn_latencies: list[float] | None = None
+    store_seconds: float | None = None  # mean time in the bridge's handler, per transaction
 
     @property
     def acked_per_second(self) -> float:
@@ -116,28 +123,32 @@ def make_bodies(prefix: str, count: int, events_per_txn: int) -> list[tuple[str,
         events = []
         for _ in range(events_per_txn):
             n += 1
-            events.append({
-                "type": "m.room.message",
-                "room_id": f"!room{n % ROOMS}bench:localhost",
-                "sender": f"@{PEOPLE[n % len(PEOPLE)]}:localhost",
-                "event_id": f"${prefix}-{n}-{os.getpid()}benchbenchbenchbenchbench",
-                "origin_server_ts": now + n,
-                "content": {"msgtype": "m.text", "body": f"just chatting {n}"},
-                "unsigned": {"age": 50 + n % 200},
-            })
+            events.append(
+                {
+                    "type": "m.room.message",
+                    "room_id": f"!room{n % ROOMS}bench:localhost",
+                    "sender": f"@{PEOPLE[n % len(PEOPLE)]}:localhost",
+                    "event_id": f"${prefix}-{n}-{os.getpid()}benchbenchbenchbenchbench",
+                    "origin_server_ts": now + n,
+                    "content": {"msgtype": "m.text", "body": f"just chatting {n}"},
+                    "unsigned": {"age": 50 + n % 200},
+                }
+            )
         bodies.append((f"{prefix}-{t}", json.dumps({"events": events}).encode()))
     return bodies
 
 
-async def push(session: aiohttp.ClientSession, base_url: str, token: str,
-               bodies: list[tuple[str, bytes]]) -> list[float]:
+async def push(
+    session: aiohttp.ClientSession, base_url: str, token: str, bodies: list[tuple[str, bytes]]
+) -> list[float]:
     """Send the transactions one after the other; the latency of each."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     latencies = []
     for txn_id, body in bodies:
         started = time.perf_counter()
-        async with session.put(base_url + TXN_PATH.format(txn_id), data=body,
-                               headers=headers) as resp:
+        async with session.put(
+            base_url + TXN_PATH.format(txn_id), data=body, headers=headers
+        ) as resp:
             answer = await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"transaction {txn_id}: HTTP {resp.status}: {answer[:300]!r}")
@@ -145,36 +156,47 @@ async def push(session: aiohttp.ClientSession, base_url: str, token: str,
     return latencies
 
 
-def handled_total(exposition: str) -> float:
-    """Sum of every sample of the handled-events counter in a Prometheus text page."""
+def metric_sum(exposition: str, name: str) -> float:
+    """Sum of every sample named ``name`` in a Prometheus text exposition page
+    (``name value`` or ``name{label="..."} value``; comments skipped)."""
     total = 0.0
     for line in exposition.splitlines():
-        if not line.startswith(HANDLED_METRIC):
+        if not line.startswith(name):
             continue
-        name, _, rest = line.partition("{") if "{" in line.split(" ", 1)[0] else (
-            line.split(" ", 1)[0], "", line.split(" ", 1)[1])
-        if name != HANDLED_METRIC:
-            continue
-        value = rest.rsplit("}", 1)[-1].split()[0] if "{" in line.split(" ", 1)[0] else \
-            rest.split()[0]
-        total += float(value)
+        rest = line[len(name) :]
+        if rest.startswith("{"):
+            rest = rest[rest.rindex("}") + 1 :]
+        elif not rest.startswith(" "):
+            continue  # another metric whose name starts with this one
+        total += float(rest.split()[0])
     return total
 
 
-async def read_handled(session: aiohttp.ClientSession, base_url: str, ops_token: str) -> float:
-    async with session.get(base_url + "/metrics",
-                           headers={"Authorization": f"Bearer {ops_token}"}) as resp:
+async def read_metrics(
+    session: aiohttp.ClientSession, base_url: str, ops_token: str
+) -> dict[str, float]:
+    """The bridge's counters this benchmark uses, from ``/metrics``."""
+    async with session.get(
+        base_url + "/metrics", headers={"Authorization": f"Bearer {ops_token}"}
+    ) as resp:
         resp.raise_for_status()
-        return handled_total(await resp.text())
+        text = await resp.text()
+    return {name: metric_sum(text, name) for name in METRICS}
 
 
-async def wait_handled(session: aiohttp.ClientSession, base_url: str, ops_token: str,
-                       goal: float, timeout: float, interval: float = 0.02) -> float:
-    """Poll ``/metrics`` until ``goal`` events were handled; returns the monotonic time
-    of the first poll that saw it."""
+async def wait_handled(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    ops_token: str,
+    goal: float,
+    timeout: float,
+    interval: float = 0.02,
+) -> float:
+    """Poll ``/metrics`` until ``goal`` events were handled; returns the
+    ``perf_counter`` time of the first poll that saw it."""
     deadline = time.monotonic() + timeout
     while True:
-        seen = await read_handled(session, base_url, ops_token)
+        seen = (await read_metrics(session, base_url, ops_token))[HANDLED_METRIC]
         if seen >= goal:
             return time.perf_counter()
         if time.monotonic() > deadline:
@@ -182,9 +204,15 @@ async def wait_handled(session: aiohttp.ClientSession, base_url: str, ops_token:
         await asyncio.sleep(interval)
 
 
-async def measure(name: str, base_url: str, token: str, args: argparse.Namespace,
-                  round_no: int, ops_token: str | None = None,
-                  profile: ProfileRecorder | None = None) -> Figures:
+async def measure(
+    name: str,
+    base_url: str,
+    token: str,
+    args: argparse.Namespace,
+    round_no: int,
+    ops_token: str | None = None,
+    profile: ProfileRecorder | None = None,
+) -> Figures:
     warm = make_bodies(f"{name}-r{round_no}-warm", args.warmup, args.events)
     load = make_bodies(f"{name}-r{round_no}-load", args.transactions, args.events)
     events = args.transactions * args.events
@@ -193,38 +221,27 @@ async def measure(name: str, base_url: str, token: str, args: argparse.Namespace
         await push(session, base_url, token, warm)
         baseline = 0.0
         if ops_token:
-            # Start clean: the warm-up is handled before the clock starts.
-            baseline = await read_handled(session, base_url, ops_token)
-            goal = baseline  # what the warm-up left may already be counted
-            await wait_handled(session, base_url, ops_token,
-                               await _warm_goal(session, base_url, ops_token, goal, args),
-                               args.timeout)
-            baseline = await read_handled(session, base_url, ops_token)
+            # Start clean: everything received so far (the warm-up) is handled before the
+            # clock starts.
+            received = (await read_metrics(session, base_url, ops_token))[RECEIVED_METRIC]
+            await wait_handled(session, base_url, ops_token, received, args.timeout)
+            before = await read_metrics(session, base_url, ops_token)
+            baseline = before[HANDLED_METRIC]
         if profile:
             profile.start()
         started = time.perf_counter()
         latencies = await push(session, base_url, token, load)
         acked = time.perf_counter()
-        handled = None
+        handled = store_seconds = None
         if ops_token:
-            done = await wait_handled(session, base_url, ops_token, baseline + events,
-                                      args.timeout)
+            done = await wait_handled(session, base_url, ops_token, baseline + events, args.timeout)
             handled = done - started
+            after = await read_metrics(session, base_url, ops_token)
+            count = after[STORE_COUNT] - before[STORE_COUNT]
+            store_seconds = (after[STORE_SUM] - before[STORE_SUM]) / count if count else None
         if profile:
             profile.stop()
-    return Figures(name, events, acked - started, handled, latencies)
-
-
-async def _warm_goal(session: aiohttp.ClientSession, base_url: str, ops_token: str,
-                     seen: float, args: argparse.Namespace) -> float:
-    """The handled count once the warm-up is through: everything received so far."""
-    async with session.get(base_url + "/metrics",
-                           headers={"Authorization": f"Bearer {ops_token}"}) as resp:
-        text = await resp.text()
-    for line in text.splitlines():
-        if line.startswith("anywhere_events_received_total "):
-            return float(line.split()[1])
-    return seen + args.warmup * args.events
+    return Figures(name, events, acked - started, handled, latencies, store_seconds)
 
 
 # --------------------------------------------------------------------------- processes
@@ -245,14 +262,15 @@ class CeilingProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", CEILING_SERVER, str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline()
-        if b"ready" not in line or time.monotonic() > deadline:
+        line = self.proc.stdout.readline()  # "ready", or the traceback's first line
+        if b"ready" not in line:
             raise RuntimeError(f"the ceiling server did not start: {line!r}")
 
     def stop(self) -> None:
@@ -276,9 +294,21 @@ class ProfileRecorder:
     def start(self) -> None:
         fmt = {".txt": "raw", ".json": "speedscope"}.get(self.out.suffix, "flamegraph")
         self.proc = subprocess.Popen(
-            [self.exe, "record", "--pid", str(self.pid), "--rate", "250", "--format", fmt,
-             "--output", str(self.out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            [
+                self.exe,
+                "record",
+                "--pid",
+                str(self.pid),
+                "--rate",
+                "250",
+                "--format",
+                fmt,
+                "--output",
+                str(self.out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         time.sleep(1.0)  # py-spy attaches before the load starts
         if self.proc.poll() is not None:
@@ -300,15 +330,32 @@ class ProfileRecorder:
 def filesystem_of(path: Path) -> str:
     """The mount type holding ``path`` (the cost of SQLite's fsync depends on it)."""
     best, kind = "", "?"
+    target = path.resolve()
     try:
         for line in Path("/proc/mounts").read_text().splitlines():
             parts = line.split()
-            if len(parts) > 2 and str(path.resolve()).startswith(parts[1]) and \
-                    len(parts[1]) >= len(best):
+            if len(parts) > 2 and target.is_relative_to(parts[1]) and len(parts[1]) >= len(best):
                 best, kind = parts[1], parts[2]
     except OSError:
         pass
     return kind
+
+
+def cpu_busy(seconds: float = 0.5) -> float | None:
+    """Share of all CPUs busy over ``seconds`` (other work moves the figures); None
+    where /proc/stat is missing."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total1, idle1 = sample()
+        time.sleep(seconds)
+        total2, idle2 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (idle2 - idle1) / max(1, total2 - total1)
 
 
 def verdict(ok: bool) -> str:
@@ -321,54 +368,85 @@ def median_figures(rounds: list[Figures]) -> Figures:
     return ordered[len(ordered) // 2]
 
 
-def report(bridge: Figures, ceiling: Figures, args: argparse.Namespace, notes: str,
-           all_rounds: dict[str, list[Figures]]) -> None:
+def report(
+    bridge: Figures,
+    ceiling: Figures,
+    args: argparse.Namespace,
+    notes: str,
+    all_rounds: dict[str, list[Figures]],
+) -> None:
     ratio = bridge.acked_per_second / ceiling.acked_per_second
     handled = bridge.handled_per_second or 0.0
     handled_ratio = handled / ceiling.acked_per_second
     print()
-    print(f"Transaction ingest: {args.transactions} transactions x {args.events} "
-          f"m.room.message events, one in flight, after {args.warmup} warm-up transactions"
-          + (f"; median of {args.rounds} rounds" if args.rounds > 1 else ""))
+    print(
+        f"Transaction ingest: {args.transactions} transactions x {args.events} "
+        f"m.room.message events, one in flight, after {args.warmup} warm-up transactions"
+        + (f"; median of {args.rounds} rounds" if args.rounds > 1 else "")
+    )
     print(notes)
     print()
     rows = [
         ("figure", "events/s", "ceiling ev/s", "ratio", "target", "result"),
-        ("bridge, acknowledged (200 sent)", f"{bridge.acked_per_second:,.0f}",
-         f"{ceiling.acked_per_second:,.0f}", f"{ratio:.2f}",
-         f">= {TARGET_EVENTS_PER_SECOND:,} ev/s", verdict(
-             bridge.acked_per_second >= TARGET_EVENTS_PER_SECOND)),
+        (
+            "bridge, acknowledged (200 sent)",
+            f"{bridge.acked_per_second:,.0f}",
+            f"{ceiling.acked_per_second:,.0f}",
+            f"{ratio:.2f}",
+            f">= {TARGET_EVENTS_PER_SECOND:,} ev/s",
+            verdict(bridge.acked_per_second >= TARGET_EVENTS_PER_SECOND),
+        ),
         ("", "", "", "", f"ratio >= {TARGET_RATIO}", verdict(ratio >= TARGET_RATIO)),
-        ("bridge, handled (plugins ran)", f"{handled:,.0f}",
-         f"{ceiling.acked_per_second:,.0f}", f"{handled_ratio:.2f}",
-         f">= {TARGET_EVENTS_PER_SECOND:,} ev/s", verdict(handled >= TARGET_EVENTS_PER_SECOND)),
+        (
+            "bridge, handled (plugins ran)",
+            f"{handled:,.0f}",
+            f"{ceiling.acked_per_second:,.0f}",
+            f"{handled_ratio:.2f}",
+            f">= {TARGET_EVENTS_PER_SECOND:,} ev/s",
+            verdict(handled >= TARGET_EVENTS_PER_SECOND),
+        ),
         ("", "", "", "", f"ratio >= {TARGET_RATIO}", verdict(handled_ratio >= TARGET_RATIO)),
-        ("ceiling (bare aiohttp, parse + 200)", f"{ceiling.acked_per_second:,.0f}", "", "",
-         "", ""),
+        ("ceiling (bare aiohttp, parse + 200)", f"{ceiling.acked_per_second:,.0f}", "", "", "", ""),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
-        print("  " + "  ".join(cell.ljust(w) if j in (0, 4, 5) else cell.rjust(w)
-                               for j, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  "
+            + "  ".join(
+                cell.ljust(w) if j in (0, 4, 5) else cell.rjust(w)
+                for j, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if i == 0:
             print("  " + "  ".join("-" * w for w in widths))
     print()
     for fig in (bridge, ceiling):
-        print(f"  {fig.name:8} per transaction: p50 {fig.latency_ms(0.5):.2f} ms, "
-              f"p90 {fig.latency_ms(0.9):.2f} ms, p99 {fig.latency_ms(0.99):.2f} ms; "
-              f"{args.transactions} transactions in {fig.ack_seconds:.2f} s")
+        print(
+            f"  {fig.name:8} per transaction: p50 {fig.latency_ms(0.5):.2f} ms, "
+            f"p90 {fig.latency_ms(0.9):.2f} ms, p99 {fig.latency_ms(0.99):.2f} ms; "
+            f"{args.transactions} transactions in {fig.ack_seconds:.2f} s"
+        )
+    if bridge.store_seconds is not None:
+        print(
+            f"  bridge   mean time inside its transaction handler (parse + durable store, "
+            f"anywhere_transaction_seconds): {1000 * bridge.store_seconds:.2f} ms"
+        )
     if bridge.handled_seconds:
-        print(f"  bridge   all {bridge.events:,} events handled {bridge.handled_seconds:.2f} s "
-              "after the first transaction was sent")
+        print(
+            f"  bridge   all {bridge.events:,} events handled {bridge.handled_seconds:.2f} s "
+            "after the first transaction was sent"
+        )
     if args.rounds > 1:
         for name, rounds in all_rounds.items():
             rates = ", ".join(f"{f.acked_per_second:,.0f}" for f in rounds)
             print(f"  {name:8} acknowledged events/s per round: {rates}")
         handled_rates = [f.handled_per_second or 0 for f in all_rounds["bridge"]]
-        print(f"  bridge   handled events/s per round: "
-              + ", ".join(f"{r:,.0f}" for r in handled_rates)
-              + f" (median {statistics.median(handled_rates):,.0f})")
-    ok = (bridge.acked_per_second >= TARGET_EVENTS_PER_SECOND and ratio >= TARGET_RATIO)
+        print(
+            "  bridge   handled events/s per round: "
+            + ", ".join(f"{r:,.0f}" for r in handled_rates)
+            + f" (median {statistics.median(handled_rates):,.0f})"
+        )
+    ok = bridge.acked_per_second >= TARGET_EVENTS_PER_SECOND and ratio >= TARGET_RATIO
     print()
     print(f"Overall (acknowledged figure against both targets): {verdict(ok)}")
 
@@ -376,69 +454,132 @@ def report(bridge: Figures, ceiling: Figures, args: argparse.Namespace, notes: s
 # --------------------------------------------------------------------------- main
 
 
-async def run_rounds(args: argparse.Namespace, stack, ceiling: CeilingProcess,
-                     profile: ProfileRecorder | None) -> dict[str, list[Figures]]:
+async def run_rounds(
+    args: argparse.Namespace, stack, ceiling: CeilingProcess, profile: ProfileRecorder | None
+) -> dict[str, list[Figures]]:
     hs_token = stack.config["appservice"]["hs_token"]
     results: dict[str, list[Figures]] = {"bridge": [], "ceiling": []}
     for r in range(args.rounds):
         results["ceiling"].append(await measure("ceiling", ceiling.url, hs_token, args, r))
-        results["bridge"].append(await measure(
-            "bridge", stack.bridge.url, hs_token, args, r, ops_token=stack.bridge.ops_token,
-            profile=profile if r == 0 else None,
-        ))
-        print(f"round {r + 1}/{args.rounds}: bridge "
-              f"{results['bridge'][-1].acked_per_second:,.0f} acked ev/s, "
-              f"{results['bridge'][-1].handled_per_second or 0:,.0f} handled ev/s; ceiling "
-              f"{results['ceiling'][-1].acked_per_second:,.0f} ev/s", flush=True)
+        results["bridge"].append(
+            await measure(
+                "bridge",
+                stack.bridge.url,
+                hs_token,
+                args,
+                r,
+                ops_token=stack.bridge.ops_token,
+                profile=profile if r == 0 else None,
+            )
+        )
+        print(
+            f"round {r + 1}/{args.rounds}: bridge "
+            f"{results['bridge'][-1].acked_per_second:,.0f} acked ev/s, "
+            f"{results['bridge'][-1].handled_per_second or 0:,.0f} handled ev/s; ceiling "
+            f"{results['ceiling'][-1].acked_per_second:,.0f} ev/s",
+            flush=True,
+        )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transactions", type=int, default=300,
-                        help="measured transactions per server (default 300)")
-    parser.add_argument("--warmup", type=int, default=20,
-                        help="warm-up transactions per server (default 20)")
-    parser.add_argument("--events", type=int, default=100,
-                        help="events per transaction (default 100)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="measure each server this many times, report the median")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds to wait for the bridge to handle everything")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="folder for Synapse and the bridge (default: a temporary one, "
-                        "removed afterwards); the SQLite inbox lives here, so its disk counts")
+    parser.add_argument(
+        "--transactions",
+        type=int,
+        default=300,
+        help="measured transactions per server (default 300)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="warm-up transactions per server (default 20)"
+    )
+    parser.add_argument(
+        "--events", type=int, default=100, help="events per transaction (default 100)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each server this many times, report the median",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for the bridge to handle everything",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="folder for Synapse and the bridge (default: a temporary one, "
+        "removed afterwards); the SQLite inbox lives here, so its disk counts",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--profile", type=Path, default=None,
-                        help="record the bridge with py-spy during the first measured round "
-                        "(.svg flamegraph, .txt collapsed stacks, .json speedscope)")
+    parser.add_argument(
+        "--plugins",
+        default=None,
+        help="comma-separated plugins to enable (default: the ones a fresh config from "
+        "`anywhere init` enables, i.e. plugins.enabled of bridge/config.example.yaml)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the bridge with py-spy during the first measured round "
+        "(.svg flamegraph, .txt collapsed stacks, .json speedscope)",
+    )
     args = parser.parse_args(argv)
 
     # Imported here so --help works without the test extras.
+    from bridge.config import example_defaults
     from bridge.testing.stack import Stack
+
+    if args.plugins is None:
+        plugins = list(example_defaults()["plugins"]["enabled"])
+    else:
+        plugins = [name.strip() for name in args.plugins.split(",") if name.strip()]
 
     def on_sigterm(*_: object) -> None:
         raise Interrupted()
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    busy_before = cpu_busy()
     base = args.workdir or Path(tempfile.mkdtemp(prefix="anywhere-bench-ingest-"))
     base.mkdir(parents=True, exist_ok=True)
-    stack = ceiling = None
+    stack = ceiling = profile = None
     try:
-        print(f"work folder {base} ({filesystem_of(base)}); starting Synapse, the bridge and "
-              "the ceiling server ...", flush=True)
-        stack = Stack(base / "stack", enabled=["basics"],
-                      bridge_extra={"logging": {"level": "WARNING"}})
+        print(
+            f"work folder {base} ({filesystem_of(base)}); starting Synapse, the bridge and "
+            "the ceiling server ...",
+            flush=True,
+        )
+        stack = Stack(
+            base / "stack", enabled=plugins, bridge_extra={"logging": {"level": "WARNING"}}
+        )
         stack.start()
         ceiling = CeilingProcess()
         ceiling.start()
         profile = ProfileRecorder(stack.bridge.proc.pid, args.profile) if args.profile else None
         results = asyncio.run(run_rounds(args, stack, ceiling, profile))
-        notes = (f"  bridge: python -m bridge run, plugins core+basics, SQLite inbox on "
-                 f"{filesystem_of(base)} (WAL, synchronous=FULL), logging WARNING; "
-                 f"{os.cpu_count()} CPUs shared by load generator and server")
-        report(median_figures(results["bridge"]), median_figures(results["ceiling"]), args,
-               notes, results)
+        notes = (
+            f"  bridge: python -m bridge run, plugins {'+'.join(['core', *plugins])}, "
+            "logging WARNING; SQLite "
+            f"inbox on {filesystem_of(base)} (WAL, synchronous=FULL)\n"
+            f"  {os.cpu_count()} CPUs shared by the load generator and the server"
+        )
+        if busy_before is not None:
+            notes += f"; CPUs busy just before the run: {100 * busy_before:.0f}%"
+            if busy_before > 0.15:
+                notes += " (other work was running: figures are noisy"
+                notes += "; try --rounds 5)" if args.rounds < 3 else ")"
+        report(
+            median_figures(results["bridge"]),
+            median_figures(results["ceiling"]),
+            args,
+            notes,
+            results,
+        )
         if args.profile:
             print(f"\npy-spy profile of the bridge: {args.profile}")
         return 0
@@ -454,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C here again must not leave processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if profile is not None:
+            profile.stop()
         if ceiling is not None:
             ceiling.stop()
         if stack is not None:

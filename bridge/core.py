@@ -87,6 +87,7 @@ class CorePlugin:
     def anywhere_startup(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.rooms = RoomBook(bridge)
+        self.prefix = bridge.config["bridge.command_prefix"]
 
     @hookimpl
     def anywhere_commands(self) -> list[Command]:
@@ -159,7 +160,7 @@ class CorePlugin:
         body = content.get("body")
         if not isinstance(body, str) or "m.new_content" in content:
             return
-        prefix = bridge.config["bridge.command_prefix"]
+        prefix = self.prefix
         direct = await self.rooms.is_direct(event.room_id)
         try:
             words = split_command(body, prefix, prefix_optional=direct)

@@ -17,3 +17,16 @@ HANDLER_ERRORS = Counter(
     "anywhere_handler_errors_total", "Exceptions raised by plugin handlers", ["plugin"]
 )
 COMMANDS = Counter("anywhere_commands_total", "Commands run", ["command", "outcome"])
+
+
+_handled_children: dict = {}
+
+
+def events_handled(event_type: str):
+    """The counter child for ``event_type`` (cached: this runs for every event)."""
+    child = _handled_children.get(event_type)
+    if child is None:
+        if len(_handled_children) > 1000:  # hostile event types must not grow this forever
+            event_type = "other"
+        child = _handled_children[event_type] = EVENTS_HANDLED.labels(event_type)
+    return child

@@ -100,6 +100,10 @@ class Bridge:
         self._runner: web.AppRunner | None = None
         self._token_cache: dict[str, tuple[str, float]] = {}
         self._stopped = asyncio.Event()
+        # read on every event: looked up once
+        self._domain = config["homeserver.domain"]
+        self._bot_localpart = config["appservice.bot.localpart"]
+        self._ghost_prefix = config["appservice.ghost_prefix"]
 
     # ----- what plugins use -----
     def settings(self, plugin: str) -> dict[str, Any]:
@@ -117,9 +121,8 @@ class Bridge:
     def is_ours(self, user_id: str) -> bool:
         """True for the bot and the ghost users this bridge puppets (loop prevention)."""
         localpart, _, server = user_id.removeprefix("@").partition(":")
-        return server == self.config["homeserver.domain"] and (
-            localpart == self.config["appservice.bot.localpart"]
-            or localpart.startswith(self.config["appservice.ghost_prefix"])
+        return server == self._domain and (
+            localpart == self._bot_localpart or localpart.startswith(self._ghost_prefix)
         )
 
     async def authorize(
@@ -338,7 +341,7 @@ class Bridge:
                     room_id=event.room_id,
                     txn_id=event.txn_id,
                 )
-        metrics.EVENTS_HANDLED.labels(event.type).inc()
+        metrics.events_handled(event.type).inc()
 
     async def health_checks(self) -> dict[str, bool]:
         database = False

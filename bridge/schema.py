@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from mautrix.util.async_db import Scheme
 
 from storage.migrations import Migrations, is_postgres
@@ -44,4 +46,51 @@ async def v2_rooms(conn, scheme: Scheme) -> None:
     )
 
 
-CORE_MIGRATIONS = Migrations("core", [v1_inbox, v2_rooms])
+async def v3_inbox_bodies(conn, scheme: Scheme) -> None:
+    """the inbox keeps one row per transaction (its raw body), not one per event"""
+    seq = "BIGSERIAL PRIMARY KEY" if is_postgres(scheme) else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    await conn.execute(
+        f"""CREATE TABLE inbox (
+            seq         {seq},
+            txn_id      TEXT NOT NULL UNIQUE,
+            received_at BIGINT NOT NULL,
+            body        TEXT NOT NULL
+        )"""
+    )
+    # Known transaction ids stay known (replays must still change nothing) ...
+    await conn.execute(
+        "INSERT INTO inbox (txn_id, received_at, body) "
+        "SELECT txn_id, received_at, '' FROM inbox_txn ORDER BY received_at"
+    )
+    # ... and events stored but not yet handled become one transaction, in order.
+    cursor = await conn.fetchval("SELECT handled_seq FROM inbox_cursor WHERE id = 1")
+    rows = await conn.fetch(
+        "SELECT ephemeral, body FROM inbox_event WHERE seq > $1 ORDER BY seq", cursor or 0
+    )
+    pending = [json.loads(r["body"]) for r in rows if not r["ephemeral"]]
+    await conn.execute("DROP TABLE inbox_event")
+    await conn.execute("DROP TABLE inbox_txn")
+    await conn.execute("DROP TABLE inbox_cursor")
+    await conn.execute(
+        """CREATE TABLE inbox_cursor (
+            id            INTEGER PRIMARY KEY,
+            handled_seq   BIGINT NOT NULL,
+            handled_index INTEGER NOT NULL
+        )"""
+    )
+    next_seq = 1
+    if pending:
+        next_seq = await conn.fetchval(
+            "INSERT INTO inbox (txn_id, received_at, body) VALUES ($1, $2, $3) RETURNING seq",
+            "anywhere-migrated-v3",
+            0,
+            json.dumps({"events": pending}),
+        )
+    else:
+        next_seq = (await conn.fetchval("SELECT MAX(seq) FROM inbox") or 0) + 1
+    await conn.execute(
+        "INSERT INTO inbox_cursor (id, handled_seq, handled_index) VALUES (1, $1, 0)", next_seq
+    )
+
+
+CORE_MIGRATIONS = Migrations("core", [v1_inbox, v2_rooms, v3_inbox_bodies])

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics
+from .inbox import transaction_events
 
 if TYPE_CHECKING:
     from .runtime import Bridge
@@ -139,20 +140,16 @@ class AppserviceRoutes:
         if request.content_length and request.content_length > MAX_TRANSACTION_BYTES:
             return matrix_error(413, "M_TOO_LARGE", "Transaction body too large")
         try:
-            body = await request.json()
+            raw = await request.text()
+            body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             return matrix_error(400, "M_NOT_JSON", "Transaction body is not JSON")
         if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
             return matrix_error(400, "M_BAD_JSON", "Transaction must be an object with 'events'")
-        events = [e for e in body.get("events", []) if isinstance(e, dict)]
-        ephemeral = body.get("ephemeral") or body.get("de.sorunome.msc2409.ephemeral") or []
-        ephemeral = (
-            [e for e in ephemeral if isinstance(e, dict)] if isinstance(ephemeral, list) else []
-        )
-        stored = await self.bridge.inbox.store(txn_id, events, ephemeral)
+        stored = await self.bridge.inbox.store(txn_id, raw, body)
         metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
         if stored:
-            metrics.EVENTS_RECEIVED.inc(len(events) + len(ephemeral))
+            metrics.EVENTS_RECEIVED.inc(len(transaction_events(body)))
         else:
             log.info("replayed transaction ignored", txn_id=txn_id)
         return web.json_response({})

@@ -21,6 +21,9 @@ async def open_database(url: str) -> Database:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db_args["init_commands"] = ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL"]
+        # WAL lets readers work beside the writer: the inbox worker and the plugins
+        # do not wait for the connection that stores the next transaction.
+        db_args["min_size"] = 4
     else:
         db_args = {"min_size": 1, "max_size": 10}
     db = Database.create(

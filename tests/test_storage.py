@@ -51,7 +51,7 @@ async def test_migrations_run_once_in_order_per_component(database_url):
     db = await open_database(database_url)
     try:
         versions = await run_migrations(db, [CORE_MIGRATIONS, Migrations("notes", [_create_note])])
-        assert versions == {"core": 2, "notes": 1}
+        assert versions == {"core": len(CORE_MIGRATIONS.steps), "notes": 1}
         await db.execute("INSERT INTO note (id, body) VALUES ($1, $2)", "a", "kept")
         versions = await run_migrations(
             db, [CORE_MIGRATIONS, Migrations("notes", [_create_note, _add_author])]
@@ -75,34 +75,49 @@ async def test_a_schema_newer_than_the_code_is_refused(database_url):
         await db.stop()
 
 
+def txn(*events, ephemeral=()):
+    body = {"events": list(events), "ephemeral": list(ephemeral)}
+    return json.dumps(body), body
+
+
+async def wait_until(predicate, timeout=5.0):
+    for _ in range(int(timeout / 0.02)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
 @pytest.mark.asyncio(loop_scope="function")
 async def test_inbox_stores_a_transaction_once_and_hands_events_over_in_order(database_url):
     db = await open_database(database_url)
     seen: list[str] = []
 
     async def dispatch(event):
-        seen.append(event.event_id)
+        seen.append(event.event_id or event.type)
 
     try:
         await run_migrations(db, [CORE_MIGRATIONS])
         inbox = Inbox(db, dispatch)
         events = [{"event_id": f"$e{i}", "type": "m.room.message", "content": {}} for i in range(5)]
-        assert await inbox.store("t1", events[:3], []) is True
-        assert await inbox.store("t1", events[:3], []) is False  # replay
-        assert await inbox.store("t2", events[3:], [{"type": "m.typing"}]) is True
-        assert await inbox.pending_count() == 6
+        assert await inbox.store("t1", *txn(*events[:3])) is True
+        assert await inbox.store("t1", *txn(*events[:3])) is False  # replay
+        assert await inbox.store("t2", *txn(*events[3:], ephemeral=[{"type": "m.typing"}]))
+        assert await inbox.pending_count() == 2
         inbox.start()
-        for _ in range(100):
-            if await inbox.pending_count() == 0:
-                break
-            await asyncio.sleep(0.02)
+        await inbox.store("t3", *txn({"event_id": "$live", "type": "m.room.message"}))
+        await wait_until(lambda: _done(inbox))
         await inbox.stop()
-        assert seen == ["$e0", "$e1", "$e2", "$e3", "$e4", ""]
-        # a replay after everything was handled (and pruned) still changes nothing
-        assert await inbox.store("t1", events[:3], []) is False
+        assert seen == ["$e0", "$e1", "$e2", "$e3", "$e4", "m.typing", "$live"]
+        # a replay after everything was handled (and its body cleared) changes nothing
+        assert await inbox.store("t1", *txn(*events[:3])) is False
         assert await inbox.pending_count() == 0
     finally:
         await db.stop()
+
+
+async def _done(inbox):
+    return await inbox.pending_count() == 0
 
 
 @pytest.mark.asyncio(loop_scope="function")
@@ -110,24 +125,82 @@ async def test_events_acknowledged_but_not_handled_survive_a_restart(database_ur
     db = await open_database(database_url)
     await run_migrations(db, [CORE_MIGRATIONS])
     inbox = Inbox(db, lambda e: None)
-    await inbox.store("t9", [{"event_id": "$late", "type": "m.room.message"}], [])
+    await inbox.store("t9", *txn({"event_id": "$late", "type": "m.room.message"}))
     await db.stop()  # the process dies before the worker ran
 
     db = await open_database(database_url)
     handled = []
 
     async def dispatch(event):
-        handled.append((event.txn_id, event.event_id, json.dumps(event.raw)))
+        handled.append((event.txn_id, event.event_id))
 
     try:
         await run_migrations(db, [CORE_MIGRATIONS])
         inbox = Inbox(db, dispatch)
         inbox.start()
-        for _ in range(100):
-            if handled:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: _done(inbox))
         await inbox.stop()
-        assert [h[:2] for h in handled] == [("t9", "$late")]
+        assert handled == [("t9", "$late")]
+    finally:
+        await db.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_crash_mid_transaction_resumes_at_the_next_unhandled_event(database_url):
+    db = await open_database(database_url)
+    await run_migrations(db, [CORE_MIGRATIONS])
+    seen = []
+
+    async def dispatch(event):
+        seen.append(event.event_id)
+        if event.event_id == "$b":
+            inbox._stopping = True  # dies right after handling $b
+
+    inbox = Inbox(db, dispatch)
+    await inbox.store("t1", *txn(*({"event_id": f"${x}", "type": "x"} for x in "abcd")))
+    inbox.start()
+    await inbox._task
+    await db.stop()
+    assert seen == ["$a", "$b"]
+
+    db = await open_database(database_url)
+    try:
+        await run_migrations(db, [CORE_MIGRATIONS])
+        inbox = Inbox(db, dispatch)
+        inbox.start()
+        await wait_until(lambda: _done(inbox))
+        await inbox.stop()
+        assert seen == ["$a", "$b", "$c", "$d"]
+    finally:
+        await db.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_upgrading_the_inbox_keeps_known_transactions_and_pending_events(database_url):
+    from bridge.schema import v1_inbox, v2_rooms
+
+    db = await open_database(database_url)
+    try:
+        await run_migrations(db, [Migrations("core", [v1_inbox, v2_rooms])])
+        for seq, (txn_id, event_id) in enumerate([("old1", "$done"), ("old2", "$pending")], 1):
+            await db.execute("INSERT INTO inbox_txn VALUES ($1, $2, 1)", txn_id, seq)
+            await db.execute(
+                "INSERT INTO inbox_event (txn_id, ephemeral, body) VALUES ($1, FALSE, $2)",
+                txn_id,
+                json.dumps({"event_id": event_id, "type": "m.room.message"}),
+            )
+        await db.execute("UPDATE inbox_cursor SET handled_seq = 1")
+        await run_migrations(db, [CORE_MIGRATIONS])
+        seen = []
+
+        async def dispatch(event):
+            seen.append(event.event_id)
+
+        inbox = Inbox(db, dispatch)
+        assert await inbox.store("old1", *txn()) is False  # still a known transaction
+        inbox.start()
+        await wait_until(lambda: _done(inbox))
+        await inbox.stop()
+        assert seen == ["$pending"]
     finally:
         await db.stop()

@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("anywhere.policy")
 PRUNE_EVERY_SECONDS = 3600
+ACTIVITY_EVENT_TYPES = (
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.call.answer",
+    "org.anywhere.network",
+)
 
 
 class PolicyPlugin:
@@ -179,7 +187,8 @@ class PolicyPlugin:
 
     @hookimpl
     def anywhere_event_handlers(self):
-        return {"*": self._on_event}
+        # what counts as using the service (daily active users), and network reports
+        return {t: self._on_event for t in ACTIVITY_EVENT_TYPES}
 
     async def _on_event(self, event, ctx) -> None:
         if event.ephemeral or not event.sender or self.bridge.is_ours(event.sender):

@@ -70,6 +70,7 @@ class FactGatherer:
         self.settings = settings
         self.subscribers: dict[str, dict[str, Any]] = {}
         self._seen_today: tuple[str, set[str]] = ("", set())
+        self._day_ends = 0.0
         self._dau: tuple[float, int] = (0.0, 0)
         self._threepids: dict[str, tuple[float, list[str]]] = {}
 
@@ -157,9 +158,12 @@ class FactGatherer:
 
     async def saw_user(self, user_id: str) -> None:
         """Count a person as active today (one write per person per day)."""
-        day = today()
-        if self._seen_today[0] != day:
+        now = time.time()
+        if now >= self._day_ends:
+            day = today()
             self._seen_today = (day, set())
+            self._day_ends = (now // 86400 + 1) * 86400
+        day = self._seen_today[0]
         if user_id in self._seen_today[1]:
             return
         self._seen_today[1].add(user_id)
