@@ -209,7 +209,9 @@ def load_config(
     if overrides:
         merged = deep_merge(merged, overrides)
     merged = apply_env_overrides(merged, os.environ if environ is None else environ)
-    check_known_keys(merged, defaults, "", {"bridge.permissions", "plugins.settings"})
+    check_known_keys(
+        merged, defaults, "", {"bridge.permissions", "bridge.command_levels", "plugins.settings"}
+    )
     config = Config(merged, file_path)
     validate_core(config)
     return config
@@ -287,6 +289,10 @@ def validate_core(config: Config) -> None:
             f"bridge.permissions.{pattern}",
             " or ".join(PERMISSION_LEVELS),
             level,
+        )
+    for name, level in config["bridge.command_levels"].items():
+        _require(
+            level in ("user", "admin"), f"bridge.command_levels.{name}", "user or admin", level
         )
     _require(
         config["logging.format"] in ("console", "json"),

@@ -318,6 +318,15 @@ class Bridge:
                             f"{self.commands[key].plugin!r} already defines"
                         )
                     self.commands[key] = cmd
+        for name, level in self.config["bridge.command_levels"].items():
+            if name not in self.commands:
+                raise ConfigError(
+                    f"bridge.command_levels.{name}",
+                    "the name of a command",
+                    name,
+                    f"known commands: {', '.join(sorted(self.commands))}",
+                )
+            self.commands[name].level = level
         for name, handlers in self.plugins.call_each("anywhere_event_handlers"):
             for event_type, handler in (handlers or {}).items():
                 self.handlers.setdefault(event_type, []).append((name, handler))

@@ -72,3 +72,24 @@ async def test_a_failing_plugin_does_not_stop_other_plugins_or_later_events(conf
     assert failures[0]["event_id"] == "$e0"
     assert failures[0]["txn_id"] == "t1"
     assert failures[0]["room_id"] == "!r:x"
+
+
+async def test_the_operator_can_change_the_level_a_command_needs(config_file):
+    config = load_config(config_file, environ={"ANYWHERE__BRIDGE__COMMAND_LEVELS": "{ping: admin}"})
+    bridge = Bridge(config)
+    bridge._collect_commands_and_handlers()
+    assert bridge.commands["ping"].level == "admin"
+    assert bridge.commands["whoami"].level == "user"
+
+
+async def test_a_level_for_an_unknown_command_names_the_key(config_file):
+    from bridge.errors import ConfigError
+
+    config = load_config(config_file, environ={"ANYWHERE__BRIDGE__COMMAND_LEVELS": "{pong: admin}"})
+    bridge = Bridge(config)
+    try:
+        bridge._collect_commands_and_handlers()
+    except ConfigError as exc:
+        assert "bridge.command_levels.pong" in str(exc) and "ping" in str(exc)
+    else:
+        raise AssertionError("an unknown command name was accepted")
