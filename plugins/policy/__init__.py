@@ -218,7 +218,8 @@ class PolicyPlugin:
                 {"errcode": "M_INVALID_PARAM", "error": "?user=@name:server is required"},
                 status=400,
             )
-        facts = await self.facts.gather(user, action, None, {})
+        room_id = request.query.get("room")
+        facts = await self.facts.gather(user, action, None, {"room_id": room_id} if room_id else {})
         return web.json_response({"facts": facts, "ruleset_version": self.engine.ruleset.version})
 
     @hookimpl

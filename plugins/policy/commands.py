@@ -76,7 +76,7 @@ def build(plugin: PolicyPlugin) -> list[Command]:
 
     @command("verify", help="Verify your identity with a one-time code sent to your phone")
     @argument("step", choices=["phone", "code", "status"])
-    @argument("value", nargs="?", help="your phone number, or the code you received")
+    @argument("value", nargs="*", help="your phone number (spaces allowed), or the code")
     async def verify_cmd(ctx: EventContext, args: argparse.Namespace) -> None:
         sender = ctx.event.sender
         db = plugin.bridge.db
@@ -89,6 +89,7 @@ def build(plugin: PolicyPlugin) -> list[Command]:
                 else "You are not verified. Send !verify phone NUMBER to start."
             )
             return
+        args.value = " ".join(args.value)
         if not args.value:
             raise CommandError(
                 f"!verify {args.step} needs a value: "

@@ -1,0 +1,1 @@
+"""End-to-end policy tests: a real Synapse with the policy module, the real bridge."""
