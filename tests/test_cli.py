@@ -6,11 +6,14 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from bridge.testing.synapse import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def anywhere(*args: str, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -114,3 +117,28 @@ def test_doctor_says_what_to_do_about_a_token_the_homeserver_refuses(anywhere_st
     assert "[FAIL] registration:" in result.stdout  # the file no longer matches the config
     assert "[FAIL] as_token: the homeserver refused it" in result.stdout
     assert "app_service_config_files" in result.stdout
+
+
+def test_policy_test_runs_cases_and_fails_on_a_mismatch(tmp_path):
+    examples = ROOT / "policy" / "examples"
+    rules, cases = examples / "korea-2012.rules.yaml", examples / "korea-2012.cases.yaml"
+    result = anywhere("policy", "test", str(rules), str(cases))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 mismatched" in result.stdout
+
+    wrong = tmp_path / "wrong.cases.yaml"
+    wrong.write_text(
+        "cases:\n  - name: a 3G call on a cheap SKT plan\n    actor: '@kim:example.kr'\n"
+        "    action: call.place\n"
+        "    facts: {carrier: SKT, carrier_country: KR, plan_price: 45000, network: 3g}\n"
+        "    expect: allow\n"
+    )
+    result = anywhere("policy", "test", str(rules), str(wrong))
+    assert result.returncode == 1
+    assert "a 3G call on a cheap SKT plan" in result.stdout
+
+    broken = tmp_path / "broken.rules.yaml"
+    broken.write_text("- type: plan_treshold\n")
+    result = anywhere("policy", "test", str(broken), str(cases))
+    assert result.returncode == 2
+    assert "did you mean 'plan_threshold'" in result.stdout
