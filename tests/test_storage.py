@@ -4,36 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 
-import asyncpg
 import pytest
-import pytest_asyncio
 
 from bridge.errors import SchemaTooNewError
 from bridge.inbox import Inbox
 from bridge.schema import CORE_MIGRATIONS
 from storage import Migrations, open_database, run_migrations
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="function")
-async def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:{tmp_path / 'anywhere.db'}"
-        return
-    try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL reachable at 127.0.0.1:5432 ({exc})")
-    name = f"anywhere_test_{secrets.token_hex(4)}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()
 
 
 async def _create_note(conn, scheme):
@@ -47,8 +24,8 @@ async def _add_author(conn, scheme):
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_migrations_run_once_in_order_per_component(database_url):
-    db = await open_database(database_url)
+async def test_migrations_run_once_in_order_per_component(anywhere_database_url):
+    db = await open_database(anywhere_database_url)
     try:
         versions = await run_migrations(db, [CORE_MIGRATIONS, Migrations("notes", [_create_note])])
         assert versions == {"core": len(CORE_MIGRATIONS.steps), "notes": 1}
@@ -65,8 +42,8 @@ async def test_migrations_run_once_in_order_per_component(database_url):
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_a_schema_newer_than_the_code_is_refused(database_url):
-    db = await open_database(database_url)
+async def test_a_schema_newer_than_the_code_is_refused(anywhere_database_url):
+    db = await open_database(anywhere_database_url)
     try:
         await run_migrations(db, [Migrations("notes", [_create_note, _add_author])])
         with pytest.raises(SchemaTooNewError, match="'notes' is newer than this code"):
@@ -89,8 +66,10 @@ async def wait_until(predicate, timeout=5.0):
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_inbox_stores_a_transaction_once_and_hands_events_over_in_order(database_url):
-    db = await open_database(database_url)
+async def test_inbox_stores_a_transaction_once_and_hands_events_over_in_order(
+    anywhere_database_url,
+):
+    db = await open_database(anywhere_database_url)
     seen: list[str] = []
 
     async def dispatch(event):
@@ -121,14 +100,14 @@ async def _done(inbox):
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_events_acknowledged_but_not_handled_survive_a_restart(database_url):
-    db = await open_database(database_url)
+async def test_events_acknowledged_but_not_handled_survive_a_restart(anywhere_database_url):
+    db = await open_database(anywhere_database_url)
     await run_migrations(db, [CORE_MIGRATIONS])
     inbox = Inbox(db, lambda e: None)
     await inbox.store("t9", *txn({"event_id": "$late", "type": "m.room.message"}))
     await db.stop()  # the process dies before the worker ran
 
-    db = await open_database(database_url)
+    db = await open_database(anywhere_database_url)
     handled = []
 
     async def dispatch(event):
@@ -146,8 +125,8 @@ async def test_events_acknowledged_but_not_handled_survive_a_restart(database_ur
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_a_crash_mid_transaction_resumes_at_the_next_unhandled_event(database_url):
-    db = await open_database(database_url)
+async def test_a_crash_mid_transaction_resumes_at_the_next_unhandled_event(anywhere_database_url):
+    db = await open_database(anywhere_database_url)
     await run_migrations(db, [CORE_MIGRATIONS])
     seen = []
 
@@ -163,7 +142,7 @@ async def test_a_crash_mid_transaction_resumes_at_the_next_unhandled_event(datab
     await db.stop()
     assert seen == ["$a", "$b"]
 
-    db = await open_database(database_url)
+    db = await open_database(anywhere_database_url)
     try:
         await run_migrations(db, [CORE_MIGRATIONS])
         inbox = Inbox(db, dispatch)
@@ -176,10 +155,12 @@ async def test_a_crash_mid_transaction_resumes_at_the_next_unhandled_event(datab
 
 
 @pytest.mark.asyncio(loop_scope="function")
-async def test_upgrading_the_inbox_keeps_known_transactions_and_pending_events(database_url):
+async def test_upgrading_the_inbox_keeps_known_transactions_and_pending_events(
+    anywhere_database_url,
+):
     from bridge.schema import v1_inbox, v2_rooms
 
-    db = await open_database(database_url)
+    db = await open_database(anywhere_database_url)
     try:
         await run_migrations(db, [Migrations("core", [v1_inbox, v2_rooms])])
         for seq, (txn_id, event_id) in enumerate([("old1", "$done"), ("old2", "$pending")], 1):

@@ -15,12 +15,17 @@ pytest-asyncio, as Anywhere's own pyproject.toml does.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
 from .stack import MatrixUser, Stack
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +89,26 @@ async def matrix_user(
     yield make
     for user in made:
         await user.close()
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="function")
+async def anywhere_database_url(request, tmp_path) -> AsyncIterator[str]:
+    """A database URL, once for SQLite (a file in ``tmp_path``) and once for a fresh
+    PostgreSQL database (created on ``ANYWHERE_TEST_PG``, default
+    postgresql://postgres@127.0.0.1:5432/postgres, and dropped afterwards). Tests that
+    take it run on both; PostgreSQL is skipped only where none is reachable."""
+    if request.param == "sqlite":
+        yield f"sqlite:{tmp_path / 'anywhere.db'}"
+        return
+    admin_url = os.environ.get("ANYWHERE_TEST_PG", PG_ADMIN_URL)
+    try:
+        admin = await asyncpg.connect(admin_url, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL reachable at {admin_url} ({exc})")
+    name = f"anywhere_test_{secrets.token_hex(4)}"
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
