@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .config import PLACEHOLDER, example_text, load_config
-from .errors import AnywhereError
+from .errors import AnywhereError, StorageError
 from .logging import setup_logging
 
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except AnywhereError as exc:
+    except (AnywhereError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,5 +31,4 @@ class PluginLoadError(AnywhereError):
     """A plugin named in ``plugins.enabled`` could not be loaded."""
 
 
-class SchemaTooNewError(AnywhereError):
-    """The database was written by a newer version of Anywhere or of a plugin."""
+from storage.errors import SchemaTooNewError, StorageError  # noqa: E402,F401 (re-exported)

@@ -29,6 +29,7 @@ from mautrix.util.async_db import Database, Scheme
 from .events import MatrixEvent
 
 BATCH = 100
+YIELD_EVERY = 25
 CURSOR_INTERVAL = 1.0
 log = structlog.get_logger("anywhere.inbox")
 
@@ -163,6 +164,8 @@ class Inbox:
             self.handled_seq, self.handled_index = seq, index + 1
             if self._stopping:
                 return
+            if index % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let acknowledgements through between events
         # the whole transaction is handled: the position moves to the next one
         self.handled_seq, self.handled_index = seq + 1, 0
 

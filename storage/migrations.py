@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from mautrix.util.async_db import Database, Scheme, UpgradeTable
 from mautrix.util.async_db.errors import UnsupportedDatabaseVersion
 
-from bridge.errors import SchemaTooNewError
-
 from .database import trace_logger
+from .errors import SchemaTooNewError
 
 Step = Callable[..., Awaitable[None]]
 

@@ -1,0 +1,106 @@
+"""The drive's blob store: file content kept by its SHA-256, on a filesystem named by URL.
+
+Anywhere code talks to :class:`BlobStore` only; :func:`open_blob_store` picks the
+implementation (today PyFilesystem2, see :mod:`storage.blobs_fs`), so the filesystem
+library can be swapped without touching the drive.
+
+Content is written to a temporary name while it streams in and moved to its final,
+content-addressed name only once it is complete and hashed: a reader never sees a
+partial blob, identical content is stored once, and an interrupted upload leaves at most
+a temporary file that :meth:`BlobStore.sweep_partial` removes at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class BlobError(Exception):
+    """A blob store problem a person or operator can act on (the message says what)."""
+
+
+class BlobNotFound(BlobError):
+    """No blob with that hash is stored."""
+
+
+class BlobTooLarge(BlobError):
+    """A write went over the size limit it was opened with; nothing was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the content is larger than the {limit} bytes allowed here")
+        self.limit = limit
+
+
+class UnsafeBlobPath(BlobError):
+    """A stored path resolves outside the store's root (for example through a symlink)."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Stored content: its SHA-256 (hex) and size in bytes."""
+
+    sha256: str
+    size: int
+
+
+class BlobWriter(Protocol):
+    """One content being written. ``commit`` makes it visible; ``abort`` drops it."""
+
+    size: int
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> Blob: ...
+
+    async def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Anywhere's own small storage interface for file content."""
+
+    url: str
+
+    async def writer(self, max_size: int | None = None) -> BlobWriter:
+        """Start writing new content; over ``max_size`` bytes, ``write`` raises
+        :class:`BlobTooLarge` and keeps nothing."""
+        ...
+
+    async def read(
+        self, sha256: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of a blob."""
+        ...
+
+    async def head(self, sha256: str, length: int = 4096) -> bytes:
+        """The first ``length`` bytes (for content sniffing)."""
+        ...
+
+    async def exists(self, sha256: str) -> bool: ...
+
+    async def delete(self, sha256: str) -> None: ...
+
+    async def sweep_partial(self) -> int:
+        """Remove temporary files left by interrupted writes; returns how many."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def check_sha256(sha256: str) -> str:
+    """Refuse anything but a lower-case hex SHA-256: it becomes a path."""
+    if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
+        raise BlobError(f"not a SHA-256 hex digest: {sha256!r}")
+    return sha256
+
+
+def open_blob_store(url: str) -> BlobStore:
+    """Open the blob store at ``url`` (``osfs:///var/lib/anywhere/drive``, ``mem://``,
+    or any PyFilesystem2 opener that is installed, such as ``s3://`` from fs-s3fs)."""
+    from .blobs_fs import FSBlobStore
+
+    return FSBlobStore.open(url)

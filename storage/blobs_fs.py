@@ -1,0 +1,222 @@
+"""The blob store on a PyFilesystem2 filesystem (``osfs://``, ``mem://``, ``s3://``...).
+
+Layout inside the root::
+
+    blobs/ab/cd/abcd...   complete content, named by its SHA-256
+    tmp/<random>.part     content still being written (never read)
+
+PyFilesystem2 is synchronous: every call runs in a worker thread, and writes are
+buffered to about a megabyte per call so a large upload costs few thread hops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
+
+import fs
+import fs.errors
+import fs.opener.errors
+from fs.base import FS
+
+from .blobs import Blob, BlobError, BlobNotFound, BlobTooLarge, UnsafeBlobPath, check_sha256
+
+WRITE_BUFFER = 1 << 20
+TMP_DIR = "tmp"
+BLOB_DIR = "blobs"
+
+
+def blob_path(sha256: str) -> str:
+    check_sha256(sha256)
+    return f"{BLOB_DIR}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+class FSBlobStore:
+    """:class:`storage.blobs.BlobStore` on a PyFilesystem2 filesystem."""
+
+    def __init__(self, filesystem: FS, url: str) -> None:
+        self.fs = filesystem
+        self.url = url
+        self._root_real: str | None = None
+        if filesystem.hassyspath("/"):
+            self._root_real = os.path.realpath(filesystem.getsyspath("/"))
+        filesystem.makedirs(TMP_DIR, recreate=True)
+        filesystem.makedirs(BLOB_DIR, recreate=True)
+
+    @classmethod
+    def open(cls, url: str) -> FSBlobStore:
+        try:
+            filesystem = fs.open_fs(url, create=True)
+        except fs.opener.errors.UnsupportedProtocol as exc:
+            raise BlobError(
+                f"no filesystem opener for {url!r} ({exc}); use osfs://PATH or mem://, or "
+                "install the package that provides it (e.g. fs-s3fs for s3://)"
+            ) from exc
+        except (fs.errors.CreateFailed, fs.opener.errors.OpenerError) as exc:
+            raise BlobError(f"cannot open the drive storage {url!r}: {exc}") from exc
+        return cls(filesystem, url)
+
+    # ----- safety -----
+    def _checked(self, path: str) -> str:
+        """Refuse a path that resolves outside the root (a symlink planted in the store)."""
+        if self._root_real is not None:
+            real = os.path.realpath(self.fs.getsyspath(path))
+            if real != self._root_real and not real.startswith(self._root_real + os.sep):
+                raise UnsafeBlobPath(
+                    f"{path} in the drive storage leads outside it (to {real}); refusing to "
+                    "use it — remove the link"
+                )
+        return path
+
+    # ----- writing -----
+    async def writer(self, max_size: int | None = None) -> FSBlobWriter:
+        name = f"{TMP_DIR}/{secrets.token_hex(16)}.part"
+        handle = await asyncio.to_thread(self._open_tmp, name)
+        return FSBlobWriter(self, name, handle, max_size)
+
+    def _open_tmp(self, name: str) -> BinaryIO:
+        self._checked(TMP_DIR)
+        return self.fs.openbin(name, "w")
+
+    def _install(self, tmp: str, sha256: str) -> None:
+        final = blob_path(sha256)
+        if self.fs.exists(final):
+            self._checked(final)
+            self.fs.remove(tmp)  # identical content is stored once
+            return
+        parent = final.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, recreate=True)
+        self._checked(parent)
+        self.fs.move(tmp, final, overwrite=True)
+
+    def _remove_quietly(self, path: str) -> None:
+        with contextlib.suppress(fs.errors.ResourceNotFound):
+            self.fs.remove(path)
+
+    # ----- reading -----
+    async def read(
+        self, sha256: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        handle = await asyncio.to_thread(self._open_blob, sha256)
+        try:
+            if start:
+                await asyncio.to_thread(handle.seek, start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                want = chunk_size if remaining is None else min(chunk_size, remaining)
+                chunk = await asyncio.to_thread(handle.read, want)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await asyncio.to_thread(handle.close)
+
+    def _open_blob(self, sha256: str) -> BinaryIO:
+        path = blob_path(sha256)
+        try:
+            self._checked(path)
+            return self.fs.openbin(path, "r")
+        except fs.errors.ResourceNotFound as exc:
+            raise BlobNotFound(f"the content {sha256[:12]} is missing from the storage") from exc
+
+    async def head(self, sha256: str, length: int = 4096) -> bytes:
+        def read_head() -> bytes:
+            with self._open_blob(sha256) as handle:
+                return handle.read(length)
+
+        return await asyncio.to_thread(read_head)
+
+    async def exists(self, sha256: str) -> bool:
+        return await asyncio.to_thread(self.fs.exists, blob_path(sha256))
+
+    async def delete(self, sha256: str) -> None:
+        await asyncio.to_thread(self._remove_quietly, blob_path(sha256))
+
+    async def sweep_partial(self) -> int:
+        def sweep() -> int:
+            names = self.fs.listdir(TMP_DIR)
+            for name in names:
+                self._remove_quietly(f"{TMP_DIR}/{name}")
+            return len(names)
+
+        return await asyncio.to_thread(sweep)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.fs.close)
+
+
+class FSBlobWriter:
+    """Streams content to a temporary file, hashing as it goes."""
+
+    def __init__(self, store: FSBlobStore, tmp: str, handle: Any, max_size: int | None) -> None:
+        self.store = store
+        self.tmp = tmp
+        self.handle = handle
+        self.max_size = max_size
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._done = False
+
+    async def write(self, chunk: bytes) -> None:
+        if self._done:
+            raise BlobError("this write was already finished")
+        self.size += len(chunk)
+        if self.max_size is not None and self.size > self.max_size:
+            await self.abort()
+            raise BlobTooLarge(self.max_size)
+        self._buffer.append(bytes(chunk))
+        self._buffered += len(chunk)
+        if self._buffered >= WRITE_BUFFER:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        data = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        if data:
+            await asyncio.to_thread(self._write_sync, data)
+
+    def _write_sync(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.handle.write(data)
+
+    async def commit(self) -> Blob:
+        if self._done:
+            raise BlobError("this write was already finished")
+        try:
+            await self._flush()
+            await asyncio.to_thread(self._close_durably)
+            sha256 = self._hash.hexdigest()
+            await asyncio.to_thread(self.store._install, self.tmp, sha256)
+        except BaseException:
+            await self.abort()
+            raise
+        self._done = True
+        return Blob(sha256, self.size)
+
+    def _close_durably(self) -> None:
+        self.handle.flush()
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.fsync(self.handle.fileno())
+        self.handle.close()
+
+    async def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._buffer = []
+
+        def drop() -> None:
+            with contextlib.suppress(Exception):
+                self.handle.close()
+            self.store._remove_quietly(self.tmp)
+
+        await asyncio.to_thread(drop)
