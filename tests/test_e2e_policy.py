@@ -3,6 +3,7 @@ matrix-nio people; rules from a file, reloaded by command and by SIGHUP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sqlite3
 import time
 
 import aiohttp
+import yaml
 import pytest
 import pytest_asyncio
 
@@ -169,3 +171,41 @@ async def test_facts_for_the_synapse_module_need_the_operator_token(policy_stack
         async with http.get(url, params={"user": "nonsense"}, headers=headers) as resp:
             assert resp.status == 400
     assert facts["carrier"] == "SKT" and facts["plan_price"] == 45000
+
+
+async def test_an_email_the_homeserver_verified_counts_once_the_admin_token_is_set(
+    policy_stack, person
+):
+    stack = policy_stack
+    bot = stack.bot_id
+    rules = stack.workdir / "rules.yaml"
+    rules.write_text(
+        "- type: require_verified\n  id: email-first\n  actions: [bot.command]\n"
+        "  methods: [email]\n  scope: {users: ['@mailer*']}\n"
+    )
+    admin = await asyncio.to_thread(stack.synapse.register_user, "hsadmin", "pw", admin=True)
+    config = yaml.safe_load(stack.config_path.read_text())
+    verification = config["plugins"]["settings"]["policy"]["verification"]
+    verification["homeserver_admin_token"] = admin["access_token"]
+    stack.config_path.write_text(yaml.safe_dump(config))
+    stack.bridge.stop()
+    stack.bridge.start()
+    try:
+        with_email = await stack.user("mailer1")
+        status, _ = await asyncio.to_thread(
+            stack.synapse.request,
+            "PUT",
+            f"/_synapse/admin/v2/users/{with_email.user_id}",
+            {"threepids": [{"medium": "email", "address": "mailer1@example.org"}]},
+            access_token=admin["access_token"],
+        )
+        assert status == 200
+        await with_email.close()
+        mailer, room = await person("mailer1")
+        assert await ask(mailer, room, bot, "!ping", "pong") == "pong"
+        assert "email" in await ask(mailer, room, bot, "!verify status", "Verified by")
+        without, room2 = await person("mailer2")
+        assert "not allowed" in await ask(without, room2, bot, "!ping", "not allowed")
+    finally:
+        rules.write_text(RULES)
+        os.kill(stack.bridge.proc.pid, signal.SIGHUP)
