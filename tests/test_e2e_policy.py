@@ -11,9 +11,9 @@ import sqlite3
 import time
 
 import aiohttp
-import yaml
 import pytest
 import pytest_asyncio
+import yaml
 
 from bridge.testing.stack import Stack
 
