@@ -161,6 +161,15 @@ def anywhere_record_usage(bridge: Bridge, user_id: str, metric: str, amount: flo
 
 
 @hookspec
+def anywhere_call_modes() -> dict[str, type] | None:
+    """Return ``{mode name: CallMode subclass}`` to add call modes (see docs/calls.md).
+
+    Called once when the calls plugin starts. A name already taken (``echo``, ``memo``,
+    ``conference`` or another plugin's) stops start-up with both plugins named.
+    """
+
+
+@hookspec
 def anywhere_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add subcommands to the ``anywhere`` command line (``anywhere drive sync ...``).
 

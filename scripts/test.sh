@@ -20,4 +20,26 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
     fi
 fi
 
+# System packages the end-to-end tests start: Chromium for the calls plugin's real-browser
+# test (Debian's package; run as root, as CI does, or install it yourself).
+need_apt=""
+command -v chromium >/dev/null || need_apt="$need_apt chromium"
+if [ -n "$need_apt" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need_apt >/dev/null
+    else
+        echo "warning: install$need_apt (Debian packages) for the tests that need them" >&2
+    fi
+fi
+
+# matrix-js-sdk and esbuild from npm, for the browser client of that test.
+BROWSER_MODULES="${ANYWHERE_BROWSER_MODULES:-$HOME/.cache/anywhere-calls-browser}"
+if command -v npm >/dev/null && { [ ! -d "$BROWSER_MODULES/node_modules" ] ||
+        ! cmp -s tests/calls/browser/package.json "$BROWSER_MODULES/package.json"; }; then
+    mkdir -p "$BROWSER_MODULES"
+    cp tests/calls/browser/package.json "$BROWSER_MODULES/package.json"
+    npm install --prefix "$BROWSER_MODULES" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 exec .venv/bin/python -m pytest "$@"

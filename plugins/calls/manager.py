@@ -1,0 +1,414 @@
+"""The calls the bridge is in: signalling decisions carried out with aiortc and Matrix.
+
+The :class:`~plugins.calls.state.CallBook` decides what an event means; this module does
+it — asks the policy engine, answers, sends, hangs up — through the event context of the
+event that started the call, so every send carries a transaction id derived from that
+event and a repeat after a crash is dropped by the homeserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bridge import EventContext, MatrixEvent
+
+from .ice import IceServers, limit_gathering
+from .mixer import Conference
+from .modes import MODES, CallMode
+from .sdp import candidates_in_sdp, mids_by_mline, usermedia_metadata
+from .session import MediaSession
+from .signalling import Candidate, SignallingError, call_content, parse_call_event
+from .state import (
+    Accepted,
+    Action,
+    AddCandidates,
+    Answer,
+    Busy,
+    Call,
+    CallBook,
+    End,
+    Ignore,
+    MetadataChanged,
+    Renegotiate,
+    Route,
+)
+from .tracks import listen
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+INVITE_LIFETIME_MS = 60_000
+_END = Candidate("", None, None)
+
+
+@dataclass
+class LiveCall:
+    """A call with media: its signalling state, its peer connection and its mode."""
+
+    call: Call
+    ctx: EventContext
+    bridge: Bridge
+    session: MediaSession | None = None
+    mode: CallMode | None = None
+    connected_at: float | None = None
+    ended_at: float | None = None
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+    @property
+    def key(self) -> str:
+        return f"{self.call.room_id}|{self.call.call_id}"
+
+    @property
+    def duration(self) -> float:
+        if self.connected_at is None:
+            return 0.0
+        return (self.ended_at or time.monotonic()) - self.connected_at
+
+    @property
+    def as_user(self) -> str | None:
+        return None if self.call.our_user == self.bridge.config.bot_mxid else self.call.our_user
+
+    async def send(self, event_type: str, content: dict[str, Any], room_id: str = "") -> str:
+        return await self.ctx.send(
+            room_id or self.call.room_id, content, event_type, as_user=self.as_user
+        )
+
+    async def send_call(self, kind: str, **fields: Any) -> str:
+        call = self.call
+        content = call_content(call.call_id, call.our_party, call.version, **fields)
+        return await self.send(f"m.call.{kind}", content)
+
+    async def notice(self, text: str, room_id: str = "") -> str:
+        return await self.send("m.room.message", {"msgtype": "m.notice", "body": text}, room_id)
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class CallManager:
+    def __init__(
+        self,
+        bridge: Bridge,
+        settings: dict[str, Any],
+        modes: dict[str, type[CallMode]] | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.modes = modes or dict(MODES)
+        self.settings = settings
+        self.log = bridge.log.bind(plugin="calls")
+        self.book = CallBook(is_ours=bridge.is_ours, max_calls=int(settings["max_calls"]))
+        self.live: dict[tuple[str, str], LiveCall] = {}
+        self.conferences: dict[str, Conference] = {}
+        self.conference_users: dict[str, str] = {}  # ghost user -> conference room
+        self.memo_user = ""  # calling it in a room records a memo for that room
+        turn = self._fetch_turn if settings["homeserver_turn"] else None
+        self.ice = IceServers(settings["ice_servers"], turn)
+        self._timer: asyncio.Task | None = None
+        self._hang_ups: set[asyncio.Task] = set()
+        limit_gathering(settings["ice_addresses"])
+
+    # ----- life cycle -----
+    async def start(self) -> None:
+        self._timer = asyncio.create_task(self._expire_invites())
+
+    async def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        for live in list(self.live.values()):
+            with contextlib.suppress(Exception):
+                await self.hang_up(live, "user_hangup")
+
+    async def _expire_invites(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            for action in self.book.expire():
+                await self._perform(action, None)
+
+    async def _fetch_turn(self) -> dict[str, Any]:
+        url = f"{self.bridge.config['homeserver.url']}/_matrix/client/v3/voip/turnServer"
+        headers = {"Authorization": f"Bearer {self.bridge.config['appservice.as_token']}"}
+        async with self.bridge.http.get(url, headers=headers) as resp:
+            return await resp.json(content_type=None) if resp.status == 200 else {}
+
+    # ----- routing -----
+    def conference(self, room_id: str) -> Conference:
+        if room_id not in self.conferences:
+            self.conferences[room_id] = Conference(room_id)
+        return self.conferences[room_id]
+
+    async def route(self, room_id: str, invitee: str | None) -> Route | None:
+        """Who of ours answers an invite in ``room_id`` addressed to ``invitee``."""
+        bot = self.bridge.config.bot_mxid
+        if invitee is not None:
+            if invitee == bot:
+                return Route(bot, "echo")
+            if invitee == self.memo_user:
+                return Route(invitee, "memo", room_id)
+            if invitee in self.conference_users:
+                return Route(invitee, "conference", self.conference_users[invitee])
+            return None
+        # No invitee (version 0, or a client that leaves it out): answer only in a room
+        # where one of ours is the only other member, as a 1:1 call there means us.
+        try:
+            members = await self.bridge.bot.get_joined_members(room_id)
+        except Exception:
+            return None
+        ours = [m for m in members if self.bridge.is_ours(str(m))]
+        if len(members) != 2 or len(ours) != 1:
+            return None
+        return await self.route(room_id, str(ours[0]))
+
+    # ----- events -----
+    async def on_call_event(self, event: MatrixEvent, ctx: EventContext) -> None:
+        if self.bridge.is_ours(event.sender):
+            return  # the echo of what we sent
+        try:
+            parsed = parse_call_event(event.raw)
+        except SignallingError as exc:
+            ctx.log.warning("ignoring a malformed call event", type=event.type, problem=str(exc))
+            return
+        route = None
+        if parsed.kind == "invite" and not self.bridge.is_ours(parsed.sender):
+            route = await self.route(parsed.room_id, parsed.invitee)
+        for action in self.book.handle(parsed, route):
+            await self._perform(action, ctx)
+
+    async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
+        if event.content.get("membership") not in ("leave", "ban"):
+            return
+        user = event.state_key or ""
+        if self.bridge.is_ours(user):
+            return
+        for action in self.book.member_left(event.room_id, user):
+            await self._perform(action, ctx)
+
+    async def _perform(self, action: Action, ctx: EventContext | None) -> None:
+        live = self.live.get(action.call.id) if hasattr(action, "call") else None
+        if isinstance(action, Ignore):
+            if ctx is not None:
+                ctx.log.debug("call event ignored", why=action.why)
+        elif isinstance(action, Answer):
+            await self._answer(action.call, ctx)
+        elif isinstance(action, Busy):
+            await self._busy(action, ctx)
+        elif isinstance(action, AddCandidates) and live and live.session:
+            bad = await live.session.add_candidates(action.candidates)
+            if bad:
+                live.ctx.log.warning("unusable ICE candidates skipped", count=bad)
+        elif isinstance(action, Accepted) and live and live.session:
+            try:
+                await self._accepted(live, action.sdp)
+            except Exception as exc:
+                live.ctx.log.warning("could not use the answer; hanging up", problem=str(exc))
+                await self.hang_up(live, "unknown_error")
+        elif isinstance(action, Renegotiate) and live and live.session:
+            await self._renegotiate(live, action.sdp)
+        elif isinstance(action, MetadataChanged) and live:
+            live.ctx.log.info("remote stream metadata changed", metadata=action.metadata)
+        elif isinstance(action, End):
+            await self._end(action, live, ctx)
+
+    # ----- answering and placing -----
+    async def _answer(self, call: Call, ctx: EventContext) -> None:
+        began = time.perf_counter()
+        live = LiveCall(call, ctx, self.bridge)
+        self.live[call.id] = live
+        decision = await self.bridge.authorize(
+            call.their_user,
+            "call.answer",
+            call.our_user,
+            {"room_id": call.room_id, "call_id": call.call_id, "mode": call.mode},
+        )
+        decided = time.perf_counter()
+        if not decision.allowed:
+            self.live.pop(call.id, None)
+            self.book.end(call, "policy", notify=False)
+            if call.version == "0":
+                await live.send_call("hangup", reason="user_hangup")
+            else:
+                await live.send_call("reject")
+            await live.notice(f"Your call was not answered: {decision.reason}")
+            return
+        try:
+            await self._start_media(live)
+            sdp = await live.session.answer(call.offer_sdp or "")
+        except Exception as exc:  # an offer aiortc cannot use (codecs, malformed SDP)
+            ctx.log.warning(
+                "could not answer the call's offer; hanging up",
+                call_id=call.call_id,
+                problem=f"{type(exc).__name__}: {exc}",
+            )
+            await self.hang_up(live, "unknown_error")
+            return
+        if call.state == "ended":  # hung up while we were setting up
+            await self._close(live, "user_hangup")
+            return
+        call.state = "answering"
+        await self._add_pending(live)
+        ready = time.perf_counter()
+        await live.send_call(
+            "answer",
+            answer={"type": "answer", "sdp": sdp},
+            sdp_stream_metadata=usermedia_metadata(sdp),
+            capabilities={"m.call.transferee": False, "m.call.dtmf": False},
+        )
+        ctx.log.info(
+            "call answered",
+            call_id=call.call_id,
+            mode=call.mode,
+            setup_ms=round((time.perf_counter() - began) * 1000, 1),
+            policy_ms=round((decided - began) * 1000, 1),
+            media_ms=round((ready - decided) * 1000, 1),
+        )
+        await self._send_our_candidates(live, sdp)
+
+    async def place(
+        self,
+        ctx: EventContext,
+        room_id: str,
+        person: str,
+        mode: str,
+        options: dict[str, Any] | None = None,
+    ) -> Call:
+        """Call ``person`` in ``room_id`` from the bot (the policy was asked already)."""
+        bot = self.bridge.config.bot_mxid
+        call = self.book.place(room_id, bot, person, Route(bot, mode), options)
+        live = LiveCall(call, ctx, self.bridge)
+        self.live[call.id] = live
+        await self._start_media(live)
+        sdp = await live.session.offer()
+        await live.send_call(
+            "invite",
+            offer={"type": "offer", "sdp": sdp},
+            lifetime=INVITE_LIFETIME_MS,
+            invitee=person,
+            sdp_stream_metadata=usermedia_metadata(sdp),
+        )
+        await self._send_our_candidates(live, sdp)
+        return call
+
+    async def _renegotiate(self, live: LiveCall, offer_sdp: str) -> None:
+        """Hold, resume or a media change: answer the new offer; the call goes on as it
+        was when the offer cannot be used."""
+        try:
+            sdp = await live.session.answer(offer_sdp)
+        except Exception as exc:
+            live.ctx.log.warning("could not answer a renegotiation offer", problem=str(exc))
+            return
+        await live.send_call(
+            "negotiate",
+            description={"type": "answer", "sdp": sdp},
+            sdp_stream_metadata=usermedia_metadata(sdp),
+            lifetime=INVITE_LIFETIME_MS,
+        )
+
+    async def _accepted(self, live: LiveCall, sdp: str) -> None:
+        await live.session.accept(sdp)
+        await live.send_call("select_answer", selected_party_id=live.call.their_party or "")
+        await self._add_pending(live)
+
+    async def _busy(self, action: Busy, ctx: EventContext) -> None:
+        event = action.event
+        content = call_content(event.call_id, "anywhere-busy", event.version, reason="user_busy")
+        as_user = None if action.callee == self.bridge.config.bot_mxid else action.callee
+        await ctx.send(event.room_id, content, "m.call.hangup", as_user=as_user)
+        ctx.log.info("call refused: busy", active=len(self.book.active))
+
+    async def _start_media(self, live: LiveCall) -> None:
+        mode = self.modes[live.call.mode](self, live)
+        live.mode = mode
+
+        def on_track(track: Any) -> None:
+            if track.kind == "audio":
+                live.spawn(listen(track, mode.on_audio))
+
+        def on_state(state: str) -> None:
+            if state == "connected" and live.connected_at is None:
+                live.connected_at = time.monotonic()
+                self.book.connected(live.call)
+                mode.on_connected()
+            elif state == "failed":
+                self.hang_up_soon(live, "ice_failed")
+            elif state == "closed" and live.ended_at is None:
+                self.hang_up_soon(live, "user_hangup")  # the other side closed its media
+
+        live.session = MediaSession(await self.ice.configuration(), mode.track, on_track, on_state)
+        live.spawn(self._watch(live))
+
+    async def _watch(self, live: LiveCall) -> None:
+        """Hang up when media never connects; keep statistics fresh for the report."""
+        deadline = time.monotonic() + float(self.settings["connect_timeout"])
+        while live.ended_at is None:
+            await asyncio.sleep(1)
+            if live.connected_at is None and time.monotonic() > deadline:
+                await self.hang_up(live, "ice_failed")
+                return
+            if live.connected_at is not None and live.session:
+                await live.session.measure()
+
+    async def _add_pending(self, live: LiveCall) -> None:
+        call = live.call
+        pending, call.pending_candidates = call.pending_candidates, []
+        if pending:
+            await live.session.add_candidates(pending)
+        if call.remote_end_of_candidates:
+            await live.session.add_candidates([_END])
+
+    async def _send_our_candidates(self, live: LiveCall, sdp: str) -> None:
+        found = [c.to_content() for c in candidates_in_sdp(sdp)]
+        # end-of-candidates as browsers give it (some clients require mid and index)
+        end = {"candidate": "", "sdpMid": mids_by_mline(sdp).get(0, "0"), "sdpMLineIndex": 0}
+        await live.send_call("candidates", candidates=[*found, end])
+
+    # ----- ending -----
+    def hang_up_soon(self, live: LiveCall, reason: str) -> None:
+        """Hang up from a callback that cannot await (media callbacks, timers)."""
+        task = asyncio.get_running_loop().create_task(self.hang_up(live, reason))
+        self._hang_ups.add(task)
+        task.add_done_callback(self._hang_ups.discard)
+
+    async def hang_up(self, live: LiveCall, reason: str) -> None:
+        for action in self.book.end(live.call, reason, notify=True):
+            await self._perform(action, live.ctx)
+
+    async def _end(self, action: End, live: LiveCall | None, ctx: EventContext | None) -> None:
+        if live is None:
+            return
+        if action.notify:
+            with contextlib.suppress(Exception):
+                await live.send_call("hangup", reason=action.reason)
+        await self._close(live, action.reason)
+
+    async def _close(self, live: LiveCall, reason: str) -> None:
+        if live.ended_at is not None:
+            return
+        live.ended_at = time.monotonic()
+        self.live.pop(live.call.id, None)
+        if live.session:
+            await live.session.measure()
+            await live.session.close()
+        current = asyncio.current_task()
+        for task in list(live.tasks):
+            if task is not current:
+                task.cancel()
+        live.ctx.log.info(
+            "call ended", call_id=live.call.call_id, reason=reason, seconds=round(live.duration, 1)
+        )
+        if live.mode:
+            try:
+                await live.mode.on_end(reason)
+            except Exception:
+                live.ctx.log.exception("call mode failed at the end of the call")
+
+    # ----- conference announcements -----
+    async def announce(self, live: LiveCall, text: str) -> None:
+        await live.notice(text, room_id=live.call.key or live.call.room_id)
+
+    def announce_soon(self, live: LiveCall, text: str) -> None:
+        live.spawn(self.announce(live, text))

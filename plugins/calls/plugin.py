@@ -1,0 +1,192 @@
+"""The Calls plugin's hooks: config, ghost namespace, schema, commands and events."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from bridge import (
+    Command,
+    CommandError,
+    EventContext,
+    MatrixEvent,
+    Migrations,
+    Namespaces,
+    argument,
+    command,
+    hookimpl,
+)
+from bridge.commands import level_for
+from bridge.errors import PluginLoadError
+from bridge.namespaces import user_regex
+
+from .manager import CallManager
+from .modes import MODES, CallMode
+from .settings import SECTION
+from .signalling import CALL_EVENT_TYPES
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+    from bridge.pluginmanager import PluginManager
+    from bridge.runtime import Bridge
+
+
+async def v1_conferences(conn: Any, scheme: Any) -> None:
+    """conference users, one per room"""
+    await conn.execute(
+        """CREATE TABLE calls_conference (
+            room_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL UNIQUE
+        )"""
+    )
+
+
+def collect_modes(plugins: PluginManager) -> dict[str, type[CallMode]]:
+    """The built-in modes plus those other plugins give through ``anywhere_call_modes``."""
+    modes = dict(MODES)
+    owners = dict.fromkeys(MODES, "calls")
+    for name, given in plugins.call_each("anywhere_call_modes"):
+        for mode_name, mode in (given or {}).items():
+            if mode_name in modes:
+                raise PluginLoadError(
+                    f"plugin {name!r} defines call mode {mode_name!r}, which plugin "
+                    f"{owners[mode_name]!r} already defines: rename one of them"
+                )
+            if not (isinstance(mode, type) and issubclass(mode, CallMode)):
+                raise PluginLoadError(
+                    f"plugin {name!r}: call mode {mode_name!r} must be a subclass of "
+                    f"plugins.calls.modes.CallMode, found {mode!r}"
+                )
+            modes[mode_name], owners[mode_name] = mode, name
+    return modes
+
+
+def ghost_prefix(config: Config) -> str:
+    return f"{config['appservice.ghost_prefix']}calls_"
+
+
+class CallsPlugin:
+    def __init__(self) -> None:
+        self.bridge: Bridge | None = None
+        self.manager: CallManager | None = None
+
+    @hookimpl
+    def anywhere_config_section(self):
+        return SECTION
+
+    @hookimpl
+    def anywhere_namespaces(self, config: Config) -> Namespaces:
+        return Namespaces.of(users=[user_regex(ghost_prefix(config), config["homeserver.domain"])])
+
+    @hookimpl
+    def anywhere_migrations(self) -> Migrations:
+        return Migrations("calls", [v1_conferences])
+
+    @hookimpl
+    async def anywhere_startup(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.manager = CallManager(bridge, bridge.settings("calls"), collect_modes(bridge.plugins))
+        self.manager.memo_user = (
+            f"@{ghost_prefix(bridge.config)}memo:{bridge.config['homeserver.domain']}"
+        )
+        for row in await bridge.db.fetch("SELECT room_id, user_id FROM calls_conference"):
+            self.manager.conference_users[row["user_id"]] = row["room_id"]
+        await self.manager.start()
+
+    @hookimpl
+    async def anywhere_shutdown(self, bridge: Bridge) -> None:
+        if self.manager is not None:
+            await self.manager.stop()
+
+    @hookimpl
+    def anywhere_event_handlers(self) -> dict[str, Any]:
+        handlers: dict[str, Any] = dict.fromkeys(CALL_EVENT_TYPES, self.on_call_event)
+        handlers["m.room.member"] = self.on_member
+        return handlers
+
+    @hookimpl
+    def anywhere_commands(self) -> list[Command]:
+        return [self.call_command()]
+
+    # ----- events -----
+    async def on_call_event(self, event: MatrixEvent, ctx: EventContext) -> None:
+        await self.manager.on_call_event(event, ctx)
+
+    async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
+        user = event.state_key or ""
+        ghosts = (self.manager.memo_user, *self.manager.conference_users)
+        if event.content.get("membership") == "invite" and user in ghosts:
+            # the memo user joins any room it is invited to; a conference user joins the
+            # direct chats people open with it, to call it from clients that only call in
+            # two-person rooms
+            intent = self.bridge.intent(user)
+            await intent.ensure_registered()
+            if level_for(event.sender, self.bridge.config["bridge.permissions"]) == 0:
+                await intent.leave_room(event.room_id, reason="You may not use this bridge")
+                return
+            await intent.join_room(event.room_id)
+            if user == self.manager.memo_user:
+                await intent.set_displayname("Voice memo")
+            return
+        await self.manager.on_member(event, ctx)
+
+    # ----- commands -----
+    def call_command(self) -> Command:
+        @command("call", help="Voice calls: a voice memo, or a conference for this room")
+        @argument("what", choices=["memo", "conference"], help="what to start")
+        @argument("--seconds", type=int, help="memo: longest recording, in seconds")
+        async def call(ctx: EventContext, args: argparse.Namespace) -> None:
+            if args.what == "memo":
+                await self.start_memo(ctx, args.seconds)
+            else:
+                await self.start_conference(ctx)
+
+        return call
+
+    async def start_memo(self, ctx: EventContext, seconds: int | None) -> None:
+        limit = self.bridge.settings("calls")["memo_max_seconds"]
+        if seconds is not None and not 1 <= seconds <= limit:
+            raise CommandError(f"--seconds must be between 1 and {limit}")
+        person, room = ctx.event.sender, ctx.event.room_id
+        decision = await self.bridge.authorize(
+            person, "call.place", person, {"room_id": room, "mode": "memo"}
+        )
+        if not decision.allowed:
+            await ctx.reply(f"I can't call you: {decision.reason}")
+            return
+        if len(self.manager.book.active) >= self.manager.book.max_calls:
+            raise CommandError("all lines are busy; try again in a few minutes")
+        await ctx.reply(
+            f"Calling you now: speak after the tone (up to {seconds or limit} s), then hang "
+            "up. Your voice memo is posted here. (You can also invite "
+            f"{self.manager.memo_user} to a room and call it.)"
+        )
+        await self.manager.place(ctx, room, person, "memo", {"seconds": seconds or limit})
+
+    async def start_conference(self, ctx: EventContext) -> None:
+        room = ctx.event.room_id
+        user = await self.bridge.db.fetchval(
+            "SELECT user_id FROM calls_conference WHERE room_id = $1", room
+        )
+        if user is None:
+            digest = hashlib.sha256(room.encode()).hexdigest()[:12]
+            domain = self.bridge.config["homeserver.domain"]
+            user = f"@{ghost_prefix(self.bridge.config)}conf_{digest}:{domain}"
+            intent = self.bridge.intent(user)
+            await intent.ensure_registered()
+            await intent.set_displayname("Conference call")
+            await self.bridge.bot.invite_user(room, user)
+            await intent.join_room(room)
+            await self.bridge.db.execute(
+                "INSERT INTO calls_conference (room_id, user_id) VALUES ($1, $2) "
+                "ON CONFLICT (room_id) DO NOTHING",
+                room,
+                user,
+            )
+        self.manager.conference_users[user] = room
+        await ctx.reply(
+            f"Conference ready: call {user} to join. Everyone who calls it hears everyone "
+            "else. If your client only calls in two-person rooms, open a direct chat with "
+            f"{user} and call there."
+        )

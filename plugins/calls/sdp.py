@@ -1,0 +1,68 @@
+"""Small SDP helpers: the candidates aiortc put in its SDP, and the stream ids there."""
+
+from __future__ import annotations
+
+from .signalling import Candidate
+
+
+def candidates_in_sdp(sdp: str) -> list[Candidate]:
+    """Every ``a=candidate`` line, with the mid and m-line index it belongs to.
+
+    aiortc gathers all its candidates before it returns a description, so the bridge
+    sends these in one ``m.call.candidates`` event followed by end-of-candidates, for
+    clients that only look at trickled candidates.
+    """
+    found: list[Candidate] = []
+    mline, mid = -1, None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            mline, mid = mline + 1, None
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
+        elif line.startswith("a=candidate:") and mline >= 0:
+            found.append(Candidate(line[2:].strip(), mid, mline))
+    # a=mid comes after a=candidate in some SDPs: fill it in per m-line afterwards
+    mids = mids_by_mline(sdp)
+    return [
+        Candidate(c.candidate, mids.get(c.sdp_mline_index or 0), c.sdp_mline_index) for c in found
+    ]
+
+
+def mids_by_mline(sdp: str) -> dict[int, str]:
+    mids: dict[int, str] = {}
+    mline = -1
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            mline += 1
+        elif line.startswith("a=mid:") and mline >= 0:
+            mids[mline] = line[len("a=mid:") :].strip()
+    return mids
+
+
+def stream_ids(sdp: str) -> list[str]:
+    """The MediaStream ids (``a=msid:<stream> <track>``) in an SDP, in order, once each."""
+    ids: list[str] = []
+    for line in sdp.splitlines():
+        if line.startswith("a=msid:"):
+            stream = line[len("a=msid:") :].split()[0]
+            if stream not in ids and stream != "-":
+                ids.append(stream)
+    return ids
+
+
+def without_candidates(sdp: str) -> str:
+    """The SDP without candidate lines (what a trickling client puts in its invite)."""
+    lines = [
+        line
+        for line in sdp.splitlines()
+        if not line.startswith(("a=candidate:", "a=end-of-candidates"))
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def usermedia_metadata(sdp: str, *, audio_muted: bool = False) -> dict[str, dict[str, object]]:
+    """``sdp_stream_metadata`` for our answer: every stream in our SDP is user media."""
+    return {
+        stream: {"purpose": "m.usermedia", "audio_muted": audio_muted, "video_muted": True}
+        for stream in stream_ids(sdp)
+    }

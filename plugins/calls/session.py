@@ -1,0 +1,103 @@
+"""One peer connection (aiortc) and the numbers a quality report needs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from .signalling import Candidate
+
+
+@dataclass
+class Quality:
+    """What the WebRTC statistics say about a call (None when not measured)."""
+
+    packets_received: int = 0
+    packets_lost: int = 0
+    packets_sent: int = 0
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
+
+    @property
+    def loss_percent(self) -> float:
+        total = self.packets_received + self.packets_lost
+        return 100.0 * self.packets_lost / total if total else 0.0
+
+
+class MediaSession:
+    """An aiortc peer connection sending ``track`` and handing remote tracks to
+    ``on_track``; ``on_state`` gets the connection state as it changes."""
+
+    def __init__(
+        self,
+        configuration: RTCConfiguration,
+        track: MediaStreamTrack,
+        on_track: Callable[[MediaStreamTrack], None],
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration)
+        self.track = track
+        self.pc.addTrack(track)
+        self.quality = Quality()
+        self.pc.on("track", on_track)
+        self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Take an offer; returns our answer SDP with every candidate gathered."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    async def add_candidates(self, candidates: list[Candidate] | tuple[Candidate, ...]) -> int:
+        """Add trickled candidates; an empty one is end-of-candidates. Returns how many
+        were unusable (logged by the caller, never fatal: others may still work)."""
+        bad = 0
+        for item in candidates:
+            if item.is_end:
+                await self.pc.addIceCandidate(None)
+                continue
+            try:
+                candidate = candidate_from_sdp(item.candidate.removeprefix("candidate:"))
+            except (ValueError, IndexError):
+                bad += 1
+                continue
+            candidate.sdpMid = item.sdp_mid
+            candidate.sdpMLineIndex = item.sdp_mline_index
+            await self.pc.addIceCandidate(candidate)
+        return bad
+
+    async def measure(self) -> Quality:
+        """Refresh :attr:`quality` from the statistics (kept for the report at the end)."""
+        if self.pc.connectionState == "closed":
+            return self.quality
+        with contextlib.suppress(Exception):
+            report = await self.pc.getStats()
+            for stats in report.values():
+                kind = getattr(stats, "type", "")
+                if kind == "inbound-rtp":
+                    self.quality.packets_received = stats.packetsReceived
+                    self.quality.packets_lost = max(0, stats.packetsLost)
+                    # RTP timestamp units at Opus' 48 kHz clock
+                    self.quality.jitter_ms = stats.jitter / 48
+                elif kind == "remote-inbound-rtp" and stats.roundTripTime is not None:
+                    self.quality.rtt_ms = stats.roundTripTime * 1000
+                elif kind == "outbound-rtp":
+                    self.quality.packets_sent = stats.packetsSent
+        return self.quality
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.pc.close(), 5)

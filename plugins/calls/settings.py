@@ -1,0 +1,76 @@
+"""``plugins.settings.calls``: defaults and the checks that name the wrong key."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from bridge import ConfigSection
+from bridge.errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    # Local addresses ICE gathers host candidates on; empty = every non-loopback address.
+    "ice_addresses": [],
+    # Extra STUN/TURN servers: [{urls: [...], username: ..., credential: ...}].
+    "ice_servers": [],
+    # Also ask the homeserver (/voip/turnServer) for its TURN server, as Element does.
+    "homeserver_turn": True,
+    # Calls one bridge process carries at once; further invites are refused as busy.
+    "max_calls": 20,
+    # Seconds to wait for media to connect before hanging up with ice_failed.
+    "connect_timeout": 30,
+    # Greeting tone that starts every call (Hz, milliseconds).
+    "greeting_hz": 880,
+    "greeting_ms": 400,
+    # Longest voice memo, in seconds.
+    "memo_max_seconds": 60,
+}
+
+
+def _positive(section: dict[str, Any], prefix: str, key: str, *, maximum: float) -> None:
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= maximum:
+        raise ConfigError(f"{prefix}.{key}", f"a number above 0 and at most {maximum}", value)
+
+
+def validate(section: dict[str, Any], prefix: str) -> None:
+    addresses = section["ice_addresses"]
+    if not isinstance(addresses, list):
+        raise ConfigError(f"{prefix}.ice_addresses", "a list of IP addresses", addresses)
+    for i, address in enumerate(addresses):
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            raise ConfigError(
+                f"{prefix}.ice_addresses[{i}]",
+                "an IP address such as 127.0.0.1 or 192.0.2.10",
+                address,
+                "leave the list empty to use every non-loopback address",
+            ) from None
+    servers = section["ice_servers"]
+    if not isinstance(servers, list):
+        raise ConfigError(
+            f"{prefix}.ice_servers", "a list of {urls, username, credential}", servers
+        )
+    for i, server in enumerate(servers):
+        urls = server.get("urls") if isinstance(server, dict) else None
+        if isinstance(urls, str):
+            server["urls"] = urls = [urls]
+        if not isinstance(urls, list) or not all(
+            isinstance(u, str) and u.startswith(("stun:", "turn:", "turns:")) for u in urls
+        ):
+            raise ConfigError(
+                f"{prefix}.ice_servers[{i}].urls",
+                "stun:, turn: or turns: URLs (e.g. turn:turn.example.org:3478?transport=udp)",
+                urls,
+            )
+    if not isinstance(section["homeserver_turn"], bool):
+        raise ConfigError(f"{prefix}.homeserver_turn", "true or false", section["homeserver_turn"])
+    _positive(section, prefix, "max_calls", maximum=10_000)
+    _positive(section, prefix, "connect_timeout", maximum=600)
+    _positive(section, prefix, "greeting_hz", maximum=20_000)
+    _positive(section, prefix, "greeting_ms", maximum=10_000)
+    _positive(section, prefix, "memo_max_seconds", maximum=3600)
+
+
+SECTION = ConfigSection(defaults=DEFAULTS, validate=validate)
