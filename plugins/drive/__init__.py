@@ -1,0 +1,101 @@
+"""The drive: shared folders that must be accepted, files from chat and HTTP, sharing
+into chats. See docs/drive.md."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+    from storage.blobs import BlobStore
+
+    from .rooms import FolderRooms
+    from .service import Drive
+
+# The runtime parts are imported in the hooks that need them, and the marker is made
+# here rather than imported from `bridge` (it is the same: pluggy matches markers by
+# project name), so that the sync client (`python -m plugins.drive.sync`, and
+# `anywhere drive sync`) does not import the bridge runtime and starts quickly.
+hookimpl = pluggy.HookimplMarker("anywhere")
+
+
+class DrivePlugin:
+    def __init__(self) -> None:
+        self.bridge: Bridge | None = None
+        self.blobs: BlobStore | None = None
+        self.drive: Drive | None = None
+        self.rooms: FolderRooms | None = None
+
+    @hookimpl
+    def anywhere_config_section(self):
+        from .settings import CONFIG_SECTION
+
+        return CONFIG_SECTION
+
+    @hookimpl
+    def anywhere_migrations(self):
+        from .schema import DRIVE_MIGRATIONS
+
+        return DRIVE_MIGRATIONS
+
+    @hookimpl
+    async def anywhere_startup(self, bridge: Bridge) -> None:
+        from storage.blobs import open_blob_store
+
+        from .rooms import FolderRooms
+        from .service import Drive
+        from .settings import DriveSettings
+
+        section = bridge.settings("drive")
+        url = section["storage_url"] or f"osfs://{bridge.config.data_dir / 'drive'}"
+        settings = DriveSettings(
+            storage_url=url,
+            quota_bytes=section["quota_bytes"],
+            share_blocked_kinds=list(section["share_blocked_kinds"]),
+            public_url=section["public_url"],
+        )
+        self.bridge = bridge
+        self.blobs = open_blob_store(url)
+        swept = await self.blobs.sweep_partial()
+        if swept:
+            bridge.log.info("removed unfinished uploads", plugin="drive", count=swept)
+        self.drive = Drive(bridge.db, self.blobs, settings, bridge.authorize)
+        self.rooms = FolderRooms(bridge, self.drive)
+
+    @hookimpl
+    async def anywhere_shutdown(self, bridge: Bridge) -> None:
+        if self.blobs is not None:
+            await self.blobs.close()
+
+    @hookimpl
+    def anywhere_commands(self):
+        from .commands import DriveCommands
+
+        return [DriveCommands(self).command()]
+
+    @hookimpl
+    def anywhere_event_handlers(self) -> dict[str, Any]:
+        return {"m.room.member": self.on_member, "m.room.message": self.on_message}
+
+    async def on_member(self, event, ctx) -> None:
+        await self.rooms.on_member(event, ctx)
+
+    async def on_message(self, event, ctx) -> None:
+        await self.rooms.on_message(event, ctx)
+
+    @hookimpl
+    def anywhere_cli(self, subparsers) -> None:
+        from .sync.cli import add_parsers
+
+        add_parsers(subparsers)
+
+    @hookimpl
+    def anywhere_web_routes(self, bridge: Bridge, app) -> None:
+        from .http_api import add_routes
+
+        add_routes(self, app)
+
+
+plugin = DrivePlugin()

@@ -1,0 +1,50 @@
+"""The drive's HTTP API on the bridge's web server, under ``/_anywhere/drive/v1/``.
+Every route authenticates the person with their Matrix access token."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from . import http_files as files
+from . import http_shares as shares
+from .http_common import PLUGIN_KEY, PREFIX, authenticated
+from .openapi import document
+
+if TYPE_CHECKING:
+    from . import DrivePlugin
+
+
+@authenticated
+async def openapi(request: web.Request, user: str) -> web.Response:
+    return web.json_response(document())
+
+
+def add_routes(plugin: DrivePlugin, app: web.Application) -> None:
+    app[PLUGIN_KEY] = plugin
+    folder = f"{PREFIX}/folders/{{folder}}"
+    r = app.router
+    r.add_get(f"{PREFIX}/openapi.json", openapi)
+    r.add_get(f"{PREFIX}/quota", files.quota)
+    r.add_get(f"{PREFIX}/folders", shares.list_folders)
+    r.add_post(f"{PREFIX}/folders", shares.create_folder)
+    r.add_get(f"{folder}/members", shares.members)
+    r.add_post(f"{folder}/members", shares.invite)
+    r.add_delete(f"{folder}/members/{{user}}", shares.revoke)
+    r.add_post(f"{folder}/accept", shares.accept)
+    r.add_post(f"{folder}/decline", shares.decline)
+    r.add_get(f"{folder}/list", files.list_folder)
+    r.add_get(f"{folder}/tree", files.tree)
+    r.add_get(f"{folder}/changes", files.changes)
+    r.add_put(f"{folder}/files/{{path:.+}}", files.upload)
+    r.add_get(f"{folder}/files/{{path:.+}}", files.download)
+    r.add_delete(f"{folder}/files/{{path:.+}}", files.delete)
+    r.add_post(f"{folder}/mkdir", files.mkdir)
+    r.add_post(f"{folder}/move", files.move)
+    r.add_get(f"{folder}/versions", files.versions)
+    r.add_post(f"{folder}/revert", files.revert)
+    r.add_get(f"{folder}/trash", files.trash)
+    r.add_post(f"{folder}/restore", files.restore)
+    r.add_get(f"{PREFIX}/nodes/{{node}}/content", files.download_node)
+    r.add_get(f"{PREFIX}/shared/{{room}}/{{node}}/{{version:\\d+}}/{{sig}}", files.download_shared)

@@ -1,0 +1,264 @@
+"""The drive on the Matrix side: one room per shared folder, managed by the bot.
+
+Sharing a folder invites the person to its room (the invite carries who shares what,
+with which role); joining the room accepts, rejecting the invite declines, leaving
+leaves the share, and the owner's revoke removes the person from the room. Files sent
+into the room are stored in the folder; files are posted into rooms through the
+homeserver's media repository, or as a link when they are larger than it accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+from mautrix.types import EventType, RoomCreatePreset
+
+from bridge import EventContext, MatrixEvent
+from storage.blobs import BlobError
+
+from .errors import Denied, DriveError
+from .model import Folder, Node, human_size
+from .names import InvalidName
+from .service import Drive
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+FILE_MSGTYPES = frozenset({"m.file", "m.image", "m.audio", "m.video"})
+MEDIA_CONFIG_SECONDS = 300.0
+
+
+class FolderRooms:
+    def __init__(self, bridge: Bridge, drive: Drive) -> None:
+        self.bridge = bridge
+        self.drive = drive
+        self._upload_limit: tuple[int | None, float] | None = None
+
+    @property
+    def homeserver(self) -> str:
+        return self.bridge.config["homeserver.url"]
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.bridge.config['appservice.as_token']}"}
+
+    # ----- folders and their rooms -----
+    async def create_folder(self, owner: str, name: str) -> Folder:
+        """A new top-level folder and its room, with the owner invited."""
+        name = await self.drive.access.check_new_folder(owner, name)
+        room_id = await self.bridge.bot.create_room(
+            preset=RoomCreatePreset.PRIVATE,
+            name=f"{name} (drive)",
+            topic=(
+                f"Shared drive folder {name!r}, owned by {owner}. Files sent here are "
+                "saved in the folder; send !drive help for the commands."
+            ),
+            invitees=[owner],
+            # Only the bot (the room's creator) invites and removes people: room
+            # membership is the share.
+            power_level_override={
+                "users": {owner: 50},
+                "invite": 100,
+                "kick": 100,
+                "ban": 100,
+                "state_default": 100,
+            },
+        )
+        return await self.drive.access.create_folder(owner, name, room_id)
+
+    async def invite(self, folder: Folder, actor: str, user_id: str, role: str) -> str:
+        if folder.room_id is None:
+            raise DriveError(f"{folder.name} has no room to invite to")
+        if actor != folder.owner:
+            raise Denied(f"only the owner ({folder.owner}) can share {folder.name!r}")
+        await self.drive.check_folder_share(actor, folder)
+        decision = await self.bridge.authorize(
+            actor, "drive.invite", user_id, {"folder": folder.id}
+        )
+        if not getattr(decision, "allowed", True):
+            raise DriveError(f"inviting {user_id} is refused: {decision.reason}")
+        before = await self.drive.access.member(folder.id, user_id)
+        member = await self.drive.access.invite(folder, actor, user_id, role)
+        if before is not None and before.state == "joined":
+            return f"{user_id} is now {role} of {folder.name}."
+        message = (
+            f"{actor} shares the folder {folder.name!r} with you as {role}. Join this room to "
+            "accept; reject the invite to decline."
+        )
+        try:
+            await self.bridge.bot.invite_user(folder.room_id, user_id, reason=message)
+        except Exception as exc:
+            await self.drive.access.set_state(folder.id, user_id, "declined")
+            raise DriveError(f"could not invite {user_id}: {exc}") from exc
+        return (
+            f"Invited {member.user_id} to {folder.name} as {member.role}; they get access once "
+            "they accept (join the folder's room)."
+        )
+
+    async def revoke(self, folder: Folder, actor: str, user_id: str) -> str:
+        await self.drive.access.revoke(folder, actor, user_id)
+        if folder.room_id:
+            try:
+                await self.bridge.bot.kick_user(
+                    folder.room_id, user_id, reason=f"{actor} stopped sharing {folder.name}"
+                )
+            except Exception as exc:  # already gone: the share is revoked all the same
+                self.bridge.log.info("kick after revoke failed", user=user_id, error=str(exc))
+        return f"{user_id} no longer has access to {folder.name}."
+
+    async def leave(self, folder: Folder, user_id: str) -> str:
+        if user_id == folder.owner:
+            raise DriveError("you own this folder; owners cannot leave it")
+        await self.drive.access.require(folder, user_id)
+        await self.drive.access.set_state(folder.id, user_id, "left")
+        if folder.room_id:
+            try:
+                await self.bridge.bot.kick_user(folder.room_id, user_id, reason="left the share")
+            except Exception as exc:
+                self.bridge.log.info("kick after leave failed", user=user_id, error=str(exc))
+        return f"You left {folder.name}."
+
+    async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
+        user_id = event.state_key
+        if not user_id or self.bridge.is_ours(user_id):
+            return
+        folder = await self.drive.access.folder_for_room(event.room_id)
+        if folder is None:
+            return
+        membership = event.content.get("membership", "")
+        new_state = await self.drive.access.membership_changed(folder, user_id, membership)
+        if new_state == "joined":
+            member = await self.drive.access.member(folder.id, user_id)
+            await ctx.notice(event.room_id, f"{user_id} accepted: {member.role} of {folder.name}.")
+        elif new_state == "left":
+            await ctx.notice(event.room_id, f"{user_id} left the share of {folder.name}.")
+        elif new_state == "declined":
+            ctx.log.info("share declined", folder=folder.id, user=user_id)
+
+    # ----- files from chat -----
+    async def on_message(self, event: MatrixEvent, ctx: EventContext) -> None:
+        content = event.content
+        if content.get("msgtype") not in FILE_MSGTYPES or self.bridge.is_ours(event.sender):
+            return
+        folder = await self.drive.access.folder_for_room(event.room_id)
+        if folder is None:
+            return
+        url = content.get("url")
+        name = content.get("filename") or content.get("body") or ""
+        if not isinstance(url, str) or not url.startswith("mxc://"):
+            await ctx.reply("I can't save this file: it has no plain mxc:// URL (encrypted?).")
+            return
+        info = content.get("info") if isinstance(content.get("info"), dict) else {}
+        size = info.get("size") if isinstance(info.get("size"), int) else None
+        try:
+            node, added = await self.drive.upload(
+                event.sender,
+                folder,
+                name,
+                self.download(url),
+                declared_size=size,
+                mime=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
+                source=event.event_id,
+            )
+        except (DriveError, InvalidName, BlobError) as exc:
+            await ctx.reply(f"Not saved: {exc}")
+            return
+        if added:
+            await ctx.reply(
+                f"Saved {node.name} in {folder.name} ({human_size(node.size)}, "
+                f"version {node.version_no})."
+            )
+
+    async def download(self, mxc: str) -> AsyncIterator[bytes]:
+        server, _, media_id = mxc.removeprefix("mxc://").partition("/")
+        url = (
+            f"{self.homeserver}/_matrix/client/v1/media/download/"
+            f"{quote(server)}/{quote(media_id)}?allow_redirect=true"
+        )
+        async with self.bridge.http.get(url, headers=self._auth()) as resp:
+            if resp.status != 200:
+                raise DriveError(f"the homeserver did not give the file ({resp.status})")
+            async for chunk in resp.content.iter_chunked(1 << 20):
+                yield chunk
+
+    # ----- files into chat -----
+    async def upload_limit(self) -> int | None:
+        if self._upload_limit and self._upload_limit[1] > time.monotonic():
+            return self._upload_limit[0]
+        limit = None
+        try:
+            async with self.bridge.http.get(
+                f"{self.homeserver}/_matrix/client/v1/media/config", headers=self._auth()
+            ) as resp:
+                if resp.status == 200:
+                    limit = (await resp.json()).get("m.upload.size")
+        except aiohttp.ClientError:
+            limit = None
+        self._upload_limit = (limit, time.monotonic() + MEDIA_CONFIG_SECONDS)
+        return limit
+
+    def link_signature(self, room_id: str, node_id: str, version: int) -> str:
+        key = hashlib.sha256(b"drive-links|" + self.bridge.config["appservice.as_token"].encode())
+        message = f"{room_id}|{node_id}|{version}".encode()
+        return hmac.new(key.digest(), message, hashlib.sha256).hexdigest()[:32]
+
+    def link(self, node: Node, room_id: str) -> str:
+        """A link to this version of the file for the members of ``room_id`` (they log in
+        with their Matrix account; nobody else can use it)."""
+        base = self.drive.settings.public_url or (
+            f"http://{self.bridge.config['appservice.hostname']}:"
+            f"{self.bridge.config['appservice.port']}"
+        )
+        sig = self.link_signature(room_id, node.id, node.version_no)
+        return (
+            f"{base.rstrip('/')}/_anywhere/drive/v1/shared/{quote(room_id, safe='')}/"
+            f"{node.id}/{node.version_no}/{sig}"
+        )
+
+    async def post_file(self, ctx: EventContext, room_id: str, node: Node, as_of: str) -> str:
+        """Post ``node`` into ``room_id`` as a file message, or a link when too large."""
+        limit = await self.upload_limit()
+        if limit is not None and node.size > limit:
+            text = (
+                f"{node.name} ({human_size(node.size)}) is larger than this homeserver accepts "
+                f"({human_size(limit)}); download it from the drive: {self.link(node, room_id)}"
+            )
+            await ctx.notice(room_id, text)
+            return "link"
+        mxc = await self.bridge.bot.upload_media(
+            self.drive.content(node), mime_type=node.mime, filename=node.name, size=node.size
+        )
+        msgtype = _msgtype_for(node.mime)
+        content: dict[str, Any] = {
+            "msgtype": msgtype,
+            "body": node.name,
+            "filename": node.name,
+            "url": str(mxc),
+            "info": {"size": node.size, "mimetype": node.mime or "application/octet-stream"},
+            "org.anywhere.drive": {"node": node.id, "sha256": node.sha256, "from": as_of},
+        }
+        await ctx.send(room_id, content)
+        return "file"
+
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        try:
+            state = await self.bridge.bot.get_state_event(room_id, EventType.ROOM_MEMBER, user_id)
+        except Exception:
+            return False
+        membership = getattr(state, "membership", None)
+        return getattr(membership, "value", membership) == "join"
+
+    async def others_in(self, room_id: str, user_id: str) -> bool:
+        """True when people besides ``user_id`` and the bot are in the room."""
+        members = await self.bridge.bot.get_joined_members(room_id)
+        return any(m != user_id and not self.bridge.is_ours(m) for m in members)
+
+
+def _msgtype_for(mime: str | None) -> str:
+    major = (mime or "").split("/", 1)[0]
+    return {"image": "m.image", "audio": "m.audio", "video": "m.video"}.get(major, "m.file")

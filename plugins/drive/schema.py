@@ -1,0 +1,102 @@
+"""The drive's tables (component ``drive``). Names, folders, versions and the trash are
+rows; content is in the blob store, referenced by SHA-256, so renames and restores touch
+no content."""
+
+from __future__ import annotations
+
+from mautrix.util.async_db import Scheme
+
+from storage import Migrations
+from storage.migrations import is_postgres
+
+
+async def create_tables(conn, scheme: Scheme) -> None:
+    """folders, members, nodes, versions, change feed"""
+    serial = "BIGSERIAL PRIMARY KEY" if is_postgres(scheme) else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    await conn.execute(
+        """CREATE TABLE drive_folder (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            root_id TEXT NOT NULL,
+            room_id TEXT,
+            created_at BIGINT NOT NULL,
+            UNIQUE (owner, name_key)
+        )"""
+    )
+    await conn.execute("CREATE UNIQUE INDEX drive_folder_room ON drive_folder (room_id)")
+    await conn.execute(
+        """CREATE TABLE drive_member (
+            folder_id TEXT NOT NULL REFERENCES drive_folder (id),
+            user_id TEXT NOT NULL,
+            role TEXT NOT NULL,
+            state TEXT NOT NULL,
+            invited_by TEXT,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (folder_id, user_id)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE drive_node (
+            id TEXT PRIMARY KEY,
+            folder_id TEXT NOT NULL REFERENCES drive_folder (id),
+            parent_id TEXT,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            revision BIGINT NOT NULL,
+            version_no INTEGER NOT NULL DEFAULT 0,
+            sha256 TEXT,
+            size BIGINT NOT NULL DEFAULT 0,
+            mime TEXT,
+            sniffed TEXT,
+            updated_at BIGINT NOT NULL,
+            updated_by TEXT NOT NULL,
+            trashed_at BIGINT,
+            trashed_by TEXT
+        )"""
+    )
+    # Live names are unique per folder by their collision key; trashed ones may repeat.
+    await conn.execute(
+        "CREATE UNIQUE INDEX drive_node_live_name ON drive_node (parent_id, name_key) "
+        "WHERE trashed_at IS NULL"
+    )
+    await conn.execute("CREATE INDEX drive_node_folder ON drive_node (folder_id)")
+    await conn.execute(
+        """CREATE TABLE drive_file_version (
+            node_id TEXT NOT NULL REFERENCES drive_node (id),
+            number INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            mime TEXT,
+            author TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            source TEXT UNIQUE,
+            PRIMARY KEY (node_id, number)
+        )"""
+    )
+    await conn.execute("CREATE INDEX drive_version_sha ON drive_file_version (sha256)")
+    await conn.execute(
+        f"""CREATE TABLE drive_change (
+            seq {serial},
+            folder_id TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            revision BIGINT NOT NULL,
+            at BIGINT NOT NULL
+        )"""
+    )
+    await conn.execute("CREATE INDEX drive_change_folder ON drive_change (folder_id, seq)")
+
+
+async def add_usage_counter(conn, scheme: Scheme) -> None:
+    """bytes used per owner, kept with every version (quota checks without a scan)"""
+    await conn.execute("CREATE TABLE drive_usage (owner TEXT PRIMARY KEY, bytes BIGINT NOT NULL)")
+    await conn.execute(
+        "INSERT INTO drive_usage (owner, bytes) SELECT f.owner, SUM(v.size) "
+        "FROM drive_file_version v JOIN drive_node n ON n.id = v.node_id "
+        "JOIN drive_folder f ON f.id = n.folder_id GROUP BY f.owner"
+    )
+
+
+DRIVE_MIGRATIONS = Migrations("drive", [create_tables, add_usage_counter])

@@ -1,0 +1,221 @@
+"""The drive as one object: folders and access, the tree, content, quota and the
+content (copyright) rule. Commands, chat uploads and the HTTP API all go through it, so
+the rules are the same whichever way a person comes in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mautrix.util.async_db import Database
+
+from storage.blobs import BlobStore, BlobTooLarge
+
+from .access import Access
+from .errors import ContentRefused, DriveError, NotFound, QuotaExceeded, StaleRevision
+from .mediakind import MediaKinds, guess_mime, kind_of_extension, kind_of_mime, media_kinds
+from .model import Folder, Node, human_size
+from .names import split_path
+from .settings import DriveSettings
+
+Authorize = Callable[[str, str, str | None, dict[str, Any]], Awaitable[Any]]
+
+
+async def allow_everything(actor: str, action: str, target: str | None, context: dict) -> Any:
+    """The answer of a bridge without a policy plugin."""
+
+    class Allowed:
+        allowed = True
+        reason = "no policy rule applies"
+
+    return Allowed()
+
+
+@dataclass(frozen=True)
+class Quota:
+    used: int
+    limit: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+class Drive:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        settings: DriveSettings,
+        authorize: Authorize = allow_everything,
+    ) -> None:
+        from .tree import Tree
+
+        self.db = db
+        self.blobs = blobs
+        self.settings = settings
+        self.access = Access(db)
+        self.tree = Tree(db)
+        self._authorize = authorize
+
+    # ----- finding things -----
+    async def resolve(
+        self, user: str, folder: Folder, path: str, *, write: bool = False
+    ) -> tuple[Node, str]:
+        """The live node at ``path`` in ``folder`` for ``user`` (checks access)."""
+        parts = split_path(path, allow_empty=True)
+        await self.access.require(folder, user, write=write)
+        return await self.tree.lookup(folder, parts), "/".join(parts)
+
+    # ----- content -----
+    async def quota(self, owner: str) -> Quota:
+        return Quota(await self.tree.usage(owner), self.settings.quota_bytes)
+
+    async def upload(
+        self,
+        user: str,
+        folder: Folder,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        declared_size: int | None = None,
+        mime: str | None = None,
+        if_match: int | None = None,
+        create_only: bool = False,
+        source: str | None = None,
+    ) -> tuple[Node, bool]:
+        """Store ``chunks`` as the new content of ``path``; nothing is kept unless all of
+        it arrived, fits the owner's quota and passes the content rule."""
+        parts = split_path(path)
+        await self.access.require(folder, user, write=True)
+        if source is not None and (done := await self.tree.node_for_source(source)):
+            return done, False  # a repeated Matrix event: stored already
+        parent = await self.tree.lookup(folder, parts[:-1])
+        if not parent.is_dir:
+            raise DriveError(f"{parent.name} is a file, not a folder")
+        await self._precondition(parent, parts[-1], if_match, create_only)
+        quota = await self.quota(folder.owner)
+        if declared_size is not None and declared_size > quota.free:
+            raise self._over_quota(folder, declared_size, quota)
+        writer = await self.blobs.writer(max_size=quota.free)
+        try:
+            async for chunk in chunks:
+                await writer.write(chunk)
+        except BlobTooLarge as exc:
+            raise self._over_quota(folder, writer.size, quota) from exc
+        except BaseException:
+            await writer.abort()
+            raise
+        blob = await writer.commit()
+        try:
+            head = await self.blobs.head(blob.sha256)
+            declared = mime if mime and mime != "application/octet-stream" else None
+            kinds = media_kinds(head, parts[-1], declared)
+            mime = declared or guess_mime(parts[-1])
+            if await self._shared_with_others(folder, user):
+                await self.check_share(user, f"{folder.name}/{'/'.join(parts)}", kinds)
+            return await self.tree.add_version(
+                folder,
+                parent,
+                parts[-1],
+                sha256=blob.sha256,
+                size=blob.size,
+                mime=mime,
+                sniffed=kinds.sniffed,
+                actor=user,
+                if_match=if_match,
+                create_only=create_only,
+                source=source,
+                quota=self.settings.quota_bytes,
+            )
+        except BaseException:
+            if not await self.tree.blob_in_use(blob.sha256):
+                await self.blobs.delete(blob.sha256)
+            raise
+
+    async def _precondition(
+        self, parent: Node, name: str, if_match: int | None, create_only: bool
+    ) -> None:
+        """Refuse a stale write before reading its body (checked again when stored)."""
+        existing = await self.tree.child(parent.id, name)
+        if existing is not None and create_only:
+            raise StaleRevision(f"{existing.name} already exists (revision {existing.revision})")
+        if if_match is not None and (existing is None or existing.revision != if_match):
+            now = "it was moved or deleted" if existing is None else f"it is at {existing.revision}"
+            raise StaleRevision(f"{name} is not at revision {if_match} any more ({now})")
+
+    def _over_quota(self, folder: Folder, size: int, quota: Quota) -> QuotaExceeded:
+        return QuotaExceeded(
+            f"{human_size(size)} does not fit: {folder.owner} has {human_size(quota.free)} "
+            f"free of {human_size(quota.limit)} (old versions and the trash count too); "
+            "nothing was kept"
+        )
+
+    def content(self, node: Node, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        if node.is_dir or node.sha256 is None:
+            raise NotFound(f"{node.name} is a folder, not a file")
+        return self.blobs.read(node.sha256, start, end)
+
+    async def revert(self, user: str, folder: Folder, path: str, number: int) -> Node:
+        node, _ = await self.resolve(user, folder, path, write=True)
+        versions = {v.number: v for v in await self.tree.versions(node)}
+        if number not in versions:
+            known = ", ".join(str(n) for n in sorted(versions)) or "none"
+            raise NotFound(f"{node.name} has no version {number} (versions: {known})")
+        old = versions[number]
+        parent = await self.tree.node(node.parent_id)
+        head = await self.blobs.head(old.sha256)
+        updated, _ = await self.tree.add_version(
+            folder,
+            parent,
+            node.name,
+            sha256=old.sha256,
+            size=old.size,
+            mime=old.mime,
+            sniffed=media_kinds(head, node.name, old.mime).sniffed,
+            actor=user,
+            if_match=node.revision,
+            quota=self.settings.quota_bytes,
+        )
+        return updated
+
+    # ----- the content rule -----
+    async def kinds_of(self, node: Node) -> MediaKinds:
+        head = await self.blobs.head(node.sha256) if node.sha256 else b""
+        return media_kinds(head, node.name, node.mime)
+
+    async def check_share(
+        self, actor: str, target: str, kinds: MediaKinds, context: dict[str, Any] | None = None
+    ) -> None:
+        """Refuse (``ContentRefused``, with the reason) sharing media out of the drive.
+
+        The policy engine is asked first (``drive.share``): its denial stands. Then the
+        drive's own rule: ``share_blocked_kinds`` (audio and video by default), judged by
+        content, extension and declared type, the strictest look winning.
+        """
+        decision = await self._authorize(
+            actor, "drive.share", target, {**kinds.facts(), **(context or {})}
+        )
+        if not getattr(decision, "allowed", True):
+            reason = getattr(decision, "reason", "") or "the policy refuses it"
+            raise ContentRefused(f"sharing {target} is refused: {reason}")
+        blocked = kinds.blocked_by(self.settings.share_blocked_kinds)
+        if blocked:
+            kind, how = blocked
+            raise ContentRefused(
+                f"sharing {target} is refused: it is {kind} (judged by {how}), and {kind} "
+                "files may not be shared out of the drive, for copyright reasons"
+            )
+
+    async def check_folder_share(self, actor: str, folder: Folder) -> None:
+        """Sharing a folder shares what it holds: refuse when it holds blocked media."""
+        for path, node in await self.tree.walk(folder):
+            if node.is_dir:
+                continue
+            kinds = MediaKinds(node.sniffed, kind_of_extension(node.name), kind_of_mime(node.mime))
+            await self.check_share(actor, f"{folder.name}/{path}", kinds)
+
+    async def _shared_with_others(self, folder: Folder, user: str) -> bool:
+        members = await self.access.members(folder.id)
+        return any(m.user_id != user and m.state in ("joined", "invited") for m in members)

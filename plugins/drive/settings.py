@@ -1,0 +1,52 @@
+"""The drive's config section, ``plugins.settings.drive``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.config import ConfigSection
+from bridge.errors import ConfigError
+
+MEDIA_KINDS = ("audio", "video", "image", "document", "archive", "other")
+DEFAULTS: dict[str, Any] = {
+    # Where file content is kept: a PyFilesystem2 URL. Empty: osfs://<data_dir>/drive.
+    "storage_url": "",
+    # Per-person quota in bytes (50 GB, as in the seed); versions and trash count.
+    "quota_bytes": 50 * 1024**3,
+    # Media kinds that may not be shared out of the drive (copyright). [] allows all.
+    "share_blocked_kinds": ["audio", "video"],
+    # The address people reach the bridge's web server at, for links to large files.
+    # Empty: http://<appservice.hostname>:<appservice.port>.
+    "public_url": "",
+}
+
+
+@dataclass(frozen=True)
+class DriveSettings:
+    storage_url: str = "mem://"
+    quota_bytes: int = DEFAULTS["quota_bytes"]
+    share_blocked_kinds: list[str] = field(default_factory=lambda: ["audio", "video"])
+    public_url: str = ""
+
+
+def validate(section: dict[str, Any], prefix: str) -> None:
+    url = section["storage_url"]
+    if not isinstance(url, str) or (url and "://" not in url):
+        raise ConfigError(
+            f"{prefix}.storage_url", "a filesystem URL such as osfs:///srv/drive or mem://", url
+        )
+    quota = section["quota_bytes"]
+    if not isinstance(quota, int) or isinstance(quota, bool) or quota <= 0:
+        raise ConfigError(f"{prefix}.quota_bytes", "a positive number of bytes", quota)
+    kinds = section["share_blocked_kinds"]
+    if not isinstance(kinds, list) or any(k not in MEDIA_KINDS for k in kinds):
+        raise ConfigError(
+            f"{prefix}.share_blocked_kinds", f"a list of media kinds from {MEDIA_KINDS}", kinds
+        )
+    public = section["public_url"]
+    if not isinstance(public, str) or (public and not public.startswith(("http://", "https://"))):
+        raise ConfigError(f"{prefix}.public_url", "an http:// or https:// URL", public)
+
+
+CONFIG_SECTION = ConfigSection(defaults=DEFAULTS, validate=validate)

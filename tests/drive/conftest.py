@@ -1,0 +1,166 @@
+"""Drive test set-up: databases (SQLite and PostgreSQL), blob stores (mem:// and osfs://),
+and — for the end-to-end tests — a stack of its own with the drive plugin enabled."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from bridge.testing.stack import Stack
+from plugins.drive.schema import DRIVE_MIGRATIONS
+from plugins.drive.service import Drive
+from plugins.drive.settings import DriveSettings
+from storage import open_database, run_migrations
+from storage.blobs import open_blob_store
+
+from .people import DrivePerson
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="function")
+async def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:{tmp_path / 'anywhere.db'}"
+        return
+    try:
+        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL reachable at 127.0.0.1:5432 ({exc})")
+    name = f"anywhere_drive_{secrets.token_hex(4)}"
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.fixture(params=["mem", "osfs"])
+def blob_url(request, tmp_path):
+    return "mem://" if request.param == "mem" else f"osfs://{tmp_path / 'blobs'}"
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def drive(database_url, tmp_path):
+    """A drive on a fresh database (SQLite or PostgreSQL) and an osfs:// blob store,
+    with a small quota so quota tests stay small."""
+    db = await open_database(database_url)
+    await run_migrations(db, [DRIVE_MIGRATIONS])
+    blobs = open_blob_store(f"osfs://{tmp_path / 'drive-blobs'}")
+    service = Drive(db, blobs, DriveSettings(quota_bytes=1_000_000))
+    try:
+        yield service
+    finally:
+        await blobs.close()
+        await db.stop()
+
+
+async def chunks_of(data: bytes, size: int = 1000):
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+# ----- end to end: a Synapse and a bridge running the drive -----
+
+E2E_QUOTA = 6 * 1024 * 1024
+E2E_UPLOAD_LIMIT = 4 * 1024 * 1024
+
+
+def _drive_stack(workdir, storage_url: str, database_url: str | None = None) -> Stack:
+    return Stack(
+        workdir,
+        ["basics", "policy", "drive"],
+        settings={"drive": {"storage_url": storage_url, "quota_bytes": E2E_QUOTA}},
+        bridge_extra={"database": {"url": database_url}} if database_url else None,
+        # A small media limit, so "larger than the homeserver accepts" is cheap to test.
+        synapse_extra={"max_upload_size": E2E_UPLOAD_LIMIT},
+    )
+
+
+@pytest.fixture(scope="session")
+def drive_stack(tmp_path_factory) -> Iterator[Stack]:
+    """Synapse and a bridge with the drive on osfs:// (content survives a restart)."""
+    workdir = tmp_path_factory.mktemp("drive")
+    stack = _drive_stack(workdir, f"osfs://{workdir / 'drive-store'}")
+    stack.drive_root = workdir / "drive-store"
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def mem_drive_stack(tmp_path_factory) -> Iterator[Stack]:
+    """The same with the drive on mem://."""
+    stack = _drive_stack(tmp_path_factory.mktemp("drive-mem"), "mem://")
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_drive_stack(tmp_path_factory) -> Iterator[Stack]:
+    """The same with the bridge's database on PostgreSQL (a database made for it)."""
+
+    def admin(sql: str) -> None:
+        """Run one statement as the PostgreSQL admin (in a thread of its own: the tests'
+        event loop may be running)."""
+
+        async def run() -> None:
+            conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, run()).result()
+
+    name = f"anywhere_drive_e2e_{secrets.token_hex(4)}"
+    try:
+        admin(f"CREATE DATABASE {name}")
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL reachable at 127.0.0.1:5432 ({exc})")
+    workdir = tmp_path_factory.mktemp("drive-pg")
+    stack = _drive_stack(
+        workdir, f"osfs://{workdir / 'drive-store'}", f"postgresql://postgres@127.0.0.1:5432/{name}"
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["osfs", "mem", "postgresql"])
+def any_drive_stack(request) -> Stack:
+    """Each drive stack in turn: osfs://, mem://, and the database on PostgreSQL."""
+    names = {"osfs": "drive_stack", "mem": "mem_drive_stack", "postgresql": "pg_drive_stack"}
+    return request.getfixturevalue(names[request.param])
+
+
+@pytest_asyncio.fixture
+async def person(drive_stack):
+    """Factory: ``alice = await person()`` — a new person on the osfs:// drive stack."""
+    made: list[DrivePerson] = []
+
+    async def make(stack: Stack | None = None) -> DrivePerson:
+        stack = stack or drive_stack
+        user = DrivePerson(await stack.user(), stack)
+        made.append(user)
+        return user
+
+    yield make
+    for user in made:
+        await user.close()

@@ -1,0 +1,90 @@
+"""The blob store: content by SHA-256, visible only once complete, never outside its root."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import fs
+import pytest
+
+from storage.blobs import BlobError, BlobTooLarge, UnsafeBlobPath, open_blob_store
+from storage.blobs_fs import blob_path
+
+
+async def _store(store, data: bytes, max_size=None):
+    writer = await store.writer(max_size=max_size)
+    for i in range(0, len(data), 300_000):
+        await writer.write(data[i : i + 300_000])
+    return await writer.commit()
+
+
+async def _read(store, sha, start=0, end=None) -> bytes:
+    return b"".join([chunk async for chunk in store.read(sha, start, end, chunk_size=4096)])
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_content_is_stored_once_by_its_hash_and_read_back_in_ranges(blob_url):
+    store = open_blob_store(blob_url)
+    data = os.urandom(3_000_000)
+    first = await _store(store, data)
+    again = await _store(store, data)
+    assert first == again
+    assert first.sha256 == hashlib.sha256(data).hexdigest() and first.size == len(data)
+    assert await _read(store, first.sha256) == data
+    assert await _read(store, first.sha256, 1000, 5000) == data[1000:5000]
+    assert await _read(store, first.sha256, len(data) - 10) == data[-10:]
+    blobs = [p for p in store.fs.walk.files("/blobs")]
+    assert len(blobs) == 1  # identical content kept once
+    assert store.fs.listdir("tmp") == []
+    await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_an_unfinished_write_is_invisible_and_swept(blob_url):
+    store = open_blob_store(blob_url)
+    writer = await store.writer()
+    await writer.write(os.urandom(2_500_000))  # a client that never finishes
+    assert list(store.fs.walk.files("/blobs")) == []
+    assert await store.sweep_partial() == 1  # what start-up does after a crash
+    assert store.fs.listdir("tmp") == []
+    await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_write_over_its_limit_keeps_nothing(blob_url):
+    store = open_blob_store(blob_url)
+    with pytest.raises(BlobTooLarge, match="larger than the 1000 bytes"):
+        await _store(store, b"x" * 5000, max_size=1000)
+    assert store.fs.listdir("tmp") == []
+    assert list(store.fs.walk.files("/blobs")) == []
+    await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_symlink_planted_in_the_store_leading_out_is_refused(tmp_path):
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not yours")
+    root = tmp_path / "store"
+    store = open_blob_store(f"osfs://{root}")
+    sha = hashlib.sha256(b"not yours").hexdigest()
+    link = root / blob_path(sha)
+    link.parent.mkdir(parents=True)
+    link.symlink_to(secret)
+    with pytest.raises(UnsafeBlobPath, match="leads outside"):
+        await _read(store, sha)
+    with pytest.raises(UnsafeBlobPath):
+        await _store(store, b"not yours")  # nor written through
+    assert secret.read_text() == "not yours"
+    await store.close()
+
+
+def test_hashes_that_are_not_hashes_never_become_paths():
+    with pytest.raises(BlobError, match="not a SHA-256"):
+        blob_path("../../etc/passwd")
+
+
+def test_an_unknown_filesystem_scheme_says_what_to_install():
+    with pytest.raises(BlobError, match="no filesystem opener"):
+        open_blob_store("nosuchfs://bucket")
+    assert fs.open_fs("mem://")  # the openers the drive relies on are there

@@ -1,0 +1,129 @@
+"""Files end to end: from chat into the drive, out of the drive into chats, the
+commands, quota, unsafe paths and the copyright rule."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from storage.blobs_fs import blob_path
+
+from .people import sha
+
+pytestmark = pytest.mark.e2e
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + os.urandom(3000)
+
+
+async def test_a_file_sent_from_chat_is_listed_and_downloads_identical(person, any_drive_stack):
+    alice = await person(any_drive_stack)
+    room = await alice.new_folder("Photos")
+    data = os.urandom(1_500_000)
+    answer = await alice.saved(room, await alice.send_file(room, "cat.jpg", data, "image/jpeg"))
+    assert answer == "Saved cat.jpg in Photos (1.4 MB, version 1)."
+    assert "cat.jpg — 1.4 MB, v1" in await alice.ask(room, "!drive ls")
+    assert "cat.jpg" in await alice.ask(None, "!drive ls Photos")
+
+    dm = await alice.dm()
+    mark = alice.user.mark(dm)
+    await alice.user.send_text(dm, "drive get Photos/cat.jpg")
+    posted = await alice.wait_file(dm, "cat.jpg", start=mark)
+    assert posted["content"]["info"]["size"] == len(data)
+    assert posted["content"]["org.anywhere.drive"]["sha256"] == sha(data)
+    assert sha(await alice.download(posted["content"]["url"])) == sha(data)
+
+
+async def test_share_posts_a_downloadable_file_into_another_room(person):
+    alice, bob = await person(), await person()
+    folder_room = await alice.new_folder("Reports")
+    data = b"%PDF-1.4\n" + os.urandom(200_000)
+    await alice.saved(
+        folder_room, await alice.send_file(folder_room, "q1.pdf", data, "application/pdf")
+    )
+    chat = await alice.user.create_room([alice.bot, bob.id], name="Decision tonight")
+    await bob.join(chat)
+    await alice.user.wait_joined(chat, alice.bot)
+
+    await alice.ask(folder_room, f"!drive share q1.pdf {chat}", "Shared q1.pdf into")
+    posted = await bob.wait_file(chat, "q1.pdf")
+    assert posted["content"]["msgtype"] == "m.file"
+    assert sha(await bob.download(posted["content"]["url"])) == sha(data)
+
+    outsider_room = await bob.user.create_room([bob.bot], name="Not Alice's")
+    await bob.user.wait_joined(outsider_room, bob.bot)
+    await alice.ask(folder_room, f"!drive share q1.pdf {outsider_room}", "you are not a member")
+
+
+async def test_audio_shared_out_is_refused_with_a_reason_also_renamed_to_txt(person):
+    alice, bob = await person(), await person()
+    room = await alice.new_folder("Music")
+    await alice.saved(room, await alice.send_file(room, "song.txt", MP3, "text/plain"))
+    chat = await alice.user.create_room([alice.bot, bob.id])
+    await alice.user.wait_joined(chat, alice.bot)
+    answer = await alice.ask(room, f"!drive share song.txt {chat}", "refused")
+    assert "it is audio (judged by its content)" in answer
+    assert "copyright" in answer
+    answer = await alice.ask(room, f"!drive invite {bob.id}", "refused")
+    assert "Music/song.txt" in answer and "audio" in answer
+    assert not bob.user.invites
+
+
+async def test_an_upload_over_quota_keeps_nothing(person):
+    alice = await person()
+    room = await alice.new_folder("Big")
+    first = os.urandom(3_500_000)
+    assert "Saved" in await alice.saved(room, await alice.send_file(room, "one.bin", first))
+    answer = await alice.saved(room, await alice.send_file(room, "two.bin", os.urandom(3_000_000)))
+    assert answer.startswith("Not saved: 2.9 MB does not fit")
+    assert "nothing was kept" in answer
+    listing = await alice.ask(room, "!drive ls")
+    assert "one.bin" in listing and "two.bin" not in listing
+    assert "You use 3.3 MB of 6.0 MB" in await alice.ask(room, "!drive quota")
+
+
+async def test_dot_dot_absolute_and_symlinked_paths_are_refused(person, drive_stack):
+    alice = await person()
+    room = await alice.new_folder("Safe")
+    await alice.ask(room, "!drive ls ../../etc", "paths stay inside their folder")
+    await alice.ask(room, "!drive get /etc/passwd", "absolute path")
+    await alice.ask(None, "!drive ls Safe/../Other", "paths stay inside their folder")
+    answer = await alice.saved(room, await alice.send_file(room, "../escape.txt", b"out"))
+    assert answer.startswith("Not saved:") and "stay inside" in answer
+
+    outside = drive_stack.workdir / "outside.txt"
+    outside.write_bytes(b"precious")
+    content = os.urandom(1000)
+    link = drive_stack.drive_root / blob_path(sha(content))
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside)
+    answer = await alice.saved(room, await alice.send_file(room, "x.bin", content))
+    assert answer.startswith("Not saved:") and "leads outside" in answer
+    assert outside.read_bytes() == b"precious"
+    assert "Safe: empty" in await alice.ask(room, "!drive ls")
+
+
+async def test_mkdir_mv_rm_trash_restore_versions_and_revert(person):
+    alice = await person()
+    room = await alice.new_folder("Project")
+    await alice.ask(room, "!drive mkdir docs/old", "Created Project/docs/old")
+    for text in (b"draft one", b"draft two"):
+        await alice.saved(room, await alice.send_file(room, "plan.txt", text, "text/plain"))
+    versions = await alice.ask(room, "!drive versions plan.txt")
+    assert "  2: 9 B" in versions and "(current)" in versions and "  1: 9 B" in versions
+    await alice.ask(room, "!drive revert plan.txt 1", "back to version 1 (saved as version 3)")
+    await alice.ask(room, "!drive mv plan.txt docs", "Moved plan.txt to docs/plan.txt")
+    await alice.ask(room, "!drive mv docs/plan.txt docs/final.txt", "to docs/final.txt")
+    await alice.ask(room, "!drive rm docs/final.txt", "to the trash")
+    assert "docs/final.txt" in await alice.ask(room, "!drive trash")
+    assert "final.txt" not in await alice.ask(room, "!drive ls docs")
+    await alice.ask(room, "!drive restore docs/final.txt", "Restored Project/docs/final.txt")
+    dm = await alice.dm()
+    mark = alice.user.mark(dm)
+    await alice.user.send_text(dm, "drive get Project/docs/final.txt")
+    posted = await alice.wait_file(dm, "final.txt", start=mark)
+    assert await alice.download(posted["content"]["url"]) == b"draft one"
+    await alice.ask(room, "!drive mv docs/final.txt docs/FINAL.TXT", "Moved")
+    await alice.ask(room, "!drive mkdir docs/old/x", "Created")
+    await alice.ask(room, "!drive mv docs/old Docs2", "Moved")
+    await alice.ask(room, "!drive mv Docs2 docs/old2", "Moved")
+    await alice.ask(room, "!drive nonsense", "unknown action 'nonsense'")

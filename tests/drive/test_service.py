@@ -1,0 +1,285 @@
+"""The drive's rules on a real database (SQLite and PostgreSQL) and a real blob store."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+import pytest
+
+from plugins.drive.errors import (
+    Conflict,
+    ContentRefused,
+    Denied,
+    NotFound,
+    QuotaExceeded,
+    StaleRevision,
+)
+from plugins.drive.names import InvalidName
+
+from .conftest import chunks_of
+
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+ALICE, BOB, CAROL = "@alice:test", "@bob:test", "@carol:test"
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\x00" * 500
+
+
+async def read_all(drive, node) -> bytes:
+    return b"".join([c async for c in drive.content(node)])
+
+
+async def test_an_invitation_gives_no_access_until_accepted(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.access.invite(work, ALICE, BOB, "editor")
+    with pytest.raises(Denied, match="not accepted yet"):
+        await drive.resolve(BOB, work, "")
+    assert await drive.access.membership_changed(work, BOB, "join") == "joined"
+    node, _ = await drive.resolve(BOB, work, "")
+    assert node.is_dir
+    await drive.upload(BOB, work, "notes.txt", chunks_of(b"from bob"))
+    assert [n.name for n in await drive.tree.children(node)] == ["notes.txt"]
+
+
+async def test_decline_leave_and_revoke_end_access(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.access.invite(work, ALICE, BOB, "viewer")
+    assert await drive.access.membership_changed(work, BOB, "leave") == "declined"
+    with pytest.raises(Denied, match="no access"):
+        await drive.resolve(BOB, work, "")
+    await drive.access.invite(work, ALICE, CAROL, "editor")
+    await drive.access.membership_changed(work, CAROL, "join")
+    with pytest.raises(Denied, match="only the owner"):
+        await drive.access.revoke(work, CAROL, BOB)
+    await drive.access.revoke(work, ALICE, CAROL)
+    with pytest.raises(Denied, match="no access"):
+        await drive.resolve(CAROL, work, "")
+    await drive.access.invite(work, ALICE, BOB, "editor")
+    await drive.access.membership_changed(work, BOB, "join")
+    assert await drive.access.membership_changed(work, BOB, "leave") == "left"
+    with pytest.raises(Denied):
+        await drive.resolve(BOB, work, "")
+
+
+async def test_a_viewer_can_read_but_not_write(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.upload(ALICE, work, "plan.txt", chunks_of(b"the plan"))
+    await drive.access.invite(work, ALICE, BOB, "viewer")
+    await drive.access.membership_changed(work, BOB, "join")
+    node, _ = await drive.resolve(BOB, work, "plan.txt")
+    assert await read_all(drive, node) == b"the plan"
+    with pytest.raises(Denied, match="viewer"):
+        await drive.upload(BOB, work, "plan.txt", chunks_of(b"mine now"))
+    with pytest.raises(Denied, match="viewer"):
+        await drive.resolve(BOB, work, "plan.txt", write=True)
+
+
+async def test_versions_revert_and_identical_content_stored_once(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    for text in (b"v1", b"v2", b"v3"):
+        node, added = await drive.upload(ALICE, work, "doc.txt", chunks_of(text))
+        assert added
+    versions = await drive.tree.versions(node)
+    assert [v.number for v in versions] == [3, 2, 1]
+    assert versions[-1].sha256 == hashlib.sha256(b"v1").hexdigest()
+    reverted = await drive.revert(ALICE, work, "doc.txt", 1)
+    assert await read_all(drive, reverted) == b"v1"
+    assert reverted.version_no == 4
+    with pytest.raises(NotFound, match="no version 9"):
+        await drive.revert(ALICE, work, "doc.txt", 9)
+    assert (await drive.quota(ALICE)).used == 2 + 2 + 2 + 2  # every version counts
+
+
+async def test_a_repeated_chat_event_adds_no_second_version(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    node, added = await drive.upload(ALICE, work, "a.txt", chunks_of(b"x"), source="$ev1")
+    again, added_again = await drive.upload(ALICE, work, "a.txt", chunks_of(b"x"), source="$ev1")
+    assert added and not added_again and again.id == node.id
+    assert [v.number for v in await drive.tree.versions(node)] == [1]
+
+
+async def test_names_colliding_by_case_or_normalisation_are_refused(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.tree.mkdir(work, ["Café"], ALICE)
+    cafe = await drive.tree.lookup(work, [unicodedata.normalize("NFD", "CAFÉ")])
+    assert cafe.name == "Café"  # found by its collision key
+    await drive.tree.mkdir(work, ["Other"], ALICE)
+    other_dir = await drive.tree.lookup(work, ["Other"])
+    root = await drive.tree.lookup(work, [])
+    with pytest.raises(Conflict, match="already exists"):
+        await drive.tree.move(work, other_dir, root, unicodedata.normalize("NFD", "CAFÉ"), ALICE)
+    await drive.upload(ALICE, work, "Report.pdf", chunks_of(b"%PDF-1.4"))
+    await drive.upload(ALICE, work, "other.pdf", chunks_of(b"%PDF-1.4 other"))
+    other = await drive.tree.lookup(work, ["other.pdf"])
+    root = await drive.tree.lookup(work, [])
+    with pytest.raises(Conflict, match="already exists"):
+        await drive.tree.move(work, other, root, "REPORT.PDF", ALICE)
+    with pytest.raises(InvalidName, match="'..'"):
+        await drive.upload(ALICE, work, "../escape.txt", chunks_of(b"x"))
+    with pytest.raises(Conflict, match="already have a folder"):
+        await drive.access.create_folder(ALICE, "work")
+
+
+async def test_move_trash_and_restore_touch_no_content(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.tree.mkdir(work, ["a", "b"], ALICE)
+    node, _ = await drive.upload(ALICE, work, "a/b/c.txt", chunks_of(b"deep"))
+    root = await drive.tree.lookup(work, [])
+    moved = await drive.tree.move(work, node, root, "top.txt", ALICE)
+    assert await drive.tree.path_of(moved) == "top.txt" and moved.sha256 == node.sha256
+    a = await drive.tree.lookup(work, ["a"])
+    with pytest.raises(Conflict, match="into itself"):
+        await drive.tree.move(work, a, await drive.tree.lookup(work, ["a", "b"]), "a", ALICE)
+    trashed = await drive.tree.trash(work, moved, ALICE)
+    with pytest.raises(NotFound):
+        await drive.tree.lookup(work, ["top.txt"])
+    assert [n.id for n in await drive.tree.trashed(work)] == [trashed.id]
+    assert (await drive.quota(ALICE)).used == 4  # the trash counts
+    await drive.upload(ALICE, work, "top.txt", chunks_of(b"new one"))
+    with pytest.raises(Conflict, match="exists again"):
+        await drive.tree.restore(work, trashed, ALICE)
+    await drive.tree.trash(work, await drive.tree.lookup(work, ["top.txt"]), ALICE)
+    restored = await drive.tree.restore(work, trashed, ALICE)
+    assert await read_all(drive, restored) == b"deep"
+
+
+async def test_a_stale_revision_is_refused_and_nothing_changes(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    node, _ = await drive.upload(ALICE, work, "a.txt", chunks_of(b"one"))
+    await drive.upload(ALICE, work, "a.txt", chunks_of(b"two"), if_match=node.revision)
+    with pytest.raises(StaleRevision, match="not at revision 2 any more \\(it is at 3\\)"):
+        await drive.upload(ALICE, work, "a.txt", chunks_of(b"three"), if_match=node.revision)
+    with pytest.raises(StaleRevision, match="already exists"):
+        await drive.upload(ALICE, work, "a.txt", chunks_of(b"four"), create_only=True)
+    current = await drive.tree.lookup(work, ["a.txt"])
+    assert await read_all(drive, current) == b"two"
+    with pytest.raises(StaleRevision):
+        await drive.tree.trash(work, current, ALICE, if_match=node.revision)
+
+
+async def test_an_upload_over_quota_keeps_nothing(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.upload(ALICE, work, "big.bin", chunks_of(b"x" * 900_000, 100_000))
+    with pytest.raises(QuotaExceeded, match="does not fit.*nothing was kept"):
+        await drive.upload(ALICE, work, "more.bin", chunks_of(b"y" * 200_000, 10_000))
+    with pytest.raises(QuotaExceeded):  # refused up front when the size is declared
+        await drive.upload(ALICE, work, "more.bin", chunks_of(b""), declared_size=200_000)
+    assert (await drive.quota(ALICE)).used == 900_000
+    with pytest.raises(NotFound):
+        await drive.tree.lookup(work, ["more.bin"])
+    assert len(list(drive.blobs.fs.walk.files("/blobs"))) == 1
+    assert drive.blobs.fs.listdir("tmp") == []
+
+
+async def test_an_upload_cut_off_half_way_leaves_nothing(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+
+    async def cut_off():
+        yield b"a" * 50_000
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await drive.upload(ALICE, work, "half.bin", cut_off())
+    with pytest.raises(NotFound):
+        await drive.tree.lookup(work, ["half.bin"])
+    assert (await drive.quota(ALICE)).used == 0
+    assert drive.blobs.fs.listdir("tmp") == []
+
+
+async def test_audio_is_refused_sharing_out_even_renamed_to_txt(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.upload(ALICE, work, "song.txt", chunks_of(MP3), mime="text/plain")
+    node = await drive.tree.lookup(work, ["song.txt"])
+    with pytest.raises(ContentRefused, match="audio \\(judged by its content\\).*copyright"):
+        await drive.check_share(ALICE, "Work/song.txt", await drive.kinds_of(node))
+    with pytest.raises(ContentRefused, match="Work/song.txt"):
+        await drive.check_folder_share(ALICE, work)
+    await drive.upload(ALICE, work, "notes.txt", chunks_of(b"plain words"))
+    doc = await drive.tree.lookup(work, ["notes.txt"])
+    await drive.check_share(ALICE, "Work/notes.txt", await drive.kinds_of(doc))
+
+
+async def test_a_policy_denial_overrides_the_drive_and_allowed_kinds_follow_config(drive):
+    class Denial:
+        allowed = False
+        reason = "images are off limits here"
+
+    async def deny_images(actor, action, target, context):
+        assert action == "drive.share"
+        if "image" in context.values():
+            return Denial()
+        return None
+
+    drive._authorize = deny_images
+    work = await drive.access.create_folder(ALICE, "Work")
+    node, _ = await drive.upload(
+        ALICE, work, "pic.png", chunks_of(b"\x89PNG\r\n\x1a\n" + b"0" * 50)
+    )
+    with pytest.raises(ContentRefused, match="images are off limits here"):
+        await drive.check_share(ALICE, "Work/pic.png", await drive.kinds_of(node))
+
+
+async def test_the_change_feed_lists_each_changed_node_once_since_a_cursor(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    start = await drive.tree.cursor(work)
+    a, _ = await drive.upload(ALICE, work, "a.txt", chunks_of(b"1"))
+    await drive.upload(ALICE, work, "a.txt", chunks_of(b"2"))
+    mid = await drive.tree.cursor(work)
+    b, _ = await drive.upload(ALICE, work, "b.txt", chunks_of(b"3"))
+    changes = await drive.tree.changes(work, start)
+    assert [n.name for _, n in changes] == ["a.txt", "b.txt"]
+    assert [n.name for _, n in await drive.tree.changes(work, mid)] == ["b.txt"]
+    await drive.tree.trash(work, b, ALICE)
+    ((seq, node),) = await drive.tree.changes(work, mid)
+    assert node.trashed_at is not None and seq == await drive.tree.cursor(work)
+
+
+async def test_the_quota_is_charged_atomically_with_the_version(drive):
+    """Two uploads that each fit but not together: one is refused, and no empty file
+    is left behind by the refused one."""
+    work = await drive.access.create_folder(ALICE, "Work")
+    root = await drive.tree.lookup(work, [])
+    blob_a = await drive.blobs.writer()
+    await blob_a.write(b"a" * 600_000)
+    stored = await blob_a.commit()
+    await drive.tree.add_version(
+        work, root, "a.bin", sha256=stored.sha256, size=stored.size, mime=None, actor=ALICE,
+        quota=1_000_000,
+    )  # fmt: skip
+    with pytest.raises(QuotaExceeded, match="nothing was kept"):
+        await drive.tree.add_version(
+            work, root, "b.bin", sha256=stored.sha256, size=stored.size, mime=None,
+            actor=ALICE, quota=1_000_000,
+        )  # fmt: skip
+    assert [n.name for n in await drive.tree.children(root)] == ["a.bin"]
+    assert (await drive.quota(ALICE)).used == 600_000
+
+
+async def test_upgrading_a_version_1_database_counts_the_usage_it_holds(database_url):
+    from plugins.drive.schema import DRIVE_MIGRATIONS, create_tables
+    from storage import Migrations, open_database, run_migrations
+
+    db = await open_database(database_url)
+    try:
+        await run_migrations(db, [Migrations("drive", [create_tables])])
+        await db.execute(
+            "INSERT INTO drive_folder (id, owner, name, name_key, root_id, created_at) "
+            "VALUES ('f', $1, 'W', 'w', 'r', 0)",
+            ALICE,
+        )
+        await db.execute(
+            "INSERT INTO drive_node (id, folder_id, parent_id, name, name_key, kind, revision, "
+            "updated_at, updated_by) VALUES ('n', 'f', 'r', 'a', 'a', 'file', 3, 0, $1)",
+            ALICE,
+        )
+        for number, size in ((1, 100), (2, 250)):
+            await db.execute(
+                "INSERT INTO drive_file_version (node_id, number, sha256, size, author, "
+                "created_at) VALUES ('n', $1, 'x', $2, $3, 0)",
+                number,
+                size,
+                ALICE,
+            )
+        assert (await run_migrations(db, [DRIVE_MIGRATIONS]))["drive"] == 2
+        assert await db.fetchval("SELECT bytes FROM drive_usage WHERE owner = $1", ALICE) == 350
+    finally:
+        await db.stop()
