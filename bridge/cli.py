@@ -141,15 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
 CORE_COMMANDS = {"init", "registration", "run", "doctor", "dev"}
 
 
-def add_plugin_commands(parser: argparse.ArgumentParser) -> None:
-    """Let every installed plugin add its subcommands (``anywhere_cli``)."""
+def add_plugin_commands(parser: argparse.ArgumentParser, command: str | None) -> None:
+    """Let installed plugins add their subcommands (``anywhere_cli``).
+
+    A command named like a plugin (``anywhere drive ...``) loads only that plugin, so the
+    command starts fast; anything else (``--help``, a typo) loads them all.
+    """
     from .pluginmanager import PluginManager, available_plugins
 
+    available = available_plugins()
+    chosen = {command: available[command]} if command in available else available
     manager = PluginManager()
-    for name, entry in available_plugins().items():
+    for name, entry in chosen.items():
         try:
             manager.register(entry.load(), name)
-        except Exception as exc:  # a broken plugin must not break the core commands
+        except Exception as exc:  # a broken plugin must not break the other commands
             print(f"warning: plugin {name!r} could not be loaded: {exc}", file=sys.stderr)
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for _ in manager.call_each("anywhere_cli", subparsers=subparsers):
@@ -161,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
     if first not in CORE_COMMANDS or "-h" in argv[:1] or "--help" in argv[:1]:
-        add_plugin_commands(parser)
+        add_plugin_commands(parser, first)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -188,6 +188,10 @@ class MatrixUser:
                 self.timeline.setdefault(room_id, []).append(event.source)
         for room_id in response.rooms.invite:
             self.invites.add(room_id)
+        for room_id, room in response.rooms.leave.items():  # e.g. the person was kicked
+            self.invites.discard(room_id)
+            for event in room.timeline.events:
+                self.timeline.setdefault(room_id, []).append(event.source)
 
     async def _backfill(self, room_id: str, prev_batch: str) -> None:
         """A gap in the timeline (more events than the sync returned): page back until
