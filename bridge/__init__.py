@@ -3,17 +3,31 @@
 What plugin authors import::
 
     from bridge import hookimpl, command, argument, ConfigSection, Namespaces, Migrations
+
+The names are imported on first use, so that ``anywhere`` subcommands which need none of
+the runtime (the drive's sync client, ``anywhere policy test``) start quickly.
 """
 
-from storage.migrations import Migrations
+from __future__ import annotations
 
-from .commands import Command, CommandError, argument, command
-from .config import ConfigSection
-from .events import EventContext, MatrixEvent
-from .hookspecs import hookimpl
-from .namespaces import Namespace, Namespaces
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Command": ".commands",
+    "CommandError": ".commands",
+    "argument": ".commands",
+    "command": ".commands",
+    "ConfigSection": ".config",
+    "EventContext": ".events",
+    "MatrixEvent": ".events",
+    "hookimpl": ".hookspecs",
+    "Namespace": ".namespaces",
+    "Namespaces": ".namespaces",
+    "Migrations": "storage.migrations",
+}
 
 __all__ = [
     "Command",
@@ -28,3 +42,21 @@ __all__ = [
     "command",
     "hookimpl",
 ]
+
+if TYPE_CHECKING:
+    from storage.migrations import Migrations
+
+    from .commands import Command, CommandError, argument, command
+    from .config import ConfigSection
+    from .events import EventContext, MatrixEvent
+    from .hookspecs import hookimpl
+    from .namespaces import Namespace, Namespaces
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bridge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

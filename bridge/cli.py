@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .config import PLACEHOLDER, example_text, load_config
 from .errors import AnywhereError, StorageError
-from .logging import setup_logging
 
 
 def _new_token() -> str:
@@ -74,6 +73,7 @@ def cmd_registration(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .logging import setup_logging
     from .runtime import Bridge
 
     config = load_config(args.config)
