@@ -170,6 +170,18 @@ def anywhere_call_modes() -> dict[str, type] | None:
 
 
 @hookspec
+def anywhere_network_connectors(bridge: Bridge) -> list[Any] | None:
+    """Return connector instances (subclasses of
+    :class:`plugins.groups.connector.Connector`) for the networks this plugin bridges
+    (see docs/networks.md).
+
+    Called once when the groups plugin starts. Each network needs a settings entry
+    ``plugins.settings.groups.networks.<network>`` (its ghost users' namespace is claimed
+    from it); a network given twice stops start-up with both plugins named.
+    """
+
+
+@hookspec
 def anywhere_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add subcommands to the ``anywhere`` command line (``anywhere drive sync ...``).
 

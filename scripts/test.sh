@@ -21,9 +21,11 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
 fi
 
 # System packages the end-to-end tests start: Chromium for the calls plugin's real-browser
-# test (Debian's package; run as root, as CI does, or install it yourself).
+# test, Prosody for the XMPP connector (Debian's packages; run as root, as CI does, or
+# install them yourself).
 need_apt=""
 command -v chromium >/dev/null || need_apt="$need_apt chromium"
+command -v prosody >/dev/null || need_apt="$need_apt prosody"
 if [ -n "$need_apt" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq >/dev/null

@@ -1,0 +1,104 @@
+"""Ghost users: one Matrix user per remote person, in the bridge's exclusive namespace
+(``@{ghost_prefix}{network}_{escaped remote id}:{domain}``), with their display name."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mautrix.errors import MatrixRequestError
+
+from .connector import RemoteUser
+
+if TYPE_CHECKING:
+    from mautrix.appservice import IntentAPI
+
+    from bridge.runtime import Bridge
+
+_SAFE = re.compile(r"[a-z0-9._-]")
+MAX_DISPLAYNAME = 100
+
+
+def escape(remote_id: str) -> str:
+    """A Matrix localpart for any remote ID, reversible: characters other than
+    ``a-z 0-9 . _ -`` become ``=`` and their UTF-8 bytes in hex."""
+    out = []
+    for char in remote_id:
+        if _SAFE.fullmatch(char):
+            out.append(char)
+        else:
+            out.append("".join(f"={byte:02x}" for byte in char.encode()))
+    return "".join(out)
+
+
+def unescape(localpart: str) -> str:
+    data = bytearray()
+    i = 0
+    while i < len(localpart):
+        if localpart[i] == "=":
+            data.append(int(localpart[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            data.extend(localpart[i].encode())
+            i += 1
+    return data.decode()
+
+
+def clean_name(name: str, fallback: str) -> str:
+    """A display name without control characters, of reasonable length."""
+    cleaned = "".join(c for c in name if c.isprintable()).strip()
+    return (cleaned or fallback)[:MAX_DISPLAYNAME]
+
+
+class Ghosts:
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.prefix = bridge.config["appservice.ghost_prefix"]
+        self.domain = bridge.config["homeserver.domain"]
+        self._names: dict[str, str | None] = {}
+
+    def user_id(self, network: str, remote_id: str) -> str:
+        return f"@{self.prefix}{network}_{escape(remote_id)}:{self.domain}"
+
+    def parse(self, user_id: str, networks: list[str]) -> tuple[str, str] | None:
+        """``(network, remote_id)`` of one of our ghost IDs, or None."""
+        localpart, _, server = user_id.removeprefix("@").partition(":")
+        if server != self.domain or not localpart.startswith(self.prefix):
+            return None
+        rest = localpart[len(self.prefix) :]
+        network, _, escaped = rest.partition("_")
+        if network not in networks or not escaped:
+            return None
+        try:
+            return network, unescape(escaped)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    async def ensure(self, network: str, user: RemoteUser, *, rename: bool = True) -> IntentAPI:
+        """The ghost's intent, registered, with the person's current display name
+        (``rename=False``: only if it has none yet)."""
+        user_id = self.user_id(network, user.id)
+        intent = self.bridge.intent(user_id)
+        name = clean_name(user.name, user.id)
+        if user_id not in self._names:
+            self._names[user_id] = await self.bridge.db.fetchval(
+                "SELECT displayname FROM groups_ghost WHERE user_id = $1", user_id
+            )
+            await intent.ensure_registered()
+        if self._names[user_id] != name and (rename or self._names[user_id] is None):
+            try:
+                await intent.set_displayname(name)
+            except MatrixRequestError as exc:
+                self.bridge.log.warning(
+                    "could not set a ghost's name", user_id=user_id, error=str(exc)
+                )
+            await self.bridge.db.execute(
+                "INSERT INTO groups_ghost (user_id, network, remote_id, displayname) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET displayname = $4",
+                user_id,
+                network,
+                user.id,
+                name,
+            )
+            self._names[user_id] = name
+        return intent

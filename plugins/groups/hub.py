@@ -1,0 +1,574 @@
+"""The runtime side of bridging: portals, ghosts, message ids both ways, the outbox,
+loop prevention. Connectors report the network's events through ``remote_*``; Matrix
+events reach connectors through the durable outbox, in order, once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import aiohttp
+from mautrix.api import Method, Path
+from mautrix.errors import MatrixRequestError
+from mautrix.types import EventType, RoomCreatePreset
+
+from bridge import CommandError, EventContext, MatrixEvent
+
+from . import convert
+from .connector import (
+    DIRECT,
+    GROUP,
+    Connector,
+    EditHandling,
+    FileData,
+    FileHandling,
+    GroupLinking,
+    LocationHandling,
+    MatrixSender,
+    MembershipHandling,
+    Message,
+    NetworkUnavailable,
+    Portal,
+    RedactionHandling,
+    Refused,
+    RemoteUser,
+    capabilities,
+)
+from .ghosts import Ghosts
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+RETRY_SECONDS = 1.0
+
+
+def remote_txn_id(network: str, remote_id: str, what: str = "message") -> str:
+    """The Matrix transaction ID of a network event: the same event, the same send."""
+    seed = f"groups|{network}|{what}|{remote_id}"
+    return "anywhere.groups." + hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+class Hub:
+    def __init__(self, bridge: Bridge, settings: dict[str, Any]) -> None:
+        self.bridge = bridge
+        self.settings = settings
+        self.log = bridge.log.bind(plugin="groups")
+        self.ghosts = Ghosts(bridge)
+        self.connectors: dict[str, Connector] = {}
+        self._portals_by_room: dict[str, Portal] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._workers: list[asyncio.Task] = []
+        self._dm_lock = asyncio.Lock()
+
+    # ----- life cycle -----
+    async def start(self, connectors: list[Connector]) -> None:
+        for row in await self.bridge.db.fetch(
+            "SELECT network, remote_id, kind, room_id, matrix_user FROM groups_portal"
+        ):
+            self._remember(Portal(**dict(row)))
+        for connector in connectors:
+            self.connectors[connector.network] = connector
+            self._wake[connector.network] = asyncio.Event()
+            settings = (
+                self.settings["xmpp"]
+                if connector.network == "xmpp"
+                else self.settings["networks"].get(connector.network, {})
+            )
+            await connector.start(self, settings)
+            self.log.info(
+                "network connector started",
+                network=connector.network,
+                capabilities=sorted(capabilities(connector)),
+            )
+            for portal in self._portals_by_room.values():
+                if portal.network == connector.network:
+                    await connector.connect(portal)
+            self._workers.append(asyncio.create_task(self._outbox_worker(connector.network)))
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for connector in self.connectors.values():
+            await connector.stop()
+
+    def network_up(self, network: str) -> None:
+        """Connectors call this after (re)connecting: queued messages go out now."""
+        if network in self._wake:
+            self._wake[network].set()
+
+    def supports(self, network: str, capability: str) -> bool:
+        connector = self.connectors.get(network)
+        return connector is not None and capability in capabilities(connector)
+
+    def linkable_networks(self) -> list[str]:
+        return sorted(n for n, c in self.connectors.items() if isinstance(c, GroupLinking))
+
+    # ----- portals -----
+    def _remember(self, portal: Portal) -> None:
+        self._portals_by_room[portal.room_id] = portal
+
+    async def portal_for_room(self, room_id: str) -> Portal | None:
+        return self._portals_by_room.get(room_id)
+
+    def portal_for_remote(
+        self, network: str, remote_id: str, matrix_user: str | None = None
+    ) -> Portal | None:
+        for portal in self._portals_by_room.values():
+            if (
+                portal.network == network
+                and portal.remote_id == remote_id
+                and portal.matrix_user == matrix_user
+            ):
+                return portal
+        return None
+
+    async def _save_portal(self, portal: Portal) -> None:
+        key = (
+            portal.remote_id if portal.kind == GROUP else f"{portal.remote_id}|{portal.matrix_user}"
+        )
+        await self.bridge.db.execute(
+            "INSERT INTO groups_portal (network, portal_key, remote_id, kind, room_id, "
+            "matrix_user) VALUES ($1, $2, $3, $4, $5, $6)",
+            portal.network,
+            key,
+            portal.remote_id,
+            portal.kind,
+            portal.room_id,
+            portal.matrix_user,
+        )
+        self._remember(portal)
+
+    async def link(self, room_id: str, network: str, address: str, by: str) -> str:
+        connector = self.connectors.get(network)
+        if not isinstance(connector, GroupLinking):
+            raise CommandError(
+                f"no connector links group chats on {network!r}; linkable networks: "
+                f"{', '.join(self.linkable_networks()) or 'none'}"
+            )
+        if room_id in self._portals_by_room:
+            portal = self._portals_by_room[room_id]
+            raise CommandError(
+                f"this group is already bridged to {portal.network}:{portal.remote_id}; "
+                "!group unlink it first"
+            )
+        try:
+            remote_id, name = await connector.resolve_group(address)
+        except Refused as exc:
+            raise CommandError(f"cannot link {network}:{address}: {exc}") from exc
+        existing = self.portal_for_remote(network, remote_id)
+        if existing:
+            raise CommandError(
+                f"{network}:{remote_id} is already bridged to {existing.room_id}; unlink it there"
+            )
+        portal = Portal(network, remote_id, room_id, GROUP)
+        try:
+            await connector.connect(portal)
+        except (Refused, NetworkUnavailable) as exc:
+            if isinstance(connector, GroupLinking):
+                await connector.disconnect(portal)
+            raise CommandError(f"cannot link {network}:{remote_id}: {exc}") from exc
+        await self._save_portal(portal)
+        self.log.info("group linked", room_id=room_id, network=network, remote_id=remote_id, by=by)
+        return (
+            f"Linked this group with {network}:{remote_id} ({name}). Messages now go both "
+            "ways; !group unlink stops it."
+        )
+
+    async def unlink(self, room_id: str) -> str:
+        portal = self._portals_by_room.get(room_id)
+        if portal is None or portal.kind != GROUP:
+            raise CommandError("this group is not bridged to another network")
+        connector = self.connectors.get(portal.network)
+        if isinstance(connector, GroupLinking):
+            await connector.disconnect(portal)
+        await self.bridge.db.execute("DELETE FROM groups_portal WHERE room_id = $1", room_id)
+        self._portals_by_room.pop(room_id, None)
+        return f"Unlinked from {portal.network}:{portal.remote_id}."
+
+    async def direct_portal(self, network: str, remote: RemoteUser, matrix_user: str) -> Portal:
+        """The 1:1 portal between ``remote`` and ``matrix_user``, created (by the ghost,
+        inviting the person) on first use."""
+        async with self._dm_lock:
+            portal = self.portal_for_remote(network, remote.id, matrix_user)
+            if portal:
+                return portal
+            ghost = await self.ghosts.ensure(network, remote)
+            room_id = await ghost.create_room(
+                preset=RoomCreatePreset.TRUSTED_PRIVATE,
+                is_direct=True,
+                invitees=[matrix_user],
+            )
+            portal = Portal(network, remote.id, room_id, DIRECT, matrix_user)
+            await self._save_portal(portal)
+            return portal
+
+    async def on_ghost_invite(self, event: MatrixEvent) -> bool:
+        """A Matrix person invited one of our ghosts: open a 1:1 portal with that person."""
+        parsed = self.ghosts.parse(event.state_key or "", list(self.connectors))
+        if parsed is None:
+            return False
+        if self.bridge.is_ours(event.sender):
+            return True  # the bot inviting a ghost into a portal: the ghost joins by itself
+        network, remote_id = parsed
+        ghost = await self.ghosts.ensure(network, RemoteUser(remote_id, remote_id), rename=False)
+        if event.room_id not in self._portals_by_room and not event.content.get("is_direct"):
+            await ghost.leave_room(
+                event.room_id,
+                reason="Invite me in a direct chat to talk with me, or bridge a whole group "
+                "with !group link",
+            )
+            return True
+        await ghost.join_room(event.room_id)
+        if event.room_id not in self._portals_by_room:
+            existing = self.portal_for_remote(network, remote_id, event.sender)
+            if existing is None:
+                portal = Portal(network, remote_id, event.room_id, DIRECT, event.sender)
+                await self._save_portal(portal)
+                await self.connectors[network].connect(portal)
+        return True
+
+    # ----- network → Matrix -----
+    async def _already(self, network: str, remote_id: str) -> bool:
+        return bool(
+            await self.bridge.db.fetchval(
+                "SELECT 1 FROM groups_message WHERE network = $1 AND remote_id = $2",
+                network,
+                remote_id,
+            )
+        )
+
+    async def event_for(self, network: str, remote_id: str) -> tuple[str, str] | None:
+        row = await self.bridge.db.fetchrow(
+            "SELECT room_id, event_id FROM groups_message WHERE network = $1 AND remote_id = $2",
+            network,
+            remote_id,
+        )
+        return (row["room_id"], row["event_id"]) if row else None
+
+    async def remote_for(self, event_id: str) -> tuple[str, str] | None:
+        row = await self.bridge.db.fetchrow(
+            "SELECT network, remote_id FROM groups_message WHERE event_id = $1 "
+            "ORDER BY origin LIMIT 1",
+            event_id,
+        )
+        return (row["network"], row["remote_id"]) if row else None
+
+    async def _map(self, network: str, remote_id: str, room_id: str, event_id: str, origin: str):
+        await self.bridge.db.execute(
+            "INSERT INTO groups_message (network, remote_id, room_id, event_id, origin) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (network, remote_id) DO NOTHING",
+            network,
+            remote_id,
+            room_id,
+            event_id,
+            origin,
+        )
+
+    async def remote_message(self, portal: Portal, sender: RemoteUser, message: Message) -> None:
+        """A message from the network into the portal, once per ``message.id``; an ID
+        that came from Matrix (our own echo) is ignored."""
+        network = portal.network
+        if await self._already(network, message.id):
+            return
+        self._cut(message)
+        ghost = await self.ghosts.ensure(network, sender)
+        await ghost.ensure_joined(portal.room_id)
+        mxc = None
+        if message.file is not None:
+            mxc = await ghost.upload_media(
+                message.file.data, message.file.mimetype, message.file.name
+            )
+        content = convert.message_to_content(message, mxc)
+        if message.reply_to:
+            target = await self.event_for(network, message.reply_to)
+            if target:
+                content["m.relates_to"] = {"m.in_reply_to": {"event_id": target[1]}}
+        event_id = await ghost.send_message_event(
+            portal.room_id,
+            EventType.ROOM_MESSAGE,
+            content,
+            txn_id=remote_txn_id(network, message.id),
+        )
+        await self._map(network, message.id, portal.room_id, str(event_id), "remote")
+
+    def _cut(self, message: Message) -> None:
+        """Bodies longer than max_body_chars arrive shortened, saying so."""
+        limit = self.settings["max_body_chars"]
+        if len(message.text) > limit:
+            message.text = (
+                message.text[:limit] + f"… [shortened by the bridge: the message had "
+                f"{len(message.text)} characters]"
+            )
+            message.html = None
+
+    async def remote_membership(self, portal: Portal, user: RemoteUser, membership: str) -> None:
+        """A person joined (``join``; also a new name) or left (``leave``) the remote chat:
+        their ghost does the same in the portal room."""
+        ghost = await self.ghosts.ensure(portal.network, user)
+        if membership == "join":
+            await ghost.ensure_joined(portal.room_id)
+        elif membership == "leave":
+            with contextlib.suppress(MatrixRequestError):
+                await ghost.leave_room(portal.room_id)
+
+    async def remote_edit(
+        self, portal: Portal, sender: RemoteUser, target: str, message: Message
+    ) -> None:
+        network = portal.network
+        if await self._already(network, message.id):
+            return
+        original = await self.event_for(network, target)
+        if original is None:  # an edit of something we never saw: show it as new
+            await self.remote_message(portal, sender, message)
+            return
+        self._cut(message)
+        ghost = await self.ghosts.ensure(network, sender)
+        new = convert.message_to_content(message)
+        content = {
+            **new,
+            "body": f"* {new['body']}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": original[1]},
+        }
+        event_id = await ghost.send_message_event(
+            portal.room_id,
+            EventType.ROOM_MESSAGE,
+            content,
+            txn_id=remote_txn_id(network, message.id, "edit"),
+        )
+        await self._map(network, message.id, portal.room_id, str(event_id), "remote")
+
+    async def remote_retraction(
+        self, portal: Portal, sender: RemoteUser, target: str, retraction_id: str
+    ) -> None:
+        network = portal.network
+        if await self._already(network, retraction_id):
+            return
+        original = await self.event_for(network, target)
+        if original is None:
+            return
+        ghost = await self.ghosts.ensure(network, sender)
+        try:
+            txn_id = remote_txn_id(network, retraction_id, "redact")
+            url = Path.v3.rooms[portal.room_id].redact[original[1]][txn_id]
+            event_id = (await ghost.api.request(Method.PUT, url, content={}))["event_id"]
+        except MatrixRequestError as exc:
+            self.log.warning("could not redact", event_id=original[1], error=str(exc))
+            return
+        await self._map(network, retraction_id, portal.room_id, str(event_id), "remote")
+
+    async def fetch_url(self, url: str) -> FileData | None:
+        """Download a file a network message links to (HTTP(S) only, size-capped), for
+        the media repository; None when it cannot be fetched."""
+        if not url.startswith(("http://", "https://")):
+            return None
+        limit = self.settings["max_file_bytes"]
+        try:
+            async with self.bridge.http.get(url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                if resp.status != 200 or (resp.content_length or 0) > limit:
+                    return None
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(65536):
+                    data.extend(chunk)
+                    if len(data) > limit:
+                        return None
+                mimetype = resp.content_type or "application/octet-stream"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.log.warning("could not fetch a linked file", url=url, error=str(exc))
+            return None
+        name = unquote(url.rsplit("/", 1)[-1].split("?", 1)[0]) or "file"
+        return FileData(name, mimetype, bytes(data))
+
+    # ----- Matrix → network -----
+    async def on_matrix_event(self, event: MatrixEvent, ctx: EventContext) -> None:
+        if event.ephemeral or self.bridge.is_ours(event.sender):
+            return  # our own ghosts and bot: never send an echo back
+        if event.type == "m.room.member":
+            await self._on_member(event)
+            return
+        portal = self._portals_by_room.get(event.room_id)
+        if portal is None or portal.network not in self.connectors:
+            return
+        if event.type == "m.room.message":
+            body = event.content.get("body")
+            if isinstance(body, str) and len(body) > self.settings["max_body_chars"]:
+                await self._tell(
+                    event,
+                    f"Not sent to {portal.network}: the message has {len(body)} characters, "
+                    f"more than the {self.settings['max_body_chars']} the bridge relays.",
+                )
+                return
+            decision = await self.bridge.authorize(
+                event.sender,
+                "room.post",
+                portal.room_id,
+                {"room_id": portal.room_id, "network": portal.network},
+            )
+            if not decision.allowed:
+                await self._tell(event, f"Not sent to {portal.network}: {decision.reason}")
+                return
+        elif event.type != "m.room.redaction":
+            return
+        await self.bridge.db.execute(
+            "INSERT INTO groups_outbox (event_id, room_id, event) VALUES ($1, $2, $3) "
+            "ON CONFLICT (event_id) DO NOTHING",
+            event.event_id,
+            event.room_id,
+            json.dumps(event.raw),
+        )
+        self._wake[portal.network].set()
+
+    async def _on_member(self, event: MatrixEvent) -> None:
+        membership = event.content.get("membership")
+        if membership == "invite" and self.bridge.is_ours(event.state_key or ""):
+            return
+        portal = self._portals_by_room.get(event.room_id)
+        if portal is None or event.state_key != event.sender:
+            return
+        name = event.content.get("displayname")
+        if isinstance(name, str):
+            self._names[(event.room_id, event.sender)] = name
+        connector = self.connectors.get(portal.network)
+        if isinstance(connector, MembershipHandling) and membership in ("join", "leave"):
+            sender = MatrixSender(event.sender, await self.displayname(event.room_id, event.sender))
+            await connector.handle_matrix_membership(portal, sender, membership)
+
+    async def displayname(self, room_id: str, user_id: str) -> str:
+        key = (room_id, user_id)
+        if key not in self._names:
+            name = None
+            try:
+                member = await self.room_intent(room_id).get_state_event(
+                    room_id, EventType.ROOM_MEMBER, user_id
+                )
+                name = member.displayname
+            except Exception as exc:
+                self.log.warning("display name unknown", user_id=user_id, error=str(exc))
+            self._names[key] = name or user_id.removeprefix("@").split(":")[0]
+        return self._names[key]
+
+    async def _outbox_worker(self, network: str) -> None:
+        """Send the outbox of one network in order; it never gives up on the network, and
+        one bad event never stops the rest."""
+        wake = self._wake[network]
+        while True:
+            try:
+                row = await self.bridge.db.fetchrow(
+                    "SELECT o.seq, o.event FROM groups_outbox o JOIN groups_portal p "
+                    "ON p.room_id = o.room_id WHERE p.network = $1 ORDER BY o.seq LIMIT 1",
+                    network,
+                )
+                if row is None:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                if await self._send_one(network, MatrixEvent(json.loads(row["event"]))):
+                    await self.bridge.db.execute(
+                        "DELETE FROM groups_outbox WHERE seq = $1", row["seq"]
+                    )
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("the outbox worker stumbled; retrying", network=network)
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), RETRY_SECONDS)
+
+    async def _send_one(self, network: str, event: MatrixEvent) -> bool:
+        """Deliver one event; False to keep it for later (the network is away)."""
+        try:
+            await self._deliver(network, event)
+        except NetworkUnavailable as exc:
+            self.log.info("network unavailable, will retry", network=network, error=str(exc))
+            return False
+        except Refused as exc:
+            await self._tell(event, f"Not sent to {network}: {exc}")
+        except Exception:
+            self.log.exception("relaying a Matrix event failed", event_id=event.event_id)
+            await self._tell(
+                event,
+                f"Not sent to {network} because of an error; the operator can find it in "
+                f"the logs (event {event.event_id}).",
+            )
+        return True
+
+    def room_intent(self, room_id: str):
+        """Who speaks for the bridge in a portal room: the bot in groups, the remote
+        person's ghost in a 1:1 chat (the bot is not in those)."""
+        portal = self._portals_by_room.get(room_id)
+        if portal is not None and portal.kind == DIRECT:
+            return self.bridge.intent(self.ghosts.user_id(portal.network, portal.remote_id))
+        return self.bridge.bot
+
+    async def _tell(self, event: MatrixEvent, text: str) -> None:
+        content = {
+            "msgtype": "m.notice",
+            "body": text,
+            "m.relates_to": {"m.in_reply_to": {"event_id": event.event_id}},
+        }
+        txn_id = EventContext(self.bridge, event, "groups").next_txn_id()
+        try:
+            await self.room_intent(event.room_id).send_message_event(
+                event.room_id, EventType.ROOM_MESSAGE, content, txn_id=txn_id
+            )
+        except Exception as exc:
+            self.log.warning("could not tell the sender", event_id=event.event_id, error=str(exc))
+
+    async def _deliver(self, network: str, event: MatrixEvent) -> None:
+        portal = self._portals_by_room.get(event.room_id)
+        connector = self.connectors[network]
+        if portal is None:
+            return  # unlinked meanwhile
+        sender = MatrixSender(event.sender, await self.displayname(event.room_id, event.sender))
+        content = event.content
+        if event.type == "m.room.redaction":
+            target = event.raw.get("redacts") or content.get("redacts")
+            remote = await self.remote_for(str(target))
+            if remote and isinstance(connector, RedactionHandling):
+                remote_id = await connector.handle_matrix_redaction(
+                    portal, sender, remote[1], event.event_id
+                )
+                if remote_id:  # the retraction's own ID: its echo is recognised
+                    await self._map(network, remote_id, event.room_id, event.event_id, "matrix")
+            return
+        message = convert.matrix_to_message(event.event_id, content)
+        reply_event = convert.reply_target(content)
+        if reply_event:
+            remote = await self.remote_for(reply_event)
+            message.reply_to = remote[1] if remote else None
+        edited = convert.edit_target(content)
+        msgtype = (content.get("m.new_content") or content).get("msgtype")
+        if edited:
+            remote = await self.remote_for(edited)
+            if remote is None or not isinstance(connector, EditHandling):
+                return
+            remote_id = await connector.handle_matrix_edit(portal, sender, remote[1], message)
+        elif msgtype in convert.FILE_MSGTYPES:
+            if not isinstance(connector, FileHandling):
+                raise Refused(f"{network} connector does not carry files")
+            url = content.get("url")
+            if not isinstance(url, str) or not url.startswith("mxc://"):
+                raise Refused("the file has no media URL (encrypted files are not bridged)")
+            data = await self.bridge.bot.download_media(url)
+            message = convert.file_message(event.event_id, content, data)
+            remote_id = await connector.handle_matrix_file(portal, sender, message)
+        elif msgtype == "m.location":
+            if message.location is None:
+                raise Refused("the location has no valid geo: URI")
+            if isinstance(connector, LocationHandling):
+                remote_id = await connector.handle_matrix_location(portal, sender, message)
+            else:
+                message.text = f"{message.text} {message.location.geo_uri}".strip()
+                remote_id = await connector.handle_matrix_message(portal, sender, message)
+        else:
+            remote_id = await connector.handle_matrix_message(portal, sender, message)
+        await self._map(network, remote_id, event.room_id, event.event_id, "matrix")

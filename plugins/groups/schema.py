@@ -1,0 +1,68 @@
+"""The groups plugin's tables (component ``groups``)."""
+
+from __future__ import annotations
+
+from mautrix.util.async_db import Scheme
+
+from storage import Migrations
+from storage.migrations import is_postgres
+
+
+async def v1_groups(conn, scheme: Scheme) -> None:
+    """group rooms, portals, ghosts, the message map and the outbox"""
+    serial = "BIGSERIAL PRIMARY KEY" if is_postgres(scheme) else "INTEGER PRIMARY KEY"
+    await conn.execute(
+        """CREATE TABLE groups_room (
+            room_id    TEXT PRIMARY KEY,
+            name       TEXT NOT NULL,
+            creator    TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            -- the command that created it: handling that event again finds the room
+            event_id   TEXT UNIQUE
+        )"""
+    )
+    # one Matrix room per remote group chat, or per (remote person, Matrix person)
+    await conn.execute(
+        """CREATE TABLE groups_portal (
+            network     TEXT NOT NULL,
+            portal_key  TEXT NOT NULL,
+            remote_id   TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            room_id     TEXT NOT NULL UNIQUE,
+            matrix_user TEXT,
+            PRIMARY KEY (network, portal_key)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE groups_ghost (
+            user_id     TEXT PRIMARY KEY,
+            network     TEXT NOT NULL,
+            remote_id   TEXT NOT NULL,
+            displayname TEXT
+        )"""
+    )
+    # message ids both ways: for edits, replies, redactions and exactly-once delivery
+    await conn.execute(
+        """CREATE TABLE groups_message (
+            network   TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            room_id   TEXT NOT NULL,
+            event_id  TEXT NOT NULL,
+            origin    TEXT NOT NULL,
+            PRIMARY KEY (network, remote_id)
+        )"""
+    )
+    await conn.execute("CREATE INDEX groups_message_event ON groups_message (event_id)")
+    # Matrix events waiting to reach their network (kept across restarts and outages)
+    await conn.execute(
+        f"""CREATE TABLE groups_outbox (
+            seq       {serial},
+            event_id  TEXT NOT NULL UNIQUE,
+            room_id   TEXT NOT NULL,
+            event     TEXT NOT NULL,
+            state     TEXT NOT NULL DEFAULT 'queued'
+        )"""
+    )
+
+
+MIGRATIONS = Migrations("groups", [v1_groups])

@@ -1,0 +1,562 @@
+"""XMPP as a network connector (slixmpp ``ComponentXMPP``, XEP-0114).
+
+Every Matrix person appears in XMPP as their own address on the component
+(``alice=3aexample.org@matrix.example.org``) and as their own occupant in a room, with
+their display name as nickname. One relay occupant per linked room receives the room's
+messages once for everybody on Matrix; joining with history after every (re)connection
+catches up with what was said while the bridge or the server was away (the hub drops
+what it has already seen). Messages to a Matrix person's address open a 1:1 portal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from slixmpp import JID, ComponentXMPP
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.jid import InvalidJID
+
+from ..connector import (
+    DIRECT,
+    Connector,
+    FileData,
+    MatrixSender,
+    Message,
+    NetworkUnavailable,
+    Portal,
+    Refused,
+    RemoteUser,
+)
+from ..ghosts import escape, unescape
+from . import stanzas
+from .stanzas import (
+    NS_CORRECT,
+    NS_FASTEN,
+    NS_REPLY,
+    NS_RETRACT_0,
+    NS_RETRACT_1,
+    NS_SID,
+    element,
+)
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+log = structlog.get_logger("anywhere.groups.xmpp")
+JOIN_TIMEOUT = 10.0
+LEAVE_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 15.0
+RELAY_NODE = "bridge"
+
+
+class Component(ComponentXMPP):
+    def __init__(self, connector: XmppConnector, jid: str, secret: str) -> None:
+        super().__init__(jid, secret)
+        self.connector = connector
+        self.add_event_handler("message", connector.on_message)
+        self.add_event_handler("presence", connector.on_presence)
+
+
+class XmppConnector(Connector):
+    network = "xmpp"
+
+    def __init__(self) -> None:
+        self.hub: Hub | None = None
+        self.settings: dict[str, Any] = {}
+        self.xmpp: Component | None = None
+        self.connected = False
+        self._task: asyncio.Task | None = None
+        self._inbound: asyncio.Queue = asyncio.Queue()
+        self._inbound_task: asyncio.Task | None = None
+        self._state: asyncio.Future | None = None
+        self._portals: dict[str, Portal] = {}  # room JID → portal
+        self._joined: dict[tuple[str, str], str] = {}  # (room, occupant JID) → nick
+        self._joining: dict[tuple[str, str], asyncio.Future] = {}
+        self._occupants: dict[str, dict[str, str | None]] = {}  # room → nick → real JID
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending_nicks: dict[tuple[str, str], str] = {}  # joins under way
+        self._leaving: dict[tuple[str, str], asyncio.Future] = {}
+        self._subject_waits: dict[str, asyncio.Future] = {}
+        self._in_room: set[tuple[str, str]] = set()  # (room, id) of our messages seen there
+
+    # ----- the required interface -----
+    async def start(self, hub: Hub, settings: dict[str, Any]) -> None:
+        self.hub, self.settings = hub, settings
+        self.domain = settings["component_jid"]
+        self.matrix_domain = hub.bridge.config["homeserver.domain"]
+        self._inbound_task = asyncio.create_task(self._handle_inbound())
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        for task in (self._task, self._inbound_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.xmpp is not None:
+            if self.connected:  # leave the rooms, so people see Matrix people go
+                for (room, occupant), nick in list(self._joined.items()):
+                    self._presence(occupant, f"{room}/{nick}", ptype="unavailable")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.xmpp.disconnect(wait=1), 2)
+            self.xmpp.abort()
+
+    async def connect(self, portal: Portal) -> None:
+        if portal.kind == DIRECT:
+            return
+        self._portals[portal.remote_id] = portal
+        if self.connected:
+            await self._join_relay(portal.remote_id)
+
+    async def handle_matrix_message(
+        self, portal: Portal, sender: MatrixSender, message: Message
+    ) -> str:
+        return await self._send(portal, sender, message)
+
+    # ----- optional capabilities -----
+    async def resolve_group(self, address: str) -> tuple[str, str]:
+        try:
+            jid = JID(address)
+        except InvalidJID as exc:
+            raise Refused(f"{address!r} is not an XMPP address ({exc})") from exc
+        if not jid.user or jid.resource:
+            raise Refused(f"write the room's address as ROOM@conference.server, not {address!r}")
+        return jid.bare.lower(), jid.user
+
+    async def disconnect(self, portal: Portal) -> None:
+        room = portal.remote_id
+        self._portals.pop(room, None)
+        if self.connected:
+            for (joined_room, occupant), nick in list(self._joined.items()):
+                if joined_room == room:
+                    self._presence(occupant, f"{room}/{nick}", ptype="unavailable")
+                    del self._joined[(joined_room, occupant)]
+
+    async def handle_matrix_edit(
+        self, portal: Portal, sender: MatrixSender, target: str, message: Message
+    ) -> str:
+        return await self._send(portal, sender, message, replace=target.rsplit("#", 1)[-1])
+
+    async def handle_matrix_redaction(
+        self, portal: Portal, sender: MatrixSender, target: str, event_id: str
+    ) -> str:
+        target_id = target.rsplit("#", 1)[-1]
+        extra = [
+            element(NS_RETRACT_1, "retract", id=target_id),
+            self._fasten_retract(target_id),
+        ]
+        return await self._send(
+            portal,
+            sender,
+            Message(event_id, "This person retracted a message."),
+            extra=extra,
+        )
+
+    async def handle_matrix_location(
+        self, portal: Portal, sender: MatrixSender, message: Message
+    ) -> str:
+        loc = message.location
+        text = f"{loc.description} {loc.geo_uri}".strip()
+        return await self._send(
+            portal, sender, Message(message.id, text), extra=[stanzas.geoloc(loc)]
+        )
+
+    async def handle_matrix_file(
+        self, portal: Portal, sender: MatrixSender, message: Message
+    ) -> str:
+        if not self.settings["upload_jid"]:
+            raise Refused(
+                "files need an HTTP upload service: the operator sets "
+                "plugins.settings.groups.xmpp.upload_jid"
+            )
+        if not self.connected or self.xmpp is None:
+            raise NetworkUnavailable("not connected to the XMPP server")
+        url = await self._upload(self.puppet_jid(sender.user_id), message.file)
+        oob = element(stanzas.NS_OOB, "x")
+        oob.append(element(stanzas.NS_OOB, "url", url))
+        return await self._send(portal, sender, Message(message.id, url), extra=[oob])
+
+    async def _upload(self, uploader: str, file: FileData) -> str:
+        """Put ``file`` on the XMPP server's HTTP upload service; return its GET URL."""
+        iq = self.xmpp.make_iq_get(ito=self.settings["upload_jid"], ifrom=uploader)
+        iq.append(
+            element(
+                stanzas.NS_UPLOAD,
+                "request",
+                filename=stanzas.clean_text(file.name)[:200] or "file",
+                size=str(len(file.data)),
+                content_type=file.mimetype,
+            )
+        )
+        try:
+            result = await iq.send(timeout=15)
+        except IqTimeout as exc:
+            raise NetworkUnavailable("the upload service did not answer") from exc
+        except IqError as exc:
+            raise Refused(f"the XMPP server refused the file ({exc.condition})") from exc
+        put, get, headers = stanzas.read_slot(result.xml)
+        if not put or not get:
+            raise Refused("the XMPP server's upload service gave no upload slot")
+        headers["Content-Type"] = file.mimetype
+        async with self.hub.bridge.http.put(put, data=file.data, headers=headers) as resp:
+            if resp.status not in (200, 201):
+                raise Refused(f"the XMPP server's upload service answered HTTP {resp.status}")
+        return get
+
+    async def handle_matrix_membership(
+        self, portal: Portal, sender: MatrixSender, membership: str
+    ) -> None:
+        if portal.kind == DIRECT or not self.connected:
+            return
+        occupant = self.puppet_jid(sender.user_id)
+        key = (portal.remote_id, occupant)
+        if membership == "leave" and key in self._joined:
+            nick = self._joined.pop(key)
+            self._presence(occupant, f"{portal.remote_id}/{nick}", ptype="unavailable")
+        elif membership == "join" and key in self._joined:
+            nick = stanzas.clean_text(sender.displayname)[:64] or "Matrix user"
+            if self._joined[key] != nick:  # a new display name: a new nickname
+                self._joined[key] = nick
+                self._presence(occupant, f"{portal.remote_id}/{nick}")
+
+    # ----- addresses -----
+    def puppet_jid(self, user_id: str) -> str:
+        return f"{escape(user_id.removeprefix('@'))}@{self.domain}/matrix"
+
+    def matrix_user_of(self, jid: JID) -> str | None:
+        if jid.domain != self.domain or not jid.user or jid.user == RELAY_NODE:
+            return None
+        try:
+            localpart, _, server = unescape(jid.user).partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if server != self.matrix_domain or not localpart:
+            return None
+        return f"@{localpart}:{server}"
+
+    @property
+    def relay_jid(self) -> str:
+        return f"{RELAY_NODE}@{self.domain}/relay"
+
+    # ----- connection -----
+    async def _run(self) -> None:
+        delay = 0.5
+        max_delay = float(self.settings["reconnect_max_delay"])
+        loop = asyncio.get_running_loop()
+        while True:
+            self.xmpp = Component(self, self.domain, self.settings["secret"])
+            self._state = loop.create_future()
+            for name, outcome in (
+                ("session_start", "up"),
+                ("connection_failed", "failed"),
+                ("disconnected", "down"),
+                ("stream_error", "down"),
+            ):
+                self.xmpp.add_event_handler(name, self._outcome_handler(outcome))
+            self.xmpp.connect(self.settings["host"], self.settings["port"])
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(self._state), CONNECT_TIMEOUT)
+            except TimeoutError:
+                outcome = "failed"
+            if outcome == "up":
+                delay = 0.5
+                self._state = loop.create_future()
+                self.connected = True
+                log.info("connected to the XMPP server", component=self.domain)
+                await self._rejoin_all()
+                self.hub.network_up(self.network)
+                await self._state
+                log.warning("disconnected from the XMPP server; reconnecting")
+            else:
+                log.warning(
+                    "cannot reach the XMPP server; retrying",
+                    host=self.settings["host"],
+                    port=self.settings["port"],
+                    retry_in=delay,
+                )
+            self.connected = False
+            self._joined.clear()
+            self._occupants.clear()
+            for future in (*self._joining.values(), *self._leaving.values()):
+                if not future.done():
+                    future.set_exception(NetworkUnavailable("disconnected"))
+            self._joining.clear()
+            self._leaving.clear()
+            self.xmpp.cancel_connection_attempt()
+            self.xmpp.abort()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+    def _outcome_handler(self, outcome: str):
+        def handler(_event: Any) -> None:
+            if self._state is not None and not self._state.done():
+                self._state.set_result(outcome)
+
+        return handler
+
+    async def _rejoin_all(self) -> None:
+        """After every (re)connection: back into every linked room, all at once."""
+
+        async def rejoin(room: str) -> None:
+            try:
+                await self._join_relay(room, fresh=True)
+            except (NetworkUnavailable, Refused) as exc:
+                log.warning("cannot join a linked room", room=room, error=str(exc))
+
+        await asyncio.gather(*(rejoin(room) for room in list(self._portals)))
+
+    async def _join_relay(self, room: str, *, fresh: bool = False) -> None:
+        if fresh:
+            # leave first: after a crash the server may still count the relay as present,
+            # and only a fresh join sends the history that fills the gap
+            key = (room, self.relay_jid)
+            leaving = asyncio.get_running_loop().create_future()
+            self._leaving[key] = leaving
+            nick = self.settings["relay_nickname"]
+            self._presence(self.relay_jid, f"{room}/{nick}", "unavailable")
+            try:  # its answer (or an error: we were not in) must come before the join's
+                await asyncio.wait_for(leaving, LEAVE_TIMEOUT)
+            except TimeoutError:
+                pass  # no answer when we were not in the room: join anyway
+            finally:
+                self._leaving.pop(key, None)
+        subject = asyncio.get_running_loop().create_future()
+        self._subject_waits[room] = subject
+        try:
+            await self._join(room, self.relay_jid, self.settings["relay_nickname"], relay=True)
+            # the room sends its history, then its subject: wait for it, so the outbox
+            # knows what the room already has before it sends anything
+            await asyncio.wait_for(subject, LEAVE_TIMEOUT)
+        except TimeoutError:
+            pass
+        finally:
+            self._subject_waits.pop(room, None)
+
+    async def _join(self, room: str, occupant: str, nick: str, *, relay: bool = False) -> str:
+        key = (room, occupant)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self._joined:
+                return self._joined[key]
+            for attempt in range(3):
+                candidate = (
+                    nick if attempt == 0 else f"{nick} [{'matrix' if attempt == 1 else attempt}]"
+                )
+                future = asyncio.get_running_loop().create_future()
+                self._joining[key] = future
+                self._pending_nicks[key] = candidate
+                history = self.settings["history_on_join"] if relay else 0
+                self._presence(occupant, f"{room}/{candidate}", extra=stanzas.muc_join(history))
+                try:
+                    error = await asyncio.wait_for(future, JOIN_TIMEOUT)
+                except TimeoutError as exc:
+                    raise NetworkUnavailable(f"no answer joining {room}") from exc
+                finally:
+                    self._joining.pop(key, None)
+                    self._pending_nicks.pop(key, None)
+                if error is None:
+                    self._joined[key] = candidate
+                    return candidate
+                if error != "conflict":
+                    raise Refused(f"the room {room} refused to let {nick} in ({error})")
+            raise Refused(f"the nickname {nick!r} is taken in {room}")
+
+    def _presence(
+        self, pfrom: str, pto: str, ptype: str | None = None, extra: ET.Element | None = None
+    ) -> None:
+        if self.xmpp is None:
+            return
+        presence = self.xmpp.make_presence(pto=pto, pfrom=pfrom, ptype=ptype)
+        if extra is not None:
+            presence.append(extra)
+        presence.send()
+
+    def _fasten_retract(self, target_id: str) -> ET.Element:
+        fasten = element(NS_FASTEN, "apply-to", id=target_id)
+        fasten.append(element(NS_RETRACT_0, "retract"))
+        return fasten
+
+    # ----- sending -----
+    async def _send(
+        self,
+        portal: Portal,
+        sender: MatrixSender,
+        message: Message,
+        *,
+        replace: str | None = None,
+        extra: list[ET.Element] = (),
+    ) -> str:
+        if not self.connected or self.xmpp is None:
+            raise NetworkUnavailable("not connected to the XMPP server")
+        occupant = self.puppet_jid(sender.user_id)
+        if portal.kind == DIRECT:
+            to, mtype, chat = portal.remote_id, "chat", portal.remote_id
+        else:
+            chat = portal.remote_id
+            nick = stanzas.clean_text(sender.displayname)[:64].strip() or "Matrix user"
+            await self._join(chat, occupant, nick)
+            to, mtype = chat, "groupchat"
+        stanza_id = stanzas.stanza_id_for(message.id)
+        if portal.kind != DIRECT and (chat, stanza_id) in self._in_room:
+            return f"{chat}#{stanza_id}"  # the room already has it (sent before a crash)
+        msg = self.xmpp.make_message(
+            mto=to, mbody=stanzas.clean_text(message.text), mtype=mtype, mfrom=occupant
+        )
+        msg["id"] = stanza_id
+        msg.append(element(NS_SID, "origin-id", id=stanza_id))
+        if portal.kind == DIRECT:
+            msg.append(element(stanzas.NS_NICK, "nick", sender.displayname))
+        if replace:
+            msg.append(element(NS_CORRECT, "replace", id=replace))
+        if message.reply_to:
+            msg.append(element(NS_REPLY, "reply", id=message.reply_to.rsplit("#", 1)[-1]))
+        for el in extra:
+            msg.append(el)
+        msg.send()
+        return f"{chat}#{stanza_id}"
+
+    # ----- receiving -----
+    def on_presence(self, presence: Any) -> None:
+        frm, to = presence["from"], presence["to"]
+        room, nick = frm.bare, frm.resource
+        key = (room, to.full)
+        ptype = presence["type"]
+        info = stanzas.read_muc_presence(presence.xml, room, nick, ptype)
+        leaving = self._leaving.get(key)
+        if leaving is not None and ptype in ("unavailable", "error"):
+            if not leaving.done():
+                leaving.set_result(None)
+            return
+        future = self._joining.get(key)
+        if future is not None and not future.done():
+            if ptype == "error":
+                future.set_result(info.error)
+                return
+            if ptype != "unavailable" and "110" in info.codes:
+                if "201" in info.codes:  # we created it: accept the default configuration
+                    self._instant_room(room, to.full)
+                future.set_result(None)
+        if to.full != self.relay_jid or room not in self._portals or ptype == "error":
+            return
+        occupants = self._occupants.setdefault(room, {})
+        if ptype == "unavailable":
+            occupants.pop(nick, None)
+        else:
+            occupants[nick] = info.real_jid
+        if not nick or self._is_ours(room, nick):
+            return
+        if ptype == "unavailable" and "303" in info.codes:
+            return  # a nickname change: the new name's presence follows
+        user = self._occupant_user(room, nick, info.real_jid, stanzas.occupant_id(presence.xml))
+        membership = "leave" if ptype == "unavailable" else "join"
+        self._inbound.put_nowait(("membership", (self._portals[room], user, membership)))
+
+    def _occupant_user(
+        self, room: str, nick: str, real_jid: str | None, occupant: str | None
+    ) -> RemoteUser:
+        """The person behind a room occupant: their address if the room shows it, else
+        the room's stable occupant ID (so a nickname change keeps the same ghost)."""
+        if real_jid:
+            return RemoteUser(JID(real_jid).bare, nick)
+        if occupant:
+            return RemoteUser(f"{room}/~{occupant}", nick)
+        return RemoteUser(f"{room}/{nick}", nick)
+
+    def _instant_room(self, room: str, owner: str) -> None:
+        iq = self.xmpp.make_iq_set(ito=room, ifrom=owner)
+        query = element(stanzas.NS_MUC_OWNER, "query")
+        query.append(ET.Element("{jabber:x:data}x", {"type": "submit"}))
+        iq.append(query)
+        iq.send()
+
+    def on_message(self, msg: Any) -> None:
+        frm, to = msg["from"], msg["to"]
+        if msg["type"] == "groupchat" and to.full == self.relay_jid:
+            incoming_id = stanzas.read_message(msg.xml).id
+            if stanzas.is_bridge_id(incoming_id):
+                # ours, live or from the room's history: remembered so that a message a
+                # crash left unconfirmed is not sent twice
+                self._in_room.add((frm.bare, incoming_id))
+            waiter = self._subject_waits.get(frm.bare)
+            if waiter and not waiter.done() and stanzas.has_subject(msg.xml):
+                waiter.set_result(None)
+        self._inbound.put_nowait(("message", msg))
+
+    async def _handle_inbound(self) -> None:
+        """Messages and room presences, one at a time, in the order they came."""
+        while True:
+            kind, item = await self._inbound.get()
+            try:
+                if kind == "message":
+                    await self._handle_message(item)
+                else:
+                    await self.hub.remote_membership(*item)
+            except Exception:
+                log.exception(
+                    "an XMPP stanza could not be bridged", kind=kind, item=str(item)[:2000]
+                )
+
+    async def _handle_message(self, msg: Any) -> None:
+        mtype = msg["type"]
+        if mtype == "error":
+            return
+        frm, to = msg["from"], msg["to"]
+        incoming = stanzas.read_message(msg.xml)
+        if mtype == "groupchat":
+            portal = self._portals.get(frm.bare)
+            if portal is None or to.full != self.relay_jid or not frm.resource:
+                return  # one copy (the relay's) per room message; the subject has no nick
+            if self._is_ours(frm.bare, frm.resource) or stanzas.is_bridge_id(incoming.id):
+                return  # our own puppets' messages, reflected by the room
+            real = self._occupants.get(frm.bare, {}).get(frm.resource)
+            occupant = stanzas.occupant_id(msg.xml)
+            sender = self._occupant_user(frm.bare, frm.resource, real, occupant)
+            chat = frm.bare
+        else:
+            matrix_user = self.matrix_user_of(to)
+            if matrix_user is None or not frm.user:
+                return
+            sender = RemoteUser(frm.bare, incoming.nick or frm.user)
+            portal = await self.hub.direct_portal(self.network, sender, matrix_user)
+            chat = frm.bare
+        await self._bridge_incoming(portal, sender, chat, incoming)
+
+    def _is_ours(self, room: str, nick: str) -> bool:
+        if nick == self.settings["relay_nickname"]:
+            return True
+        return any(
+            r == room and n == nick
+            for (r, _), n in (*self._joined.items(), *self._pending_nicks.items())
+        )
+
+    async def _bridge_incoming(
+        self, portal: Portal, sender: RemoteUser, chat: str, incoming: stanzas.Incoming
+    ) -> None:
+        msg_id = incoming.id or "nid" + str(abs(hash((chat, incoming.body))))
+        remote_id = f"{chat}#{msg_id}"
+        if incoming.retract:
+            await self.hub.remote_retraction(
+                portal, sender, f"{chat}#{incoming.retract}", remote_id
+            )
+            return
+        message = Message(remote_id, incoming.body)
+        if incoming.reply_to:
+            message.reply_to = f"{chat}#{incoming.reply_to}"
+        if incoming.location is not None:
+            message.location = incoming.location
+        elif incoming.oob_url and incoming.oob_url.startswith(
+            tuple(self.settings["file_url_prefixes"]) or ("\0",)
+        ):
+            message.file = await self.hub.fetch_url(incoming.oob_url)
+            if message.file is None:
+                message.text = incoming.body or incoming.oob_url
+        if not message.text and message.file is None and message.location is None:
+            return  # chat states, receipts and other body-less stanzas
+        if incoming.replace:
+            await self.hub.remote_edit(portal, sender, f"{chat}#{incoming.replace}", message)
+        else:
+            await self.hub.remote_message(portal, sender, message)

@@ -1,0 +1,531 @@
+"""XMPP end to end: a real Prosody (its own config, loopback), a real Synapse, the bridge
+as a process with the XMPP component, slixmpp clients and matrix-nio clients as people."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from nio import RoomGetStateEventResponse
+
+pytestmark = pytest.mark.e2e
+
+ROOM_SEQ = iter(range(1, 1000))
+
+
+async def ask(user, room, bot_id, text, expect):
+    mark = user.mark(room)
+    await user.send_text(room, text)
+    reply = await user.wait_for_notice(room, bot_id, expect, start=mark)
+    return reply["content"]["body"]
+
+
+async def wait_invited(user, room_id=None, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        if room_id in user.invites or (room_id is None and user.invites):
+            return room_id or next(iter(user.invites))
+        assert time.monotonic() < deadline, f"{user.user_id} got no invite"
+        await user.sync_once()
+
+
+async def displayname(user, room_id, user_id):
+    response = await user.client.room_get_state_event(room_id, "m.room.member", user_id)
+    assert isinstance(response, RoomGetStateEventResponse), response
+    return response.content.get("displayname")
+
+
+def text_from(sender=None, body=None):
+    def match(event):
+        content = event.get("content", {})
+        return (
+            event.get("type") == "m.room.message"
+            and (sender is None or event.get("sender") == sender)
+            and (body is None or content.get("body") == body)
+        )
+
+    return match
+
+
+def bodies(user, room_id, body):
+    return [
+        e
+        for e in user.timeline.get(room_id, [])
+        if e.get("type") == "m.room.message" and e.get("content", {}).get("body") == body
+    ]
+
+
+async def linked_group(stack, boss, xmpp_people_and_nicks, prosody):
+    """A Matrix group linked to a fresh MUC the XMPP people are in; the boss has joined."""
+    room = f"decision{next(ROOM_SEQ)}@{prosody.muc}"
+    for person, nick in xmpp_people_and_nicks:
+        await person.join(room, nick)
+    bot = stack.bot_id
+    dm = await boss.dm(bot)
+    body = await ask(boss, dm, bot, f"!group create Ops-{room.split('@')[0]}", "Created")
+    room_id = next(w for w in body.split() if w.startswith("!")).rstrip(".:,")
+    await wait_invited(boss, room_id)
+    await boss.client.join(room_id)
+    await boss.wait_joined(room_id, boss.user_id)
+    reply = await ask(boss, room_id, bot, f"!group link xmpp:{room}", "Linked")
+    assert f"xmpp:{room}" in reply
+    return room, room_id
+
+
+async def test_a_muc_and_a_portal_carry_text_both_ways_with_names_and_no_echo(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    alice = await xmpp_person("alice")
+    boss = await matrix_person("boss1", "Boss Kim")
+    room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice X")], prosody)
+
+    mark = alice.mark()
+    await asyncio.sleep(0.5)  # the relay's join settles before the first message
+    alice.send(room, "hello from xmpp", "groupchat")
+    event = await boss.wait_for(room_id, text_from(body="hello from xmpp"))
+    ghost = event["sender"]
+    assert ghost.startswith("@anywhere_xmpp_") and ghost != boss.user_id
+    assert await displayname(boss, room_id, ghost) == "Alice X"
+
+    await boss.send_text(room_id, "hello from matrix")
+    got = await alice.wait_for(lambda m: m["body"] == "hello from matrix", start=mark)
+    assert got["type"] == "groupchat"
+    assert got["from"].full == f"{room}/Boss Kim"
+
+    await asyncio.sleep(2)  # time for an echo, if there were one
+    await boss.sync_once()
+    assert len(bodies(boss, room_id, "hello from xmpp")) == 1
+    assert [e["sender"] for e in bodies(boss, room_id, "hello from matrix")] == [boss.user_id]
+    from_alice = [m for m in alice.messages[mark:] if m["body"] == "hello from xmpp"]
+    assert len(from_alice) == 1  # the room's own reflection, nothing from the bridge
+    assert len([m for m in alice.messages[mark:] if m["body"] == "hello from matrix"]) == 1
+
+
+async def test_one_to_one_chats_work_both_ways(xmpp_stack, prosody, xmpp_person, matrix_person):
+    bob = await xmpp_person("bob")
+    dana = await matrix_person("dana1", "Dana Lee")
+    dana_jid = f"dana1=3alocalhost@{prosody.component}"
+    bob.send(dana_jid, "are you there?", "chat")
+    room_id = await wait_invited(dana)
+    await dana.client.join(room_id)
+    event = await dana.wait_for(room_id, text_from(body="are you there?"))
+    assert await displayname(dana, room_id, event["sender"]) == "bob"
+
+    mark = bob.mark()
+    await dana.send_text(room_id, "yes, here")
+    got = await bob.wait_for(lambda m: m["body"] == "yes, here", start=mark)
+    assert got["from"].bare == dana_jid and got["type"] == "chat"
+
+
+def xml(ns, name, **attrs):
+    import xml.etree.ElementTree as ET
+
+    return ET.Element(f"{{{ns}}}{name}", attrs)
+
+
+def child_of(msg, ns, name):
+    return msg.xml.find(f"{{{ns}}}{name}")
+
+
+async def test_edits_and_retractions_go_both_ways(xmpp_stack, prosody, xmpp_person, matrix_person):
+    carol = await xmpp_person("carol")
+    boss = await matrix_person("boss2", "Boss Park")
+    room, room_id = await linked_group(xmpp_stack, boss, [(carol, "Carol")], prosody)
+    await asyncio.sleep(0.5)
+
+    # XMPP → Matrix: a correction becomes an m.replace of the bridged event, a retraction
+    # a redaction of it
+    first = carol.send(room, "meet at 9", "groupchat")
+    original = await boss.wait_for(room_id, text_from(body="meet at 9"))
+    correction = xml("urn:xmpp:message-correct:0", "replace", id=first)
+    carol.send(room, "meet at 10", "groupchat", extra=[correction])
+    edit = await boss.wait_for(
+        room_id, lambda e: e.get("content", {}).get("m.new_content", {}).get("body") == "meet at 10"
+    )
+    assert edit["content"]["m.relates_to"] == {
+        "rel_type": "m.replace",
+        "event_id": original["event_id"],
+    }
+    second = carol.send(room, "oops, wrong room", "groupchat")
+    wrong = await boss.wait_for(room_id, text_from(body="oops, wrong room"))
+    carol.send(
+        room,
+        "retracted",
+        "groupchat",
+        extra=[xml("urn:xmpp:message-retract:1", "retract", id=second)],
+    )
+    await boss.wait_for(
+        room_id,
+        lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == wrong["event_id"],
+    )
+
+    # Matrix → XMPP: an edit becomes a correction of the bridged message, a redaction a
+    # retraction of it
+    mark = carol.mark()
+    sent = await boss.send_text(room_id, "budget is 5M")
+    bridged = await carol.wait_for(lambda m: m["body"] == "budget is 5M", start=mark)
+    await boss.client.room_send(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "* budget is 6M",
+            "m.new_content": {"msgtype": "m.text", "body": "budget is 6M"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": sent},
+        },
+    )
+    corrected = await carol.wait_for(lambda m: m["body"] == "budget is 6M", start=mark)
+    replace = child_of(corrected, "urn:xmpp:message-correct:0", "replace")
+    assert replace is not None and replace.get("id") == bridged["id"]
+    await boss.client.room_redact(room_id, sent)
+    retraction = await carol.wait_for(
+        lambda m: child_of(m, "urn:xmpp:message-retract:1", "retract") is not None, start=mark
+    )
+    assert child_of(retraction, "urn:xmpp:message-retract:1", "retract").get("id") == bridged["id"]
+
+
+async def test_locations_go_both_ways(xmpp_stack, prosody, xmpp_person, matrix_person):
+    dave = await xmpp_person("dave")
+    boss = await matrix_person("boss3", "Boss Choi")
+    room, room_id = await linked_group(xmpp_stack, boss, [(dave, "Dave")], prosody)
+    await asyncio.sleep(0.5)
+    geo = xml("http://jabber.org/protocol/geoloc", "geoloc")
+    for name, value in (("lat", "37.5665"), ("lon", "126.978"), ("text", "City Hall")):
+        item = xml("http://jabber.org/protocol/geoloc", name)
+        item.text = value
+        geo.append(item)
+    dave.send(room, "I am at City Hall", "groupchat", extra=[geo])
+    event = await boss.wait_for(
+        room_id, lambda e: e.get("content", {}).get("msgtype") == "m.location"
+    )
+    assert event["content"]["geo_uri"] == "geo:37.566500,126.978000"
+    assert event["content"]["body"] == "City Hall"
+
+    mark = dave.mark()
+    await boss.client.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.location", "body": "Office", "geo_uri": "geo:35.1796,129.0756"},
+    )
+    got = await dave.wait_for(
+        lambda m: child_of(m, "http://jabber.org/protocol/geoloc", "geoloc") is not None,
+        start=mark,
+    )
+    loc = child_of(got, "http://jabber.org/protocol/geoloc", "geoloc")
+    lat = loc.find("{http://jabber.org/protocol/geoloc}lat").text
+    assert float(lat) == pytest.approx(35.1796)
+    assert "geo:35.179600,129.075600" in got["body"]
+
+
+def count(person, body, start=0):
+    return len([m for m in person.messages[start:] if m["body"] == body])
+
+
+async def test_a_bridge_sigkill_loses_and_doubles_nothing(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    erin = await xmpp_person("erin")
+    boss = await matrix_person("boss4", "Boss Han")
+    room, room_id = await linked_group(xmpp_stack, boss, [(erin, "Erin")], prosody)
+    await asyncio.sleep(0.5)
+    mark = erin.mark()
+    await boss.send_text(room_id, "before the crash")
+    await erin.wait_for(lambda m: m["body"] == "before the crash", start=mark)
+
+    await asyncio.to_thread(xmpp_stack.bridge.kill)
+    for i in range(3):
+        await boss.send_text(room_id, f"matrix while down {i}")
+    for i in range(3):
+        erin.send(room, f"xmpp while down {i}", "groupchat")
+    await asyncio.sleep(1)
+    await asyncio.to_thread(xmpp_stack.bridge.start)
+
+    for i in range(3):
+        await erin.wait_for(lambda m, i=i: m["body"] == f"matrix while down {i}", start=mark)
+        await boss.wait_for(room_id, text_from(body=f"xmpp while down {i}"))
+    await boss.send_text(room_id, "after the restart")
+    await erin.wait_for(lambda m: m["body"] == "after the restart", start=mark)
+    await asyncio.sleep(2)
+    await boss.sync_once()
+    for i in range(3):
+        assert count(erin, f"matrix while down {i}", mark) == 1
+        assert len(bodies(boss, room_id, f"xmpp while down {i}")) == 1
+    assert count(erin, "before the crash", mark) == 1
+    assert len(bodies(boss, room_id, "before the crash")) == 1
+
+
+async def test_a_prosody_restart_mid_conversation_delivers_everything_once(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    frank = await xmpp_person("frank")
+    boss = await matrix_person("boss5", "Boss Yoon")
+    room, room_id = await linked_group(xmpp_stack, boss, [(frank, "Frank")], prosody)
+    await asyncio.sleep(0.5)
+    frank.send(room, "xmpp before restart", "groupchat")
+    await boss.wait_for(room_id, text_from(body="xmpp before restart"))
+    await boss.send_text(room_id, "matrix before restart")
+    await frank.wait_for(lambda m: m["body"] == "matrix before restart")
+
+    await asyncio.to_thread(prosody.stop)
+    for i in range(3):
+        await boss.send_text(room_id, f"matrix during outage {i}")
+    await asyncio.to_thread(prosody.start)
+
+    frank = await xmpp_person("frank")  # the client logs in again
+    await frank.join(room, "Frank")
+    for i in range(3):
+        frank.send(room, f"xmpp after restart {i}", "groupchat")
+    for i in range(3):
+        await frank.wait_for(lambda m, i=i: m["body"] == f"matrix during outage {i}", timeout=60)
+        await boss.wait_for(room_id, text_from(body=f"xmpp after restart {i}"), timeout=60)
+    await asyncio.sleep(2)
+    await boss.sync_once()
+    for i in range(3):
+        assert count(frank, f"matrix during outage {i}") == 1
+        assert len(bodies(boss, room_id, f"xmpp after restart {i}")) == 1
+    assert len(bodies(boss, room_id, "xmpp before restart")) == 1
+
+
+PNG = (
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360f8ffff3f0005fe02fea7d6a4b20000000049454e44ae426082"
+    )
+    + bytes(range(256)) * 40
+)  # a valid PNG head, and enough bytes to notice a change
+
+
+async def upload_from_xmpp(person, prosody, data, name, mimetype):
+    """What an XMPP client does: ask the upload service for a slot, PUT, share the URL."""
+    import aiohttp
+
+    from plugins.groups.xmpp.stanzas import NS_UPLOAD, read_slot
+
+    request = xml(NS_UPLOAD, "request", filename=name, size=str(len(data)))
+    request.set("content-type", mimetype)
+    iq = person.client.make_iq_get(ito=prosody.upload)
+    iq.append(request)
+    result = await iq.send(timeout=15)
+    put, get, headers = read_slot(result.xml)
+    headers = headers | {"Content-Type": mimetype}
+    async with aiohttp.ClientSession() as http, http.put(put, data=data, headers=headers) as r:
+        assert r.status in (200, 201)
+    return get
+
+
+async def test_an_image_arrives_byte_identical_each_way(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    import aiohttp
+
+    alice = await xmpp_person("alice")
+    boss = await matrix_person("boss6", "Boss Jang")
+    room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice F")], prosody)
+    await asyncio.sleep(0.5)
+
+    url = await upload_from_xmpp(alice, prosody, PNG, "chart.png", "image/png")
+    oob = xml("jabber:x:oob", "x")
+    link = xml("jabber:x:oob", "url")
+    link.text = url
+    oob.append(link)
+    alice.send(room, url, "groupchat", extra=[oob])
+    event = await boss.wait_for(room_id, lambda e: e.get("content", {}).get("msgtype") == "m.image")
+    mxc = event["content"]["url"]
+    server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+    media_url = f"{boss.client.homeserver}/_matrix/client/v1/media/download/{server}/{media_id}"
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {boss.client.access_token}"}
+        async with http.get(media_url, headers=headers) as resp:
+            assert resp.status == 200
+            assert await resp.read() == PNG
+    assert event["content"]["info"]["mimetype"] == "image/png"
+
+    mark = alice.mark()
+    uploaded = await boss.client.upload(
+        lambda *_: PNG, content_type="image/png", filename="plan.png", filesize=len(PNG)
+    )
+    content_uri = uploaded[0].content_uri
+    await boss.client.room_send(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.image",
+            "body": "plan.png",
+            "url": content_uri,
+            "info": {"mimetype": "image/png", "size": len(PNG)},
+        },
+    )
+    got = await alice.wait_for(
+        lambda m: (
+            child_of(m, "jabber:x:oob", "x") is not None and m["from"].resource == "Boss Jang"
+        ),
+        start=mark,
+    )
+    file_url = child_of(got, "jabber:x:oob", "x").find("{jabber:x:oob}url").text
+    async with aiohttp.ClientSession() as http, http.get(file_url) as resp:
+        assert resp.status == 200
+        assert await resp.read() == PNG
+
+
+async def test_hostile_input_is_refused_or_cleaned_and_the_bridge_keeps_going(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    bob = await xmpp_person("bob")
+    boss = await matrix_person("boss7", "Bob B")  # the same name as an XMPP occupant
+    room, room_id = await linked_group(xmpp_stack, boss, [(bob, "Bob B")], prosody)
+    await asyncio.sleep(0.5)
+    bot = xmpp_stack.bot_id
+
+    # characters XML cannot carry are dropped; a taken nickname is not impersonated
+    mark = bob.mark()
+    await boss.send_text(room_id, "bad\x07chars\x1bhere\ufffe")
+    got = await bob.wait_for(lambda m: m["body"] == "badcharshere", start=mark)
+    assert got["from"].resource == "Bob B [matrix]"
+
+    # a Matrix message longer than the bridge relays gets a clear refusal
+    refusal = await ask(boss, room_id, bot, "x" * 30000, "Not sent to xmpp")
+    assert "30000 characters" in refusal
+
+    # a long XMPP message arrives shortened, saying so
+    bob.send(room, "y" * 100_000, "groupchat")
+    event = await boss.wait_for(
+        room_id, lambda e: "shortened by the bridge" in e.get("content", {}).get("body", "")
+    )
+    assert event["content"]["body"].startswith("y" * 20000 + "…")
+    assert "100000 characters" in event["content"]["body"]
+
+    # a spoofed room message sent straight to the relay, and a message to the address of
+    # a Matrix user on another server, reach nobody
+    bob.send(f"bridge@{prosody.component}/relay", "spoofed room message", "groupchat")
+    bob.send(f"mallory=3aevil.example@{prosody.component}", "hello mallory", "chat")
+
+    # a 50 MB body: the XMPP server cuts that client off; the bridge never sees it whole
+    big = await xmpp_person("carol")
+    await big.join(room, "Carol Big")
+    big.send(room, "z" * 50_000_000, "groupchat")
+    await asyncio.sleep(3)
+
+    bob.send(room, "still working", "groupchat")
+    await boss.wait_for(room_id, text_from(body="still working"))
+    await boss.sync_once()
+    bodies_seen = [e.get("content", {}).get("body", "") for e in boss.timeline[room_id]]
+    assert "spoofed room message" not in bodies_seen
+    assert not any(body.startswith("zzzz") for body in bodies_seen)
+    assert xmpp_stack.bridge.proc.poll() is None
+    assert xmpp_stack.bridge.health()["ready"]
+
+
+async def test_a_matrix_person_opens_a_chat_by_inviting_the_xmpp_persons_ghost(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    dave = await xmpp_person("dave")
+    eve = await matrix_person("eve1", "Eve Seo")
+    ghost = f"@anywhere_xmpp_dave=40{prosody.domain}:localhost"
+    room_id = await eve.create_room([ghost], direct=True)
+    await eve.wait_joined(room_id, ghost)
+    mark = dave.mark()
+    await eve.send_text(room_id, "hi Dave, from Matrix")
+    got = await dave.wait_for(lambda m: m["body"] == "hi Dave, from Matrix", start=mark)
+    assert got["from"].bare == f"eve1=3alocalhost@{prosody.component}"
+    dave.send(got["from"].bare, "hi Eve, from XMPP", "chat")
+    event = await eve.wait_for(room_id, text_from(body="hi Eve, from XMPP"))
+    assert event["sender"] == ghost
+
+
+async def test_replies_cross_both_ways_and_unlink_stops_the_bridge(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    carol = await xmpp_person("carol")
+    boss = await matrix_person("boss8", "Boss Lim")
+    room, room_id = await linked_group(xmpp_stack, boss, [(carol, "Carol R")], prosody)
+    await asyncio.sleep(0.5)
+    mark = carol.mark()
+    question = await boss.send_text(room_id, "who takes the client call?")
+    bridged = await carol.wait_for(lambda m: m["body"] == "who takes the client call?", start=mark)
+    carol.send(
+        room, "I will", "groupchat", extra=[xml("urn:xmpp:reply:0", "reply", id=bridged["id"])]
+    )
+    answer = await boss.wait_for(room_id, text_from(body="I will"))
+    assert answer["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == question
+
+    await boss.client.room_send(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "> <@x:localhost> I will\n\nthanks!",
+            "m.relates_to": {"m.in_reply_to": {"event_id": answer["event_id"]}},
+        },
+    )
+    thanks = await carol.wait_for(lambda m: m["body"] == "thanks!", start=mark)
+    reply = child_of(thanks, "urn:xmpp:reply:0", "reply")
+    assert reply is not None and reply.get("id") == answer_id(carol, "I will")
+
+    body = await ask(boss, room_id, xmpp_stack.bot_id, "!group unlink", "Unlinked")
+    assert f"xmpp:{room}" in body
+    carol.send(room, "anyone still there?", "groupchat")
+    await boss.send_text(room_id, "after unlink")
+    await asyncio.sleep(2)
+    await boss.sync_once()
+    assert not bodies(boss, room_id, "anyone still there?")
+    assert not [m for m in carol.messages[mark:] if m["body"] == "after unlink"]
+
+
+def answer_id(person, body):
+    """The id of the person's own message, as the room reflected it to them."""
+    return next(m["id"] for m in person.messages if m["body"] == body)
+
+
+async def test_xmpp_joins_nickname_changes_and_leaves_show_in_matrix(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    erin = await xmpp_person("erin")
+    boss = await matrix_person("boss9", "Boss Moon")
+    room, room_id = await linked_group(xmpp_stack, boss, [], prosody)
+    await asyncio.sleep(0.5)
+
+    def membership_of(name, membership):
+        return lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("content", {}).get("membership") == membership
+            and e.get("content", {}).get("displayname") == name
+        )
+
+    await erin.join(room, "Erin J")
+    joined = await boss.wait_for(room_id, membership_of("Erin J", "join"))
+    ghost = joined["state_key"]
+    assert ghost.startswith("@anywhere_xmpp_")
+
+    erin.client.make_presence(pto=f"{room}/Erin Jung").send()
+    renamed = await boss.wait_for(room_id, membership_of("Erin Jung", "join"))
+    assert renamed["state_key"] == ghost  # the same person, a new name
+
+    erin.client.make_presence(pto=f"{room}/Erin Jung", ptype="unavailable").send()
+    await boss.wait_for(
+        room_id,
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == ghost
+            and e.get("content", {}).get("membership") == "leave"
+        ),
+    )
+
+
+async def test_posting_into_a_bridged_group_asks_the_policy_and_a_refusal_says_why(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    dave = await xmpp_person("dave")
+    boss = await matrix_person("boss10", "Boss Ko")
+    room, room_id = await linked_group(xmpp_stack, boss, [(dave, "Dave P")], prosody)
+    newcomer = await matrix_person("unverified2", "New Person")
+    await ask(boss, room_id, xmpp_stack.bot_id, f"!group add {newcomer.user_id}", "Invited")
+    await wait_invited(newcomer, room_id)
+    await newcomer.client.join(room_id)
+    await newcomer.wait_joined(room_id, newcomer.user_id)
+    mark = dave.mark()
+    refusal = await ask(newcomer, room_id, xmpp_stack.bot_id, "hello xmpp?", "Not sent to xmpp")
+    assert "verif" in refusal
+    await boss.send_text(room_id, "a verified post")
+    await dave.wait_for(lambda m: m["body"] == "a verified post", start=mark)
+    assert not [m for m in dave.messages[mark:] if m["body"] == "hello xmpp?"]

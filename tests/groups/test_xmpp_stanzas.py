@@ -1,0 +1,73 @@
+"""What the XMPP connector reads from stanzas, including hostile ones."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from plugins.groups.xmpp import stanzas
+
+NS = "jabber:component:accept"
+
+
+def stanza(text: str) -> ET.Element:
+    return ET.fromstring(text)
+
+
+def test_corrections_retractions_replies_and_links_are_read():
+    msg = stanza(
+        f'<message xmlns="{NS}" id="m2"><body>new</body>'
+        '<replace xmlns="urn:xmpp:message-correct:0" id="m1"/>'
+        '<reply xmlns="urn:xmpp:reply:0" id="m0"/>'
+        '<x xmlns="jabber:x:oob"><url> https://up.example/f.png </url></x>'
+        '<origin-id xmlns="urn:xmpp:sid:0" id="o2"/></message>'
+    )
+    incoming = stanzas.read_message(msg)
+    assert (incoming.id, incoming.body, incoming.replace, incoming.reply_to) == (
+        "o2",
+        "new",
+        "m1",
+        "m0",
+    )
+    assert incoming.oob_url == "https://up.example/f.png"
+    old_style = stanza(
+        f'<message xmlns="{NS}" id="r"><apply-to xmlns="urn:xmpp:fasten:0" id="m1">'
+        '<retract xmlns="urn:xmpp:message-retract:0"/></apply-to></message>'
+    )
+    assert stanzas.read_message(old_style).retract == "m1"
+
+
+def test_locations_out_of_range_or_not_numbers_are_ignored():
+    def geo(lat, lon):
+        return stanza(
+            f'<message xmlns="{NS}"><geoloc xmlns="http://jabber.org/protocol/geoloc">'
+            f"<lat>{lat}</lat><lon>{lon}</lon></geoloc></message>"
+        )
+
+    assert stanzas.read_message(geo("37.5", "127")).location.latitude == 37.5
+    assert stanzas.read_message(geo("91", "0")).location is None
+    assert stanzas.read_message(geo("north", "0")).location is None
+
+
+def test_characters_xml_cannot_carry_are_removed():
+    assert stanzas.clean_text("a\x00b\x07c\x1bd\ufffee\tf\ng") == "abcde\tf\ng"
+
+
+def test_only_the_bridges_own_ids_count_as_its_messages():
+    ours = stanzas.stanza_id_for("$event")
+    assert stanzas.is_bridge_id(ours) and ours == stanzas.stanza_id_for("$event")
+    assert not stanzas.is_bridge_id("mx123")
+    assert not stanzas.is_bridge_id("5f0c9b6e-uuid")
+
+
+def test_upload_slots_keep_only_the_allowed_headers():
+    slot = stanza(
+        '<iq xmlns="jabber:client"><slot xmlns="urn:xmpp:http:upload:0">'
+        '<put url="https://up/put"><header name="Authorization">Bearer x</header>'
+        '<header name="Host">evil</header></put><get url="https://up/get"/></slot></iq>'
+    )
+    assert stanzas.read_slot(slot) == (
+        "https://up/put",
+        "https://up/get",
+        {"Authorization": "Bearer x"},
+    )
+    assert stanzas.read_slot(stanza('<iq xmlns="jabber:client"/>')) == (None, None, {})
