@@ -48,26 +48,20 @@ def policy_stack(tmp_path_factory):
     }
     extra = {"bridge": {"permissions": {"localhost": "user", "@boss:localhost": "admin"}}}
     stack = Stack(workdir, ["basics", "policy"], settings, bridge_extra=extra)
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest_asyncio.fixture
 async def person(policy_stack):
-    made = []
+    """Factory: a new person with a direct chat with the bot: ``user, room = await ...``"""
+    async with policy_stack.people() as new_person:
 
-    async def make(localpart):
-        user = await policy_stack.user(localpart)
-        made.append(user)
-        room = await user.dm(policy_stack.bot_id)
-        return user, room
+        async def make(localpart):
+            user = await new_person(localpart)
+            return user, await user.dm(policy_stack.bot_id)
 
-    yield make
-    for user in made:
-        await user.close()
+        yield make
 
 
 async def ask(user, room, bot_id, text, expect):

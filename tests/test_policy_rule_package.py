@@ -43,18 +43,17 @@ def roaming_stack(tmp_path_factory):
         "acme_roaming": {"roaming": ["@roamer:localhost"]},
     }
     stack = Stack(workdir, ["basics", "policy", "acme_roaming"], settings)
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.e2e
 async def test_the_plugins_rule_type_and_facts_decide_in_the_bridge(roaming_stack):
     bot = roaming_stack.bot_id
-    for localpart, expected in (("roamer", "Decision: DENY by no-roaming-calls"),
-                                ("homebody", "Decision: ALLOW by no-roaming-calls")):
+    for localpart, expected in (
+        ("roamer", "Decision: DENY by no-roaming-calls"),
+        ("homebody", "Decision: ALLOW by no-roaming-calls"),
+    ):
         person = await roaming_stack.user(localpart)
         try:
             room = await person.dm(bot)

@@ -56,17 +56,13 @@ def anywhere_stack(
 ) -> Iterator[Stack]:
     """A real Synapse (SQLite, temporary folder, free port) with the bridge registered,
     and the bridge running as a process. Shared by the whole session."""
-    stack = Stack(
+    with Stack(
         tmp_path_factory.mktemp("anywhere"),
         anywhere_enabled_plugins,
         anywhere_plugin_settings,
         bridge_extra=anywhere_bridge_config,
-    )
-    try:
-        stack.start()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")
@@ -79,16 +75,8 @@ async def matrix_user(
     anywhere_stack: Stack,
 ) -> AsyncIterator[Callable[..., Awaitable[MatrixUser]]]:
     """Factory: ``alice = await matrix_user()`` registers a new person and logs them in."""
-    made: list[MatrixUser] = []
-
-    async def make(localpart: str | None = None, *, admin: bool = False) -> MatrixUser:
-        user = await anywhere_stack.user(localpart, admin=admin)
-        made.append(user)
-        return user
-
-    yield make
-    for user in made:
-        await user.close()
+    async with anywhere_stack.people() as make:
+        yield make
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="function")

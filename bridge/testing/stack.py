@@ -7,6 +7,7 @@ Used by the pytest fixtures (``bridge.testing.fixtures``), the benchmarks and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +354,35 @@ class Stack:
     def stop(self) -> None:
         self.bridge.stop()
         self.synapse.stop()
+
+    def __enter__(self) -> Stack:
+        """``with Stack(...) as stack:`` starts both and always stops both."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @contextlib.asynccontextmanager
+    async def people(self) -> AsyncIterator[Callable[..., Awaitable[MatrixUser]]]:
+        """``async with stack.people() as person: alice = await person()`` — people made
+        through it are logged out of their clients at the end."""
+        made: list[MatrixUser] = []
+
+        async def make(localpart: str | None = None, *, admin: bool = False) -> MatrixUser:
+            user = await self.user(localpart, admin=admin)
+            made.append(user)
+            return user
+
+        try:
+            yield make
+        finally:
+            for user in made:
+                await user.close()
 
     async def user(self, localpart: str | None = None, *, admin: bool = False) -> MatrixUser:
         self._users += 1

@@ -46,11 +46,8 @@ def calls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "bridge": {"permissions": {"localhost": "user", "@outsider:localhost": "none"}}
         },
     )
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")
@@ -61,13 +58,5 @@ def calls_bot(calls_stack: Stack) -> str:
 @pytest_asyncio.fixture
 async def person(calls_stack: Stack) -> AsyncIterator[Callable[..., Awaitable[MatrixUser]]]:
     """Factory: ``alice = await person()`` registers a new person and logs them in."""
-    made: list[MatrixUser] = []
-
-    async def make(localpart: str | None = None) -> MatrixUser:
-        user = await calls_stack.user(localpart)
-        made.append(user)
-        return user
-
-    yield make
-    for user in made:
-        await user.close()
+    async with calls_stack.people() as make:
+        yield make

@@ -24,22 +24,10 @@ from .people import DrivePerson
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="function")
-async def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:{tmp_path / 'anywhere.db'}"
-        return
-    try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL reachable at 127.0.0.1:5432 ({exc})")
-    name = f"anywhere_drive_{secrets.token_hex(4)}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()
+@pytest.fixture
+def database_url(anywhere_database_url: str) -> str:
+    """SQLite, then a fresh PostgreSQL database (the fixture Anywhere ships)."""
+    return anywhere_database_url
 
 
 @pytest.fixture(params=["mem", "osfs"])
@@ -90,22 +78,15 @@ def drive_stack(tmp_path_factory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("drive")
     stack = _drive_stack(workdir, f"osfs://{workdir / 'drive-store'}")
     stack.drive_root = workdir / "drive-store"
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")
 def mem_drive_stack(tmp_path_factory) -> Iterator[Stack]:
     """The same with the drive on mem://."""
-    stack = _drive_stack(tmp_path_factory.mktemp("drive-mem"), "mem://")
-    try:
-        stack.start()
+    with _drive_stack(tmp_path_factory.mktemp("drive-mem"), "mem://") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")
@@ -136,10 +117,9 @@ def pg_drive_stack(tmp_path_factory) -> Iterator[Stack]:
         workdir, f"osfs://{workdir / 'drive-store'}", f"postgresql://postgres@127.0.0.1:5432/{name}"
     )
     try:
-        stack.start()
-        yield stack
+        with stack:
+            yield stack
     finally:
-        stack.stop()
         admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 

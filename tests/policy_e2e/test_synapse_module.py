@@ -110,11 +110,8 @@ def stack(
             },
         }
     ]
-    stack.start()
-    try:
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 async def send_raw(user: MatrixUser, room_id: str, event_type: str, content: dict) -> tuple:
@@ -171,16 +168,8 @@ async def command(user: MatrixUser, dm: str, bot_id: str, text: str, reply: str)
 
 @pytest.fixture
 async def person(stack: Stack):
-    made: list[MatrixUser] = []
-
-    async def make(localpart: str) -> MatrixUser:
-        user = await stack.user(localpart)  # its first sync opened nio's HTTP session
-        made.append(user)
-        return user
-
-    yield make
-    for user in made:
-        await user.close()
+    async with stack.people() as make:
+        yield make
 
 
 async def test_3g_below_the_threshold_is_refused_then_wifi_gets_through(stack, person) -> None:
