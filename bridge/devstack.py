@@ -20,6 +20,11 @@ from .errors import AnywhereError
 from .logging import setup_logging
 
 
+# Everything built in, so the demo shows the product; XMPP bridging needs a server of its
+# own and stays off until configured (docs/networks.md).
+DEV_PLUGINS = ["basics", "policy", "drive", "calls", "groups"]
+
+
 def _require_synapse() -> None:
     try:
         import synapse  # noqa: F401
@@ -54,7 +59,7 @@ async def run_dev(workdir: Path) -> int:
             workdir / "bridge",
             synapse_url=synapse_url,
             server_name=server_name,
-            enabled=["basics"],
+            enabled=DEV_PLUGINS,
             port=state["bridge_port"],
         )
     registration = workdir / "bridge" / "registration.yaml"
