@@ -19,7 +19,6 @@ from .config import load_config
 from .errors import AnywhereError
 from .logging import setup_logging
 
-
 # Everything built in, so the demo shows the product; XMPP bridging needs a server of its
 # own and stays off until configured (docs/networks.md).
 DEV_PLUGINS = ["basics", "policy", "drive", "calls", "groups"]

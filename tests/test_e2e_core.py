@@ -143,21 +143,27 @@ async def _put_transaction(stack, txn_id: str, events: list, **kwargs) -> aiohtt
     headers = kwargs.pop(
         "headers", {"Authorization": f"Bearer {stack.config['appservice']['hs_token']}"}
     )
-    async with aiohttp.ClientSession() as http, http.put(
-        f"{stack.bridge.url}/_matrix/app/v1/transactions/{txn_id}",
-        json={"events": events},
-        headers=headers,
-        **kwargs,
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(
+            f"{stack.bridge.url}/_matrix/app/v1/transactions/{txn_id}",
+            json={"events": events},
+            headers=headers,
+            **kwargs,
+        ) as resp,
+    ):
         await resp.read()
         return resp
 
 
 async def _metric(stack, name: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{stack.bridge.url}/metrics",
-        headers={"Authorization": f"Bearer {stack.bridge.ops_token}"},
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{stack.bridge.url}/metrics",
+            headers={"Authorization": f"Bearer {stack.bridge.ops_token}"},
+        ) as r,
+    ):
         text = await r.text()
     total = 0.0
     for line in text.splitlines():

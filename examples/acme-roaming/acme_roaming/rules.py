@@ -10,8 +10,8 @@ class RoamingBlock(Rule):
     """Blocks calls while roaming, except in the countries listed."""
 
     type_name = "acme_roaming_block"
-    family = "carrier"                 # so that regulation rules can veto it
-    default_actions = MVOIP_ACTIONS    # call.place, call.answer
+    family = "carrier"  # so that regulation rules can veto it
+    default_actions = MVOIP_ACTIONS  # call.place, call.answer
     params = {
         "allowed_countries": Param(string_set(), frozenset(), "countries where calls are fine"),
     }
@@ -24,7 +24,7 @@ class RoamingBlock(Rule):
         if not request.facts.get(ROAMING):
             return self._not_roaming
         if request.facts.get("carrier_country") in self.allowed_countries:
-            return None                # nothing to say
+            return None  # nothing to say
         return self.deny(
             "Calls are blocked while roaming. Connect to Wi-Fi and send `!network wifi`.",
             "acme_roaming",
