@@ -44,4 +44,8 @@ if command -v npm >/dev/null && { [ ! -d "$BROWSER_MODULES/node_modules" ] ||
     npm install --prefix "$BROWSER_MODULES" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+# Lint and formatting are part of the suite.
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
+
 exec .venv/bin/python -m pytest "$@"
