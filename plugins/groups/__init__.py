@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from bridge.config import Config
     from bridge.runtime import Bridge
 
-RELAYED_TYPES = ("m.room.message", "m.room.redaction", "m.room.member")
+RELAYED_TYPES = (
+    "m.room.message",
+    "m.room.redaction",
+    "m.room.member",
+    "m.reaction",
+    "m.typing",
+    "m.receipt",
+)
 
 
 def collect_connectors(bridge: Bridge, settings: dict[str, Any]) -> list[Connector]:

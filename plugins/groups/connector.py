@@ -175,20 +175,22 @@ class MembershipHandling(Protocol):
 @runtime_checkable
 class ReactionHandling(Protocol):
     async def handle_matrix_reaction(
-        self, portal: Portal, sender: MatrixSender, target: str, key: str
-    ) -> str: ...
+        self, portal: Portal, sender: MatrixSender, target: str, keys: list[str]
+    ) -> None:
+        """The Matrix person's reactions to the network's message ``target`` are now
+        ``keys`` (in the order given; empty: they took their last one back)."""
 
 
 @runtime_checkable
 class TypingHandling(Protocol):
-    async def handle_matrix_typing(self, portal: Portal, user_ids: list[str]) -> None: ...
+    async def handle_matrix_typing(self, portal: Portal, user_ids: list[str]) -> None:
+        """The Matrix people typing in the portal room are now ``user_ids``."""
 
 
 @runtime_checkable
 class ReadMarkerHandling(Protocol):
-    async def handle_matrix_read(
-        self, portal: Portal, sender: MatrixSender, target: str
-    ) -> None: ...
+    async def handle_matrix_read(self, portal: Portal, sender: MatrixSender, target: str) -> None:
+        """The Matrix person has read the network's message ``target``."""
 
 
 CAPABILITIES: dict[str, type] = {

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from mautrix.errors import MatrixRequestError
 
-from .connector import RemoteUser
+from .connector import FileData, RemoteUser
 
 if TYPE_CHECKING:
     from mautrix.appservice import IntentAPI
@@ -102,3 +103,35 @@ class Ghosts:
             )
             self._names[user_id] = name
         return intent
+
+    async def set_avatar(
+        self,
+        network: str,
+        user: RemoteUser,
+        avatar_hash: str,
+        fetch: Callable[[], Awaitable[FileData | None]],
+    ) -> bool:
+        """Give the ghost the person's avatar, identified on the network by
+        ``avatar_hash``; ``fetch`` is called (and the picture uploaded to the media
+        repository) only when the hash differs from the one last set. True if changed."""
+        user_id = self.user_id(network, user.id)
+        known = await self.bridge.db.fetchval(
+            "SELECT avatar_hash FROM groups_ghost WHERE user_id = $1", user_id
+        )
+        if known == avatar_hash:
+            return False
+        intent = await self.ensure(network, user, rename=False)
+        data = await fetch()
+        if data is None or not data.mimetype.startswith("image/"):
+            return False
+        mxc = await intent.upload_media(data.data, data.mimetype, data.name)
+        await intent.set_avatar_url(mxc)
+        await self.bridge.db.execute(
+            "INSERT INTO groups_ghost (user_id, network, remote_id, avatar_hash) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET avatar_hash = $4",
+            user_id,
+            network,
+            user.id,
+            avatar_hash,
+        )
+        return True

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -33,9 +34,12 @@ from .connector import (
     Message,
     NetworkUnavailable,
     Portal,
+    ReactionHandling,
+    ReadMarkerHandling,
     RedactionHandling,
     Refused,
     RemoteUser,
+    TypingHandling,
     capabilities,
 )
 from .ghosts import Ghosts
@@ -44,6 +48,17 @@ if TYPE_CHECKING:
     from bridge.runtime import Bridge
 
 RETRY_SECONDS = 1.0
+TYPING_MS = 30_000  # a ghost stops "typing" by itself after this, if no update comes
+
+
+def reaction_id(target: str, who: str, key: str) -> str:
+    """The message map's ID of one person's reaction ``key`` to ``target`` (a network
+    message ID); ``who`` is ``m:`` and a Matrix user ID, or ``r:`` and a remote one."""
+    return f"{reaction_prefix(target, who)}{json.dumps(key)}"
+
+
+def reaction_prefix(target: str, who: str) -> str:
+    return f"reaction {json.dumps(target)} {json.dumps(who)} "
 
 
 def remote_txn_id(network: str, remote_id: str, what: str = "message") -> str:
@@ -365,6 +380,75 @@ class Hub:
             return
         await self._map(network, retraction_id, portal.room_id, str(event_id), "remote")
 
+    async def remote_avatar(
+        self,
+        portal: Portal,
+        user: RemoteUser,
+        avatar_hash: str,
+        fetch: Callable[[], Awaitable[FileData | None]],
+    ) -> None:
+        """The person's avatar is the one the network calls ``avatar_hash``: when it is
+        new, ``fetch()`` gets the picture and the ghost shows it (an unchanged hash is
+        neither fetched nor uploaded again)."""
+        try:
+            await self.ghosts.set_avatar(portal.network, user, avatar_hash, fetch)
+        except MatrixRequestError as exc:
+            self.log.warning("could not set a ghost's avatar", user=user.id, error=str(exc))
+
+    async def _reactions(self, network: str, target: str, who: str) -> dict[str, tuple[str, str]]:
+        """``key → (map ID, event ID)`` of one person's reactions to ``target``."""
+        prefix = reaction_prefix(target, who)
+        rows = await self.bridge.db.fetch(
+            "SELECT remote_id, event_id FROM groups_message WHERE network = $1 "
+            "AND substr(remote_id, 1, $2) = $3",
+            network,
+            len(prefix),
+            prefix,
+        )
+        return {
+            json.loads(row["remote_id"][len(prefix) :]): (row["remote_id"], row["event_id"])
+            for row in rows
+        }
+
+    async def remote_reactions(
+        self, portal: Portal, sender: RemoteUser, target: str, keys: list[str], update_id: str
+    ) -> None:
+        """``sender``'s reactions to the network's message ``target`` are now ``keys``
+        (``update_id``: the network's ID of this update): the ghost adds the new ones as
+        ``m.reaction`` and redacts the ones taken back."""
+        network = portal.network
+        original = await self.event_for(network, target)
+        if original is None:
+            return
+        who = f"r:{sender.id}"
+        have = await self._reactions(network, target, who)
+        ghost = await self.ghosts.ensure(network, sender)
+        await ghost.ensure_joined(portal.room_id)
+        for key in dict.fromkeys(k for k in keys if isinstance(k, str) and k):
+            if key in have:
+                continue
+            map_id = reaction_id(target, who, key)
+            content = {
+                "m.relates_to": {"rel_type": "m.annotation", "event_id": original[1], "key": key}
+            }
+            event_id = await ghost.send_message_event(
+                portal.room_id,
+                EventType.REACTION,
+                content,
+                txn_id=remote_txn_id(network, f"{map_id}|{update_id}", "reaction"),
+            )
+            await self._map(network, map_id, portal.room_id, str(event_id), "remote")
+        for key, (map_id, event_id) in have.items():
+            if key in keys:
+                continue
+            with contextlib.suppress(MatrixRequestError):
+                await ghost.redact(portal.room_id, event_id)
+            await self.bridge.db.execute(
+                "DELETE FROM groups_message WHERE network = $1 AND remote_id = $2",
+                network,
+                map_id,
+            )
+
     async def fetch_url(self, url: str) -> FileData | None:
         """Download a file a network message links to (HTTP(S) only, size-capped), for
         the media repository; None when it cannot be fetched."""
@@ -389,6 +473,12 @@ class Hub:
 
     # ----- Matrix → network -----
     async def on_matrix_event(self, event: MatrixEvent, ctx: EventContext) -> None:
+        if event.ephemeral and event.type == "m.typing":
+            await self._on_typing(event)
+            return
+        if event.ephemeral and event.type == "m.receipt":
+            await self._on_receipt(event)
+            return
         if event.ephemeral or self.bridge.is_ours(event.sender):
             return  # our own ghosts and bot: never send an echo back
         if event.type == "m.room.member":
@@ -397,7 +487,9 @@ class Hub:
         portal = self._portals_by_room.get(event.room_id)
         if portal is None or portal.network not in self.connectors:
             return
-        if event.type == "m.room.message":
+        if event.type == "m.reaction" and not self.supports(portal.network, "reactions"):
+            return  # a connector without reactions: they stay on Matrix
+        if event.type in ("m.room.message", "m.reaction"):
             body = event.content.get("body")
             if isinstance(body, str) and len(body) > self.settings["max_body_chars"]:
                 await self._tell(
@@ -425,6 +517,68 @@ class Hub:
             json.dumps(event.raw),
         )
         self._wake[portal.network].set()
+
+    async def _on_typing(self, event: MatrixEvent) -> None:
+        """Who is typing in a portal room, without our own ghosts: straight to the
+        connector (typing is not worth keeping in the outbox)."""
+        portal = self._portals_by_room.get(event.room_id)
+        connector = self.connectors.get(portal.network) if portal else None
+        if not isinstance(connector, TypingHandling):
+            return
+        user_ids = event.content.get("user_ids")
+        if not isinstance(user_ids, list):
+            return
+        typing = [u for u in user_ids if isinstance(u, str) and not self.bridge.is_ours(u)]
+        with contextlib.suppress(NetworkUnavailable, Refused):  # worth nothing later
+            await connector.handle_matrix_typing(portal, typing)
+
+    async def _on_receipt(self, event: MatrixEvent) -> None:
+        """A Matrix person read up to a message that came from the network: the
+        connector tells the network (straight away; a late read marker is worth little)."""
+        portal = self._portals_by_room.get(event.room_id)
+        connector = self.connectors.get(portal.network) if portal else None
+        if not isinstance(connector, ReadMarkerHandling):
+            return
+        for event_id, kinds in event.content.items():
+            readers = kinds.get("m.read") if isinstance(kinds, dict) else None
+            if not isinstance(readers, dict):
+                continue
+            row = await self.bridge.db.fetchrow(
+                "SELECT remote_id FROM groups_message WHERE network = $1 AND event_id = $2 "
+                "AND origin = 'remote'",
+                portal.network,
+                event_id,
+            )
+            if row is None or row["remote_id"].startswith("reaction "):
+                continue
+            for user_id in readers:
+                if not isinstance(user_id, str) or self.bridge.is_ours(user_id):
+                    continue
+                sender = MatrixSender(user_id, await self.displayname(event.room_id, user_id))
+                with contextlib.suppress(NetworkUnavailable, Refused):
+                    await connector.handle_matrix_read(portal, sender, row["remote_id"])
+
+    async def remote_read(self, portal: Portal, sender: RemoteUser, target: str) -> None:
+        """The person has seen the message ``target`` (and those before): their ghost's
+        read receipt moves there."""
+        found = await self.event_for(portal.network, target)
+        if found is None or found[0] != portal.room_id:
+            return
+        ghost = await self.ghosts.ensure(portal.network, sender)
+        await ghost.ensure_joined(portal.room_id)
+        try:
+            await ghost.send_receipt(portal.room_id, found[1])
+        except MatrixRequestError as exc:
+            self.log.info("could not move a read receipt", user=sender.id, error=str(exc))
+
+    async def remote_typing(self, portal: Portal, sender: RemoteUser, typing: bool) -> None:
+        """The person started (True) or stopped (False) typing: so does their ghost."""
+        ghost = await self.ghosts.ensure(portal.network, sender)
+        await ghost.ensure_joined(portal.room_id)
+        try:
+            await ghost.set_typing(portal.room_id, timeout=TYPING_MS if typing else 0)
+        except MatrixRequestError as exc:
+            self.log.info("could not show typing", user=sender.id, error=str(exc))
 
     async def _on_member(self, event: MatrixEvent) -> None:
         membership = event.content.get("membership")
@@ -530,10 +684,15 @@ class Hub:
             return  # unlinked meanwhile
         sender = MatrixSender(event.sender, await self.displayname(event.room_id, event.sender))
         content = event.content
+        if event.type == "m.reaction":
+            await self._deliver_reaction(portal, connector, sender, event)
+            return
         if event.type == "m.room.redaction":
             target = event.raw.get("redacts") or content.get("redacts")
             remote = await self.remote_for(str(target))
-            if remote and isinstance(connector, RedactionHandling):
+            if remote and remote[1].startswith("reaction "):
+                await self._deliver_unreaction(portal, connector, sender, remote[1])
+            elif remote and isinstance(connector, RedactionHandling):
                 remote_id = await connector.handle_matrix_redaction(
                     portal, sender, remote[1], event.event_id
                 )
@@ -572,3 +731,45 @@ class Hub:
         else:
             remote_id = await connector.handle_matrix_message(portal, sender, message)
         await self._map(network, remote_id, event.room_id, event.event_id, "matrix")
+
+    async def _deliver_reaction(
+        self, portal: Portal, connector: Connector, sender: MatrixSender, event: MatrixEvent
+    ) -> None:
+        relates = event.content.get("m.relates_to") or {}
+        key = relates.get("key")
+        if relates.get("rel_type") != "m.annotation" or not isinstance(key, str) or not key:
+            return
+        remote = await self.remote_for(str(relates.get("event_id")))
+        if (
+            remote is None
+            or remote[1].startswith("reaction ")
+            or not isinstance(connector, ReactionHandling)
+        ):
+            return
+        target, who = remote[1], f"m:{sender.user_id}"
+        have = await self._reactions(portal.network, target, who)
+        if key in have:
+            return
+        await connector.handle_matrix_reaction(portal, sender, target, [*have, key])
+        map_id = reaction_id(target, who, key)
+        await self._map(portal.network, map_id, event.room_id, event.event_id, "matrix")
+
+    async def _deliver_unreaction(
+        self, portal: Portal, connector: Connector, sender: MatrixSender, map_id: str
+    ) -> None:
+        """A Matrix person redacted one of their reactions: the network gets the rest."""
+        _, rest = map_id.split(" ", 1)
+        decoder = json.JSONDecoder()
+        target, end = decoder.raw_decode(rest)
+        who, end2 = decoder.raw_decode(rest, end + 1)
+        key = json.loads(rest[end2 + 1 :])
+        if who != f"m:{sender.user_id}" or not isinstance(connector, ReactionHandling):
+            return
+        have = await self._reactions(portal.network, target, who)
+        have.pop(key, None)
+        await connector.handle_matrix_reaction(portal, sender, target, list(have))
+        await self.bridge.db.execute(
+            "DELETE FROM groups_message WHERE network = $1 AND remote_id = $2",
+            portal.network,
+            map_id,
+        )

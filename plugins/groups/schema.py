@@ -65,4 +65,9 @@ async def v1_groups(conn, scheme: Scheme) -> None:
     )
 
 
-MIGRATIONS = Migrations("groups", [v1_groups])
+async def v2_ghost_avatar(conn, scheme: Scheme) -> None:
+    """ghost avatars: the hash of the avatar last uploaded, so an unchanged one is kept"""
+    await conn.execute("ALTER TABLE groups_ghost ADD COLUMN avatar_hash TEXT")
+
+
+MIGRATIONS = Migrations("groups", [v1_groups, v2_ghost_avatar])

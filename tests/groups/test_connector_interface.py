@@ -151,3 +151,11 @@ def test_formatted_text_keeps_its_html_without_the_reply_quote():
 
 def test_a_portal_knows_its_kind():
     assert Portal("xmpp", "room@conference.localhost", "!r").kind == "group"
+
+
+def test_the_xmpp_connector_declares_reactions_typing_and_read_markers():
+    from plugins.groups.xmpp.connector import XmppConnector
+
+    declared = capabilities(XmppConnector())
+    assert {"reactions", "typing", "read_markers"} <= declared
+    assert not {"reactions", "typing", "read_markers"} & capabilities(WithEditsAndLinks())

@@ -529,3 +529,250 @@ async def test_posting_into_a_bridged_group_asks_the_policy_and_a_refusal_says_w
     await boss.send_text(room_id, "a verified post")
     await dave.wait_for(lambda m: m["body"] == "a verified post", start=mark)
     assert not [m for m in dave.messages[mark:] if m["body"] == "hello xmpp?"]
+
+
+async def download(user, mxc):
+    import aiohttp
+
+    server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+    url = f"{user.client.homeserver}/_matrix/client/v1/media/download/{server}/{media_id}"
+    headers = {"Authorization": f"Bearer {user.client.access_token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 200
+        return await resp.read()
+
+
+async def publish_vcard_photo(person, data, mimetype="image/png"):
+    """What an XMPP client does to set an avatar: a vCard with a PHOTO (XEP-0054)."""
+    import base64
+    import hashlib
+
+    vcard = xml("vcard-temp", "vCard")
+    photo = xml("vcard-temp", "PHOTO")
+    kind, binval = xml("vcard-temp", "TYPE"), xml("vcard-temp", "BINVAL")
+    kind.text, binval.text = mimetype, base64.b64encode(data).decode()
+    photo.extend([kind, binval])
+    vcard.append(photo)
+    iq = person.client.make_iq_set()
+    iq.append(vcard)
+    await iq.send(timeout=15)
+    return hashlib.sha1(data).hexdigest()
+
+
+def announce_photo(person, room, nick, sha1, show=None):
+    """...and announces it in its presence (XEP-0153)."""
+    presence = person.client.make_presence(pto=f"{room}/{nick}", pshow=show)
+    update, photo = xml("vcard-temp:x:update", "x"), xml("vcard-temp:x:update", "photo")
+    photo.text = sha1
+    update.append(photo)
+    presence.append(update)
+    presence.send()
+
+
+async def test_an_xmpp_persons_vcard_photo_becomes_their_ghosts_avatar_once(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    alice = await xmpp_person("alice")
+    boss = await matrix_person("boss11", "Boss Avatar")
+    room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice V")], prosody)
+    await asyncio.sleep(0.5)
+
+    def ghost_avatar(not_url=None):
+        return lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("content", {}).get("displayname") == "Alice V"
+            and e.get("content", {}).get("avatar_url") not in (None, not_url)
+        )
+
+    sha1 = await publish_vcard_photo(alice, PNG)
+    announce_photo(alice, room, "Alice V", sha1)
+    member = await boss.wait_for(room_id, ghost_avatar())
+    first = member["content"]["avatar_url"]
+    assert await download(boss, first) == PNG
+
+    # the same photo announced again (a status change): not uploaded or set again
+    announce_photo(alice, room, "Alice V", sha1, show="away")
+    alice.send(room, "back in a minute", "groupchat")
+    await boss.wait_for(room_id, text_from(body="back in a minute"))
+    await boss.sync_once()
+    urls = [
+        e["content"].get("avatar_url")
+        for e in boss.timeline[room_id]
+        if e.get("type") == "m.room.member" and e.get("state_key") == member["state_key"]
+    ]
+    assert set(urls) - {None} == {first}
+
+    # a new photo replaces it
+    newer = PNG + b"new picture"
+    announce_photo(alice, room, "Alice V", await publish_vcard_photo(alice, newer))
+    changed = await boss.wait_for(room_id, ghost_avatar(not_url=first))
+    assert await download(boss, changed["content"]["avatar_url"]) == newer
+
+
+def reaction_keys(msg):
+    el = child_of(msg, "urn:xmpp:reactions:0", "reactions")
+    if el is None:
+        return None
+    return el.get("id"), [r.text for r in el.findall("{urn:xmpp:reactions:0}reaction")]
+
+
+async def test_reactions_go_both_ways(xmpp_stack, prosody, xmpp_person, matrix_person):
+    carol = await xmpp_person("carol")
+    boss = await matrix_person("boss12", "Boss React")
+    room, room_id = await linked_group(xmpp_stack, boss, [(carol, "Carol E")], prosody)
+    await asyncio.sleep(0.5)
+
+    # XMPP → Matrix: a reaction is an m.reaction annotation of the bridged event by the
+    # person's ghost; taking it back redacts it
+    first = carol.send(room, "lunch at noon?", "groupchat")
+    original = await boss.wait_for(room_id, text_from(body="lunch at noon?"))
+    react = xml("urn:xmpp:reactions:0", "reactions", id=first)
+    react.append(xml("urn:xmpp:reactions:0", "reaction"))
+    react[0].text = "👍"
+    carol.send(room, None, "groupchat", extra=[react])
+    reaction = await boss.wait_for(room_id, lambda e: e.get("type") == "m.reaction")
+    assert reaction["content"]["m.relates_to"] == {
+        "rel_type": "m.annotation",
+        "event_id": original["event_id"],
+        "key": "👍",
+    }
+    assert reaction["sender"] == original["sender"]
+    carol.send(room, None, "groupchat", extra=[xml("urn:xmpp:reactions:0", "reactions", id=first)])
+    await boss.wait_for(
+        room_id,
+        lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == reaction["event_id"],
+    )
+
+    # Matrix → XMPP: the occupant's whole set of reactions, after each change
+    mark = carol.mark()
+    sent = await boss.send_text(room_id, "ship it?")
+    bridged = await carol.wait_for(lambda m: m["body"] == "ship it?", start=mark)
+
+    async def react_from_matrix(key):
+        response = await boss.client.room_send(
+            room_id,
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent, "key": key}},
+        )
+        return response.event_id
+
+    party = await react_from_matrix("🎉")
+    got = await carol.wait_for(lambda m: reaction_keys(m) is not None, start=mark)
+    assert reaction_keys(got) == (bridged["id"], ["🎉"])
+    assert got["from"].full == f"{room}/Boss React"
+    mark = carol.mark()
+    await react_from_matrix("👍")
+    got = await carol.wait_for(lambda m: reaction_keys(m) is not None, start=mark)
+    assert reaction_keys(got) == (bridged["id"], ["🎉", "👍"])
+    mark = carol.mark()
+    await boss.client.room_redact(room_id, party)
+    got = await carol.wait_for(lambda m: reaction_keys(m) is not None, start=mark)
+    assert reaction_keys(got) == (bridged["id"], ["👍"])
+
+
+def chat_state(msg):
+    return next(
+        (
+            state
+            for state in ("composing", "paused", "active")
+            if child_of(msg, "http://jabber.org/protocol/chatstates", state) is not None
+        ),
+        None,
+    )
+
+
+async def wait_typing(user, room_id, since, predicate, timeout=30.0):
+    """The users typing in ``room_id`` (from the sync's ephemeral events) once they
+    satisfy ``predicate``; returns them and the next sync token."""
+    from nio import SyncResponse, TypingNoticeEvent
+
+    deadline = time.monotonic() + timeout
+    typing = None
+    while time.monotonic() < deadline:
+        response = await user.client.sync(timeout=500, since=since)
+        assert isinstance(response, SyncResponse), response
+        since = response.next_batch
+        room = response.rooms.join.get(room_id)
+        for event in room.ephemeral if room else []:
+            if isinstance(event, TypingNoticeEvent):
+                typing = set(event.users)
+        if typing is not None and predicate(typing):
+            return typing, since
+    raise TimeoutError(f"typing in {room_id} never matched; last seen: {typing}")
+
+
+async def test_typing_shows_both_ways(xmpp_stack, prosody, xmpp_person, matrix_person):
+    dave = await xmpp_person("dave")
+    boss = await matrix_person("boss13", "Boss Type")
+    room, room_id = await linked_group(xmpp_stack, boss, [(dave, "Dave T")], prosody)
+    await asyncio.sleep(0.5)
+    dave.send(room, "hello", "groupchat")
+    ghost = (await boss.wait_for(room_id, text_from(body="hello")))["sender"]
+
+    # XMPP → Matrix: composing makes the person's ghost type, paused stops it
+    since = boss.client.next_batch
+    states = "http://jabber.org/protocol/chatstates"
+    dave.send(room, None, "groupchat", extra=[xml(states, "composing")])
+    _, since = await wait_typing(boss, room_id, since, lambda users: ghost in users)
+    dave.send(room, None, "groupchat", extra=[xml(states, "paused")])
+    await wait_typing(boss, room_id, since, lambda users: ghost not in users)
+
+    # Matrix → XMPP: typing is composing from the person's occupant, stopping is paused
+    mark = dave.mark()
+    await boss.send_text(room_id, "let me think")
+    await dave.wait_for(lambda m: m["body"] == "let me think", start=mark)
+    await boss.client.room_typing(room_id, True, timeout=30000)
+    got = await dave.wait_for(lambda m: chat_state(m) == "composing", start=mark)
+    assert got["from"].full == f"{room}/Boss Type"
+    await boss.client.room_typing(room_id, False)
+    got = await dave.wait_for(lambda m: chat_state(m) == "paused", start=mark)
+    assert got["from"].full == f"{room}/Boss Type"
+
+
+async def wait_receipt(user, room_id, since, event_id, reader, timeout=30.0):
+    """Wait until the sync shows ``reader``'s read receipt on ``event_id``."""
+    from nio import ReceiptEvent, SyncResponse
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = await user.client.sync(timeout=500, since=since)
+        assert isinstance(response, SyncResponse), response
+        since = response.next_batch
+        room = response.rooms.join.get(room_id)
+        for event in room.ephemeral if room else []:
+            if isinstance(event, ReceiptEvent) and any(
+                r.event_id == event_id and r.user_id == reader and r.receipt_type == "m.read"
+                for r in event.receipts
+            ):
+                return
+    raise TimeoutError(f"no read receipt of {reader} on {event_id}")
+
+
+async def test_read_markers_go_both_ways(xmpp_stack, prosody, xmpp_person, matrix_person):
+    erin = await xmpp_person("erin")
+    boss = await matrix_person("boss14", "Boss Read")
+    room, room_id = await linked_group(xmpp_stack, boss, [(erin, "Erin R")], prosody)
+    await asyncio.sleep(0.5)
+    markers = "urn:xmpp:chat-markers:0"
+
+    # XMPP → Matrix: a displayed marker moves the ghost's read receipt to that message
+    mark = erin.mark()
+    since = boss.client.next_batch
+    sent = await boss.send_text(room_id, "please confirm")
+    bridged = await erin.wait_for(lambda m: m["body"] == "please confirm", start=mark)
+    erin.send(room, "seen", "groupchat")
+    ghost = (await boss.wait_for(room_id, text_from(body="seen")))["sender"]
+    erin.send(room, None, "groupchat", extra=[xml(markers, "displayed", id=bridged["id"])])
+    await wait_receipt(boss, room_id, since, sent, ghost)
+
+    # Matrix → XMPP: a read receipt on a message from XMPP is a displayed marker of it
+    first = erin.send(room, "did you read this?", "groupchat")
+    event = await boss.wait_for(room_id, text_from(body="did you read this?"))
+    await boss.client.room_read_markers(room_id, event["event_id"], event["event_id"])
+    got = await erin.wait_for(
+        lambda m: (
+            child_of(m, markers, "displayed") is not None and m["from"].resource == "Boss Read"
+        ),
+        start=mark,
+    )
+    assert child_of(got, markers, "displayed").get("id") == first

@@ -71,3 +71,43 @@ def test_upload_slots_keep_only_the_allowed_headers():
         {"Authorization": "Bearer x"},
     )
     assert stanzas.read_slot(stanza('<iq xmlns="jabber:client"/>')) == (None, None, {})
+
+
+def test_reactions_chat_states_and_markers_are_read_and_bounded():
+    many = "".join(f"<reaction>{i}</reaction>" for i in range(50))
+    msg = stanza(
+        f'<message xmlns="{NS}" id="r1">'
+        '<reactions xmlns="urn:xmpp:reactions:0" id="m1"><reaction>👍</reaction>'
+        f"<reaction>👍</reaction><reaction> </reaction><reaction>{'x' * 500}</reaction>"
+        f"{many}</reactions>"
+        '<composing xmlns="http://jabber.org/protocol/chatstates"/>'
+        '<displayed xmlns="urn:xmpp:chat-markers:0" id="m0"/></message>'
+    )
+    incoming = stanzas.read_message(msg)
+    target, keys = incoming.reactions
+    assert target == "m1" and keys[0] == "👍" and keys[1] == "x" * 64
+    assert len(keys) == stanzas.MAX_REACTIONS
+    assert incoming.chat_state == "composing" and incoming.displayed == "m0"
+    assert stanzas.read_message(stanza(f'<message xmlns="{NS}"><body>hi</body></message>')) == (
+        stanzas.Incoming("", "hi")
+    )
+
+
+def test_a_vcard_photo_and_its_announced_hash_are_read_and_bad_data_is_not():
+    presence = stanza(
+        f'<presence xmlns="{NS}"><x xmlns="vcard-temp:x:update"><photo> ABC123 </photo></x>'
+        "</presence>"
+    )
+    assert stanzas.photo_hash(presence) == "abc123"
+    assert stanzas.photo_hash(stanza(f'<presence xmlns="{NS}"/>')) is None
+    good = stanza(
+        f'<iq xmlns="{NS}" type="result"><vCard xmlns="vcard-temp"><PHOTO><TYPE>image/jpeg'
+        "</TYPE><BINVAL>aGVs\n bG8=</BINVAL></PHOTO></vCard></iq>"
+    )
+    assert stanzas.vcard_photo(good) == ("image/jpeg", b"hello")
+    bad = stanza(
+        f'<iq xmlns="{NS}" type="result"><vCard xmlns="vcard-temp"><PHOTO><TYPE>text/html'
+        "</TYPE><BINVAL>not base64!</BINVAL></PHOTO></vCard></iq>"
+    )
+    assert stanzas.vcard_photo(bad) is None
+    assert stanzas.vcard_photo(stanza(f'<iq xmlns="{NS}" type="result"/>')) is None

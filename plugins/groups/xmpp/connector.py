@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import structlog
 from slixmpp import JID, ComponentXMPP
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import InvalidJID
+from slixmpp.xmlstream.handler import Callback
 
 from ..connector import (
     DIRECT,
@@ -58,6 +60,9 @@ class Component(ComponentXMPP):
         super().__init__(jid, secret)
         self.connector = connector
         self.add_event_handler("message", connector.on_message)
+        self.register_handler(
+            Callback("Bodyless", stanzas.BodylessMessages(self.default_ns), connector.on_message)
+        )
         self.add_event_handler("presence", connector.on_presence)
 
 
@@ -82,6 +87,8 @@ class XmppConnector(Connector):
         self._leaving: dict[tuple[str, str], asyncio.Future] = {}
         self._subject_waits: dict[str, asyncio.Future] = {}
         self._in_room: set[tuple[str, str]] = set()  # (room, id) of our messages seen there
+        self._typing: dict[str, set[str]] = {}  # portal room → Matrix people typing there
+        self._remote_typing: set[tuple[str, str]] = set()  # (portal room, XMPP person)
 
     # ----- the required interface -----
     async def start(self, hub: Hub, settings: dict[str, Any]) -> None:
@@ -155,6 +162,52 @@ class XmppConnector(Connector):
             Message(event_id, "This person retracted a message."),
             extra=extra,
         )
+
+    async def handle_matrix_reaction(
+        self, portal: Portal, sender: MatrixSender, target: str, keys: list[str]
+    ) -> None:
+        """XEP-0444: the occupant's whole set of reactions to the message."""
+        target_id = target.rsplit("#", 1)[-1]
+        update = Message(f"reaction|{target}|{sender.user_id}|{time.time_ns()}", "")
+        await self._send(portal, sender, update, extra=[stanzas.reactions(target_id, keys)])
+
+    async def handle_matrix_typing(self, portal: Portal, user_ids: list[str]) -> None:
+        """XEP-0085: ``composing`` from each Matrix person who started typing, ``paused``
+        from each who stopped. In a room, only from people already in it (who have
+        spoken since the bridge joined): typing alone does not make anyone join."""
+        if not self.connected or self.xmpp is None:
+            return
+        now, before = set(user_ids), self._typing.get(portal.room_id, set())
+        self._typing[portal.room_id] = now
+        changes = [(u, "composing") for u in sorted(now - before)]
+        changes += [(u, "paused") for u in sorted(before - now)]
+        for user_id, state in changes:
+            occupant = self.puppet_jid(user_id)
+            if portal.kind == DIRECT:
+                mtype = "chat"
+            elif (portal.remote_id, occupant) in self._joined:
+                mtype = "groupchat"
+            else:
+                continue
+            msg = self.xmpp.make_message(mto=portal.remote_id, mtype=mtype, mfrom=occupant)
+            msg.append(element(stanzas.NS_CHATSTATES, state))
+            msg.send()
+
+    async def handle_matrix_read(self, portal: Portal, sender: MatrixSender, target: str) -> None:
+        """XEP-0333 ``displayed``, from the reader's own address or occupant (in a room
+        only once they are in it: a read marker alone does not make anyone join)."""
+        if not self.connected or self.xmpp is None:
+            return
+        occupant = self.puppet_jid(sender.user_id)
+        if portal.kind == DIRECT:
+            mtype = "chat"
+        elif (portal.remote_id, occupant) in self._joined:
+            mtype = "groupchat"
+        else:
+            return
+        msg = self.xmpp.make_message(mto=portal.remote_id, mtype=mtype, mfrom=occupant)
+        msg.append(element(stanzas.NS_MARKERS, "displayed", id=target.rsplit("#", 1)[-1]))
+        msg.send()
 
     async def handle_matrix_location(
         self, portal: Portal, sender: MatrixSender, message: Message
@@ -404,7 +457,7 @@ class XmppConnector(Connector):
         if portal.kind != DIRECT and (chat, stanza_id) in self._in_room:
             return f"{chat}#{stanza_id}"  # the room already has it (sent before a crash)
         msg = self.xmpp.make_message(
-            mto=to, mbody=stanzas.clean_text(message.text), mtype=mtype, mfrom=occupant
+            mto=to, mbody=stanzas.clean_text(message.text) or None, mtype=mtype, mfrom=occupant
         )
         msg["id"] = stanza_id
         msg.append(element(NS_SID, "origin-id", id=stanza_id))
@@ -454,6 +507,10 @@ class XmppConnector(Connector):
         user = self._occupant_user(room, nick, info.real_jid, stanzas.occupant_id(presence.xml))
         membership = "leave" if ptype == "unavailable" else "join"
         self._inbound.put_nowait(("membership", (self._portals[room], user, membership)))
+        avatar = stanzas.photo_hash(presence.xml) if membership == "join" else None
+        if avatar:  # XEP-0153: the occupant's vCard has this photo
+            item = (self._portals[room], user, f"{room}/{nick}", avatar)
+            self._inbound.put_nowait(("avatar", item))
 
     def _occupant_user(
         self, room: str, nick: str, real_jid: str | None, occupant: str | None
@@ -493,6 +550,8 @@ class XmppConnector(Connector):
             try:
                 if kind == "message":
                     await self._handle_message(item)
+                elif kind == "avatar":
+                    await self._avatar(*item)
                 else:
                     await self.hub.remote_membership(*item)
             except Exception:
@@ -521,9 +580,38 @@ class XmppConnector(Connector):
             if matrix_user is None or not frm.user:
                 return
             sender = RemoteUser(frm.bare, incoming.nick or frm.user)
-            portal = await self.hub.direct_portal(self.network, sender, matrix_user)
+            if incoming.body or incoming.oob_url or incoming.location or incoming.retract:
+                portal = await self.hub.direct_portal(self.network, sender, matrix_user)
+            else:  # typing or a reaction never opens a chat by itself
+                portal = self.hub.portal_for_remote(self.network, sender.id, matrix_user)
+                if portal is None:
+                    return
             chat = frm.bare
         await self._bridge_incoming(portal, sender, chat, incoming)
+
+    async def _avatar(
+        self, portal: Portal, user: RemoteUser, occupant: str, avatar_hash: str
+    ) -> None:
+        """The occupant's vCard photo (XEP-0054, asked through the room, which passes the
+        question to the person's server) as their ghost's avatar, when its hash is new."""
+
+        async def fetch() -> FileData | None:
+            if not self.connected or self.xmpp is None:
+                return None
+            iq = self.xmpp.make_iq_get(ito=occupant, ifrom=self.relay_jid)
+            iq.append(element(stanzas.NS_VCARD, "vCard"))
+            try:
+                result = await iq.send(timeout=10)
+            except (IqError, IqTimeout) as exc:
+                log.info("no vCard for an occupant", occupant=occupant, error=str(exc))
+                return None
+            photo = stanzas.vcard_photo(result.xml)
+            if photo is None or len(photo[1]) > self.hub.settings["max_file_bytes"]:
+                return None
+            extension = photo[0].removeprefix("image/").split("+")[0] or "png"
+            return FileData(f"avatar.{extension}", photo[0], photo[1])
+
+        await self.hub.remote_avatar(portal, user, avatar_hash, fetch)
 
     def _is_ours(self, room: str, nick: str) -> bool:
         if nick == self.settings["relay_nickname"]:
@@ -538,6 +626,21 @@ class XmppConnector(Connector):
     ) -> None:
         msg_id = incoming.id or "nid" + str(abs(hash((chat, incoming.body))))
         remote_id = f"{chat}#{msg_id}"
+        if incoming.chat_state and not incoming.delayed:
+            key = (portal.room_id, sender.id)
+            if incoming.chat_state == "composing":
+                self._remote_typing.add(key)
+                await self.hub.remote_typing(portal, sender, True)
+            elif key in self._remote_typing:
+                self._remote_typing.discard(key)
+                await self.hub.remote_typing(portal, sender, False)
+        if incoming.displayed and not incoming.body and not incoming.delayed:
+            await self.hub.remote_read(portal, sender, f"{chat}#{incoming.displayed}")
+            return
+        if incoming.reactions is not None:
+            target, keys = incoming.reactions
+            await self.hub.remote_reactions(portal, sender, f"{chat}#{target}", keys, remote_id)
+            return
         if incoming.retract:
             await self.hub.remote_retraction(
                 portal, sender, f"{chat}#{incoming.retract}", remote_id

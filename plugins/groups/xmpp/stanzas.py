@@ -8,6 +8,9 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.matcher.base import MatcherBase
+
 from ..connector import Location
 
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -26,6 +29,14 @@ NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"
 NS_DELAY = "urn:xmpp:delay"
 NS_UPLOAD = "urn:xmpp:http:upload:0"
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+NS_REACTIONS = "urn:xmpp:reactions:0"
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+NS_MARKERS = "urn:xmpp:chat-markers:0"
+CHAT_STATES = ("composing", "paused", "active", "inactive", "gone")
+NS_VCARD = "vcard-temp"
+NS_VCARD_UPDATE = "vcard-temp:x:update"
+MAX_REACTIONS = 20
+MAX_REACTION_CHARS = 64
 
 # Characters XML 1.0 does not allow (a hostile or broken client's body loses them)
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -49,6 +60,22 @@ def is_bridge_id(stanza_id: str) -> bool:
     return bool(_OUR_ID.fullmatch(stanza_id))
 
 
+class BodylessMessages(MatcherBase):
+    """Matches the message stanzas slixmpp's own ``message`` event leaves out (it fires
+    only for messages with a body): reactions, chat states, markers."""
+
+    def __init__(self, ns: str) -> None:
+        super().__init__(ns)
+
+    def match(self, xml: StanzaBase) -> bool:
+        ns = self._criteria
+        return (
+            xml.xml.tag == f"{{{ns}}}message"
+            and xml.xml.find(f"{{{ns}}}body") is None
+            and xml.xml.get("type") != "error"
+        )
+
+
 def child(xml: ET.Element, ns: str, name: str) -> ET.Element | None:
     return xml.find(f"{{{ns}}}{name}")
 
@@ -66,6 +93,9 @@ class Incoming:
     location: Location | None = None
     nick: str | None = None
     delayed: bool = False
+    reactions: tuple[str, list[str]] | None = None  # (target id, the sender's reactions)
+    chat_state: str | None = None  # XEP-0085: composing, paused, active, ...
+    displayed: str | None = None  # XEP-0333: the id of the message the sender has seen
 
 
 def read_message(xml: ET.Element) -> Incoming:
@@ -101,7 +131,61 @@ def read_message(xml: ET.Element) -> Incoming:
     if nick is not None and nick.text:
         incoming.nick = clean_text(nick.text)
     incoming.delayed = child(xml, NS_DELAY, "delay") is not None
+    incoming.chat_state = next(
+        (state for state in CHAT_STATES if child(xml, NS_CHATSTATES, state) is not None), None
+    )
+    displayed = child(xml, NS_MARKERS, "displayed")
+    if displayed is not None and displayed.get("id"):
+        incoming.displayed = displayed.get("id")
+    reactions = child(xml, NS_REACTIONS, "reactions")
+    if reactions is not None and reactions.get("id"):
+        keys = []
+        for el in reactions.findall(f"{{{NS_REACTIONS}}}reaction"):
+            key = clean_text(el.text or "").strip()[:MAX_REACTION_CHARS]
+            if key and key not in keys:
+                keys.append(key)
+        incoming.reactions = (reactions.get("id"), keys[:MAX_REACTIONS])
     return incoming
+
+
+def reactions(target_id: str, keys: list[str]) -> ET.Element:
+    el = element(NS_REACTIONS, "reactions", id=target_id)
+    for key in keys:
+        el.append(element(NS_REACTIONS, "reaction", clean_text(key)))
+    return el
+
+
+def photo_hash(xml: ET.Element) -> str | None:
+    """The SHA-1 of the sender's vCard photo, from a presence (XEP-0153); None when
+    the presence says nothing about it, ``""`` when the person has no photo."""
+    update = child(xml, NS_VCARD_UPDATE, "x")
+    if update is None:
+        return None
+    photo = update.find(f"{{{NS_VCARD_UPDATE}}}photo")
+    if photo is None:
+        return None
+    return (photo.text or "").strip().lower()
+
+
+def vcard_photo(xml: ET.Element) -> tuple[str, bytes] | None:
+    """``(mimetype, bytes)`` of the PHOTO in a vcard-temp result (XEP-0054), if any."""
+    import base64
+    import binascii
+
+    vcard = child(xml, NS_VCARD, "vCard")
+    photo = vcard.find(f"{{{NS_VCARD}}}PHOTO") if vcard is not None else None
+    if photo is None:
+        return None
+    binval = photo.find(f"{{{NS_VCARD}}}BINVAL")
+    mimetype = photo.find(f"{{{NS_VCARD}}}TYPE")
+    if binval is None or not binval.text:
+        return None
+    try:
+        data = base64.b64decode("".join(binval.text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    kind = (mimetype.text or "").strip() if mimetype is not None else ""
+    return (kind if kind.startswith("image/") else "image/png"), data
 
 
 def read_geoloc(geoloc: ET.Element) -> Location | None:

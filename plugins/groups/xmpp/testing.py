@@ -34,7 +34,7 @@ http_interfaces = {{ "127.0.0.1" }}
 https_ports = {{ }}
 http_host = "127.0.0.1"
 http_external_url = "http://127.0.0.1:{http_port}/"
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "posix"; "vcard" }}
 modules_disabled = {{ "s2s"; "tls" }}
 authentication = "internal_plain"
 allow_registration = false
@@ -165,6 +165,9 @@ class XmppPerson:
 
     def __init__(self, jid: str, password: str, port: int) -> None:
         from slixmpp import ClientXMPP
+        from slixmpp.xmlstream.handler import Callback
+
+        from .stanzas import BodylessMessages
 
         self.jid = jid
         self.port = port
@@ -178,6 +181,9 @@ class XmppPerson:
         self.presences: list = []
         self._ready = None
         self.client.add_event_handler("message", self.messages.append)
+        self.client.register_handler(  # reactions and other messages without a body
+            Callback("Bodyless", BodylessMessages(self.client.default_ns), self.messages.append)
+        )
         self.client.add_event_handler("presence", self.presences.append)
 
     async def connect(self, timeout: float = 15.0) -> None:
