@@ -30,6 +30,11 @@ from .events import MatrixEvent
 
 BATCH = 100
 YIELD_EVERY = 25
+INSERT_TXN = (
+    "INSERT INTO inbox (txn_id, received_at, body) VALUES ($1, $2, $3) "
+    "ON CONFLICT (txn_id) DO NOTHING RETURNING seq"
+)
+INSERT_TXN_SQLITE = INSERT_TXN.replace("$1", "?").replace("$2", "?").replace("$3", "?")
 CURSOR_INTERVAL = 1.0
 log = structlog.get_logger("anywhere.inbox")
 
@@ -77,17 +82,13 @@ class Inbox:
             return True
 
     async def _insert(self, txn_id: str, received_at: int, raw_body: str) -> int | None:
-        query = (
-            "INSERT INTO inbox (txn_id, received_at, body) VALUES ($1, $2, $3) "
-            "ON CONFLICT (txn_id) DO NOTHING RETURNING seq"
-        )
         if self.db.scheme != Scheme.SQLITE:
-            return await self.db.fetchval(query, txn_id, received_at, raw_body)
+            return await self.db.fetchval(INSERT_TXN, txn_id, received_at, raw_body)
         # One trip to SQLite's thread instead of two (execute, then fetch): this is on the
         # path of every acknowledgement. The statement autocommits.
         async with self.db.acquire() as conn:
             rows = await conn.wrapped.execute_fetchall(
-                query.replace("$1", "?").replace("$2", "?").replace("$3", "?"),
+                INSERT_TXN_SQLITE,
                 (txn_id, received_at, raw_body),
             )
         return rows[0][0] if rows else None

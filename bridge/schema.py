@@ -6,12 +6,12 @@ import json
 
 from mautrix.util.async_db import Scheme
 
-from storage.migrations import Migrations, is_postgres
+from storage.migrations import Migrations, serial_primary_key
 
 
 async def v1_inbox(conn, scheme: Scheme) -> None:
     """durable transaction inbox"""
-    seq = "BIGSERIAL PRIMARY KEY" if is_postgres(scheme) else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    seq = serial_primary_key(scheme)
     await conn.execute(
         """CREATE TABLE inbox_txn (
             txn_id      TEXT PRIMARY KEY,
@@ -48,7 +48,7 @@ async def v2_rooms(conn, scheme: Scheme) -> None:
 
 async def v3_inbox_bodies(conn, scheme: Scheme) -> None:
     """the inbox keeps one row per transaction (its raw body), not one per event"""
-    seq = "BIGSERIAL PRIMARY KEY" if is_postgres(scheme) else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    seq = serial_primary_key(scheme)
     await conn.execute(
         f"""CREATE TABLE inbox (
             seq         {seq},

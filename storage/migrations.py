@@ -65,3 +65,8 @@ async def run_migrations(db: Database, migrations: Sequence[Migrations]) -> dict
 
 def is_postgres(scheme: Scheme) -> bool:
     return scheme in (Scheme.POSTGRES, Scheme.COCKROACH)
+
+
+def serial_primary_key(scheme: Scheme) -> str:
+    """An ever-increasing integer key, never reused: the column type for both databases."""
+    return "BIGSERIAL PRIMARY KEY" if is_postgres(scheme) else "INTEGER PRIMARY KEY AUTOINCREMENT"

@@ -64,6 +64,8 @@ from typing import Any
 
 import yaml
 
+from bridge.config import deep_merge
+
 __all__ = ["Synapse", "SynapseError", "free_port"]
 
 #: Secrets that survive a rewrite of an existing ``homeserver.yaml``.
@@ -148,18 +150,6 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parents:
         target = target.setdefault(part, {})
     target[leaf] = dict(value)
-
-
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge ``extra`` into ``base``: nested dicts merge, anything else replaces."""
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        elif isinstance(value, Mapping):
-            base[key] = _deep_merge({}, value)
-        else:
-            base[key] = value
-    return base
 
 
 def _pid_alive(pid: int) -> bool:
@@ -334,7 +324,7 @@ class Synapse:
         }
         for key in _RATE_LIMIT_KEYS:
             _set_dotted(config, key, _NO_LIMIT)
-        return _deep_merge(config, self.extra_config)
+        return deep_merge(config, self.extra_config)
 
     def build_log_config(self) -> dict[str, Any]:
         """Return the Python logging config Synapse gets (a ``dictConfig`` dict)."""

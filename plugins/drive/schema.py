@@ -7,12 +7,12 @@ from __future__ import annotations
 from mautrix.util.async_db import Scheme
 
 from storage import Migrations
-from storage.migrations import is_postgres
+from storage.migrations import serial_primary_key
 
 
 async def create_tables(conn, scheme: Scheme) -> None:
     """folders, members, nodes, versions, change feed"""
-    serial = "BIGSERIAL PRIMARY KEY" if is_postgres(scheme) else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    serial = serial_primary_key(scheme)
     await conn.execute(
         """CREATE TABLE drive_folder (
             id TEXT PRIMARY KEY,

@@ -61,6 +61,25 @@ class CarrierRule(Rule):
         return self.carriers is None or facts.get(CARRIER) in self.carriers
 
 
+class MobileDataRule(CarrierRule):
+    """A carrier rule about calls over mobile data: no opinion on Wi-Fi or when the
+    network is unknown; subclasses decide the mobile case in ``on_mobile_data``."""
+
+    def evaluate(self, request: Request) -> Verdict | None:
+        facts = request.facts
+        if not self.covers(facts):
+            return None
+        network = facts.get(NETWORK)
+        if network == WIFI_NETWORK:
+            return self._on_wifi
+        if network not in MOBILE_NETWORKS:
+            return self._network_unknown
+        return self.on_mobile_data(facts, network)
+
+    def on_mobile_data(self, facts: Mapping[str, Any], network: str) -> Verdict | None:
+        raise NotImplementedError
+
+
 class NoBlocking(CarrierRule):
     """The default: carriers do not restrict VoIP calls."""
 
@@ -74,7 +93,7 @@ class NoBlocking(CarrierRule):
         return self._allowed if self.covers(request.facts) else None
 
 
-class PlanThreshold(CarrierRule):
+class PlanThreshold(MobileDataRule):
     """Blocks calls over mobile data on plans cheaper than a price per network generation
     (the Korean carriers' practice in 2012: 54,000 KRW on 3G, 52,000 KRW on LTE).
 
@@ -101,15 +120,7 @@ class PlanThreshold(CarrierRule):
             "plan_unknown",
         )
 
-    def evaluate(self, request: Request) -> Verdict | None:
-        facts = request.facts
-        if not self.covers(facts):
-            return None
-        network = facts.get(NETWORK)
-        if network == WIFI_NETWORK:
-            return self._on_wifi
-        if network not in MOBILE_NETWORKS:
-            return self._network_unknown
+    def on_mobile_data(self, facts: Mapping[str, Any], network: str) -> Verdict | None:
         threshold = self.thresholds.get(network)
         if threshold is None:
             return self.no_opinion(
@@ -139,7 +150,7 @@ class PlanThreshold(CarrierRule):
         )
 
 
-class MvoipQuota(CarrierRule):
+class MvoipQuota(MobileDataRule):
     """A monthly allowance of mobile data for calls. Below it, the call is allowed with
     obligations ``mvoip_remaining_mb`` and ``mvoip_remaining_minutes`` (about 2.28
     minutes per MB) so the caller can cut the call at the cap; at or above it, denied.
@@ -152,15 +163,7 @@ class MvoipQuota(CarrierRule):
         "minutes_per_mb": Param(positive_number, 2.28, "minutes of calling per MB"),
     }
 
-    def evaluate(self, request: Request) -> Verdict | None:
-        facts = request.facts
-        if not self.covers(facts):
-            return None
-        network = facts.get(NETWORK)
-        if network == WIFI_NETWORK:
-            return self._on_wifi
-        if network not in MOBILE_NETWORKS:
-            return self._network_unknown
+    def on_mobile_data(self, facts: Mapping[str, Any], network: str) -> Verdict | None:
         used = facts.get(MVOIP_MB_USED) or 0
         remaining = self.monthly_mb - used
         if remaining <= 0:
