@@ -42,6 +42,10 @@ class RoomBook:
         self.bridge = bridge
         self._direct: dict[str, bool] = {}
 
+    def known_direct(self, room_id: str) -> bool | None:
+        """``is_direct`` without a database query; None when not known yet."""
+        return self._direct.get(room_id)
+
     async def is_direct(self, room_id: str) -> bool:
         if room_id not in self._direct:
             value = await self.bridge.db.fetchval(
@@ -161,7 +165,9 @@ class CorePlugin:
         if not isinstance(body, str) or "m.new_content" in content:
             return
         prefix = self.prefix
-        direct = await self.rooms.is_direct(event.room_id)
+        direct = self.rooms.known_direct(event.room_id)
+        if direct is None:
+            direct = await self.rooms.is_direct(event.room_id)
         try:
             words = split_command(body, prefix, prefix_optional=direct)
         except CommandError as exc:

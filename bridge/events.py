@@ -12,16 +12,33 @@ if TYPE_CHECKING:
     from .runtime import Bridge
 
 
-@dataclass(frozen=True)
 class MatrixEvent:
     """One event from a transaction, as the homeserver sent it (``raw``).
 
-    Plugins parse ``content`` themselves; nothing is dropped or reinterpreted.
+    Plugins parse ``content`` themselves; nothing is dropped or reinterpreted. One is made
+    for every event the bridge receives, so it is a plain slotted class, not a dataclass.
     """
 
-    raw: dict[str, Any]
-    txn_id: str = ""
-    ephemeral: bool = False
+    __slots__ = ("raw", "txn_id", "ephemeral")
+
+    def __init__(self, raw: dict[str, Any], txn_id: str = "", ephemeral: bool = False) -> None:
+        self.raw = raw
+        self.txn_id = txn_id
+        self.ephemeral = ephemeral
+
+    def __repr__(self) -> str:
+        return f"MatrixEvent({self.raw!r}, txn_id={self.txn_id!r}, ephemeral={self.ephemeral!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MatrixEvent):
+            return NotImplemented
+        return (self.raw, self.txn_id, self.ephemeral) == (
+            other.raw,
+            other.txn_id,
+            other.ephemeral,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # raw is a dict
 
     @property
     def type(self) -> str:
@@ -55,7 +72,7 @@ class MatrixEvent:
         return age if isinstance(age, int) else None
 
 
-@dataclass
+@dataclass(slots=True)
 class EventContext:
     """What a handler gets besides the event: the bridge, and sends that are safe to
     repeat. Every send made through the context carries a transaction id derived from

@@ -16,6 +16,10 @@ TRANSACTION_SECONDS = Histogram(
 HANDLER_ERRORS = Counter(
     "anywhere_handler_errors_total", "Exceptions raised by plugin handlers", ["plugin"]
 )
+INBOX_WRITE_LOCK_BUSY = Counter(
+    "anywhere_inbox_write_lock_busy_total",
+    "Transactions stored through the connection pool because SQLite's write lock was taken",
+)
 COMMANDS = Counter("anywhere_commands_total", "Commands run", ["command", "outcome"])
 
 

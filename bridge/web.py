@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics
-from .inbox import transaction_events
+from .inbox import parse_json, transaction_events
 
 if TYPE_CHECKING:
     from .runtime import Bridge
@@ -137,16 +137,20 @@ class AppserviceRoutes:
             return denied
         txn_id = request.match_info["txn_id"]
         started = time.perf_counter()
-        if request.content_length and request.content_length > MAX_TRANSACTION_BYTES:
-            return matrix_error(413, "M_TOO_LARGE", "Transaction body too large")
-        try:
-            raw = await request.text()
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return matrix_error(400, "M_NOT_JSON", "Transaction body is not JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
-            return matrix_error(400, "M_BAD_JSON", "Transaction must be an object with 'events'")
-        stored = await self.bridge.inbox.store(txn_id, raw, body)
+        with self.bridge.inbox.receiving():
+            if request.content_length and request.content_length > MAX_TRANSACTION_BYTES:
+                return matrix_error(413, "M_TOO_LARGE", "Transaction body too large")
+            try:
+                raw_bytes = await request.read()
+                body = parse_json(raw_bytes)
+                raw = raw_bytes.decode()
+            except (ValueError, UnicodeDecodeError):
+                return matrix_error(400, "M_NOT_JSON", "Transaction body is not JSON")
+            if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
+                return matrix_error(
+                    400, "M_BAD_JSON", "Transaction must be an object with 'events'"
+                )
+            stored = await self.bridge.inbox.store(txn_id, raw, body)
         metrics.TRANSACTION_SECONDS.observe(time.perf_counter() - started)
         if stored:
             metrics.EVENTS_RECEIVED.inc(len(transaction_events(body)))

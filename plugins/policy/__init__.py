@@ -191,9 +191,11 @@ class PolicyPlugin:
         return {t: self._on_event for t in ACTIVITY_EVENT_TYPES}
 
     async def _on_event(self, event, ctx) -> None:
-        if event.ephemeral or not event.sender or self.bridge.is_ours(event.sender):
+        sender = event.sender
+        if event.ephemeral or not sender or self.bridge.is_ours(sender):
             return
-        await self.facts.saw_user(event.sender)
+        if not self.facts.seen_today(sender):
+            await self.facts.saw_user(sender)
         if event.type == "org.anywhere.network" and event.state_key == event.sender:
             network = event.content.get("network")
             if network in commands.NETWORKS:

@@ -156,6 +156,10 @@ class FactGatherer:
         self._dau = (time.monotonic() + self.DAU_CACHE_SECONDS, int(count))
         return int(count)
 
+    def seen_today(self, user_id: str) -> bool:
+        """Already counted today (no write needed); asked for every event."""
+        return user_id in self._seen_today[1] and time.time() < self._day_ends
+
     async def saw_user(self, user_id: str) -> None:
         """Count a person as active today (one write per person per day)."""
         now = time.time()
