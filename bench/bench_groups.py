@@ -11,7 +11,9 @@ person (slixmpp) and two Matrix people, then measures, one message at a time:
 * Matrix → XMPP and XMPP → Matrix through the portal;
 
 each as the time from the send call to the receiver seeing it (Matrix receivers
-long-poll ``/sync``; XMPP receivers get a pushed stanza). Then it offers XMPP → Matrix
+long-poll ``/sync``; XMPP receivers get a pushed stanza). It measures what Synapse itself takes
+into one room, one request at a time and with 8 in flight (its ceiling for one room,
+with its CPU use). Then it offers XMPP → Matrix
 traffic through the one portal at rising rates and reports the highest rate that was
 delivered completely with p95 latency still under 5 × the idle relay p95 + 50 ms.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -38,7 +41,7 @@ from plugins.groups.xmpp.testing import INSTALL_HINT, Prosody, XmppPerson  # noq
 
 LATENCY_RATIO_TARGET = 2.0
 RATE_TARGET = 200
-RATES = (10, 20, 30, 40, 50, 100, 200, 400, 800)
+RATES = (10, 20, 30, 40, 50, 60, 70, 80, 100, 150, 200, 400)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -91,6 +94,17 @@ async def send_matrix(http: aiohttp.ClientSession, homeserver: str, token: str, 
         url, json={"msgtype": "m.text", "body": body}, headers={"Authorization": f"Bearer {token}"}
     ) as resp:
         assert resp.status == 200, await resp.text()
+
+
+async def send_many(http, homeserver: str, token: str, room: str, prefix: str, count: int):
+    for i in range(count):
+        await send_matrix(http, homeserver, token, room, f"{prefix} {i}")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_seen(seen: dict[str, float], body: str, timeout: float = 30.0) -> float:
@@ -208,6 +222,22 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
         print(
             f"reference: one Matrix client sending into one room, one request at a time: "
             f"{ceiling:.1f} messages/s (each send waits for Synapse to persist the event)"
+        )
+        # What the homeserver can take into one room at all, order not kept: 8 requests
+        # in flight (Synapse creates up to 5 events per room at once), Synapse's CPU
+        # time read from /proc.
+        in_flight, per_sender = 8, 50
+        cpu_before = process_cpu_seconds(stack.synapse.pid)
+        start = time.perf_counter()
+        await asyncio.gather(
+            *(send_many(http, hs, token, plain, f"flood {k}", per_sender) for k in range(in_flight))
+        )
+        elapsed = time.perf_counter() - start
+        busy = (process_cpu_seconds(stack.synapse.pid) - cpu_before) / elapsed
+        print(
+            f"reference: the same room with {in_flight} requests in flight (order not kept): "
+            f"{in_flight * per_sender / elapsed:.1f} messages/s, Synapse busy "
+            f"{100 * busy:.0f}% of one CPU — the homeserver's ceiling for one room here"
         )
 
         idle_p95 = pct(results["x2m"], 0.95)

@@ -380,6 +380,11 @@ class Synapse:
 
     # --------------------------------------------------------------- lifecycle
 
+    @property
+    def pid(self) -> int | None:
+        """The Synapse process's id while it runs (benchmarks read its CPU time)."""
+        return self._proc.pid if self.is_running() else None
+
     def is_running(self) -> bool:
         """True while the Synapse child process is alive."""
         return self._proc is not None and self._proc.poll() is None
