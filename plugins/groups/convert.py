@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import mimetypes
 import re
 from typing import Any
 
@@ -10,6 +12,20 @@ from .connector import FileData, Location, Message
 FILE_MSGTYPES = ("m.image", "m.file", "m.audio", "m.video")
 _GEO = re.compile(r"geo:(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)")
 _REPLY_HTML = re.compile(r"<mx-reply>.*?</mx-reply>", re.S)
+# What phone voice recorders make (Conversations, Element, Signal, WhatsApp exports):
+# an audio file of one of these types arriving from a network is shown in Matrix as a
+# voice message. Music formats (MP3, FLAC, WAV) stay ordinary audio files.
+VOICE_MEMO_TYPES = {
+    "audio/ogg": ".ogg",
+    "audio/opus": ".opus",
+    "audio/mp4": ".m4a",
+    "audio/x-m4a": ".m4a",
+    "audio/m4a": ".m4a",
+    "audio/aac": ".aac",
+    "audio/webm": ".weba",
+    "audio/amr": ".amr",
+    "audio/3gpp": ".3gp",
+}
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -72,14 +88,23 @@ def matrix_to_message(event_id: str, content: dict[str, Any]) -> Message:
 def message_to_content(message: Message, mxc: str | None = None) -> dict[str, Any]:
     """Matrix content for a message from the network (``mxc``: its uploaded file)."""
     if message.file is not None and mxc:
-        kind = message.file.mimetype.split("/", 1)[0]
+        mimetype = message.file.mimetype
+        kind = mimetype.split("/", 1)[0]
         msgtype = {"image": "m.image", "audio": "m.audio", "video": "m.video"}.get(kind, "m.file")
-        return {
+        content: dict[str, Any] = {
             "msgtype": msgtype,
             "body": message.file.name,
             "url": mxc,
-            "info": {"mimetype": message.file.mimetype, "size": len(message.file.data)},
+            "info": {"mimetype": mimetype, "size": len(message.file.data)},
         }
+        if is_voice_memo(mimetype):
+            # MSC3245 voice message: Element shows a player with the duration
+            duration = audio_duration_ms(message.file.data)
+            content["org.matrix.msc3245.voice"] = {}
+            content["org.matrix.msc1767.audio"] = {} if duration is None else {"duration": duration}
+            if duration is not None:
+                content["info"]["duration"] = duration
+        return content
     if message.location is not None:
         loc = message.location
         return {
@@ -93,8 +118,36 @@ def message_to_content(message: Message, mxc: str | None = None) -> dict[str, An
     return content
 
 
+def is_voice_memo(mimetype: str) -> bool:
+    return mimetype.split(";", 1)[0].strip().lower() in VOICE_MEMO_TYPES
+
+
+def audio_duration_ms(data: bytes) -> int | None:
+    """An audio file's length, read from its container by PyAV (which aiortc brings);
+    nothing is decoded. None when the file does not say or is not audio."""
+    import av  # imported here: only files pay for it
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if container.duration and container.duration > 0:
+                return int(container.duration // 1000)  # microseconds
+            stream = container.streams.audio[0] if container.streams.audio else None
+            if stream is not None and stream.duration and stream.time_base:
+                return int(stream.duration * stream.time_base * 1000)
+    except (av.FFmpegError, ValueError, IndexError, OSError):
+        pass
+    return None
+
+
 def file_message(event_id: str, content: dict[str, Any], data: bytes) -> Message:
     info = content.get("info") if isinstance(content.get("info"), dict) else {}
     name = str(content.get("filename") or content.get("body") or "file")
     mimetype = str(info.get("mimetype") or "application/octet-stream")
+    if "." not in name.rsplit("/", 1)[-1]:
+        # "Voice message" (Element's body for one) gets ".ogg": the other side's app
+        # decides by the link's extension whether it can play it
+        base = mimetype.split(";", 1)[0].strip().lower()
+        extension = VOICE_MEMO_TYPES.get(base) or mimetypes.guess_extension(base)
+        if extension:
+            name += extension
     return Message(event_id, name, file=FileData(name, mimetype, data))

@@ -331,14 +331,7 @@ async def test_an_image_arrives_byte_identical_each_way(
     oob.append(link)
     alice.send(room, url, "groupchat", extra=[oob])
     event = await boss.wait_for(room_id, lambda e: e.get("content", {}).get("msgtype") == "m.image")
-    mxc = event["content"]["url"]
-    server, media_id = mxc.removeprefix("mxc://").split("/", 1)
-    media_url = f"{boss.client.homeserver}/_matrix/client/v1/media/download/{server}/{media_id}"
-    async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {boss.client.access_token}"}
-        async with http.get(media_url, headers=headers) as resp:
-            assert resp.status == 200
-            assert await resp.read() == PNG
+    assert await download(boss, event["content"]["url"]) == PNG
     assert event["content"]["info"]["mimetype"] == "image/png"
 
     mark = alice.mark()
@@ -366,6 +359,91 @@ async def test_an_image_arrives_byte_identical_each_way(
     async with aiohttp.ClientSession() as http, http.get(file_url) as resp:
         assert resp.status == 200
         assert await resp.read() == PNG
+
+
+def voice_memo(seconds: float = 1.0) -> bytes:
+    """An Ogg Opus recording of a 440 Hz tone, as a phone's voice recorder makes."""
+    import array
+    import fractions
+    import io
+    import math
+
+    import av
+
+    rate = 48000
+    count = int(rate * seconds)
+    samples = array.array(
+        "h", (int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(count))
+    )
+    frame = av.AudioFrame(format="s16", layout="mono", samples=count)
+    frame.planes[0].update(samples.tobytes())
+    frame.sample_rate, frame.pts, frame.time_base = rate, 0, fractions.Fraction(1, rate)
+    out = io.BytesIO()
+    with av.open(out, "w", format="ogg") as container:
+        stream = container.add_stream("libopus", rate=rate)
+        stream.layout = "mono"
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return out.getvalue()
+
+
+async def test_voice_memos_go_both_ways_as_playable_voice_messages(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    import aiohttp
+
+    alice = await xmpp_person("alice")
+    boss = await matrix_person("boss6v", "Boss Voice")
+    room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice V")], prosody)
+    await asyncio.sleep(0.5)
+    memo = voice_memo(1.0)
+
+    # XMPP → Matrix: what Conversations sends for a recording (an uploaded .ogg linked
+    # with out-of-band data) arrives as a Matrix voice message with its length.
+    url = await upload_from_xmpp(alice, prosody, memo, "2026-11-25_memo.ogg", "audio/ogg")
+    oob = xml("jabber:x:oob", "x")
+    link = xml("jabber:x:oob", "url")
+    link.text = url
+    oob.append(link)
+    alice.send(room, url, "groupchat", extra=[oob])
+    event = await boss.wait_for(room_id, lambda e: e.get("content", {}).get("msgtype") == "m.audio")
+    content = event["content"]
+    assert "org.matrix.msc3245.voice" in content
+    assert content["info"]["mimetype"] == "audio/ogg"
+    assert 900 <= content["info"]["duration"] <= 1100
+    assert content["org.matrix.msc1767.audio"]["duration"] == content["info"]["duration"]
+    assert await download(boss, content["url"]) == memo
+
+    # Matrix → XMPP: Element's voice message (body "Voice message", no file name)
+    # reaches XMPP as a link to the same bytes, named so that a phone plays it.
+    mark = alice.mark()
+    uploaded = await boss.client.upload(
+        lambda *_: memo, content_type="audio/ogg", filename="Voice message", filesize=len(memo)
+    )
+    await boss.client.room_send(
+        room_id,
+        "m.room.message",
+        {
+            "msgtype": "m.audio",
+            "body": "Voice message",
+            "url": uploaded[0].content_uri,
+            "info": {"mimetype": "audio/ogg", "size": len(memo), "duration": 1000},
+            "org.matrix.msc1767.audio": {"duration": 1000, "waveform": [0, 512, 1024]},
+            "org.matrix.msc3245.voice": {},
+        },
+    )
+    got = await alice.wait_for(
+        lambda m: (
+            child_of(m, "jabber:x:oob", "x") is not None and m["from"].resource == "Boss Voice"
+        ),
+        start=mark,
+    )
+    file_url = child_of(got, "jabber:x:oob", "x").find("{jabber:x:oob}url").text
+    assert file_url.endswith(".ogg"), file_url
+    async with aiohttp.ClientSession() as http, http.get(file_url) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "audio/ogg"
+        assert await resp.read() == memo
 
 
 async def test_hostile_input_is_refused_or_cleaned_and_the_bridge_keeps_going(
