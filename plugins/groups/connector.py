@@ -38,6 +38,7 @@ class Portal:
 class MatrixSender:
     user_id: str
     displayname: str
+    avatar_url: str | None = None  # mxc:// of their avatar in the portal room, if any
 
 
 @dataclass(frozen=True)

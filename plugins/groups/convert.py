@@ -118,6 +118,19 @@ def message_to_content(message: Message, mxc: str | None = None) -> dict[str, An
     return content
 
 
+def image_type(data: bytes) -> str | None:
+    """The type of an avatar-sized image by its first bytes (PNG, JPEG, GIF, WebP)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 def is_voice_memo(mimetype: str) -> bool:
     return mimetype.split(";", 1)[0].strip().lower() in VOICE_MEMO_TYPES
 

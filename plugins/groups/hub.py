@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from bridge.runtime import Bridge
 
 RETRY_SECONDS = 1.0
+MAX_AVATAR_BYTES = 1024 * 1024
 TYPING_MS = 30_000  # a ghost stops "typing" by itself after this, if no update comes
 
 
@@ -76,6 +77,8 @@ class Hub:
         self.connectors: dict[str, Connector] = {}
         self._portals_by_room: dict[str, Portal] = {}
         self._names: dict[tuple[str, str], str] = {}
+        self._avatar_urls: dict[tuple[str, str], str | None] = {}
+        self._avatar_files: dict[str, FileData | None] = {}  # mxc → the image
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: list[asyncio.Task] = []
         self._dm_lock = asyncio.Lock()
@@ -554,7 +557,7 @@ class Hub:
             for user_id in readers:
                 if not isinstance(user_id, str) or self.bridge.is_ours(user_id):
                     continue
-                sender = MatrixSender(user_id, await self.displayname(event.room_id, user_id))
+                sender = await self.matrix_sender(event.room_id, user_id)
                 with contextlib.suppress(NetworkUnavailable, Refused):
                     await connector.handle_matrix_read(portal, sender, row["remote_id"])
 
@@ -590,24 +593,66 @@ class Hub:
         name = event.content.get("displayname")
         if isinstance(name, str):
             self._names[(event.room_id, event.sender)] = name
+        avatar = event.content.get("avatar_url")
+        self._avatar_urls[(event.room_id, event.sender)] = (
+            avatar if isinstance(avatar, str) and avatar.startswith("mxc://") else None
+        )
         connector = self.connectors.get(portal.network)
         if isinstance(connector, MembershipHandling) and membership in ("join", "leave"):
-            sender = MatrixSender(event.sender, await self.displayname(event.room_id, event.sender))
+            sender = await self.matrix_sender(event.room_id, event.sender)
             await connector.handle_matrix_membership(portal, sender, membership)
 
     async def displayname(self, room_id: str, user_id: str) -> str:
         key = (room_id, user_id)
         if key not in self._names:
-            name = None
+            name = avatar = None
             try:
                 member = await self.room_intent(room_id).get_state_event(
                     room_id, EventType.ROOM_MEMBER, user_id
                 )
-                name = member.displayname
+                name, avatar = member.displayname, member.avatar_url
             except Exception as exc:
                 self.log.warning("display name unknown", user_id=user_id, error=str(exc))
             self._names[key] = name or user_id.removeprefix("@").split(":")[0]
+            if key not in self._avatar_urls:
+                self._avatar_urls[key] = str(avatar) if avatar else None
         return self._names[key]
+
+    async def matrix_sender(self, room_id: str, user_id: str) -> MatrixSender:
+        """The Matrix person as the network sees them in this room: name and avatar."""
+        name = await self.displayname(room_id, user_id)
+        return MatrixSender(user_id, name, self._avatar_urls.get((room_id, user_id)))
+
+    async def matrix_profile(self, user_id: str) -> MatrixSender | None:
+        """A Matrix person's global profile (name and avatar), for a network asking about
+        someone it has not seen in a portal room; None when the homeserver has none."""
+        try:
+            profile = await self.bridge.bot.get_profile(user_id)
+        except Exception as exc:
+            self.log.info("no profile for a Matrix person", user_id=user_id, error=str(exc))
+            return None
+        name = profile.displayname or user_id.removeprefix("@").split(":")[0]
+        return MatrixSender(user_id, name, str(profile.avatar_url) if profile.avatar_url else None)
+
+    async def matrix_avatar(self, mxc: str) -> FileData | None:
+        """A Matrix person's avatar image (from the media repository, size-capped and
+        checked to be an image), for networks that show avatars; None when it cannot be
+        had. Remembered per mxc:// URL."""
+        if mxc in self._avatar_files:
+            return self._avatar_files[mxc]
+        image = None
+        try:
+            data = await self.bridge.bot.download_media(mxc)
+        except Exception as exc:
+            self.log.info("could not fetch a Matrix avatar", mxc=mxc, error=str(exc))
+            return None  # not remembered: it may work next time
+        mimetype = convert.image_type(data) if len(data) <= MAX_AVATAR_BYTES else None
+        if mimetype:
+            image = FileData(f"avatar.{mimetype.split('/')[1]}", mimetype, data)
+        if len(self._avatar_files) >= 1000:
+            self._avatar_files.clear()
+        self._avatar_files[mxc] = image
+        return image
 
     async def _outbox_worker(self, network: str) -> None:
         """Send the outbox of one network in order; it never gives up on the network, and
@@ -682,7 +727,7 @@ class Hub:
         connector = self.connectors[network]
         if portal is None:
             return  # unlinked meanwhile
-        sender = MatrixSender(event.sender, await self.displayname(event.room_id, event.sender))
+        sender = await self.matrix_sender(event.room_id, event.sender)
         content = event.content
         if event.type == "m.reaction":
             await self._deliver_reaction(portal, connector, sender, event)

@@ -687,6 +687,94 @@ async def test_an_xmpp_persons_vcard_photo_becomes_their_ghosts_avatar_once(
     assert await download(boss, changed["content"]["avatar_url"]) == newer
 
 
+async def set_matrix_avatar(user, data, mimetype="image/png"):
+    uploaded = await user.client.upload(
+        lambda *_: data, content_type=mimetype, filename="me.png", filesize=len(data)
+    )
+    await user.client.set_avatar(uploaded[0].content_uri)
+
+
+def presence_photo(presence):
+    update = child_of(presence, "vcard-temp:x:update", "x")
+    photo = update.find("{vcard-temp:x:update}photo") if update is not None else None
+    return None if photo is None else (photo.text or "")
+
+
+async def wait_presence(person, predicate, start=0, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        for presence in person.presences[start:]:
+            if predicate(presence):
+                return presence
+        assert time.monotonic() < deadline, "no such presence"
+        await asyncio.sleep(0.05)
+
+
+async def fetch_vcard(person, jid):
+    """(name, photo bytes) of someone's vCard, asked the way XMPP clients ask."""
+    import base64
+
+    iq = person.client.make_iq_get(ito=jid)
+    iq.append(xml("vcard-temp", "vCard"))
+    result = await iq.send(timeout=15)
+    card = child_of(result, "vcard-temp", "vCard")
+    binval = card.find("{vcard-temp}PHOTO/{vcard-temp}BINVAL")
+    photo = base64.b64decode(binval.text) if binval is not None else None
+    return card.find("{vcard-temp}FN").text, photo
+
+
+async def test_a_matrix_persons_avatar_shows_in_xmpp_rooms_and_chats(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    import hashlib
+
+    from plugins.groups.ghosts import escape
+
+    alice = await xmpp_person("alice")
+    boss = await matrix_person("boss12", "Boss Face")
+    await set_matrix_avatar(boss, PNG)
+    room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice A")], prosody)
+    await asyncio.sleep(0.5)
+
+    # posting brings the Matrix person into the room with their photo's hash (XEP-0153)
+    start = len(alice.presences)
+    await boss.send_text(room_id, "hello with a face")
+    await alice.wait_for(lambda m: m["body"] == "hello with a face")
+    occupant = f"{room}/Boss Face"
+    await wait_presence(
+        alice,
+        lambda p: p["from"].full == occupant and presence_photo(p) == hashlib.sha1(PNG).hexdigest(),
+        start,
+    )
+    # and their vCard, asked through the room, has the picture (XEP-0054)
+    assert await fetch_vcard(alice, occupant) == ("Boss Face", PNG)
+
+    # a new avatar: a presence with the new hash, and the new picture
+    newer = PNG + b"a newer picture"
+    start = len(alice.presences)
+    await set_matrix_avatar(boss, newer)
+    await wait_presence(
+        alice,
+        lambda p: (
+            p["from"].full == occupant and presence_photo(p) == hashlib.sha1(newer).hexdigest()
+        ),
+        start,
+    )
+    assert await fetch_vcard(alice, occupant) == ("Boss Face", newer)
+
+    # in a 1:1 chat, the contact's vCard (their bare address) shows the same
+    dana = await matrix_person("dana12", "Dana Face")
+    await set_matrix_avatar(dana, PNG)
+    dana_jid = f"{escape(dana.user_id.removeprefix('@'))}@{prosody.component}"
+    alice.send(dana_jid, "may I see your face?", "chat")
+    dm = await wait_invited(dana)
+    await dana.client.join(dm)
+    await dana.wait_for(dm, text_from(body="may I see your face?"))
+    assert await fetch_vcard(alice, dana_jid) == ("Dana Face", PNG)
+    # someone the person does not chat with learns no more than the address
+    assert (await fetch_vcard(alice, f"nobody=3alocalhost@{prosody.component}"))[1] is None
+
+
 def reaction_keys(msg):
     el = child_of(msg, "urn:xmpp:reactions:0", "reactions")
     if el is None:

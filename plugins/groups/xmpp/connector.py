@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,9 @@ class Component(ComponentXMPP):
             Callback("Bodyless", stanzas.BodylessMessages(self.default_ns), connector.on_message)
         )
         self.add_event_handler("presence", connector.on_presence)
+        self.register_handler(
+            Callback("vCard", stanzas.VcardRequests(self.default_ns), connector.on_vcard_request)
+        )
 
 
 class XmppConnector(Connector):
@@ -89,6 +93,10 @@ class XmppConnector(Connector):
         self._in_room: set[tuple[str, str]] = set()  # (room, id) of our messages seen there
         self._typing: dict[str, set[str]] = {}  # portal room → Matrix people typing there
         self._remote_typing: set[tuple[str, str]] = set()  # (portal room, XMPP person)
+        # Matrix person → (their avatar's mxc, the image as (mimetype, bytes), its SHA-1)
+        self._photos: dict[str, tuple[str | None, tuple[str, bytes] | None, str]] = {}
+        self._names: dict[str, str] = {}  # Matrix person → the name their vCard gives
+        self._answering: set[asyncio.Task] = set()
 
     # ----- the required interface -----
     async def start(self, hub: Hub, settings: dict[str, Any]) -> None:
@@ -272,9 +280,63 @@ class XmppConnector(Connector):
             self._presence(occupant, f"{portal.remote_id}/{nick}", ptype="unavailable")
         elif membership == "join" and key in self._joined:
             nick = stanzas.clean_text(sender.displayname)[:64] or "Matrix user"
-            if self._joined[key] != nick:  # a new display name: a new nickname
+            before = self._photos.get(sender.user_id, (None, None, ""))[2]
+            photo = await self._photo_hash(sender)
+            if self._joined[key] != nick or photo != before:
+                # a new display name is a new nickname; a new avatar, a new photo hash
                 self._joined[key] = nick
-                self._presence(occupant, f"{portal.remote_id}/{nick}")
+                self._presence(
+                    occupant, f"{portal.remote_id}/{nick}", extra=[stanzas.vcard_update(photo)]
+                )
+
+    # ----- avatars (XEP-0153 / XEP-0054) -----
+    async def _photo_hash(self, sender: MatrixSender) -> str:
+        """The SHA-1 of the Matrix person's avatar ("" for none), fetched when it changed."""
+        self._names[sender.user_id] = sender.displayname
+        known = self._photos.get(sender.user_id)
+        if known is not None and known[0] == sender.avatar_url:
+            return known[2]
+        photo, digest = None, ""
+        if sender.avatar_url and self.hub is not None:
+            image = await self.hub.matrix_avatar(sender.avatar_url)
+            if image is not None:
+                photo = (image.mimetype, image.data)
+                digest = hashlib.sha1(image.data).hexdigest()  # noqa: S324 (XEP-0153 says SHA-1)
+        self._photos[sender.user_id] = (sender.avatar_url, photo, digest)
+        return digest
+
+    def on_vcard_request(self, iq: Any) -> None:
+        """Someone asks for a Matrix person's vCard (their client, or a room passing on
+        the question to an occupant): their display name and avatar."""
+        task = asyncio.create_task(self._answer_vcard(iq))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer_vcard(self, iq: Any) -> None:
+        user_id = self.matrix_user_of(iq["to"])
+        if user_id is None:
+            reply = iq.reply(clear=True)
+            reply.error()
+            reply["error"]["type"] = "cancel"
+            reply["error"]["condition"] = "item-not-found"
+            reply.send()
+            return
+        asker = JID(iq["from"]).bare
+        if (
+            user_id not in self._photos
+            and self.hub is not None
+            and self.hub.portal_for_remote(self.network, asker, user_id) is not None
+        ):
+            # a 1:1 contact who has not written yet: their profile on the homeserver (only
+            # for the person they chat with; others learn a name and avatar from rooms)
+            profile = await self.hub.matrix_profile(user_id)
+            if profile is not None:
+                await self._photo_hash(profile)
+        photo = self._photos.get(user_id, (None, None, ""))[1]
+        name = self._names.get(user_id) or user_id.removeprefix("@").split(":")[0]
+        reply = iq.reply(clear=True)
+        reply.append(stanzas.vcard(name, photo))
+        reply.send()
 
     # ----- addresses -----
     def puppet_jid(self, user_id: str) -> str:
@@ -389,7 +451,11 @@ class XmppConnector(Connector):
         finally:
             self._subject_waits.pop(room, None)
 
-    async def _join(self, room: str, occupant: str, nick: str, *, relay: bool = False) -> str:
+    async def _join(
+        self, room: str, occupant: str, nick: str, *, relay: bool = False, photo: str | None = None
+    ) -> str:
+        """Join ``room`` as ``occupant`` under ``nick`` (or a variant when taken);
+        ``photo``: the SHA-1 of their avatar for the join presence (XEP-0153)."""
         key = (room, occupant)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -403,7 +469,10 @@ class XmppConnector(Connector):
                 self._joining[key] = future
                 self._pending_nicks[key] = candidate
                 history = self.settings["history_on_join"] if relay else 0
-                self._presence(occupant, f"{room}/{candidate}", extra=stanzas.muc_join(history))
+                extra = [stanzas.muc_join(history)]
+                if photo is not None:
+                    extra.append(stanzas.vcard_update(photo))
+                self._presence(occupant, f"{room}/{candidate}", extra=extra)
                 try:
                     error = await asyncio.wait_for(future, JOIN_TIMEOUT)
                 except TimeoutError as exc:
@@ -419,13 +488,13 @@ class XmppConnector(Connector):
             raise Refused(f"the nickname {nick!r} is taken in {room}")
 
     def _presence(
-        self, pfrom: str, pto: str, ptype: str | None = None, extra: ET.Element | None = None
+        self, pfrom: str, pto: str, ptype: str | None = None, extra: list[ET.Element] = ()
     ) -> None:
         if self.xmpp is None:
             return
         presence = self.xmpp.make_presence(pto=pto, pfrom=pfrom, ptype=ptype)
-        if extra is not None:
-            presence.append(extra)
+        for el in extra:
+            presence.append(el)
         presence.send()
 
     def _fasten_retract(self, target_id: str) -> ET.Element:
@@ -451,7 +520,8 @@ class XmppConnector(Connector):
         else:
             chat = portal.remote_id
             nick = stanzas.clean_text(sender.displayname)[:64].strip() or "Matrix user"
-            await self._join(chat, occupant, nick)
+            photo = await self._photo_hash(sender)
+            await self._join(chat, occupant, nick, photo=photo)
             to, mtype = chat, "groupchat"
         stanza_id = stanzas.stanza_id_for(message.id)
         if portal.kind != DIRECT and (chat, stanza_id) in self._in_room:

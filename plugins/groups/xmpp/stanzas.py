@@ -167,6 +167,40 @@ def photo_hash(xml: ET.Element) -> str | None:
     return (photo.text or "").strip().lower()
 
 
+class VcardRequests(MatcherBase):
+    """Matches a request for someone's vCard (XEP-0054): an iq get with a vCard in it."""
+
+    def match(self, xml: StanzaBase) -> bool:
+        ns = self._criteria
+        return (
+            xml.xml.tag == f"{{{ns}}}iq"
+            and xml.xml.get("type") == "get"
+            and child(xml.xml, NS_VCARD, "vCard") is not None
+        )
+
+
+def vcard(name: str, photo: tuple[str, bytes] | None) -> ET.Element:
+    """A vcard-temp card with a name and, if given, a ``(mimetype, bytes)`` photo."""
+    import base64
+
+    card = element(NS_VCARD, "vCard")
+    card.append(element(NS_VCARD, "FN", name))
+    card.append(element(NS_VCARD, "NICKNAME", name))
+    if photo is not None:
+        picture = element(NS_VCARD, "PHOTO")
+        picture.append(element(NS_VCARD, "TYPE", photo[0]))
+        picture.append(element(NS_VCARD, "BINVAL", base64.b64encode(photo[1]).decode()))
+        card.append(picture)
+    return card
+
+
+def vcard_update(photo_sha1: str) -> ET.Element:
+    """XEP-0153's presence element: the SHA-1 of the vCard photo (empty: no photo)."""
+    update = element(NS_VCARD_UPDATE, "x")
+    update.append(element(NS_VCARD_UPDATE, "photo", photo_sha1 or None))
+    return update
+
+
 def vcard_photo(xml: ET.Element) -> tuple[str, bytes] | None:
     """``(mimetype, bytes)`` of the PHOTO in a vcard-temp result (XEP-0054), if any."""
     import base64
