@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import html
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from mautrix.types import RoomCreatePreset
@@ -156,14 +157,23 @@ class CorePlugin:
         return text + f" Send {prefix}help for the list."
 
     # ----- events -----
-    async def on_message(self, event: MatrixEvent, ctx: EventContext) -> None:
-        bridge = self.bridge
+    def on_message(self, event: MatrixEvent, ctx: EventContext) -> Awaitable[None] | None:
+        """Every message in every room the bot is in passes here: what cannot be a
+        command is let go without starting a coroutine."""
         content = event.content
-        if bridge.is_ours(event.sender) or content.get("msgtype") not in COMMAND_MSGTYPES:
-            return
+        if content.get("msgtype") not in COMMAND_MSGTYPES or self.bridge.is_ours(event.sender):
+            return None
         body = content.get("body")
         if not isinstance(body, str) or "m.new_content" in content:
-            return
+            return None
+        if self.rooms.known_direct(event.room_id) is False and not body.lstrip().startswith(
+            self.prefix
+        ):
+            return None  # no prefix, and not a direct chat (where it is optional)
+        return self._on_command(event, ctx, body)
+
+    async def _on_command(self, event: MatrixEvent, ctx: EventContext, body: str) -> None:
+        bridge = self.bridge
         prefix = self.prefix
         direct = self.rooms.known_direct(event.room_id)
         if direct is None:

@@ -35,6 +35,7 @@ from .schema import CORE_MIGRATIONS
 from .web import build_app
 
 log = structlog.get_logger("anywhere")
+HANDLED_FLUSH_SECONDS = 0.05
 
 
 class _StateStore(MemoryStateStore):
@@ -99,6 +100,7 @@ class Bridge:
         self._routes_source: dict[str, list[tuple[str, Any]]] | None = None
         self._routes: dict[str, tuple[tuple[str, Any], ...]] = {}
         self._ours: dict[str, bool] = {}
+        self._handled_counts: dict[str, int] = {}
         self.homeserver_ready = False
         self.last_ping: tuple[str | None, float] | None = None
         self._runner: web.AppRunner | None = None
@@ -376,7 +378,17 @@ class Bridge:
                     room_id=event.room_id,
                     txn_id=event.txn_id,
                 )
-        metrics.events_handled(event.type).inc()
+        # counted here, added to the Prometheus counter at most every 50 ms: a counter's
+        # increment takes a lock, a fifth of what dispatching an event costs
+        counts = self._handled_counts
+        counts[event.type] = counts.get(event.type, 0) + 1
+        if len(counts) == 1 and counts[event.type] == 1:
+            asyncio.get_running_loop().call_later(HANDLED_FLUSH_SECONDS, self._flush_handled)
+
+    def _flush_handled(self) -> None:
+        counts, self._handled_counts = self._handled_counts, {}
+        for event_type, count in counts.items():
+            metrics.events_handled(event_type).inc(count)
 
     async def health_checks(self) -> dict[str, bool]:
         database = False
@@ -394,6 +406,7 @@ class Bridge:
     async def stop(self) -> None:
         if self.inbox is not None:
             await self.inbox.stop()
+        self._flush_handled()
         for name, func in self.plugins.impls("anywhere_shutdown"):
             try:
                 result = func(bridge=self)

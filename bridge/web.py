@@ -156,7 +156,7 @@ class AppserviceRoutes:
             metrics.EVENTS_RECEIVED.inc(len(transaction_events(body)))
         else:
             log.info("replayed transaction ignored", txn_id=txn_id)
-        return web.json_response({})
+        return web.Response(body=b"{}", content_type="application/json")
 
     async def query_user(self, request: web.Request) -> web.Response:
         if denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"]):

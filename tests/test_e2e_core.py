@@ -11,6 +11,8 @@ import time
 import aiohttp
 import pytest
 
+from bridge.runtime import HANDLED_FLUSH_SECONDS
+
 pytestmark = pytest.mark.e2e
 
 
@@ -157,6 +159,8 @@ async def _put_transaction(stack, txn_id: str, events: list, **kwargs) -> aiohtt
 
 
 async def _metric(stack, name: str) -> float:
+    # the handled-events counter is brought up to date every HANDLED_FLUSH_SECONDS
+    await asyncio.sleep(4 * HANDLED_FLUSH_SECONDS)
     async with (
         aiohttp.ClientSession() as http,
         http.get(

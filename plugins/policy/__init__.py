@@ -190,12 +190,18 @@ class PolicyPlugin:
         # what counts as using the service (daily active users), and network reports
         return {t: self._on_event for t in ACTIVITY_EVENT_TYPES}
 
-    async def _on_event(self, event, ctx) -> None:
+    def _on_event(self, event, ctx):
+        """Runs for every event: a coroutine only when there is something to write."""
         sender = event.sender
         if event.ephemeral or not sender or self.bridge.is_ours(sender):
-            return
-        if not self.facts.seen_today(sender):
-            await self.facts.saw_user(sender)
+            return None
+        if self.facts.seen_today(sender) and event.type != "org.anywhere.network":
+            return None
+        return self._record(event)
+
+    async def _record(self, event) -> None:
+        if not self.facts.seen_today(event.sender):
+            await self.facts.saw_user(event.sender)
         if event.type == "org.anywhere.network" and event.state_key == event.sender:
             network = event.content.get("network")
             if network in commands.NETWORKS:
