@@ -37,7 +37,7 @@ from . import metrics
 from .events import MatrixEvent
 
 BATCH = 100
-YIELD_EVERY = 8
+YIELD_EVERY = 16
 # Handling gives way to transactions being received while fewer than this many are
 # stored and waiting for it; past that, both take turns (see Inbox.receiving).
 AHEAD_LIMIT = 200
