@@ -15,6 +15,7 @@ pytest-asyncio, as Anywhere's own pyproject.toml does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -88,15 +89,41 @@ async def anywhere_database_url(request, tmp_path) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:{tmp_path / 'anywhere.db'}"
         return
+    async with postgres_database() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database on ``ANYWHERE_TEST_PG`` (default
+    postgresql://postgres@127.0.0.1:5432/postgres), dropped afterwards; the test is
+    skipped where no PostgreSQL is reachable."""
+    url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+async def create_postgres_database() -> str:
+    """See ``postgres_database``; drop it with ``drop_postgres_database``."""
     admin_url = os.environ.get("ANYWHERE_TEST_PG", PG_ADMIN_URL)
     try:
         admin = await asyncpg.connect(admin_url, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"no PostgreSQL reachable at {admin_url} ({exc})")
     name = f"anywhere_test_{secrets.token_hex(4)}"
-    await admin.execute(f"CREATE DATABASE {name}")
     try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+        await admin.execute(f"CREATE DATABASE {name}")
     finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_postgres_database(url: str) -> None:
+    admin_url = os.environ.get("ANYWHERE_TEST_PG", PG_ADMIN_URL)
+    admin = await asyncpg.connect(admin_url, timeout=5)
+    try:
+        await admin.execute(f"DROP DATABASE {url.rsplit('/', 1)[1]} WITH (FORCE)")
+    finally:
         await admin.close()

@@ -36,9 +36,8 @@ ROOM_POST_RULES = """
 """
 
 
-@pytest.fixture(scope="module")
-def xmpp_stack(tmp_path_factory, prosody):
-    workdir = tmp_path_factory.mktemp("xmpp_bridge")
+def make_xmpp_stack(workdir, prosody, database_url: str | None = None) -> Stack:
+    """The bridge with basics, policy and groups, its XMPP component on ``prosody``."""
     (workdir / "rules.yaml").write_text(ROOM_POST_RULES)
     settings = {
         "policy": {"rules_file": str(workdir / "rules.yaml")},
@@ -54,8 +53,15 @@ def xmpp_stack(tmp_path_factory, prosody):
             }
         },
     }
-    extra = {"bridge": {"permissions": {"localhost": "user"}}}
-    stack = Stack(workdir, ["basics", "policy", "groups"], settings, extra)
+    extra: dict = {"bridge": {"permissions": {"localhost": "user"}}}
+    if database_url:
+        extra["database"] = {"url": database_url}
+    return Stack(workdir, ["basics", "policy", "groups"], settings, extra)
+
+
+@pytest.fixture(scope="module")
+def xmpp_stack(tmp_path_factory, prosody):
+    stack = make_xmpp_stack(tmp_path_factory.mktemp("xmpp_bridge"), prosody)
     try:
         stack.start()
         yield stack
