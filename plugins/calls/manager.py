@@ -391,8 +391,9 @@ class CallManager:
         live.ended_at = time.monotonic()
         self.live.pop(live.call.id, None)
         if live.session:
-            await live.session.measure()
+            quality = await live.session.measure()
             await live.session.close()
+            await self._record_usage(live, quality.bytes_sent + quality.bytes_received)
         current = asyncio.current_task()
         for task in list(live.tasks):
             if task is not current:
@@ -405,6 +406,18 @@ class CallManager:
                 await live.mode.on_end(reason)
             except Exception:
                 live.ctx.log.exception("call mode failed at the end of the call")
+
+    async def _record_usage(self, live: LiveCall, wire_bytes: int) -> None:
+        """The call's data volume counts towards the person's mobile-VoIP usage this month
+        (the policy plugin's ``mvoip_mb_used_this_month`` fact, which carrier quota rules
+        read): what their phone sent and received, as their carrier would count it."""
+        person = live.call.their_user
+        if wire_bytes <= 0 or self.bridge.is_ours(person):
+            return
+        try:
+            await self.bridge.record_usage(person, "mvoip_mb", wire_bytes / 1_000_000)
+        except Exception:
+            live.ctx.log.exception("could not record the call's data use")
 
     # ----- conference announcements -----
     async def announce(self, live: LiveCall, text: str) -> None:

@@ -21,6 +21,8 @@ class Quality:
     packets_received: int = 0
     packets_lost: int = 0
     packets_sent: int = 0
+    bytes_sent: int = 0  # on the wire (SRTP, DTLS, STUN), both media directions together
+    bytes_received: int = 0
     jitter_ms: float | None = None
     rtt_ms: float | None = None
 
@@ -96,6 +98,9 @@ class MediaSession:
                     self.quality.rtt_ms = stats.roundTripTime * 1000
                 elif kind == "outbound-rtp":
                     self.quality.packets_sent = stats.packetsSent
+                elif kind == "transport":
+                    self.quality.bytes_sent = stats.bytesSent
+                    self.quality.bytes_received = stats.bytesReceived
         return self.quality
 
     async def close(self) -> None:

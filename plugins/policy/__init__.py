@@ -211,6 +211,8 @@ class PolicyPlugin:
     async def anywhere_record_usage(
         self, bridge: Bridge, user_id: str, metric: str, amount: float
     ) -> None:
+        if metric == "mvoip_mb" and await self.facts.network(user_id) == "wifi":
+            return  # calls on Wi-Fi use no mobile data (an unknown network counts)
         await self.facts.add_usage(user_id, metric, amount)
 
     @hookimpl

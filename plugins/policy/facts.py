@@ -79,7 +79,7 @@ class FactGatherer:
     ) -> dict[str, Any]:
         db = self.bridge.db
         facts: dict[str, Any] = dict(self.subscribers.get(actor, {}))
-        network = await db.fetchval("SELECT network FROM policy_network WHERE user_id = $1", actor)
+        network = await self.network(actor)
         if network:
             facts[F.NETWORK] = network
         used = await db.fetchval(
@@ -155,6 +155,12 @@ class FactGatherer:
         )
         self._dau = (time.monotonic() + self.DAU_CACHE_SECONDS, int(count))
         return int(count)
+
+    async def network(self, user_id: str) -> str | None:
+        """The network the person last reported (``!network``), if any."""
+        return await self.bridge.db.fetchval(
+            "SELECT network FROM policy_network WHERE user_id = $1", user_id
+        )
 
     def seen_today(self, user_id: str) -> bool:
         """Already counted today (no write needed); asked for every event."""

@@ -14,8 +14,27 @@ from plugins.calls.audio import rms
 pytestmark = pytest.mark.e2e
 
 
-async def test_the_echo_returns_the_callers_440_hz_tone_and_reports_quality(person, calls_bot):
+async def mvoip_mb_used(stack, user_id: str) -> float:
+    """The person's mobile-VoIP data this month, as the policy plugin's facts show it."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{stack.bridge.url}/_anywhere/policy/facts",
+            params={"user": user_id, "action": "call.place"},
+            headers={"Authorization": f"Bearer {stack.bridge.ops_token}"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        return (await resp.json())["facts"]["mvoip_mb_used_this_month"]
+
+
+async def test_the_echo_returns_the_callers_440_hz_tone_and_reports_quality(
+    person, calls_bot, calls_stack
+):
     alice = await person()
+    assert await mvoip_mb_used(calls_stack, alice.user_id) == 0
     room = await alice.dm(calls_bot)
     call = CallPeer(alice, room, tone_hz=440)
     await call.place(invitee=calls_bot)
@@ -39,6 +58,9 @@ async def test_the_echo_returns_the_callers_440_hz_tone_and_reports_quality(pers
     report = await alice.wait_for_notice(room, calls_bot, "Call quality test")
     body = report["content"]["body"]
     assert "round-trip time" in body and "jitter" in body and "packet loss" in body
+    # the call's data (Opus both ways, ~2.5 s) counts towards the carrier quota facts
+    used = await mvoip_mb_used(calls_stack, alice.user_id)
+    assert 0.005 < used < 2, used
 
 
 def is_call(kind: str, sender: str):
@@ -138,9 +160,11 @@ async def test_select_answer_for_another_party_ends_the_bots_side_silently(perso
     await call.close()
 
 
-async def test_the_caller_hanging_up_mid_call_stops_the_echo(person, calls_bot):
+async def test_the_caller_hanging_up_mid_call_stops_the_echo(person, calls_bot, calls_stack):
     alice = await person()
     room = await alice.dm(calls_bot)
+    await alice.send_text(room, "!network wifi")
+    await alice.wait_for_notice(room, calls_bot, "Noted: you are on wifi")
     call = CallPeer(alice, room)
     await call.place(invitee=calls_bot)
     await assert_echo(call)
@@ -151,6 +175,8 @@ async def test_the_caller_hanging_up_mid_call_stops_the_echo(person, calls_bot):
     await asyncio.sleep(1.0)
     assert len(call.heard) - before < 0.2 * 48_000, "the bot still sends audio"
     await call.close()
+    # on Wi-Fi, the call used no mobile data
+    assert await mvoip_mb_used(calls_stack, alice.user_id) == 0
 
 
 async def test_ice_failure_ends_the_call_with_ice_failed(person, calls_bot):
