@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import mimetypes
 import re
 from typing import Any
@@ -164,3 +165,22 @@ def file_message(event_id: str, content: dict[str, Any], data: bytes) -> Message
         if extension:
             name += extension
     return Message(event_id, name, file=FileData(name, mimetype, data))
+
+
+def reaction_id(target: str, who: str, key: str) -> str:
+    """The message map's ID of one person's reaction ``key`` to ``target`` (a network
+    message ID); ``who`` is ``m:`` and a Matrix user ID, or ``r:`` and a remote one."""
+    return f"{reaction_prefix(target, who)}{json.dumps(key)}"
+
+
+def reaction_prefix(target: str, who: str) -> str:
+    return f"reaction {json.dumps(target)} {json.dumps(who)} "
+
+
+def parse_reaction_id(map_id: str) -> tuple[str, str, str]:
+    """``(target, who, key)`` of a ``reaction_id``."""
+    _, rest = map_id.split(" ", 1)
+    decoder = json.JSONDecoder()
+    target, end = decoder.raw_decode(rest)
+    who, end2 = decoder.raw_decode(rest, end + 1)
+    return target, who, json.loads(rest[end2 + 1 :])

@@ -1,6 +1,7 @@
-"""The runtime side of bridging: portals, ghosts, message ids both ways, the outbox,
-loop prevention. Connectors report the network's events through ``remote_*``; Matrix
-events reach connectors through the durable outbox, in order, once."""
+"""The runtime side of bridging: portals, ghosts, message ids both ways, loop
+prevention. Connectors report the network's events through ``remote_*``; Matrix events
+reach connectors through the durable outbox (``outbox.py``), in order, once; what a
+network shows of Matrix people (names, avatars) comes from ``people.py``."""
 
 from __future__ import annotations
 
@@ -24,42 +25,27 @@ from .connector import (
     DIRECT,
     GROUP,
     Connector,
-    EditHandling,
     FileData,
-    FileHandling,
     GroupLinking,
-    LocationHandling,
     MatrixSender,
     MembershipHandling,
     Message,
     NetworkUnavailable,
     Portal,
-    ReactionHandling,
     ReadMarkerHandling,
-    RedactionHandling,
     Refused,
     RemoteUser,
     TypingHandling,
     capabilities,
 )
 from .ghosts import Ghosts
+from .outbox import Outbox
+from .people import MatrixPeople
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
 
-RETRY_SECONDS = 1.0
-MAX_AVATAR_BYTES = 1024 * 1024
 TYPING_MS = 30_000  # a ghost stops "typing" by itself after this, if no update comes
-
-
-def reaction_id(target: str, who: str, key: str) -> str:
-    """The message map's ID of one person's reaction ``key`` to ``target`` (a network
-    message ID); ``who`` is ``m:`` and a Matrix user ID, or ``r:`` and a remote one."""
-    return f"{reaction_prefix(target, who)}{json.dumps(key)}"
-
-
-def reaction_prefix(target: str, who: str) -> str:
-    return f"reaction {json.dumps(target)} {json.dumps(who)} "
 
 
 def remote_txn_id(network: str, remote_id: str, what: str = "message") -> str:
@@ -76,9 +62,8 @@ class Hub:
         self.ghosts = Ghosts(bridge)
         self.connectors: dict[str, Connector] = {}
         self._portals_by_room: dict[str, Portal] = {}
-        self._names: dict[tuple[str, str], str] = {}
-        self._avatar_urls: dict[tuple[str, str], str | None] = {}
-        self._avatar_files: dict[str, FileData | None] = {}  # mxc → the image
+        self.people = MatrixPeople(self)
+        self.outbox = Outbox(self)
         self._wake: dict[str, asyncio.Event] = {}
         self._workers: list[asyncio.Task] = []
         self._dm_lock = asyncio.Lock()
@@ -106,7 +91,7 @@ class Hub:
             for portal in self._portals_by_room.values():
                 if portal.network == connector.network:
                     await connector.connect(portal)
-            self._workers.append(asyncio.create_task(self._outbox_worker(connector.network)))
+            self._workers.append(asyncio.create_task(self.outbox.run(connector.network)))
 
     async def stop(self) -> None:
         for task in self._workers:
@@ -400,7 +385,7 @@ class Hub:
 
     async def _reactions(self, network: str, target: str, who: str) -> dict[str, tuple[str, str]]:
         """``key → (map ID, event ID)`` of one person's reactions to ``target``."""
-        prefix = reaction_prefix(target, who)
+        prefix = convert.reaction_prefix(target, who)
         rows = await self.bridge.db.fetch(
             "SELECT remote_id, event_id FROM groups_message WHERE network = $1 "
             "AND substr(remote_id, 1, $2) = $3",
@@ -430,7 +415,7 @@ class Hub:
         for key in dict.fromkeys(k for k in keys if isinstance(k, str) and k):
             if key in have:
                 continue
-            map_id = reaction_id(target, who, key)
+            map_id = convert.reaction_id(target, who, key)
             content = {
                 "m.relates_to": {"rel_type": "m.annotation", "event_id": original[1], "key": key}
             }
@@ -495,7 +480,7 @@ class Hub:
         if event.type in ("m.room.message", "m.reaction"):
             body = event.content.get("body")
             if isinstance(body, str) and len(body) > self.settings["max_body_chars"]:
-                await self._tell(
+                await self.outbox.tell(
                     event,
                     f"Not sent to {portal.network}: the message has {len(body)} characters, "
                     f"more than the {self.settings['max_body_chars']} the bridge relays.",
@@ -508,7 +493,7 @@ class Hub:
                 {"room_id": portal.room_id, "network": portal.network},
             )
             if not decision.allowed:
-                await self._tell(event, f"Not sent to {portal.network}: {decision.reason}")
+                await self.outbox.tell(event, f"Not sent to {portal.network}: {decision.reason}")
                 return
         elif event.type != "m.room.redaction":
             return
@@ -557,7 +542,7 @@ class Hub:
             for user_id in readers:
                 if not isinstance(user_id, str) or self.bridge.is_ours(user_id):
                     continue
-                sender = await self.matrix_sender(event.room_id, user_id)
+                sender = await self.people.sender(event.room_id, user_id)
                 with contextlib.suppress(NetworkUnavailable, Refused):
                     await connector.handle_matrix_read(portal, sender, row["remote_id"])
 
@@ -590,115 +575,11 @@ class Hub:
         portal = self._portals_by_room.get(event.room_id)
         if portal is None or event.state_key != event.sender:
             return
-        name = event.content.get("displayname")
-        if isinstance(name, str):
-            self._names[(event.room_id, event.sender)] = name
-        avatar = event.content.get("avatar_url")
-        self._avatar_urls[(event.room_id, event.sender)] = (
-            avatar if isinstance(avatar, str) and avatar.startswith("mxc://") else None
-        )
+        self.people.saw_member(event)
         connector = self.connectors.get(portal.network)
         if isinstance(connector, MembershipHandling) and membership in ("join", "leave"):
-            sender = await self.matrix_sender(event.room_id, event.sender)
+            sender = await self.people.sender(event.room_id, event.sender)
             await connector.handle_matrix_membership(portal, sender, membership)
-
-    async def displayname(self, room_id: str, user_id: str) -> str:
-        key = (room_id, user_id)
-        if key not in self._names:
-            name = avatar = None
-            try:
-                member = await self.room_intent(room_id).get_state_event(
-                    room_id, EventType.ROOM_MEMBER, user_id
-                )
-                name, avatar = member.displayname, member.avatar_url
-            except Exception as exc:
-                self.log.warning("display name unknown", user_id=user_id, error=str(exc))
-            self._names[key] = name or user_id.removeprefix("@").split(":")[0]
-            if key not in self._avatar_urls:
-                self._avatar_urls[key] = str(avatar) if avatar else None
-        return self._names[key]
-
-    async def matrix_sender(self, room_id: str, user_id: str) -> MatrixSender:
-        """The Matrix person as the network sees them in this room: name and avatar."""
-        name = await self.displayname(room_id, user_id)
-        return MatrixSender(user_id, name, self._avatar_urls.get((room_id, user_id)))
-
-    async def matrix_profile(self, user_id: str) -> MatrixSender | None:
-        """A Matrix person's global profile (name and avatar), for a network asking about
-        someone it has not seen in a portal room; None when the homeserver has none."""
-        try:
-            profile = await self.bridge.bot.get_profile(user_id)
-        except Exception as exc:
-            self.log.info("no profile for a Matrix person", user_id=user_id, error=str(exc))
-            return None
-        name = profile.displayname or user_id.removeprefix("@").split(":")[0]
-        return MatrixSender(user_id, name, str(profile.avatar_url) if profile.avatar_url else None)
-
-    async def matrix_avatar(self, mxc: str) -> FileData | None:
-        """A Matrix person's avatar image (from the media repository, size-capped and
-        checked to be an image), for networks that show avatars; None when it cannot be
-        had. Remembered per mxc:// URL."""
-        if mxc in self._avatar_files:
-            return self._avatar_files[mxc]
-        image = None
-        try:
-            data = await self.bridge.bot.download_media(mxc)
-        except Exception as exc:
-            self.log.info("could not fetch a Matrix avatar", mxc=mxc, error=str(exc))
-            return None  # not remembered: it may work next time
-        mimetype = convert.image_type(data) if len(data) <= MAX_AVATAR_BYTES else None
-        if mimetype:
-            image = FileData(f"avatar.{mimetype.split('/')[1]}", mimetype, data)
-        if len(self._avatar_files) >= 1000:
-            self._avatar_files.clear()
-        self._avatar_files[mxc] = image
-        return image
-
-    async def _outbox_worker(self, network: str) -> None:
-        """Send the outbox of one network in order; it never gives up on the network, and
-        one bad event never stops the rest."""
-        wake = self._wake[network]
-        while True:
-            try:
-                row = await self.bridge.db.fetchrow(
-                    "SELECT o.seq, o.event FROM groups_outbox o JOIN groups_portal p "
-                    "ON p.room_id = o.room_id WHERE p.network = $1 ORDER BY o.seq LIMIT 1",
-                    network,
-                )
-                if row is None:
-                    wake.clear()
-                    await wake.wait()
-                    continue
-                if await self._send_one(network, MatrixEvent(json.loads(row["event"]))):
-                    await self.bridge.db.execute(
-                        "DELETE FROM groups_outbox WHERE seq = $1", row["seq"]
-                    )
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.exception("the outbox worker stumbled; retrying", network=network)
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), RETRY_SECONDS)
-
-    async def _send_one(self, network: str, event: MatrixEvent) -> bool:
-        """Deliver one event; False to keep it for later (the network is away)."""
-        try:
-            await self._deliver(network, event)
-        except NetworkUnavailable as exc:
-            self.log.info("network unavailable, will retry", network=network, error=str(exc))
-            return False
-        except Refused as exc:
-            await self._tell(event, f"Not sent to {network}: {exc}")
-        except Exception:
-            self.log.exception("relaying a Matrix event failed", event_id=event.event_id)
-            await self._tell(
-                event,
-                f"Not sent to {network} because of an error; the operator can find it in "
-                f"the logs (event {event.event_id}).",
-            )
-        return True
 
     def room_intent(self, room_id: str):
         """Who speaks for the bridge in a portal room: the bot in groups, the remote
@@ -708,113 +589,15 @@ class Hub:
             return self.bridge.intent(self.ghosts.user_id(portal.network, portal.remote_id))
         return self.bridge.bot
 
-    async def _tell(self, event: MatrixEvent, text: str) -> None:
-        content = {
-            "msgtype": "m.notice",
-            "body": text,
-            "m.relates_to": {"m.in_reply_to": {"event_id": event.event_id}},
-        }
-        txn_id = EventContext(self.bridge, event, "groups").next_txn_id()
-        try:
-            await self.room_intent(event.room_id).send_message_event(
-                event.room_id, EventType.ROOM_MESSAGE, content, txn_id=txn_id
-            )
-        except Exception as exc:
-            self.log.warning("could not tell the sender", event_id=event.event_id, error=str(exc))
+    # ----- Matrix people, for connectors (see people.MatrixPeople) -----
+    async def displayname(self, room_id: str, user_id: str) -> str:
+        return await self.people.displayname(room_id, user_id)
 
-    async def _deliver(self, network: str, event: MatrixEvent) -> None:
-        portal = self._portals_by_room.get(event.room_id)
-        connector = self.connectors[network]
-        if portal is None:
-            return  # unlinked meanwhile
-        sender = await self.matrix_sender(event.room_id, event.sender)
-        content = event.content
-        if event.type == "m.reaction":
-            await self._deliver_reaction(portal, connector, sender, event)
-            return
-        if event.type == "m.room.redaction":
-            target = event.raw.get("redacts") or content.get("redacts")
-            remote = await self.remote_for(str(target))
-            if remote and remote[1].startswith("reaction "):
-                await self._deliver_unreaction(portal, connector, sender, remote[1])
-            elif remote and isinstance(connector, RedactionHandling):
-                remote_id = await connector.handle_matrix_redaction(
-                    portal, sender, remote[1], event.event_id
-                )
-                if remote_id:  # the retraction's own ID: its echo is recognised
-                    await self._map(network, remote_id, event.room_id, event.event_id, "matrix")
-            return
-        message = convert.matrix_to_message(event.event_id, content)
-        reply_event = convert.reply_target(content)
-        if reply_event:
-            remote = await self.remote_for(reply_event)
-            message.reply_to = remote[1] if remote else None
-        edited = convert.edit_target(content)
-        msgtype = (content.get("m.new_content") or content).get("msgtype")
-        if edited:
-            remote = await self.remote_for(edited)
-            if remote is None or not isinstance(connector, EditHandling):
-                return
-            remote_id = await connector.handle_matrix_edit(portal, sender, remote[1], message)
-        elif msgtype in convert.FILE_MSGTYPES:
-            if not isinstance(connector, FileHandling):
-                raise Refused(f"{network} connector does not carry files")
-            url = content.get("url")
-            if not isinstance(url, str) or not url.startswith("mxc://"):
-                raise Refused("the file has no media URL (encrypted files are not bridged)")
-            data = await self.bridge.bot.download_media(url)
-            message = convert.file_message(event.event_id, content, data)
-            remote_id = await connector.handle_matrix_file(portal, sender, message)
-        elif msgtype == "m.location":
-            if message.location is None:
-                raise Refused("the location has no valid geo: URI")
-            if isinstance(connector, LocationHandling):
-                remote_id = await connector.handle_matrix_location(portal, sender, message)
-            else:
-                message.text = f"{message.text} {message.location.geo_uri}".strip()
-                remote_id = await connector.handle_matrix_message(portal, sender, message)
-        else:
-            remote_id = await connector.handle_matrix_message(portal, sender, message)
-        await self._map(network, remote_id, event.room_id, event.event_id, "matrix")
+    async def matrix_sender(self, room_id: str, user_id: str) -> MatrixSender:
+        return await self.people.sender(room_id, user_id)
 
-    async def _deliver_reaction(
-        self, portal: Portal, connector: Connector, sender: MatrixSender, event: MatrixEvent
-    ) -> None:
-        relates = event.content.get("m.relates_to") or {}
-        key = relates.get("key")
-        if relates.get("rel_type") != "m.annotation" or not isinstance(key, str) or not key:
-            return
-        remote = await self.remote_for(str(relates.get("event_id")))
-        if (
-            remote is None
-            or remote[1].startswith("reaction ")
-            or not isinstance(connector, ReactionHandling)
-        ):
-            return
-        target, who = remote[1], f"m:{sender.user_id}"
-        have = await self._reactions(portal.network, target, who)
-        if key in have:
-            return
-        await connector.handle_matrix_reaction(portal, sender, target, [*have, key])
-        map_id = reaction_id(target, who, key)
-        await self._map(portal.network, map_id, event.room_id, event.event_id, "matrix")
+    async def matrix_profile(self, user_id: str) -> MatrixSender | None:
+        return await self.people.profile(user_id)
 
-    async def _deliver_unreaction(
-        self, portal: Portal, connector: Connector, sender: MatrixSender, map_id: str
-    ) -> None:
-        """A Matrix person redacted one of their reactions: the network gets the rest."""
-        _, rest = map_id.split(" ", 1)
-        decoder = json.JSONDecoder()
-        target, end = decoder.raw_decode(rest)
-        who, end2 = decoder.raw_decode(rest, end + 1)
-        key = json.loads(rest[end2 + 1 :])
-        if who != f"m:{sender.user_id}" or not isinstance(connector, ReactionHandling):
-            return
-        have = await self._reactions(portal.network, target, who)
-        have.pop(key, None)
-        await connector.handle_matrix_reaction(portal, sender, target, list(have))
-        await self.bridge.db.execute(
-            "DELETE FROM groups_message WHERE network = $1 AND remote_id = $2",
-            portal.network,
-            map_id,
-        )
+    async def matrix_avatar(self, mxc: str) -> FileData | None:
+        return await self.people.avatar(mxc)

@@ -1,0 +1,196 @@
+"""Matrix → network: the durable outbox of each network, sent in order, once.
+
+Events for portal rooms are queued in ``groups_outbox`` when they arrive (see
+``Hub.on_matrix_event``); one worker per network sends them through its connector, keeps
+them while the network is away, and tells the sender when the network refuses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING
+
+from mautrix.types import EventType
+
+from bridge import EventContext, MatrixEvent
+
+from . import convert
+from .connector import (
+    Connector,
+    EditHandling,
+    FileHandling,
+    LocationHandling,
+    MatrixSender,
+    NetworkUnavailable,
+    Portal,
+    ReactionHandling,
+    RedactionHandling,
+    Refused,
+)
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+RETRY_SECONDS = 1.0
+
+
+class Outbox:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def run(self, network: str) -> None:
+        """Send the outbox of one network in order; it never gives up on the network, and
+        one bad event never stops the rest."""
+        wake = self.hub._wake[network]
+        while True:
+            try:
+                row = await self.hub.bridge.db.fetchrow(
+                    "SELECT o.seq, o.event FROM groups_outbox o JOIN groups_portal p "
+                    "ON p.room_id = o.room_id WHERE p.network = $1 ORDER BY o.seq LIMIT 1",
+                    network,
+                )
+                if row is None:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                if await self._send_one(network, MatrixEvent(json.loads(row["event"]))):
+                    await self.hub.bridge.db.execute(
+                        "DELETE FROM groups_outbox WHERE seq = $1", row["seq"]
+                    )
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.hub.log.exception("the outbox worker stumbled; retrying", network=network)
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), RETRY_SECONDS)
+
+    async def _send_one(self, network: str, event: MatrixEvent) -> bool:
+        """Deliver one event; False to keep it for later (the network is away)."""
+        try:
+            await self._deliver(network, event)
+        except NetworkUnavailable as exc:
+            self.hub.log.info("network unavailable, will retry", network=network, error=str(exc))
+            return False
+        except Refused as exc:
+            await self.tell(event, f"Not sent to {network}: {exc}")
+        except Exception:
+            self.hub.log.exception("relaying a Matrix event failed", event_id=event.event_id)
+            await self.tell(
+                event,
+                f"Not sent to {network} because of an error; the operator can find it in "
+                f"the logs (event {event.event_id}).",
+            )
+        return True
+
+    async def tell(self, event: MatrixEvent, text: str) -> None:
+        content = {
+            "msgtype": "m.notice",
+            "body": text,
+            "m.relates_to": {"m.in_reply_to": {"event_id": event.event_id}},
+        }
+        txn_id = EventContext(self.hub.bridge, event, "groups").next_txn_id()
+        try:
+            await self.hub.room_intent(event.room_id).send_message_event(
+                event.room_id, EventType.ROOM_MESSAGE, content, txn_id=txn_id
+            )
+        except Exception as exc:
+            self.hub.log.warning(
+                "could not tell the sender", event_id=event.event_id, error=str(exc)
+            )
+
+    async def _deliver(self, network: str, event: MatrixEvent) -> None:
+        portal = self.hub._portals_by_room.get(event.room_id)
+        connector = self.hub.connectors[network]
+        if portal is None:
+            return  # unlinked meanwhile
+        sender = await self.hub.people.sender(event.room_id, event.sender)
+        content = event.content
+        if event.type == "m.reaction":
+            await self._deliver_reaction(portal, connector, sender, event)
+            return
+        if event.type == "m.room.redaction":
+            target = event.raw.get("redacts") or content.get("redacts")
+            remote = await self.hub.remote_for(str(target))
+            if remote and remote[1].startswith("reaction "):
+                await self._deliver_unreaction(portal, connector, sender, remote[1])
+            elif remote and isinstance(connector, RedactionHandling):
+                remote_id = await connector.handle_matrix_redaction(
+                    portal, sender, remote[1], event.event_id
+                )
+                if remote_id:  # the retraction's own ID: its echo is recognised
+                    await self.hub._map(network, remote_id, event.room_id, event.event_id, "matrix")
+            return
+        message = convert.matrix_to_message(event.event_id, content)
+        reply_event = convert.reply_target(content)
+        if reply_event:
+            remote = await self.hub.remote_for(reply_event)
+            message.reply_to = remote[1] if remote else None
+        edited = convert.edit_target(content)
+        msgtype = (content.get("m.new_content") or content).get("msgtype")
+        if edited:
+            remote = await self.hub.remote_for(edited)
+            if remote is None or not isinstance(connector, EditHandling):
+                return
+            remote_id = await connector.handle_matrix_edit(portal, sender, remote[1], message)
+        elif msgtype in convert.FILE_MSGTYPES:
+            if not isinstance(connector, FileHandling):
+                raise Refused(f"{network} connector does not carry files")
+            url = content.get("url")
+            if not isinstance(url, str) or not url.startswith("mxc://"):
+                raise Refused("the file has no media URL (encrypted files are not bridged)")
+            data = await self.hub.bridge.bot.download_media(url)
+            message = convert.file_message(event.event_id, content, data)
+            remote_id = await connector.handle_matrix_file(portal, sender, message)
+        elif msgtype == "m.location":
+            if message.location is None:
+                raise Refused("the location has no valid geo: URI")
+            if isinstance(connector, LocationHandling):
+                remote_id = await connector.handle_matrix_location(portal, sender, message)
+            else:
+                message.text = f"{message.text} {message.location.geo_uri}".strip()
+                remote_id = await connector.handle_matrix_message(portal, sender, message)
+        else:
+            remote_id = await connector.handle_matrix_message(portal, sender, message)
+        await self.hub._map(network, remote_id, event.room_id, event.event_id, "matrix")
+
+    async def _deliver_reaction(
+        self, portal: Portal, connector: Connector, sender: MatrixSender, event: MatrixEvent
+    ) -> None:
+        relates = event.content.get("m.relates_to") or {}
+        key = relates.get("key")
+        if relates.get("rel_type") != "m.annotation" or not isinstance(key, str) or not key:
+            return
+        remote = await self.hub.remote_for(str(relates.get("event_id")))
+        if (
+            remote is None
+            or remote[1].startswith("reaction ")
+            or not isinstance(connector, ReactionHandling)
+        ):
+            return
+        target, who = remote[1], f"m:{sender.user_id}"
+        have = await self.hub._reactions(portal.network, target, who)
+        if key in have:
+            return
+        await connector.handle_matrix_reaction(portal, sender, target, [*have, key])
+        map_id = convert.reaction_id(target, who, key)
+        await self.hub._map(portal.network, map_id, event.room_id, event.event_id, "matrix")
+
+    async def _deliver_unreaction(
+        self, portal: Portal, connector: Connector, sender: MatrixSender, map_id: str
+    ) -> None:
+        """A Matrix person redacted one of their reactions: the network gets the rest."""
+        target, who, key = convert.parse_reaction_id(map_id)
+        if who != f"m:{sender.user_id}" or not isinstance(connector, ReactionHandling):
+            return
+        have = await self.hub._reactions(portal.network, target, who)
+        have.pop(key, None)
+        await connector.handle_matrix_reaction(portal, sender, target, list(have))
+        await self.hub.bridge.db.execute(
+            "DELETE FROM groups_message WHERE network = $1 AND remote_id = $2",
+            portal.network,
+            map_id,
+        )
