@@ -3,6 +3,8 @@ into chats. See docs/drive.md."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 # project name), so that the sync client (`python -m plugins.drive.sync`, and
 # `anywhere drive sync`) does not import the bridge runtime and starts quickly.
 hookimpl = pluggy.HookimplMarker("anywhere")
+TRASH_SWEEP_SECONDS = 3600
 
 
 class DrivePlugin:
@@ -27,6 +30,7 @@ class DrivePlugin:
         self.blobs: BlobStore | None = None
         self.drive: Drive | None = None
         self.rooms: FolderRooms | None = None
+        self._trash_task: asyncio.Task | None = None
 
     @hookimpl
     def anywhere_config_section(self):
@@ -53,6 +57,7 @@ class DrivePlugin:
         settings = DriveSettings(
             storage_url=url,
             quota_bytes=section["quota_bytes"],
+            trash_days=section["trash_days"],
             share_blocked_kinds=list(section["share_blocked_kinds"]),
             public_url=section["public_url"],
         )
@@ -63,9 +68,28 @@ class DrivePlugin:
             bridge.log.info("removed unfinished uploads", plugin="drive", count=swept)
         self.drive = Drive(bridge.db, self.blobs, settings, bridge.authorize)
         self.rooms = FolderRooms(bridge, self.drive)
+        if settings.trash_days:
+            self._trash_task = asyncio.create_task(self._empty_expired_trash(settings.trash_days))
+
+    async def _empty_expired_trash(self, days: int) -> None:
+        """Now and every hour: what has been in a trash longer than ``days`` days goes."""
+        while True:
+            try:
+                count, freed = await self.drive.empty_expired_trash(days)
+                if count:
+                    self.bridge.log.info(
+                        "emptied expired trash", plugin="drive", items=count, freed_bytes=freed
+                    )
+            except Exception:
+                self.bridge.log.exception("emptying expired trash failed", plugin="drive")
+            await asyncio.sleep(TRASH_SWEEP_SECONDS)
 
     @hookimpl
     async def anywhere_shutdown(self, bridge: Bridge) -> None:
+        if self._trash_task is not None:
+            self._trash_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trash_task
         if self.blobs is not None:
             await self.blobs.close()
 

@@ -29,6 +29,10 @@ ACTIONS: dict[str, tuple[str, list[tuple[tuple, dict]]]] = {
     "mv": ("Move or rename", [(("source",), {}), (("destination",), {})]),
     "rm": ("Put a file or folder in the trash", [(("path",), {})]),
     "trash": ("List what is in the trash", [(("folder",), OPTIONAL)]),
+    "empty": (
+        "Empty a folder's trash for good, freeing quota (the folder's owner)",
+        [(("folder",), OPTIONAL)],
+    ),
     "restore": (
         "Take something out of the trash (its path, or its id from trash)",
         [(("item",), {})],
@@ -258,6 +262,19 @@ class DriveCommands:
                 f"  {path}{'/' if node.is_dir else ''} — id {node.id[:8]}, {when(node.trashed_at)}"
             )
         await ctx.reply("\n".join(lines))
+
+    async def do_empty(self, ctx: EventContext, args: argparse.Namespace) -> None:
+        folder, _ = await self.where(ctx, args.folder)
+        await self.drive.access.require(folder, ctx.event.sender)
+        count, freed = await self.drive.empty_trash(ctx.event.sender, folder)
+        if not count:
+            await ctx.reply(f"The trash of {folder.name} is empty already.")
+            return
+        things = "item" if count == 1 else "items"
+        await ctx.reply(
+            f"Emptied the trash of {folder.name}: {count} {things} deleted for good, "
+            f"{human_size(freed)} of your quota freed."
+        )
 
     async def do_restore(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder = await self.drive.access.folder_for_room(ctx.event.room_id)

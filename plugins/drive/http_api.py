@@ -45,6 +45,7 @@ def add_routes(plugin: DrivePlugin, app: web.Application) -> None:
     r.add_get(f"{folder}/versions", files.versions)
     r.add_post(f"{folder}/revert", files.revert)
     r.add_get(f"{folder}/trash", files.trash)
+    r.add_delete(f"{folder}/trash", files.empty_trash)
     r.add_post(f"{folder}/restore", files.restore)
     r.add_get(f"{PREFIX}/nodes/{{node}}/content", files.download_node)
     r.add_get(f"{PREFIX}/shared/{{room}}/{{node}}/{{version:\\d+}}/{{sig}}", files.download_shared)

@@ -58,7 +58,10 @@ async def changes(request: web.Request, user: str) -> web.Response:
         raise DriveError("since must be a cursor number from an earlier answer") from exc
     found = await drive.tree.changes(folder, since)
     items = []
-    for seq, node in found:
+    for seq, node_id, node in found:
+        if node is None:  # emptied from the trash: gone for good
+            items.append({"seq": seq, "id": node_id, "purged": True})
+            continue
         path = await drive.tree.path_of(node)
         items.append({"seq": seq, **node.as_json(path)})
     cursor = found[-1][0] if found else since
@@ -224,6 +227,15 @@ async def trash(request: web.Request, user: str) -> web.Response:
     await drive.access.require(folder, user)
     items = [n.as_json(await drive.tree.path_of(n)) for n in await drive.tree.trashed(folder)]
     return web.json_response({"trash": items})
+
+
+@authenticated
+async def empty_trash(request: web.Request, user: str) -> web.Response:
+    """Delete what is in the trash for good (the folder's owner only)."""
+    drive = plugin_of(request).drive
+    folder = await folder_of(request)
+    count, freed = await drive.empty_trash(user, folder)
+    return web.json_response({"purged": count, "freed_bytes": freed})
 
 
 @authenticated

@@ -187,7 +187,14 @@ def document() -> dict[str, Any]:
                     body=obj(path="string", version="integer"),
                 )
             },
-            "/folders/{folder}/trash": {"get": op("What is in the trash", FOLDER)},
+            "/folders/{folder}/trash": {
+                "get": op("What is in the trash", FOLDER),
+                "delete": op(
+                    "Empty the trash for good (the owner only; frees quota)",
+                    FOLDER,
+                    ok="How many files and folders were deleted, and the bytes freed",
+                ),
+            },
             "/folders/{folder}/restore": {
                 "post": op("Restore from the trash", FOLDER, body=obj(node_id="string"))
             },

@@ -4,6 +4,7 @@ the rules are the same whichever way a person comes in."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,16 @@ from mautrix.util.async_db import Database
 from storage.blobs import BlobStore, BlobTooLarge
 
 from .access import Access
-from .errors import ContentRefused, DriveError, NotFound, QuotaExceeded, StaleRevision
+from .errors import (
+    ContentRefused,
+    Denied,
+    DriveError,
+    NotFound,
+    QuotaExceeded,
+    StaleRevision,
+)
 from .mediakind import MediaKinds, guess_mime, kind_of_extension, kind_of_mime, media_kinds
-from .model import Folder, Node, human_size
+from .model import Folder, Node, human_size, now_ms
 from .names import split_path
 from .settings import DriveSettings
 
@@ -58,6 +66,9 @@ class Drive:
         self.access = Access(db)
         self.tree = Tree(db)
         self._authorize = authorize
+        # held while new content is not yet referenced by a version, and while unused
+        # content is deleted (see empty_trash)
+        self.blob_lock = asyncio.Lock()
 
     # ----- finding things -----
     async def resolve(
@@ -107,32 +118,68 @@ class Drive:
         except BaseException:
             await writer.abort()
             raise
-        blob = await writer.commit()
-        try:
-            head = await self.blobs.head(blob.sha256)
-            declared = mime if mime and mime != "application/octet-stream" else None
-            kinds = media_kinds(head, parts[-1], declared)
-            mime = declared or guess_mime(parts[-1])
-            if await self._shared_with_others(folder, user):
-                await self.check_share(user, f"{folder.name}/{'/'.join(parts)}", kinds)
-            return await self.tree.add_version(
-                folder,
-                parent,
-                parts[-1],
-                sha256=blob.sha256,
-                size=blob.size,
-                mime=mime,
-                sniffed=kinds.sniffed,
-                actor=user,
-                if_match=if_match,
-                create_only=create_only,
-                source=source,
-                quota=self.settings.quota_bytes,
-            )
-        except BaseException:
-            if not await self.tree.blob_in_use(blob.sha256):
-                await self.blobs.delete(blob.sha256)
-            raise
+        # From here until the version is recorded, the content is referenced by nothing:
+        # emptying a trash (which deletes unreferenced content) waits.
+        async with self.blob_lock:
+            blob = await writer.commit()
+            try:
+                head = await self.blobs.head(blob.sha256)
+                declared = mime if mime and mime != "application/octet-stream" else None
+                kinds = media_kinds(head, parts[-1], declared)
+                mime = declared or guess_mime(parts[-1])
+                if await self._shared_with_others(folder, user):
+                    await self.check_share(user, f"{folder.name}/{'/'.join(parts)}", kinds)
+                return await self.tree.add_version(
+                    folder,
+                    parent,
+                    parts[-1],
+                    sha256=blob.sha256,
+                    size=blob.size,
+                    mime=mime,
+                    sniffed=kinds.sniffed,
+                    actor=user,
+                    if_match=if_match,
+                    create_only=create_only,
+                    source=source,
+                    quota=self.settings.quota_bytes,
+                )
+            except BaseException:
+                if not await self.tree.blob_in_use(blob.sha256):
+                    await self.blobs.delete(blob.sha256)
+                raise
+
+    async def empty_trash(
+        self, user: str | None, folder: Folder, cutoff_ms: int | None = None
+    ) -> tuple[int, int]:
+        """Delete what is in the folder's trash (put there before ``cutoff_ms``, if given)
+        for good, and the content nothing else uses; ``user`` must own the folder (None:
+        the bridge itself, for expired trash). Returns (files and folders deleted,
+        bytes of quota freed)."""
+        if user is not None and user != folder.owner:
+            raise Denied(f"only the owner of {folder.name} can empty its trash")
+        nodes = [
+            n.id
+            for n in await self.tree.trashed(folder)
+            if cutoff_ms is None or (n.trashed_at or 0) < cutoff_ms
+        ]
+        if not nodes:
+            return 0, 0
+        count, freed, hashes = await self.tree.purge(folder, nodes)
+        async with self.blob_lock:
+            for sha256 in hashes:
+                if not await self.tree.blob_in_use(sha256):
+                    await self.blobs.delete(sha256)
+        return count, freed
+
+    async def empty_expired_trash(self, days: int) -> tuple[int, int]:
+        """Empty what has been in any trash longer than ``days`` days."""
+        cutoff = now_ms() - days * 86_400_000
+        count = freed = 0
+        for folder_id in sorted({f for f, _ in await self.tree.trashed_before(cutoff)}):
+            folder = await self.access.folder(folder_id)
+            c, b = await self.empty_trash(None, folder, cutoff)
+            count, freed = count + c, freed + b
+        return count, freed
 
     async def _precondition(
         self, parent: Node, name: str, if_match: int | None, create_only: bool

@@ -14,6 +14,9 @@ DEFAULTS: dict[str, Any] = {
     "storage_url": "",
     # Per-person quota in bytes (50 GB, as in the seed); versions and trash count.
     "quota_bytes": 50 * 1024**3,
+    # Days a file stays in the trash before it is deleted for good (its quota freed);
+    # 0 keeps the trash until its folder's owner empties it (!drive empty).
+    "trash_days": 30,
     # Media kinds that may not be shared out of the drive (copyright). [] allows all.
     "share_blocked_kinds": ["audio", "video"],
     # The address people reach the bridge's web server at, for links to large files.
@@ -26,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
 class DriveSettings:
     storage_url: str = "mem://"
     quota_bytes: int = DEFAULTS["quota_bytes"]
+    trash_days: int = DEFAULTS["trash_days"]
     share_blocked_kinds: list[str] = field(default_factory=lambda: ["audio", "video"])
     public_url: str = ""
 
@@ -39,6 +43,11 @@ def validate(section: dict[str, Any], prefix: str) -> None:
     quota = section["quota_bytes"]
     if not isinstance(quota, int) or isinstance(quota, bool) or quota <= 0:
         raise ConfigError(f"{prefix}.quota_bytes", "a positive number of bytes", quota)
+    days = section["trash_days"]
+    if not isinstance(days, int) or isinstance(days, bool) or days < 0:
+        raise ConfigError(
+            f"{prefix}.trash_days", "a number of days (0: never empty the trash by itself)", days
+        )
     kinds = section["share_blocked_kinds"]
     if not isinstance(kinds, list) or any(k not in MEDIA_KINDS for k in kinds):
         raise ConfigError(

@@ -353,9 +353,52 @@ class Tree:
             )
         )
 
+    async def purge(self, folder: Folder, node_ids: list[str]) -> tuple[int, int, set[str]]:
+        """Delete these nodes, and everything below them, for good: their rows and every
+        version; the owner's usage goes down by the versions' sizes. Returns (how many
+        nodes, bytes freed, the content hashes they used — which may now be unused)."""
+        ids, frontier = list(node_ids), list(node_ids)
+        while frontier:
+            children = await self.db.fetch(
+                "SELECT id FROM drive_node WHERE parent_id = $1", frontier.pop()
+            )
+            for row in children:
+                ids.append(row["id"])
+                frontier.append(row["id"])
+        freed, hashes = 0, set()
+        async with self.db.acquire() as conn, conn.transaction():
+            for node_id in ids:
+                for row in await conn.fetch(
+                    "SELECT sha256, size FROM drive_file_version WHERE node_id = $1", node_id
+                ):
+                    freed += int(row["size"])
+                    hashes.add(row["sha256"])
+                await conn.execute("DELETE FROM drive_file_version WHERE node_id = $1", node_id)
+                revision = await conn.fetchval(
+                    "DELETE FROM drive_node WHERE id = $1 RETURNING revision", node_id
+                )
+                await self._changed(folder.id, node_id, int(revision or 0) + 1, conn)
+            if freed:
+                await conn.execute(
+                    "UPDATE drive_usage SET bytes = bytes - $2 WHERE owner = $1",
+                    folder.owner,
+                    freed,
+                )
+        return len(ids), freed, hashes
+
+    async def trashed_before(self, cutoff_ms: int) -> list[tuple[str, str]]:
+        """(folder id, node id) of everything put in the trash before ``cutoff_ms``."""
+        rows = await self.db.fetch(
+            "SELECT folder_id, id FROM drive_node WHERE trashed_at IS NOT NULL AND trashed_at < $1",
+            cutoff_ms,
+        )
+        return [(row["folder_id"], row["id"]) for row in rows]
+
     async def changes(
         self, folder: Folder, since: int, limit: int = 1000
-    ) -> list[tuple[int, Node]]:
+    ) -> list[tuple[int, str, Node | None]]:
+        """What changed after ``since``: (seq, node id, the node now — None when it was
+        purged from the trash), the latest change of each node once, in order."""
         rows = await self.db.fetch(
             "SELECT c.seq AS seq, c.node_id AS node_id FROM drive_change c "
             "WHERE c.folder_id = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3",
@@ -366,7 +409,12 @@ class Tree:
         latest: dict[str, int] = {}
         for row in rows:
             latest[row["node_id"]] = int(row["seq"])
-        out = [(seq, await self.node(node_id)) for node_id, seq in latest.items()]
+        out = []
+        for node_id, seq in latest.items():
+            row = await self.db.fetchrow(
+                f"SELECT {NODE_COLUMNS} FROM drive_node WHERE id = $1", node_id
+            )
+            out.append((seq, node_id, Node.from_row(row) if row else None))
         return sorted(out, key=lambda item: item[0])
 
     async def cursor(self, folder: Folder) -> int:

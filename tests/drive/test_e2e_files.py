@@ -126,4 +126,7 @@ async def test_mkdir_mv_rm_trash_restore_versions_and_revert(person):
     await alice.ask(room, "!drive mkdir docs/old/x", "Created")
     await alice.ask(room, "!drive mv docs/old Docs2", "Moved")
     await alice.ask(room, "!drive mv Docs2 docs/old2", "Moved")
+    await alice.ask(room, "!drive rm docs/old2", "to the trash")
+    await alice.ask(room, "!drive empty", "Emptied the trash of Project: 2 items deleted")
+    assert "empty" in await alice.ask(room, "!drive trash")
     await alice.ask(room, "!drive nonsense", "unknown action 'nonsense'")

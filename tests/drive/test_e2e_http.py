@@ -258,6 +258,14 @@ async def test_trash_restore_versions_and_revert_over_http(person, api):
     assert (status, restored["path"]) == (200, "notes.txt")
     _, _, quota = await a.json("GET", "/quota")
     assert quota["used"] == len(b"first") * 2 + len(b"second")  # every version counts
+    # emptied for good: the quota comes back, the feed says it is gone
+    cursor = (await a.json("GET", f"/folders/{fid}/tree"))[2]["cursor"]
+    await a.json("DELETE", f"/folders/{fid}/files/notes.txt")
+    status, _, emptied = await a.json("DELETE", f"/folders/{fid}/trash")
+    assert (status, emptied) == (200, {"purged": 1, "freed_bytes": quota["used"]})
+    assert (await a.json("GET", "/quota"))[2]["used"] == 0
+    _, _, feed = await a.json("GET", f"/folders/{fid}/changes?since={cursor}")
+    assert [(c["id"], c.get("purged")) for c in feed["changes"]] == [(restored["id"], True)]
     status, _, body = await a.json("POST", f"/folders/{fid}/mkdir", json={"path": "a/../b"})
     assert status == 400 and "stay inside" in body["error"]
     status, _, body = await a.json("PUT", f"/folders/{fid}/files/CON.txt", data=b"x")

@@ -226,11 +226,16 @@ async def test_the_change_feed_lists_each_changed_node_once_since_a_cursor(drive
     mid = await drive.tree.cursor(work)
     b, _ = await drive.upload(ALICE, work, "b.txt", chunks_of(b"3"))
     changes = await drive.tree.changes(work, start)
-    assert [n.name for _, n in changes] == ["a.txt", "b.txt"]
-    assert [n.name for _, n in await drive.tree.changes(work, mid)] == ["b.txt"]
+    assert [n.name for _, _, n in changes] == ["a.txt", "b.txt"]
+    assert [n.name for _, _, n in await drive.tree.changes(work, mid)] == ["b.txt"]
     await drive.tree.trash(work, b, ALICE)
-    ((seq, node),) = await drive.tree.changes(work, mid)
+    ((seq, node_id, node),) = await drive.tree.changes(work, mid)
     assert node.trashed_at is not None and seq == await drive.tree.cursor(work)
+    assert node_id == b.id
+    # emptied from the trash: still in the feed, as gone
+    await drive.empty_trash(ALICE, work)
+    ((seq, node_id, node),) = await drive.tree.changes(work, mid)
+    assert (node_id, node) == (b.id, None) and seq == await drive.tree.cursor(work)
 
 
 async def test_the_quota_is_charged_atomically_with_the_version(drive):
@@ -283,3 +288,47 @@ async def test_upgrading_a_version_1_database_counts_the_usage_it_holds(database
         assert await db.fetchval("SELECT bytes FROM drive_usage WHERE owner = $1", ALICE) == 350
     finally:
         await db.stop()
+
+
+async def test_emptying_the_trash_deletes_for_good_frees_quota_and_unused_content(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    await drive.access.invite(work, ALICE, BOB, "editor")
+    await drive.access.membership_changed(work, BOB, "join")
+    await drive.tree.mkdir(work, ["old"], ALICE)
+    report, _ = await drive.upload(ALICE, work, "old/report.pdf", chunks_of(b"r" * 100_000))
+    await drive.upload(ALICE, work, "old/report.pdf", chunks_of(b"R" * 50_000))  # 2 versions
+    shared, _ = await drive.upload(ALICE, work, "old/logo.png", chunks_of(b"L" * 20_000))
+    keep, _ = await drive.upload(ALICE, work, "logo-copy.png", chunks_of(b"L" * 20_000))
+    assert (await drive.quota(ALICE)).used == 190_000
+    old = await drive.tree.lookup(work, ["old"])
+    await drive.tree.trash(work, old, ALICE)
+
+    with pytest.raises(Denied, match="only the owner"):
+        await drive.empty_trash(BOB, work)
+    assert await drive.empty_trash(ALICE, work) == (3, 170_000)  # the folder and its 2 files
+    assert (await drive.quota(ALICE)).used == 20_000
+    assert await drive.tree.trashed(work) == []
+    for gone in (old, report, shared):
+        with pytest.raises(NotFound):
+            await drive.tree.node(gone.id)
+    # the report's content went; the logo's stays, as the copy still uses it
+    assert not await drive.blobs.exists(hashlib.sha256(b"r" * 100_000).hexdigest())
+    assert not await drive.blobs.exists(hashlib.sha256(b"R" * 50_000).hexdigest())
+    assert await read_all(drive, await drive.tree.node(keep.id)) == b"L" * 20_000
+    assert await drive.empty_trash(ALICE, work) == (0, 0)
+
+
+async def test_only_trash_older_than_the_limit_expires(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    old, _ = await drive.upload(ALICE, work, "old.txt", chunks_of(b"old"))
+    new, _ = await drive.upload(ALICE, work, "new.txt", chunks_of(b"new"))
+    await drive.tree.trash(work, old, ALICE)
+    await drive.tree.trash(work, new, ALICE)
+    await drive.db.execute(  # trashed 31 days ago
+        "UPDATE drive_node SET trashed_at = trashed_at - $2 WHERE id = $1",
+        old.id,
+        31 * 86_400_000,
+    )
+    assert await drive.empty_expired_trash(30) == (1, 3)
+    assert [n.name for n in await drive.tree.trashed(work)] == ["new.txt"]
+    assert await drive.empty_expired_trash(30) == (0, 0)
