@@ -96,10 +96,14 @@ def anywhere_event_handlers() -> dict[str, EventHandler] | None:
 
     Called once at start-up. A handler is ``async def handler(event, ctx)`` with a
     :class:`bridge.events.MatrixEvent` and a :class:`bridge.events.EventContext`; use
-    ``"*"`` to receive every event. Events are delivered in the order the homeserver
-    sent them, at least once: after a crash, events that were acknowledged but not yet
-    handled are handled again, so make side effects idempotent on ``event.event_id`` and
-    send through ``ctx`` (whose sends are deduplicated by the homeserver).
+    ``"*"`` to receive every event. A plain ``def`` works too, returning None or an
+    awaitable: a handler that sees every message and rarely acts can decide without
+    starting a coroutine and return one only when it has work.
+
+    Events are delivered in the order the homeserver sent them, at least once: after a
+    crash, events that were acknowledged but not yet handled are handled again, so make
+    side effects idempotent on ``event.event_id`` and send through ``ctx`` (whose sends
+    are deduplicated by the homeserver).
     """
 
 

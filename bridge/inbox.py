@@ -41,6 +41,10 @@ YIELD_EVERY = 16
 # Handling gives way to transactions being received while fewer than this many are
 # stored and waiting for it; past that, both take turns (see Inbox.receiving).
 AHEAD_LIMIT = 200
+# Parsed transactions kept in memory for the worker; past this many, further ones are
+# read back from the database when the worker gets to them (memory stays bounded when
+# handling stalls, e.g. a plugin waiting for an unreachable server).
+FRESH_LIMIT = 500
 # The longest handling waits for one transaction being received (a stalled sender must
 # not stop it).
 GIVE_WAY_SECONDS = 0.05
@@ -169,6 +173,7 @@ class Inbox:
         self._saved = (0, 0)
         self._saved_at = 0.0
         self._cleared_below = 0
+        self._overflow = False
         self._receiving = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
@@ -199,7 +204,7 @@ class Inbox:
         # first turn and reaches its handler (which counts as receiving) in the second.
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        if self._receiving and len(self._fresh) < AHEAD_LIMIT:
+        if self._receiving and not self._overflow and len(self._fresh) < AHEAD_LIMIT:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._quiet.wait(), GIVE_WAY_SECONDS)
 
@@ -214,7 +219,10 @@ class Inbox:
             if seq is None:
                 return False
             if self._task is not None:  # before start-up the worker reads it back instead
-                self._fresh.append((seq, txn_id, body))
+                if self._overflow or len(self._fresh) >= FRESH_LIMIT:
+                    self._overflow = True  # see FRESH_LIMIT
+                else:
+                    self._fresh.append((seq, txn_id, body))
                 self._wakeup.set()
             return True
 
@@ -288,6 +296,13 @@ class Inbox:
         try:
             await self._handle_backlog()
             while not self._stopping:
+                if not self._fresh and self._overflow:
+                    # what did not fit in memory: from the database, in order (new ones
+                    # go to memory again meanwhile; those the backlog also reads are
+                    # skipped below)
+                    self._overflow = False
+                    await self._handle_backlog()
+                    continue
                 if not self._fresh:
                     self._wakeup.clear()  # before the await below, so no wake-up is lost
                     await self._save_cursor(force=True)
@@ -302,7 +317,8 @@ class Inbox:
             await self._save_cursor(force=True)
 
     async def _handle_backlog(self) -> None:
-        """Transactions stored before the worker started (e.g. before a restart)."""
+        """Transactions stored but not in memory: before the worker started (e.g. before
+        a restart), or past FRESH_LIMIT."""
         while not self._stopping:
             rows = await self.db.fetch(
                 "SELECT seq, txn_id, body FROM inbox WHERE seq >= $1 ORDER BY seq LIMIT $2",

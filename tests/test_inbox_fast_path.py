@@ -148,3 +148,36 @@ def test_json_that_orjson_refuses_but_python_reads_is_accepted():
     for bad in (b"", b"{", b"\xff\xfe", b"{'single': 1}"):
         with pytest.raises(ValueError):
             parse_json(bad)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_past_the_memory_limit_transactions_are_read_back_in_order_once(
+    anywhere_database_url, monkeypatch
+):
+    """A stalled plugin: the homeserver keeps sending, memory stays bounded, and every
+    event is handled once, in order, when handling resumes."""
+    monkeypatch.setattr(inbox_module, "FRESH_LIMIT", 3)
+    db = await open_database(anywhere_database_url)
+    seen: list[str] = []
+    stalled = asyncio.Event()
+
+    async def dispatch(event):
+        await stalled.wait()
+        seen.append(event.event_id)
+
+    try:
+        await run_migrations(db, [CORE_MIGRATIONS])
+        inbox = Inbox(db, dispatch)
+        inbox.start()
+        for t in range(10):
+            await inbox.store(f"t{t}", *txn(message(2 * t), message(2 * t + 1)))
+            assert len(inbox._fresh) <= 3
+        stalled.set()
+        await handled_everything(inbox)
+        for t in range(10, 12):  # and memory is used again afterwards
+            await inbox.store(f"t{t}", *txn(message(2 * t), message(2 * t + 1)))
+        await handled_everything(inbox)
+        assert seen == [f"$e{n}" for n in range(24)]
+        await inbox.stop()
+    finally:
+        await db.stop()
