@@ -54,7 +54,7 @@ INSERT_TXN = (
 )
 INSERT_TXN_SQLITE = INSERT_TXN.replace("$1", "?").replace("$2", "?").replace("$3", "?")
 CURSOR_INTERVAL = 1.0
-CHECKPOINT_INTERVAL = 0.25
+CHECKPOINT_INTERVAL = 1.0
 SAVE_POSITION = "UPDATE inbox_cursor SET handled_seq = $1, handled_index = $2 WHERE id = 1"
 # Bodies of handled transactions are not needed; their ids stay for replays.
 CLEAR_BODIES = "UPDATE inbox SET body = '' WHERE seq >= $1 AND seq < $2"
