@@ -883,16 +883,18 @@ async def test_typing_shows_both_ways(xmpp_stack, prosody, xmpp_person, matrix_p
     dave.send(room, None, "groupchat", extra=[xml(states, "paused")])
     await wait_typing(boss, room_id, since, lambda users: ghost not in users)
 
-    # Matrix → XMPP: typing is composing from the person's occupant, stopping is paused
-    mark = dave.mark()
-    await boss.send_text(room_id, "let me think")
-    await dave.wait_for(lambda m: m["body"] == "let me think", start=mark)
+    # Matrix → XMPP: typing is composing from the person's occupant (who joins the room
+    # to type, before their first message), stopping is paused
+    mark, presences = dave.mark(), len(dave.presences)
     await boss.client.room_typing(room_id, True, timeout=30000)
     got = await dave.wait_for(lambda m: chat_state(m) == "composing", start=mark)
     assert got["from"].full == f"{room}/Boss Type"
+    assert any(p["from"].full == f"{room}/Boss Type" for p in dave.presences[presences:])
     await boss.client.room_typing(room_id, False)
     got = await dave.wait_for(lambda m: chat_state(m) == "paused", start=mark)
     assert got["from"].full == f"{room}/Boss Type"
+    await boss.send_text(room_id, "let me think")
+    await dave.wait_for(lambda m: m["body"] == "let me think", start=mark)
 
 
 async def wait_receipt(user, room_id, since, event_id, reader, timeout=30.0):

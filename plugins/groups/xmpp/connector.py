@@ -181,9 +181,9 @@ class XmppConnector(Connector):
 
     async def handle_matrix_typing(self, portal: Portal, user_ids: list[str]) -> None:
         """XEP-0085: ``composing`` from each Matrix person who started typing, ``paused``
-        from each who stopped. In a room, only from people already in it (who have
-        spoken since the bridge joined): typing alone does not make anyone join."""
-        if not self.connected or self.xmpp is None:
+        from each who stopped. In a room, someone who starts typing joins it first (as
+        their first message would); reading alone never makes anyone join."""
+        if not self.connected or self.xmpp is None or self.hub is None:
             return
         now, before = set(user_ids), self._typing.get(portal.room_id, set())
         self._typing[portal.room_id] = now
@@ -194,6 +194,10 @@ class XmppConnector(Connector):
             if portal.kind == DIRECT:
                 mtype = "chat"
             elif (portal.remote_id, occupant) in self._joined:
+                mtype = "groupchat"
+            elif state == "composing":
+                sender = await self.hub.matrix_sender(portal.room_id, user_id)
+                await self._join_as(portal.remote_id, sender)
                 mtype = "groupchat"
             else:
                 continue
@@ -288,6 +292,13 @@ class XmppConnector(Connector):
                 self._presence(
                     occupant, f"{portal.remote_id}/{nick}", extra=[stanzas.vcard_update(photo)]
                 )
+
+    async def _join_as(self, room: str, sender: MatrixSender) -> str:
+        """The Matrix person in ``room`` under their display name, with their avatar's
+        hash (joined when not in yet); their nickname there."""
+        nick = stanzas.clean_text(sender.displayname)[:64].strip() or "Matrix user"
+        photo = await self._photo_hash(sender)
+        return await self._join(room, self.puppet_jid(sender.user_id), nick, photo=photo)
 
     # ----- avatars (XEP-0153 / XEP-0054) -----
     async def _photo_hash(self, sender: MatrixSender) -> str:
@@ -519,9 +530,7 @@ class XmppConnector(Connector):
             to, mtype, chat = portal.remote_id, "chat", portal.remote_id
         else:
             chat = portal.remote_id
-            nick = stanzas.clean_text(sender.displayname)[:64].strip() or "Matrix user"
-            photo = await self._photo_hash(sender)
-            await self._join(chat, occupant, nick, photo=photo)
+            await self._join_as(chat, sender)
             to, mtype = chat, "groupchat"
         stanza_id = stanzas.stanza_id_for(message.id)
         if portal.kind != DIRECT and (chat, stanza_id) in self._in_room:
