@@ -358,15 +358,14 @@ class Tree:
         version; the owner's usage goes down by the versions' sizes. Returns (how many
         nodes, bytes freed, the content hashes they used — which may now be unused)."""
         ids, frontier = list(node_ids), list(node_ids)
-        while frontier:
-            children = await self.db.fetch(
-                "SELECT id FROM drive_node WHERE parent_id = $1", frontier.pop()
-            )
-            for row in children:
-                ids.append(row["id"])
-                frontier.append(row["id"])
         freed, hashes = 0, set()
         async with self.db.acquire() as conn, conn.transaction():
+            while frontier:  # the whole subtree, in the same transaction as the deletes
+                for row in await conn.fetch(
+                    "SELECT id FROM drive_node WHERE parent_id = $1", frontier.pop()
+                ):
+                    ids.append(row["id"])
+                    frontier.append(row["id"])
             for node_id in ids:
                 for row in await conn.fetch(
                     "SELECT sha256, size FROM drive_file_version WHERE node_id = $1", node_id
