@@ -88,6 +88,10 @@ class BlobStore(Protocol):
         """Remove temporary files left by interrupted writes; returns how many."""
         ...
 
+    async def hashes(self) -> list[str]:
+        """The SHA-256 of every stored blob (for sweeping content nothing uses)."""
+        ...
+
     async def close(self) -> None: ...
 
 

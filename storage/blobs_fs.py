@@ -24,7 +24,15 @@ import fs.errors
 import fs.opener.errors
 from fs.base import FS
 
-from .blobs import Blob, BlobError, BlobNotFound, BlobTooLarge, UnsafeBlobPath, check_sha256
+from .blobs import (
+    SHA256_RE,
+    Blob,
+    BlobError,
+    BlobNotFound,
+    BlobTooLarge,
+    UnsafeBlobPath,
+    check_sha256,
+)
 
 WRITE_BUFFER = 1 << 20
 TMP_DIR = "tmp"
@@ -147,6 +155,15 @@ class FSBlobStore:
             return len(names)
 
         return await asyncio.to_thread(sweep)
+
+    async def hashes(self) -> list[str]:
+        def walk() -> list[str]:
+            if not self.fs.exists(BLOB_DIR):
+                return []
+            names = (path.rsplit("/", 1)[-1] for path in self.fs.walk.files(BLOB_DIR))
+            return [name for name in names if SHA256_RE.fullmatch(name)]
+
+        return await asyncio.to_thread(walk)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.fs.close)

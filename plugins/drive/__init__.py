@@ -68,12 +68,18 @@ class DrivePlugin:
             bridge.log.info("removed unfinished uploads", plugin="drive", count=swept)
         self.drive = Drive(bridge.db, self.blobs, settings, bridge.authorize)
         self.rooms = FolderRooms(bridge, self.drive)
-        if settings.trash_days:
-            self._trash_task = asyncio.create_task(self._empty_expired_trash(settings.trash_days))
+        self._trash_task = asyncio.create_task(self._tidy(settings.trash_days))
 
-    async def _empty_expired_trash(self, days: int) -> None:
-        """Now and every hour: what has been in a trash longer than ``days`` days goes."""
-        while True:
+    async def _tidy(self, days: int) -> None:
+        """Once at start-up: content no version uses goes. Then now and every hour (when
+        ``days`` is set): what has been in a trash longer than ``days`` days goes."""
+        try:
+            removed = await self.drive.sweep_unused_content()
+            if removed:
+                self.bridge.log.info("removed unused content", plugin="drive", blobs=removed)
+        except Exception:
+            self.bridge.log.exception("sweeping unused content failed", plugin="drive")
+        while days:
             try:
                 count, freed = await self.drive.empty_expired_trash(days)
                 if count:

@@ -171,6 +171,17 @@ class Drive:
                     await self.blobs.delete(sha256)
         return count, freed
 
+    async def sweep_unused_content(self) -> int:
+        """Delete stored content no version uses — left by an upload that a crash
+        stopped between storing its content and recording it. Returns how many."""
+        removed = 0
+        for sha256 in await self.blobs.hashes():
+            async with self.blob_lock:  # an upload recording its version waits
+                if not await self.tree.blob_in_use(sha256):
+                    await self.blobs.delete(sha256)
+                    removed += 1
+        return removed
+
     async def empty_expired_trash(self, days: int) -> tuple[int, int]:
         """Empty what has been in any trash longer than ``days`` days."""
         cutoff = now_ms() - days * 86_400_000

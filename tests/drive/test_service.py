@@ -332,3 +332,16 @@ async def test_only_trash_older_than_the_limit_expires(drive):
     assert await drive.empty_expired_trash(30) == (1, 3)
     assert [n.name for n in await drive.tree.trashed(work)] == ["new.txt"]
     assert await drive.empty_expired_trash(30) == (0, 0)
+
+
+async def test_content_no_version_uses_is_swept_and_used_content_stays(drive):
+    """An upload that a crash stopped between storing its content and recording it."""
+    work = await drive.access.create_folder(ALICE, "Work")
+    kept, _ = await drive.upload(ALICE, work, "kept.txt", chunks_of(b"kept"))
+    writer = await drive.blobs.writer()
+    await writer.write(b"stored, never recorded")
+    orphan = await writer.commit()
+    assert sorted(await drive.blobs.hashes()) == sorted([orphan.sha256, kept.sha256])
+    assert await drive.sweep_unused_content() == 1
+    assert await drive.blobs.hashes() == [kept.sha256]
+    assert await read_all(drive, kept) == b"kept"
