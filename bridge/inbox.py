@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 import structlog
 from mautrix.util.async_db import Database, Scheme
+from mautrix.util.async_db.aiosqlite import POSITIONAL_PARAM_PATTERN
 
 from . import metrics
 from .events import MatrixEvent
@@ -52,14 +53,15 @@ INSERT_TXN = (
     "INSERT INTO inbox (txn_id, received_at, body) VALUES ($1, $2, $3) "
     "ON CONFLICT (txn_id) DO NOTHING RETURNING seq"
 )
-INSERT_TXN_SQLITE = INSERT_TXN.replace("$1", "?").replace("$2", "?").replace("$3", "?")
+INSERT_TXN_SQLITE = POSITIONAL_PARAM_PATTERN.sub(r"?\1", INSERT_TXN)
 CURSOR_INTERVAL = 1.0
 CHECKPOINT_INTERVAL = 1.0
 SAVE_POSITION = "UPDATE inbox_cursor SET handled_seq = $1, handled_index = $2 WHERE id = 1"
 # Bodies of handled transactions are not needed; their ids stay for replays.
 CLEAR_BODIES = "UPDATE inbox SET body = '' WHERE seq >= $1 AND seq < $2"
-SAVE_POSITION_SQLITE = SAVE_POSITION.replace("$1", "?").replace("$2", "?")
-CLEAR_BODIES_SQLITE = CLEAR_BODIES.replace("$1", "?").replace("$2", "?")
+# for the inbox's own sqlite3 connection, as mautrix's SQLite pool translates them
+SAVE_POSITION_SQLITE = POSITIONAL_PARAM_PATTERN.sub(r"?\1", SAVE_POSITION)
+CLEAR_BODIES_SQLITE = POSITIONAL_PARAM_PATTERN.sub(r"?\1", CLEAR_BODIES)
 log = structlog.get_logger("anywhere.inbox")
 
 

@@ -590,9 +590,6 @@ class Hub:
         return self.bridge.bot
 
     # ----- Matrix people, for connectors (see people.MatrixPeople) -----
-    async def displayname(self, room_id: str, user_id: str) -> str:
-        return await self.people.displayname(room_id, user_id)
-
     async def matrix_sender(self, room_id: str, user_id: str) -> MatrixSender:
         return await self.people.sender(room_id, user_id)
 

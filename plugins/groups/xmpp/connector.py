@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from ..connector import (
 )
 from ..ghosts import escape, unescape
 from . import stanzas
+from .avatars import Avatars
 from .stanzas import (
     NS_CORRECT,
     NS_FASTEN,
@@ -66,7 +66,9 @@ class Component(ComponentXMPP):
         )
         self.add_event_handler("presence", connector.on_presence)
         self.register_handler(
-            Callback("vCard", stanzas.VcardRequests(self.default_ns), connector.on_vcard_request)
+            Callback(
+                "vCard", stanzas.VcardRequests(self.default_ns), connector.avatars.on_vcard_request
+            )
         )
 
 
@@ -93,10 +95,7 @@ class XmppConnector(Connector):
         self._in_room: set[tuple[str, str]] = set()  # (room, id) of our messages seen there
         self._typing: dict[str, set[str]] = {}  # portal room → Matrix people typing there
         self._remote_typing: set[tuple[str, str]] = set()  # (portal room, XMPP person)
-        # Matrix person → (their avatar's mxc, the image as (mimetype, bytes), its SHA-1)
-        self._photos: dict[str, tuple[str | None, tuple[str, bytes] | None, str]] = {}
-        self._names: dict[str, str] = {}  # Matrix person → the name their vCard gives
-        self._answering: set[asyncio.Task] = set()
+        self.avatars = Avatars(self)
 
     # ----- the required interface -----
     async def start(self, hub: Hub, settings: dict[str, Any]) -> None:
@@ -284,8 +283,8 @@ class XmppConnector(Connector):
             self._presence(occupant, f"{portal.remote_id}/{nick}", ptype="unavailable")
         elif membership == "join" and key in self._joined:
             nick = stanzas.clean_text(sender.displayname)[:64] or "Matrix user"
-            before = self._photos.get(sender.user_id, (None, None, ""))[2]
-            photo = await self._photo_hash(sender)
+            before = self.avatars.known_hash(sender.user_id)
+            photo = await self.avatars.photo_hash(sender)
             if self._joined[key] != nick or photo != before:
                 # a new display name is a new nickname; a new avatar, a new photo hash
                 self._joined[key] = nick
@@ -297,57 +296,8 @@ class XmppConnector(Connector):
         """The Matrix person in ``room`` under their display name, with their avatar's
         hash (joined when not in yet); their nickname there."""
         nick = stanzas.clean_text(sender.displayname)[:64].strip() or "Matrix user"
-        photo = await self._photo_hash(sender)
+        photo = await self.avatars.photo_hash(sender)
         return await self._join(room, self.puppet_jid(sender.user_id), nick, photo=photo)
-
-    # ----- avatars (XEP-0153 / XEP-0054) -----
-    async def _photo_hash(self, sender: MatrixSender) -> str:
-        """The SHA-1 of the Matrix person's avatar ("" for none), fetched when it changed."""
-        self._names[sender.user_id] = sender.displayname
-        known = self._photos.get(sender.user_id)
-        if known is not None and known[0] == sender.avatar_url:
-            return known[2]
-        photo, digest = None, ""
-        if sender.avatar_url and self.hub is not None:
-            image = await self.hub.matrix_avatar(sender.avatar_url)
-            if image is not None:
-                photo = (image.mimetype, image.data)
-                digest = hashlib.sha1(image.data).hexdigest()  # noqa: S324 (XEP-0153 says SHA-1)
-        self._photos[sender.user_id] = (sender.avatar_url, photo, digest)
-        return digest
-
-    def on_vcard_request(self, iq: Any) -> None:
-        """Someone asks for a Matrix person's vCard (their client, or a room passing on
-        the question to an occupant): their display name and avatar."""
-        task = asyncio.create_task(self._answer_vcard(iq))
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
-
-    async def _answer_vcard(self, iq: Any) -> None:
-        user_id = self.matrix_user_of(iq["to"])
-        if user_id is None:
-            reply = iq.reply(clear=True)
-            reply.error()
-            reply["error"]["type"] = "cancel"
-            reply["error"]["condition"] = "item-not-found"
-            reply.send()
-            return
-        asker = JID(iq["from"]).bare
-        if (
-            user_id not in self._photos
-            and self.hub is not None
-            and self.hub.portal_for_remote(self.network, asker, user_id) is not None
-        ):
-            # a 1:1 contact who has not written yet: their profile on the homeserver (only
-            # for the person they chat with; others learn a name and avatar from rooms)
-            profile = await self.hub.matrix_profile(user_id)
-            if profile is not None:
-                await self._photo_hash(profile)
-        photo = self._photos.get(user_id, (None, None, ""))[1]
-        name = self._names.get(user_id) or user_id.removeprefix("@").split(":")[0]
-        reply = iq.reply(clear=True)
-        reply.append(stanzas.vcard(name, photo))
-        reply.send()
 
     # ----- addresses -----
     def puppet_jid(self, user_id: str) -> str:
@@ -630,7 +580,7 @@ class XmppConnector(Connector):
                 if kind == "message":
                     await self._handle_message(item)
                 elif kind == "avatar":
-                    await self._avatar(*item)
+                    await self.avatars.remote_photo(*item)
                 else:
                     await self.hub.remote_membership(*item)
             except Exception:
@@ -667,30 +617,6 @@ class XmppConnector(Connector):
                     return
             chat = frm.bare
         await self._bridge_incoming(portal, sender, chat, incoming)
-
-    async def _avatar(
-        self, portal: Portal, user: RemoteUser, occupant: str, avatar_hash: str
-    ) -> None:
-        """The occupant's vCard photo (XEP-0054, asked through the room, which passes the
-        question to the person's server) as their ghost's avatar, when its hash is new."""
-
-        async def fetch() -> FileData | None:
-            if not self.connected or self.xmpp is None:
-                return None
-            iq = self.xmpp.make_iq_get(ito=occupant, ifrom=self.relay_jid)
-            iq.append(element(stanzas.NS_VCARD, "vCard"))
-            try:
-                result = await iq.send(timeout=10)
-            except (IqError, IqTimeout) as exc:
-                log.info("no vCard for an occupant", occupant=occupant, error=str(exc))
-                return None
-            photo = stanzas.vcard_photo(result.xml)
-            if photo is None or len(photo[1]) > self.hub.settings["max_file_bytes"]:
-                return None
-            extension = photo[0].removeprefix("image/").split("+")[0] or "png"
-            return FileData(f"avatar.{extension}", photo[0], photo[1])
-
-        await self.hub.remote_avatar(portal, user, avatar_hash, fetch)
 
     def _is_ours(self, room: str, nick: str) -> bool:
         if nick == self.settings["relay_nickname"]:
