@@ -7,7 +7,7 @@ events from ordinary people (no commands in them), pushed with ``PUT
 /_matrix/app/v1/transactions/{txn_id}`` and the hs_token, one transaction in flight at a
 time (Synapse never has two transactions to one appservice in flight).
 
-Two servers get the same load in the same run:
+Three servers get the same load in the same run, one after the other in every round:
 
 * the real bridge, ``python -m bridge run`` as its own process, with the built-in
   plugins a fresh config enables (``core`` plus ``plugins.enabled`` of
@@ -16,12 +16,17 @@ Two servers get the same load in the same run:
   WARNING; it starts against a real Synapse in a temporary folder because it waits for
   its homeserver at start-up;
 * the ceiling: a bare aiohttp process with the same route that only parses the JSON body
-  and answers 200 ``{}``.
+  and answers 200 ``{}`` (``ingest_reference.py ... parse``);
+* the durable floor: the ceiling plus one fsync'd SQLite insert of the body before the
+  200, and nothing else — no plugins, no handling (``ingest_reference.py ... store``):
+  the most any receiver that stores before acknowledging gets from this machine's disk.
 
-Reported: acknowledged events/s for both (events whose transaction got its 200, divided
-by the time to send them), and for the bridge also handled events/s (until
-``anywhere_events_handled_total`` on ``/metrics`` shows every event handed to the
-plugins). Targets (issue): at least 5,000 events/s, and at least half the ceiling.
+Reported: acknowledged events/s for each (events whose transaction got its 200, divided
+by the time to send them) and the ratios to the ceiling; for the bridge also handled
+events/s (until ``anywhere_events_handled_total`` on ``/metrics`` shows every event
+handed to the plugins); CPU time per transaction of each server process (user and
+system, from /proc) and of the load generator. Targets (issue): at least 5,000
+events/s, and at least half the ceiling.
 
 A benchmark reports; it is not a test: the exit code is 0 whatever the figures (1 only if
 the benchmark itself could not run). ``--profile out.svg`` records the bridge process
@@ -60,28 +65,8 @@ METRICS = (HANDLED_METRIC, RECEIVED_METRIC, STORE_SUM, STORE_COUNT)
 ROOMS = 10
 PEOPLE = ("alice", "bob", "carol", "dave", "erin")
 
-# The ceiling: the same route, and nothing but parsing the JSON and answering 200.
-CEILING_SERVER = """
-import sys
-from aiohttp import web
-
-async def transaction(request):
-    await request.json()
-    return web.json_response({})
-
-async def main(port):
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_put("/_matrix/app/v1/transactions/{txn_id}", transaction)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print("ready", flush=True)
-    import asyncio
-    await asyncio.Event().wait()
-
-import asyncio
-asyncio.run(main(int(sys.argv[1])))
-"""
+# The ceiling and the durable floor (see ingest_reference.py).
+REFERENCE_SERVER = Path(__file__).with_name("ingest_reference.py")
 
 
 class Interrupted(Exception):
@@ -96,6 +81,10 @@ class Figures:
     handled_seconds: float | None = None
     txn_latencies: list[float] | None = None
     store_seconds: float | None = None  # mean time in the bridge's handler, per transaction
+    # CPU time per transaction (seconds) of the server process, user and system, until
+    # everything was acknowledged (ceiling) or handled (bridge); and of the load generator
+    server_cpu: tuple[float, float] | None = None
+    client_cpu: float | None = None
 
     @property
     def acked_per_second(self) -> float:
@@ -156,6 +145,17 @@ async def push(
     return latencies
 
 
+def process_cpu(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds a process (all its threads) has used; None where
+    /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def metric_sum(exposition: str, name: str) -> float:
     """Sum of every sample named ``name`` in a Prometheus text exposition page
     (``name value`` or ``name{label="..."} value``; comments skipped)."""
@@ -210,6 +210,7 @@ async def measure(
     token: str,
     args: argparse.Namespace,
     round_no: int,
+    pid: int,
     ops_token: str | None = None,
     profile: ProfileRecorder | None = None,
 ) -> Figures:
@@ -229,9 +230,11 @@ async def measure(
             baseline = before[HANDLED_METRIC]
         if profile:
             profile.start()
+        cpu_before, client_before = process_cpu(pid), time.process_time()
         started = time.perf_counter()
         latencies = await push(session, base_url, token, load)
         acked = time.perf_counter()
+        client_cpu = (time.process_time() - client_before) / args.transactions
         handled = store_seconds = None
         if ops_token:
             done = await wait_handled(session, base_url, ops_token, baseline + events, args.timeout)
@@ -239,9 +242,18 @@ async def measure(
             after = await read_metrics(session, base_url, ops_token)
             count = after[STORE_COUNT] - before[STORE_COUNT]
             store_seconds = (after[STORE_SUM] - before[STORE_SUM]) / count if count else None
+        cpu_after = process_cpu(pid)
         if profile:
             profile.stop()
-    return Figures(name, events, acked - started, handled, latencies, store_seconds)
+    server_cpu = None
+    if cpu_before and cpu_after:
+        server_cpu = (
+            (cpu_after[0] - cpu_before[0]) / args.transactions,
+            (cpu_after[1] - cpu_before[1]) / args.transactions,
+        )
+    return Figures(
+        name, events, acked - started, handled, latencies, store_seconds, server_cpu, client_cpu
+    )
 
 
 # --------------------------------------------------------------------------- processes
@@ -253,8 +265,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class CeilingProcess:
-    def __init__(self) -> None:
+class ReferenceProcess:
+    """The ceiling (``mode="parse"``) or the durable floor (``mode="store"``, its
+    database at ``db_path``): see REFERENCE_SERVER."""
+
+    def __init__(self, mode: str = "parse", db_path: Path | None = None) -> None:
+        self.mode, self.db_path = mode, db_path
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -264,14 +280,15 @@ class CeilingProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", CEILING_SERVER, str(self.port)],
+            [sys.executable, str(REFERENCE_SERVER), str(self.port), self.mode]
+            + ([str(self.db_path)] if self.db_path else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         line = self.proc.stdout.readline()  # "ready", or the traceback's first line
         if b"ready" not in line:
-            raise RuntimeError(f"the ceiling server did not start: {line!r}")
+            raise RuntimeError(f"the {self.mode} reference server did not start: {line!r}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -371,6 +388,7 @@ def median_figures(rounds: list[Figures]) -> Figures:
 def report(
     bridge: Figures,
     ceiling: Figures,
+    floor: Figures,
     args: argparse.Namespace,
     notes: str,
     all_rounds: dict[str, list[Figures]],
@@ -406,6 +424,14 @@ def report(
             verdict(handled >= TARGET_EVENTS_PER_SECOND),
         ),
         ("", "", "", "", f"ratio >= {TARGET_RATIO}", verdict(handled_ratio >= TARGET_RATIO)),
+        (
+            "durable floor (+ one fsync'd insert)",
+            f"{floor.acked_per_second:,.0f}",
+            f"{ceiling.acked_per_second:,.0f}",
+            f"{floor.acked_per_second / ceiling.acked_per_second:.2f}",
+            "(reference)",
+            "",
+        ),
         ("ceiling (bare aiohttp, parse + 200)", f"{ceiling.acked_per_second:,.0f}", "", "", "", ""),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -420,12 +446,24 @@ def report(
         if i == 0:
             print("  " + "  ".join("-" * w for w in widths))
     print()
-    for fig in (bridge, ceiling):
+    for fig in (bridge, floor, ceiling):
         print(
             f"  {fig.name:8} per transaction: p50 {fig.latency_ms(0.5):.2f} ms, "
             f"p90 {fig.latency_ms(0.9):.2f} ms, p99 {fig.latency_ms(0.99):.2f} ms; "
             f"{args.transactions} transactions in {fig.ack_seconds:.2f} s"
         )
+    for fig, until in (
+        (bridge, "all handled"),
+        (floor, "all acknowledged"),
+        (ceiling, "all acknowledged"),
+    ):
+        if fig.server_cpu and fig.client_cpu is not None:
+            user, system = fig.server_cpu
+            print(
+                f"  {fig.name:8} CPU per transaction: server {1000 * (user + system):.2f} ms "
+                f"(user {1000 * user:.2f}, system {1000 * system:.2f}; until {until}), "
+                f"load generator {1000 * fig.client_cpu:.2f} ms"
+            )
     if bridge.store_seconds is not None:
         print(
             f"  bridge   mean time inside its transaction handler (parse + durable store, "
@@ -446,15 +484,21 @@ def report(
             + ", ".join(f"{r:,.0f}" for r in handled_rates)
             + f" (median {statistics.median(handled_rates):,.0f})"
         )
-        ratios = [
-            b.acked_per_second / c.acked_per_second
-            for b, c in zip(all_rounds["bridge"], all_rounds["ceiling"], strict=True)
-        ]
-        print(
-            "  ratio per round (same round's ceiling): "
-            + ", ".join(f"{r:.2f}" for r in ratios)
-            + f" (median {statistics.median(ratios):.2f})"
-        )
+        for name in ("bridge", "floor"):
+            ratios = [
+                b.acked_per_second / c.acked_per_second
+                for b, c in zip(all_rounds[name], all_rounds["ceiling"], strict=True)
+            ]
+            print(
+                f"  {name:8} ratio per round (same round's ceiling): "
+                + ", ".join(f"{r:.2f}" for r in ratios)
+                + f" (median {statistics.median(ratios):.2f})"
+            )
+    print(
+        f"  bridge / durable floor: {bridge.acked_per_second / floor.acked_per_second:.2f} "
+        "(what the bridge keeps of the most any receiver can acknowledge here with one "
+        "fsync per transaction)"
+    )
     ok = bridge.acked_per_second >= TARGET_EVENTS_PER_SECOND and ratio >= TARGET_RATIO
     print()
     print(f"Overall (acknowledged figure against both targets): {verdict(ok)}")
@@ -464,12 +508,18 @@ def report(
 
 
 async def run_rounds(
-    args: argparse.Namespace, stack, ceiling: CeilingProcess, profile: ProfileRecorder | None
+    args: argparse.Namespace,
+    stack,
+    references: dict[str, ReferenceProcess],
+    profile: ProfileRecorder | None,
 ) -> dict[str, list[Figures]]:
     hs_token = stack.config["appservice"]["hs_token"]
-    results: dict[str, list[Figures]] = {"bridge": [], "ceiling": []}
+    results: dict[str, list[Figures]] = {"bridge": [], **{name: [] for name in references}}
     for r in range(args.rounds):
-        results["ceiling"].append(await measure("ceiling", ceiling.url, hs_token, args, r))
+        for name, server in references.items():
+            results[name].append(
+                await measure(name, server.url, hs_token, args, r, pid=server.proc.pid)
+            )
         results["bridge"].append(
             await measure(
                 "bridge",
@@ -477,6 +527,7 @@ async def run_rounds(
                 hs_token,
                 args,
                 r,
+                pid=stack.bridge.proc.pid,
                 ops_token=stack.bridge.ops_token,
                 profile=profile if r == 0 else None,
             )
@@ -484,7 +535,8 @@ async def run_rounds(
         print(
             f"round {r + 1}/{args.rounds}: bridge "
             f"{results['bridge'][-1].acked_per_second:,.0f} acked ev/s, "
-            f"{results['bridge'][-1].handled_per_second or 0:,.0f} handled ev/s; ceiling "
+            f"{results['bridge'][-1].handled_per_second or 0:,.0f} handled ev/s; floor "
+            f"{results['floor'][-1].acked_per_second:,.0f} ev/s; ceiling "
             f"{results['ceiling'][-1].acked_per_second:,.0f} ev/s",
             flush=True,
         )
@@ -557,21 +609,24 @@ def main(argv: list[str] | None = None) -> int:
     busy_before = cpu_busy()
     base = args.workdir or Path(tempfile.mkdtemp(prefix="anywhere-bench-ingest-"))
     base.mkdir(parents=True, exist_ok=True)
-    stack = ceiling = profile = None
+    stack = profile = None
+    references: dict[str, ReferenceProcess] = {}
     try:
         print(
             f"work folder {base} ({filesystem_of(base)}); starting Synapse, the bridge and "
-            "the ceiling server ...",
+            "the two reference servers ...",
             flush=True,
         )
         stack = Stack(
             base / "stack", enabled=plugins, bridge_extra={"logging": {"level": "WARNING"}}
         )
         stack.start()
-        ceiling = CeilingProcess()
-        ceiling.start()
+        references["ceiling"] = ReferenceProcess("parse")
+        references["floor"] = ReferenceProcess("store", base / "floor.db")
+        for server in references.values():
+            server.start()
         profile = ProfileRecorder(stack.bridge.proc.pid, args.profile) if args.profile else None
-        results = asyncio.run(run_rounds(args, stack, ceiling, profile))
+        results = asyncio.run(run_rounds(args, stack, references, profile))
         notes = (
             f"  bridge: python -m bridge run, plugins {'+'.join(['core', *plugins])}, "
             "logging WARNING; SQLite "
@@ -586,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         report(
             median_figures(results["bridge"]),
             median_figures(results["ceiling"]),
+            median_figures(results["floor"]),
             args,
             notes,
             results,
@@ -607,8 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if profile is not None:
             profile.stop()
-        if ceiling is not None:
-            ceiling.stop()
+        for server in references.values():
+            server.stop()
         if stack is not None:
             with contextlib.suppress(Exception):
                 stack.bridge.stop()
