@@ -2,7 +2,8 @@
 
 What plugin authors import::
 
-    from bridge import hookimpl, command, argument, ConfigSection, Namespaces, Migrations
+    from bridge import hookimpl, command, argument, ConfigSection, ConfigError
+    from bridge import Namespaces, Migrations
 
 The names are imported on first use, so that ``anywhere`` subcommands which need none of
 the runtime (the drive's sync client, ``anywhere policy test``) start quickly.
@@ -21,6 +22,7 @@ _EXPORTS = {
     "argument": ".commands",
     "command": ".commands",
     "ConfigSection": ".config",
+    "ConfigError": ".errors",
     "EventContext": ".events",
     "MatrixEvent": ".events",
     "hookimpl": ".hookspecs",
@@ -32,6 +34,7 @@ _EXPORTS = {
 __all__ = [
     "Command",
     "CommandError",
+    "ConfigError",
     "ConfigSection",
     "EventContext",
     "MatrixEvent",
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
     from .commands import Command, CommandError, argument, command
     from .config import ConfigSection
+    from .errors import ConfigError
     from .events import EventContext, MatrixEvent
     from .hookspecs import hookimpl
     from .namespaces import Namespace, Namespaces

@@ -22,6 +22,7 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from storage.blobs import BlobStore
     from storage.migrations import Migrations
 
     from .commands import Command
@@ -170,6 +171,20 @@ def anywhere_call_modes() -> dict[str, type] | None:
 
     Called once when the calls plugin starts. A name already taken (``echo``, ``memo``,
     ``conference`` or another plugin's) stops start-up with both plugins named.
+    """
+
+
+@hookspec
+def anywhere_blob_stores(bridge: Bridge) -> dict[str, Callable[[str], BlobStore]] | None:
+    """Return ``{URL scheme: opener}`` to keep the drive's file content in a store of
+    your own (see docs/drive.md, "Storage backends").
+
+    Called once when the drive starts. When ``plugins.settings.drive.storage_url`` has
+    your scheme (``yours://...``), ``opener(url)`` gets that whole URL and returns a
+    :class:`storage.blobs.BlobStore`; raise :class:`storage.blobs.BlobError` saying what
+    to fix when the URL is wrong. A plugin's scheme comes before PyFilesystem2's openers;
+    a scheme given twice stops start-up with both plugins named. Check a store against
+    the contract with :func:`bridge.testing.blobstore.check_blob_store`.
     """
 
 

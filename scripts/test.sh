@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]' -e examples/hello -e examples/acme-roaming
+.venv/bin/python -m pip install --quiet -e '.[test]' -e examples/hello -e examples/acme-roaming -e examples/mirror-store
 
 # The storage tests run on SQLite and on PostgreSQL; start the local cluster if needed.
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -13,7 +13,7 @@ a temporary file that :meth:`BlobStore.sweep_partial` removes at start-up.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,9 +102,38 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
-def open_blob_store(url: str) -> BlobStore:
-    """Open the blob store at ``url`` (``osfs:///var/lib/anywhere/drive``, ``mem://``,
-    or any PyFilesystem2 opener that is installed, such as ``s3://`` from fs-s3fs)."""
-    from .blobs_fs import FSBlobStore
+BlobOpener = Callable[[str], BlobStore]
+# what a store must have (BlobStore's methods), checked when a plugin's opener gives one
+BLOB_STORE_METHODS = (
+    "writer",
+    "read",
+    "head",
+    "exists",
+    "delete",
+    "sweep_partial",
+    "hashes",
+    "close",
+)
 
-    return FSBlobStore.open(url)
+
+def open_blob_store(url: str, openers: Mapping[str, BlobOpener] | None = None) -> BlobStore:
+    """Open the blob store at ``url``.
+
+    A scheme in ``openers`` (what plugins give through ``anywhere_blob_stores``) is
+    opened by its opener; anything else by PyFilesystem2: ``osfs:///var/lib/anywhere/drive``,
+    ``mem://``, or any opener that is installed, such as ``s3://`` from fs-s3fs.
+    """
+    scheme = url.partition("://")[0].lower()
+    opener = (openers or {}).get(scheme)
+    if opener is None:
+        from .blobs_fs import FSBlobStore
+
+        return FSBlobStore.open(url)
+    store = opener(url)
+    missing = [name for name in BLOB_STORE_METHODS if not callable(getattr(store, name, None))]
+    if missing:
+        raise BlobError(
+            f"the store opened for {scheme}:// ({type(store).__name__}) lacks "
+            f"{', '.join(missing)}: a blob store implements storage.blobs.BlobStore"
+        )
+    return store

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from bridge.pluginmanager import PluginManager
     from bridge.runtime import Bridge
-    from storage.blobs import BlobStore
+    from storage.blobs import BlobOpener, BlobStore
 
     from .rooms import FolderRooms
     from .service import Drive
@@ -22,6 +24,30 @@ if TYPE_CHECKING:
 # `anywhere drive sync`) does not import the bridge runtime and starts quickly.
 hookimpl = pluggy.HookimplMarker("anywhere")
 TRASH_SWEEP_SECONDS = 3600
+URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")  # RFC 3986
+
+
+def collect_blob_openers(bridge: Bridge, plugins: PluginManager) -> dict[str, BlobOpener]:
+    """``{scheme: opener}`` from every plugin's ``anywhere_blob_stores``."""
+    from bridge.errors import PluginLoadError
+
+    openers: dict[str, BlobOpener] = {}
+    owners: dict[str, str] = {}
+    for name, given in plugins.call_each("anywhere_blob_stores", bridge=bridge):
+        for scheme, opener in (given or {}).items():
+            key = str(scheme).lower()
+            if key in openers:
+                raise PluginLoadError(
+                    f"plugin {name!r} gives a blob store for {key}://, which plugin "
+                    f"{owners[key]!r} already gives: enable only one of them"
+                )
+            if not URL_SCHEME.fullmatch(key) or not callable(opener):
+                raise PluginLoadError(
+                    f"plugin {name!r}: anywhere_blob_stores must map URL schemes (a letter, "
+                    f"then letters, digits, +, - or .) to openers, found {scheme!r}: {opener!r}"
+                )
+            openers[key], owners[key] = opener, name
+    return openers
 
 
 class DrivePlugin:
@@ -62,7 +88,7 @@ class DrivePlugin:
             public_url=section["public_url"],
         )
         self.bridge = bridge
-        self.blobs = open_blob_store(url)
+        self.blobs = open_blob_store(url, collect_blob_openers(bridge, bridge.plugins))
         swept = await self.blobs.sweep_partial()
         if swept:
             bridge.log.info("removed unfinished uploads", plugin="drive", count=swept)

@@ -8,6 +8,7 @@ import os
 import fs
 import pytest
 
+from bridge.testing.blobstore import check_blob_store
 from storage.blobs import BlobError, BlobTooLarge, UnsafeBlobPath, open_blob_store
 from storage.blobs_fs import blob_path
 
@@ -88,3 +89,26 @@ def test_an_unknown_filesystem_scheme_says_what_to_install():
     with pytest.raises(BlobError, match="no filesystem opener"):
         open_blob_store("nosuchfs://bucket")
     assert fs.open_fs("mem://")  # the openers the drive relies on are there
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_the_built_in_store_keeps_the_contract_plugin_stores_are_held_to(blob_url):
+    await check_blob_store(open_blob_store(blob_url))
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_plugin_scheme_is_opened_by_its_opener_before_pyfilesystem2():
+    opened = []
+
+    def opener(url):
+        opened.append(url)
+        return open_blob_store("mem://")
+
+    store = open_blob_store("Mem://anything", {"mem": opener})
+    assert opened == ["Mem://anything"]  # schemes are case-insensitive, the URL is whole
+    await store.close()
+
+
+def test_an_opener_that_returns_no_store_is_named():
+    with pytest.raises(BlobError, match=r"for odd:// \(dict\) lacks writer, read"):
+        open_blob_store("odd://x", {"odd": lambda url: {}})

@@ -1,0 +1,124 @@
+"""A storage backend from a plugin package (examples/mirror-store, docs/drive.md): the
+drive keeps its content wherever ``anywhere_blob_stores`` says, held to the same contract
+as the built-in store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from anywhere_mirror import MirrorPlugin, open_mirror
+
+from bridge import hookimpl
+from bridge.errors import ConfigError, PluginLoadError
+from bridge.pluginmanager import PluginManager
+from bridge.testing.blobstore import check_blob_store
+from bridge.testing.stack import Stack
+from plugins.drive import collect_blob_openers
+from storage.blobs import BlobError, open_blob_store
+from storage.blobs_fs import blob_path
+
+from .people import Api, DrivePerson
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_the_example_backend_keeps_the_blob_store_contract(tmp_path):
+    await check_blob_store(open_mirror("mirror://", ["mem://", f"osfs://{tmp_path / 'b'}"]))
+
+
+def test_the_example_backend_says_what_is_wrong_with_its_settings():
+    validate = MirrorPlugin().anywhere_config_section().validate
+    with pytest.raises(ConfigError, match="copies: expected two or more filesystem URLs"):
+        validate({"copies": ["osfs:///srv/one"]}, "plugins.settings.mirror_store")
+    with pytest.raises(ConfigError, match="filesystem URLs such as"):
+        validate({"copies": ["osfs:///a", "mirror://"]}, "plugins.settings.mirror_store")
+    with pytest.raises(BlobError, match=r"write the storage URL as just mirror://"):
+        open_mirror("mirror://somewhere", ["mem://", "mem://"])
+
+
+class Settings:
+    """The bits of the bridge an ``anywhere_blob_stores`` hook reads."""
+
+    def settings(self, name):
+        return {"copies": ["mem://", "mem://"]}
+
+
+class SameScheme:
+    @hookimpl
+    def anywhere_blob_stores(self, bridge):
+        return {"MIRROR": lambda url: None}
+
+
+class BadScheme:
+    @hookimpl
+    def anywhere_blob_stores(self, bridge):
+        return {"no spaces://": lambda url: None}
+
+
+def test_a_scheme_two_plugins_give_stops_start_up_naming_both():
+    plugins = PluginManager()
+    plugins.register(MirrorPlugin(), "mirror_store")
+    plugins.register(SameScheme(), "copycat")
+    with pytest.raises(PluginLoadError, match="gives a blob store for mirror://") as caught:
+        collect_blob_openers(Settings(), plugins)
+    assert "'copycat'" in str(caught.value) and "'mirror_store'" in str(caught.value)
+    plugins = PluginManager()
+    plugins.register(BadScheme(), "odd")
+    with pytest.raises(PluginLoadError, match="plugin 'odd': anywhere_blob_stores must map"):
+        collect_blob_openers(Settings(), plugins)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_the_opener_gets_the_url_and_pyfilesystem2_keeps_the_rest():
+    plugins = PluginManager()
+    plugins.register(MirrorPlugin(), "mirror_store")
+    openers = collect_blob_openers(Settings(), plugins)
+    assert set(openers) == {"mirror"}
+    mirror = open_blob_store("mirror://", openers)
+    assert [type(copy).__name__ for copy in mirror.copies] == ["FSBlobStore", "FSBlobStore"]
+    await mirror.close()
+    plain = open_blob_store("mem://", openers)
+    assert type(plain).__name__ == "FSBlobStore"
+    await plain.close()
+
+
+@pytest.fixture(scope="module")
+def mirror_stack(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("mirror")
+    copies = [workdir / "disk1", workdir / "disk2"]
+    stack = Stack(
+        workdir,
+        ["basics", "drive", "mirror_store"],
+        settings={
+            "drive": {"storage_url": "mirror://"},
+            "mirror_store": {"copies": [f"osfs://{path}" for path in copies]},
+        },
+    )
+    stack.copies = copies
+    with stack:
+        yield stack
+
+
+@pytest.mark.e2e
+async def test_uploads_land_on_every_copy_and_are_served_while_one_lacks_them(mirror_stack):
+    person = DrivePerson(await mirror_stack.user(), mirror_stack)
+    try:
+        api = Api(mirror_stack, person)
+        folder = await api.folder("Contracts")
+        data = os.urandom(1_500_000)
+        digest = hashlib.sha256(data).hexdigest()
+        status, _, _ = await api.call("PUT", f"/folders/{folder}/files/deal.pdf", data=data)
+        assert status == 201
+        stored = [copy / blob_path(digest) for copy in mirror_stack.copies]
+        assert [path.read_bytes() == data for path in stored] == [True, True]
+
+        stored[0].unlink()  # the first disk lost it: the second one serves it
+        status, _, body = await api.call("GET", f"/folders/{folder}/files/deal.pdf")
+        assert (status, body) == (200, data)
+        status, _, body = await api.call(
+            "GET", f"/folders/{folder}/files/deal.pdf", headers={"Range": "bytes=100-199"}
+        )
+        assert (status, body) == (206, data[100:200])
+    finally:
+        await person.close()
