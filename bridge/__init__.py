@@ -23,6 +23,7 @@ _EXPORTS = {
     "command": ".commands",
     "ConfigSection": ".config",
     "ConfigError": ".errors",
+    "DoctorCheck": ".doctor",
     "EventContext": ".events",
     "MatrixEvent": ".events",
     "hookimpl": ".hookspecs",
@@ -36,6 +37,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "ConfigSection",
+    "DoctorCheck",
     "EventContext",
     "MatrixEvent",
     "Migrations",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
     from .commands import Command, CommandError, argument, command
     from .config import ConfigSection
+    from .doctor import DoctorCheck
     from .errors import ConfigError
     from .events import EventContext, MatrixEvent
     from .hookspecs import hookimpl

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import socket
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import yaml
@@ -15,7 +18,38 @@ from .errors import AnywhereError
 from .registration import build_registration
 from .web import check_homeserver_token
 
+if TYPE_CHECKING:
+    from .pluginmanager import PluginManager
+
 OK, FAIL, WARN = "ok  ", "FAIL", "warn"
+# the longest one plugin's checks may take
+PLUGIN_CHECK_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    """One line of ``anywhere doctor``, from a plugin's ``anywhere_doctor`` hook.
+
+    ``status`` is ``"ok"``, ``"warn"`` or ``"fail"``; ``fix`` says what to do when it is
+    not ok. Make them with :meth:`ok`, :meth:`warn` and :meth:`fail`.
+    """
+
+    name: str
+    status: str
+    text: str
+    fix: str = ""
+
+    @classmethod
+    def ok(cls, name: str, text: str) -> DoctorCheck:
+        return cls(name, "ok", text)
+
+    @classmethod
+    def warn(cls, name: str, text: str, fix: str = "") -> DoctorCheck:
+        return cls(name, "warn", text, fix)
+
+    @classmethod
+    def fail(cls, name: str, text: str, fix: str = "") -> DoctorCheck:
+        return cls(name, "fail", text, fix)
 
 
 class Report:
@@ -49,12 +83,38 @@ async def run_doctor(config_path: Path, registration_path: Path) -> int:
     check_registration_file(report, registration_path, expected)
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
-        if not await check_homeserver(report, http, config):
-            return 1
-        if not await check_as_token(report, http, config):
-            return 1
-        await check_ping(report, http, config)
+        if await check_homeserver(report, http, config) and await check_as_token(
+            report, http, config
+        ):
+            await check_ping(report, http, config)
+    await check_plugins(report, config, manager)
     return 1 if report.failed else 0
+
+
+async def check_plugins(report: Report, config: Config, manager: PluginManager) -> None:
+    """Each plugin's own checks (``anywhere_doctor``), with a bridge that is not started:
+    its config and settings only."""
+    from .runtime import Bridge
+
+    bridge = Bridge(config, manager)
+    statuses = {"ok": OK, "warn": WARN, "fail": FAIL}
+    for name, func in manager.impls("anywhere_doctor"):
+        try:
+            result = func(bridge=bridge)
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, PLUGIN_CHECK_SECONDS)
+            checks = list(result or [])
+        except TimeoutError:
+            report.line(FAIL, name, f"its checks took longer than {PLUGIN_CHECK_SECONDS:.0f} s")
+            continue
+        except Exception as exc:
+            report.line(FAIL, name, f"its checks failed: {type(exc).__name__}: {exc}")
+            continue
+        for check in checks:
+            if not isinstance(check, DoctorCheck) or check.status not in statuses:
+                report.line(FAIL, name, f"returned {check!r}, not a DoctorCheck")
+                continue
+            report.line(statuses[check.status], check.name, check.text, check.fix)
 
 
 def check_registration_file(report: Report, path: Path, expected: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .commands import Command
     from .config import Config, ConfigSection
+    from .doctor import DoctorCheck
     from .events import EventContext, MatrixEvent
     from .namespaces import Namespaces
     from .runtime import Bridge
@@ -197,6 +198,20 @@ def anywhere_network_connectors(bridge: Bridge) -> list[Any] | None:
     Called once when the groups plugin starts. Each network needs a settings entry
     ``plugins.settings.groups.networks.<network>`` (its ghost users' namespace is claimed
     from it); a network given twice stops start-up with both plugins named.
+    """
+
+
+@hookspec
+def anywhere_doctor(bridge: Bridge) -> Awaitable[list[DoctorCheck]] | list[DoctorCheck] | None:
+    """Return this plugin's checks for ``anywhere doctor``: a list of
+    :class:`bridge.doctor.DoctorCheck` (``DoctorCheck.ok(name, text)``,
+    ``.warn(name, text, fix)``, ``.fail(name, text, fix)``), each printed as one line.
+
+    Called by ``anywhere doctor`` after the core's checks, whether or not the bridge is
+    running. ``bridge`` is not started: read ``bridge.config`` and ``bridge.settings()``,
+    and open and close what you check yourself (a server you connect to, a folder you
+    write to — and leave it as you found it). May be async; 20 s at most. An exception
+    is printed as a failed check naming the plugin.
     """
 
 

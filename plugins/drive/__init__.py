@@ -74,12 +74,13 @@ class DrivePlugin:
     async def anywhere_startup(self, bridge: Bridge) -> None:
         from storage.blobs import open_blob_store
 
+        from .doctor import storage_url
         from .rooms import FolderRooms
         from .service import Drive
         from .settings import DriveSettings
 
         section = bridge.settings("drive")
-        url = section["storage_url"] or f"osfs://{bridge.config.data_dir / 'drive'}"
+        url = storage_url(bridge)
         settings = DriveSettings(
             storage_url=url,
             quota_bytes=section["quota_bytes"],
@@ -115,6 +116,12 @@ class DrivePlugin:
             except Exception:
                 self.bridge.log.exception("emptying expired trash failed", plugin="drive")
             await asyncio.sleep(TRASH_SWEEP_SECONDS)
+
+    @hookimpl
+    async def anywhere_doctor(self, bridge: Bridge):
+        from .doctor import check_storage
+
+        return [await check_storage(bridge)]
 
     @hookimpl
     async def anywhere_shutdown(self, bridge: Bridge) -> None:

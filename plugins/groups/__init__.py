@@ -95,6 +95,16 @@ class GroupsPlugin:
         await self.hub.start(collect_connectors(bridge, self.settings))
 
     @hookimpl
+    async def anywhere_doctor(self, bridge: Bridge):
+        """The XMPP server takes the bridge as its component (when XMPP is enabled)."""
+        xmpp = bridge.settings("groups")["xmpp"]
+        if not xmpp["enabled"]:
+            return []
+        from .xmpp.doctor import check_component
+
+        return [await check_component(xmpp)]
+
+    @hookimpl
     async def anywhere_shutdown(self, bridge: Bridge) -> None:
         if self.hub is not None:
             await self.hub.stop()
