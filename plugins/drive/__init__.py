@@ -98,14 +98,25 @@ class DrivePlugin:
         self._trash_task = asyncio.create_task(self._tidy(settings.trash_days))
 
     async def _tidy(self, days: int) -> None:
-        """Once at start-up: content no version uses goes. Then now and every hour (when
+        """Once at start-up: content an interrupted upload left goes; content no version
+        uses is counted and reported, never deleted. Then now and every hour (when
         ``days`` is set): what has been in a trash longer than ``days`` days goes."""
+        log = self.bridge.log
         try:
-            removed = await self.drive.sweep_unused_content()
+            removed = await self.drive.finish_interrupted_uploads()
             if removed:
-                self.bridge.log.info("removed unused content", plugin="drive", blobs=removed)
+                log.info("removed content of interrupted uploads", plugin="drive", blobs=removed)
+            unused = await self.drive.unused_content()
+            if unused:
+                log.warning(
+                    "stored content that no file uses was found and kept; if this database "
+                    "is not the one the drive's files were recorded in, check database.url",
+                    plugin="drive",
+                    blobs=unused,
+                    storage=self.drive.settings.storage_url,
+                )
         except Exception:
-            self.bridge.log.exception("sweeping unused content failed", plugin="drive")
+            log.exception("checking the drive's content at start-up failed", plugin="drive")
         while days:
             try:
                 count, freed = await self.drive.empty_expired_trash(days)

@@ -99,4 +99,12 @@ async def add_usage_counter(conn, scheme: Scheme) -> None:
     )
 
 
-DRIVE_MIGRATIONS = Migrations("drive", [create_tables, add_usage_counter])
+async def add_pending_content(conn, scheme: Scheme) -> None:
+    """content stored by an upload and not yet recorded in a version: what start-up may
+    delete after a crash (never content it merely finds unused)"""
+    await conn.execute(
+        "CREATE TABLE drive_pending_content (sha256 TEXT PRIMARY KEY, stored_at BIGINT NOT NULL)"
+    )
+
+
+DRIVE_MIGRATIONS = Migrations("drive", [create_tables, add_usage_counter, add_pending_content])

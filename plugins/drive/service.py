@@ -119,10 +119,17 @@ class Drive:
             await writer.abort()
             raise
         # From here until the version is recorded, the content is referenced by nothing:
-        # emptying a trash (which deletes unreferenced content) waits.
+        # emptying a trash (which deletes unreferenced content) waits, and the content is
+        # noted as pending, so that start-up after a crash in between knows it may go.
         async with self.blob_lock:
             blob = await writer.commit()
             try:
+                await self.db.execute(
+                    "INSERT INTO drive_pending_content (sha256, stored_at) VALUES ($1, $2) "
+                    "ON CONFLICT (sha256) DO NOTHING",
+                    blob.sha256,
+                    now_ms(),
+                )
                 head = await self.blobs.head(blob.sha256)
                 declared = mime if mime and mime != "application/octet-stream" else None
                 kinds = media_kinds(head, parts[-1], declared)
@@ -147,6 +154,10 @@ class Drive:
                 if not await self.tree.blob_in_use(blob.sha256):
                     await self.blobs.delete(blob.sha256)
                 raise
+            finally:
+                await self.db.execute(
+                    "DELETE FROM drive_pending_content WHERE sha256 = $1", blob.sha256
+                )
 
     async def empty_trash(
         self, user: str | None, folder: Folder, cutoff_ms: int | None = None
@@ -171,16 +182,31 @@ class Drive:
                     await self.blobs.delete(sha256)
         return count, freed
 
-    async def sweep_unused_content(self) -> int:
-        """Delete stored content no version uses — left by an upload that a crash
-        stopped between storing its content and recording it. Returns how many."""
+    async def finish_interrupted_uploads(self) -> int:
+        """Delete content that an upload stored but a crash stopped before it was
+        recorded (the uploads noted as pending), unless a version uses it after all.
+        Returns how many contents went.
+
+        Only content noted as pending is ever deleted here, never content that merely
+        looks unused: a database that lacks rows (a wrong ``database.url``, a restored
+        backup) must not cost the storage its files — see :meth:`unused_content`."""
         removed = 0
-        for sha256 in await self.blobs.hashes():
+        for row in await self.db.fetch("SELECT sha256 FROM drive_pending_content"):
+            sha256 = row["sha256"]
             async with self.blob_lock:  # an upload recording its version waits
                 if not await self.tree.blob_in_use(sha256):
                     await self.blobs.delete(sha256)
                     removed += 1
+                await self.db.execute("DELETE FROM drive_pending_content WHERE sha256 = $1", sha256)
         return removed
+
+    async def unused_content(self) -> int:
+        """How many stored contents no version uses (kept, and reported at start-up)."""
+        used = {
+            row["sha256"]
+            for row in await self.db.fetch("SELECT DISTINCT sha256 FROM drive_file_version")
+        }
+        return sum(1 for sha256 in await self.blobs.hashes() if sha256 not in used)
 
     async def empty_expired_trash(self, days: int) -> tuple[int, int]:
         """Empty what has been in any trash longer than ``days`` days."""

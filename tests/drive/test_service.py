@@ -284,7 +284,8 @@ async def test_upgrading_a_version_1_database_counts_the_usage_it_holds(database
                 size,
                 ALICE,
             )
-        assert (await run_migrations(db, [DRIVE_MIGRATIONS]))["drive"] == 2
+        versions = await run_migrations(db, [DRIVE_MIGRATIONS])
+        assert versions["drive"] == len(DRIVE_MIGRATIONS.steps)
         assert await db.fetchval("SELECT bytes FROM drive_usage WHERE owner = $1", ALICE) == 350
     finally:
         await db.stop()
@@ -334,14 +335,32 @@ async def test_only_trash_older_than_the_limit_expires(drive):
     assert await drive.empty_expired_trash(30) == (0, 0)
 
 
-async def test_content_no_version_uses_is_swept_and_used_content_stays(drive):
-    """An upload that a crash stopped between storing its content and recording it."""
+async def test_an_upload_a_crash_interrupted_is_finished_at_start_up(drive):
+    """Content stored, then a crash before its version was recorded: it goes. Content
+    noted as pending that a version does use (a crash just after recording) stays."""
     work = await drive.access.create_folder(ALICE, "Work")
     kept, _ = await drive.upload(ALICE, work, "kept.txt", chunks_of(b"kept"))
+    assert await drive.db.fetchval("SELECT COUNT(*) FROM drive_pending_content") == 0
     writer = await drive.blobs.writer()
     await writer.write(b"stored, never recorded")
     orphan = await writer.commit()
-    assert sorted(await drive.blobs.hashes()) == sorted([orphan.sha256, kept.sha256])
-    assert await drive.sweep_unused_content() == 1
+    for sha256 in (orphan.sha256, kept.sha256):  # what upload notes before recording
+        await drive.db.execute(
+            "INSERT INTO drive_pending_content (sha256, stored_at) VALUES ($1, 0)", sha256
+        )
+    assert await drive.finish_interrupted_uploads() == 1
     assert await drive.blobs.hashes() == [kept.sha256]
     assert await read_all(drive, kept) == b"kept"
+    assert await drive.db.fetchval("SELECT COUNT(*) FROM drive_pending_content") == 0
+    assert await drive.unused_content() == 0
+
+
+async def test_content_that_only_looks_unused_is_kept_and_counted(drive):
+    """A database without the drive's rows (a wrong database.url, an old backup) must
+    not cost the storage its files."""
+    writer = await drive.blobs.writer()
+    await writer.write(b"recorded in some other database")
+    stranger = await writer.commit()
+    assert await drive.finish_interrupted_uploads() == 0
+    assert await drive.blobs.hashes() == [stranger.sha256]
+    assert await drive.unused_content() == 1
