@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .config import Config, ConfigSection
     from .doctor import DoctorCheck
     from .events import EventContext, MatrixEvent
+    from .jobs import Job
     from .namespaces import Namespaces
     from .runtime import Bridge
 
@@ -106,6 +107,20 @@ def anywhere_event_handlers() -> dict[str, EventHandler] | None:
     crash, events that were acknowledged but not yet handled are handled again, so make
     side effects idempotent on ``event.event_id`` and send through ``ctx`` (whose sends
     are deduplicated by the homeserver).
+    """
+
+
+@hookspec
+def anywhere_job_handlers() -> dict[str, Callable[[Job], Awaitable[None]]] | None:
+    """Return ``{job kind: async def handler(job)}`` for the background jobs this plugin
+    enqueues with ``await bridge.jobs.enqueue(kind, payload, key=...)`` (bridge/jobs.py).
+
+    Called once at start-up. Name kinds after your plugin (``"drive.save_from_chat"``);
+    a kind two plugins give stops start-up with both named. The handler gets a
+    :class:`bridge.jobs.Job` (``payload``, ``attempt``) and runs beside the event worker,
+    at least once: make it idempotent. Raising retries it later (2 s, 4 s, ... up to ten
+    minutes, eight tries, then it is kept as failed and logged); an error the person
+    should hear about is better answered by the handler itself, which then returns.
     """
 
 

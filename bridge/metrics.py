@@ -20,6 +20,11 @@ INBOX_WRITE_LOCK_BUSY = Counter(
     "anywhere_inbox_write_lock_busy_total",
     "Transactions stored through the connection pool because SQLite's write lock was taken",
 )
+JOBS = Counter(
+    "anywhere_jobs_total",
+    "Background jobs run, by outcome (done, retried, failed)",
+    ["kind", "outcome"],
+)
 COMMANDS = Counter("anywhere_commands_total", "Commands run", ["command", "outcome"])
 
 

@@ -73,6 +73,33 @@ class PluginManager:
                     f"plugin {name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
                 ) from exc
 
+    def collect(
+        self,
+        hook_name: str,
+        what: str,
+        taken: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, tuple[str, Any]]:
+        """``{name: (plugin, value)}`` merged from a hook whose implementations return
+        ``{name: value}`` dicts. A name two plugins give (or one of ``taken``, ``{name:
+        owner}``) stops start-up with both plugins named; ``what`` says what the names
+        are in that message ("call mode", "blob store for the URL scheme")."""
+        owners = dict(taken or {})
+        found: dict[str, tuple[str, Any]] = {}
+        for plugin, given in self.call_each(hook_name, **kwargs):
+            if given is not None and not isinstance(given, dict):
+                raise PluginLoadError(
+                    f"plugin {plugin!r}: {hook_name} must return a dict, found {given!r}"
+                )
+            for name, value in (given or {}).items():
+                if name in owners:
+                    raise PluginLoadError(
+                        f"plugin {plugin!r} gives the {what} {name!r}, which plugin "
+                        f"{owners[name]!r} gives already: keep one of them"
+                    )
+                owners[name], found[name] = plugin, (plugin, value)
+        return found
+
     async def acall_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         results = []
         for name, result in self.call_each(hook_name, **kwargs):

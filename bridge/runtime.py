@@ -28,6 +28,7 @@ from .config import Config, ConfigSection, apply_plugin_sections
 from .errors import AnywhereError, ConfigError, PluginLoadError
 from .events import EventContext, MatrixEvent
 from .inbox import Inbox
+from .jobs import Jobs, collect_job_handlers
 from .namespaces import Namespaces
 from .pluginmanager import PluginManager
 from .registration import check_namespaces
@@ -93,6 +94,7 @@ class Bridge:
         self.log = log.bind(appservice=config["appservice.id"])
         self.db: Database | None = None
         self.inbox: Inbox | None = None
+        self.jobs: Jobs | None = None
         self.http: aiohttp.ClientSession | None = None
         self.api: AppServiceAPI | None = None
         self.commands: dict[str, Command] = {}
@@ -196,6 +198,7 @@ class Bridge:
         await self._start_web()
         await self._wait_for_homeserver()
         self._collect_commands_and_handlers()
+        self.jobs = Jobs(self.db, collect_job_handlers(self.plugins))
         for name, func in self.plugins.impls("anywhere_startup"):
             try:
                 result = func(bridge=self)
@@ -211,6 +214,7 @@ class Bridge:
         # on average with them, 70 µs without).
         gc.freeze()
         self.inbox.start()
+        self.jobs.start()
         self.log.info(
             "bridge started",
             bot=self.config.bot_mxid,
@@ -406,6 +410,8 @@ class Bridge:
     async def stop(self) -> None:
         if self.inbox is not None:
             await self.inbox.stop()
+        if self.jobs is not None:
+            await self.jobs.stop()  # before the plugins shut down: their jobs run again later
         self._flush_handled()
         for name, func in self.plugins.impls("anywhere_shutdown"):
             try:

@@ -93,4 +93,22 @@ async def v3_inbox_bodies(conn, scheme: Scheme) -> None:
     )
 
 
-CORE_MIGRATIONS = Migrations("core", [v1_inbox, v2_rooms, v3_inbox_bodies])
+async def v4_jobs(conn, scheme: Scheme) -> None:
+    """durable background jobs (bridge/jobs.py)"""
+    await conn.execute(
+        f"""CREATE TABLE job (
+            id          {serial_primary_key(scheme)},
+            kind        TEXT NOT NULL,
+            key         TEXT NOT NULL UNIQUE,
+            payload     TEXT NOT NULL,
+            state       TEXT NOT NULL,
+            attempts    INTEGER NOT NULL,
+            not_before  BIGINT NOT NULL,
+            created_at  BIGINT NOT NULL,
+            last_error  TEXT
+        )"""
+    )
+    await conn.execute("CREATE INDEX job_due ON job (state, not_before, id)")
+
+
+CORE_MIGRATIONS = Migrations("core", [v1_inbox, v2_rooms, v3_inbox_bodies, v4_jobs])

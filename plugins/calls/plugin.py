@@ -45,20 +45,14 @@ async def v1_conferences(conn: Any, scheme: Any) -> None:
 def collect_modes(plugins: PluginManager) -> dict[str, type[CallMode]]:
     """The built-in modes plus those other plugins give through ``anywhere_call_modes``."""
     modes = dict(MODES)
-    owners = dict.fromkeys(MODES, "calls")
-    for name, given in plugins.call_each("anywhere_call_modes"):
-        for mode_name, mode in (given or {}).items():
-            if mode_name in modes:
-                raise PluginLoadError(
-                    f"plugin {name!r} defines call mode {mode_name!r}, which plugin "
-                    f"{owners[mode_name]!r} already defines: rename one of them"
-                )
-            if not (isinstance(mode, type) and issubclass(mode, CallMode)):
-                raise PluginLoadError(
-                    f"plugin {name!r}: call mode {mode_name!r} must be a subclass of "
-                    f"plugins.calls.modes.CallMode, found {mode!r}"
-                )
-            modes[mode_name], owners[mode_name] = mode, name
+    given = plugins.collect("anywhere_call_modes", "call mode", dict.fromkeys(MODES, "calls"))
+    for mode_name, (name, mode) in given.items():
+        if not (isinstance(mode, type) and issubclass(mode, CallMode)):
+            raise PluginLoadError(
+                f"plugin {name!r}: call mode {mode_name!r} must be a subclass of "
+                f"plugins.calls.modes.CallMode, found {mode!r}"
+            )
+        modes[mode_name] = mode
     return modes
 
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from bridge.pluginmanager import PluginManager
     from bridge.runtime import Bridge
     from storage.blobs import BlobOpener, BlobStore
 
@@ -27,26 +26,28 @@ TRASH_SWEEP_SECONDS = 3600
 URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")  # RFC 3986
 
 
-def collect_blob_openers(bridge: Bridge, plugins: PluginManager) -> dict[str, BlobOpener]:
+def collect_blob_openers(bridge: Bridge) -> dict[str, BlobOpener]:
     """``{scheme: opener}`` from every plugin's ``anywhere_blob_stores``."""
     from bridge.errors import PluginLoadError
 
     openers: dict[str, BlobOpener] = {}
     owners: dict[str, str] = {}
-    for name, given in plugins.call_each("anywhere_blob_stores", bridge=bridge):
-        for scheme, opener in (given or {}).items():
-            key = str(scheme).lower()
-            if key in openers:
-                raise PluginLoadError(
-                    f"plugin {name!r} gives a blob store for {key}://, which plugin "
-                    f"{owners[key]!r} already gives: enable only one of them"
-                )
-            if not URL_SCHEME.fullmatch(key) or not callable(opener):
-                raise PluginLoadError(
-                    f"plugin {name!r}: anywhere_blob_stores must map URL schemes (a letter, "
-                    f"then letters, digits, +, - or .) to openers, found {scheme!r}: {opener!r}"
-                )
-            openers[key], owners[key] = opener, name
+    given = bridge.plugins.collect(
+        "anywhere_blob_stores", "blob store for the URL scheme", bridge=bridge
+    )
+    for scheme, (name, opener) in given.items():
+        key = str(scheme).lower()
+        if not URL_SCHEME.fullmatch(key) or not callable(opener):
+            raise PluginLoadError(
+                f"plugin {name!r}: anywhere_blob_stores must map URL schemes (a letter, "
+                f"then letters, digits, +, - or .) to openers, found {scheme!r}: {opener!r}"
+            )
+        if key in openers:  # the same scheme in other letters
+            raise PluginLoadError(
+                f"plugin {name!r} gives the blob store for the URL scheme {key!r}, which "
+                f"plugin {owners[key]!r} gives already: keep one of them"
+            )
+        openers[key], owners[key] = opener, name
     return openers
 
 
@@ -89,7 +90,7 @@ class DrivePlugin:
             public_url=section["public_url"],
         )
         self.bridge = bridge
-        self.blobs = open_blob_store(url, collect_blob_openers(bridge, bridge.plugins))
+        self.blobs = open_blob_store(url, collect_blob_openers(bridge))
         swept = await self.blobs.sweep_partial()
         if swept:
             bridge.log.info("removed unfinished uploads", plugin="drive", count=swept)
@@ -148,6 +149,15 @@ class DrivePlugin:
         from .commands import DriveCommands
 
         return [DriveCommands(self).command()]
+
+    @hookimpl
+    def anywhere_job_handlers(self) -> dict[str, Any]:
+        from .rooms import SAVE_FROM_CHAT
+
+        return {SAVE_FROM_CHAT: self.save_from_chat}
+
+    async def save_from_chat(self, job) -> None:
+        await self.rooms.save_from_chat(job)
 
     @hookimpl
     def anywhere_event_handlers(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ async def check_storage(bridge: Bridge) -> DoctorCheck:
 
     url = storage_url(bridge)
     try:
-        store = open_blob_store(url, collect_blob_openers(bridge, bridge.plugins))
+        store = open_blob_store(url, collect_blob_openers(bridge))
     except Exception as exc:
         return DoctorCheck.fail(NAME, f"cannot open {url}: {exc}", FIX)
     probe = b"anywhere doctor " + os.urandom(16)  # content of its own: nothing else uses it

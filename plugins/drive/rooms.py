@@ -20,6 +20,7 @@ import aiohttp
 from mautrix.types import EventType, RoomCreatePreset
 
 from bridge import EventContext, MatrixEvent
+from bridge.jobs import Job
 from storage.blobs import BlobError
 
 from .errors import Denied, DriveError
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 FILE_MSGTYPES = frozenset({"m.file", "m.image", "m.audio", "m.video"})
 MEDIA_CONFIG_SECONDS = 300.0
+
+
+SAVE_FROM_CHAT = "drive.save_from_chat"
 
 
 class FolderRooms:
@@ -142,6 +146,8 @@ class FolderRooms:
 
     # ----- files from chat -----
     async def on_message(self, event: MatrixEvent, ctx: EventContext) -> None:
+        """A file posted in a folder's room is saved into the folder — by a background
+        job, so that fetching a large file holds up no other event."""
         content = event.content
         if content.get("msgtype") not in FILE_MSGTYPES or self.bridge.is_ours(event.sender):
             return
@@ -149,10 +155,25 @@ class FolderRooms:
         if folder is None:
             return
         url = content.get("url")
-        name = content.get("filename") or content.get("body") or ""
         if not isinstance(url, str) or not url.startswith("mxc://"):
             await ctx.reply("I can't save this file: it has no plain mxc:// URL (encrypted?).")
             return
+        await self.bridge.jobs.enqueue(
+            SAVE_FROM_CHAT,
+            {"event": event.raw, "txn_id": event.txn_id},
+            key=f"{SAVE_FROM_CHAT}:{event.event_id}",
+        )
+
+    async def save_from_chat(self, job: Job) -> None:
+        """The job: fetch the file from the homeserver and store it as a new version
+        (once per event: a repeat finds the file it saved), then say so in the room."""
+        event = MatrixEvent(job.payload["event"], job.payload.get("txn_id", ""))
+        ctx = EventContext(self.bridge, event, "drive")
+        content = event.content
+        folder = await self.drive.access.folder_for_room(event.room_id)
+        if folder is None:
+            return  # the folder went meanwhile
+        name = content.get("filename") or content.get("body") or ""
         info = content.get("info") if isinstance(content.get("info"), dict) else {}
         size = info.get("size") if isinstance(info.get("size"), int) else None
         try:
@@ -160,7 +181,7 @@ class FolderRooms:
                 event.sender,
                 folder,
                 name,
-                self.download(url),
+                self.download(content["url"]),
                 declared_size=size,
                 mime=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
                 source=event.event_id,
@@ -181,6 +202,8 @@ class FolderRooms:
             f"{quote(server)}/{quote(media_id)}?allow_redirect=true"
         )
         async with self.bridge.http.get(url, headers=self._auth()) as resp:
+            if resp.status >= 500:  # the homeserver's trouble: the job tries again later
+                raise ConnectionError(f"the homeserver could not give the file ({resp.status})")
             if resp.status != 200:
                 raise DriveError(f"the homeserver did not give the file ({resp.status})")
             async for chunk in resp.content.iter_chunked(1 << 20):

@@ -165,7 +165,7 @@ def test_a_call_mode_name_taken_twice_stops_start_up_naming_both_plugins():
 
     manager = PluginManager()
     manager.register(Clash(), "clash")
-    with pytest.raises(PluginLoadError, match="'clash' defines call mode 'echo'.*'calls'"):
+    with pytest.raises(PluginLoadError, match="'clash' gives the call mode 'echo'.*'calls'"):
         collect_modes(manager)
 
 

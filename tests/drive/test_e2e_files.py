@@ -3,6 +3,7 @@ commands, quota, unsafe paths and the copyright rule."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -31,6 +32,22 @@ async def test_a_file_sent_from_chat_is_listed_and_downloads_identical(person, a
     assert posted["content"]["info"]["size"] == len(data)
     assert posted["content"]["org.anywhere.drive"]["sha256"] == sha(data)
     assert sha(await alice.download(posted["content"]["url"])) == sha(data)
+
+
+async def test_a_file_from_chat_is_saved_once_though_the_bridge_was_killed_meanwhile(
+    person, drive_stack
+):
+    """Saving runs as a background job: one the bridge was killed before or during runs
+    (again) when it is back, and the file has one version."""
+    alice = await person()
+    room = await alice.new_folder("Crash")
+    data = os.urandom(1_500_000)
+    event_id = await alice.send_file(room, "report.pdf", data, "application/pdf")
+    drive_stack.bridge.kill()
+    await asyncio.to_thread(drive_stack.bridge.start)
+    assert await alice.saved(room, event_id) == "Saved report.pdf in Crash (1.4 MB, version 1)."
+    listing = await alice.ask(room, "!drive ls")
+    assert "report.pdf — 1.4 MB, v1" in listing and "v2" not in listing
 
 
 async def test_share_posts_a_downloadable_file_into_another_room(person):

@@ -37,8 +37,11 @@ def test_the_example_backend_says_what_is_wrong_with_its_settings():
         open_mirror("mirror://somewhere", ["mem://", "mem://"])
 
 
-class Settings:
-    """The bits of the bridge an ``anywhere_blob_stores`` hook reads."""
+class Bridge:
+    """The bits of the bridge that collecting blob stores reads."""
+
+    def __init__(self, plugins):
+        self.plugins = plugins
 
     def settings(self, name):
         return {"copies": ["mem://", "mem://"]}
@@ -60,20 +63,20 @@ def test_a_scheme_two_plugins_give_stops_start_up_naming_both():
     plugins = PluginManager()
     plugins.register(MirrorPlugin(), "mirror_store")
     plugins.register(SameScheme(), "copycat")
-    with pytest.raises(PluginLoadError, match="gives a blob store for mirror://") as caught:
-        collect_blob_openers(Settings(), plugins)
+    with pytest.raises(PluginLoadError, match="blob store for the URL scheme 'mirror'") as caught:
+        collect_blob_openers(Bridge(plugins))
     assert "'copycat'" in str(caught.value) and "'mirror_store'" in str(caught.value)
     plugins = PluginManager()
     plugins.register(BadScheme(), "odd")
     with pytest.raises(PluginLoadError, match="plugin 'odd': anywhere_blob_stores must map"):
-        collect_blob_openers(Settings(), plugins)
+        collect_blob_openers(Bridge(plugins))
 
 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_the_opener_gets_the_url_and_pyfilesystem2_keeps_the_rest():
     plugins = PluginManager()
     plugins.register(MirrorPlugin(), "mirror_store")
-    openers = collect_blob_openers(Settings(), plugins)
+    openers = collect_blob_openers(Bridge(plugins))
     assert set(openers) == {"mirror"}
     mirror = open_blob_store("mirror://", openers)
     assert [type(copy).__name__ for copy in mirror.copies] == ["FSBlobStore", "FSBlobStore"]

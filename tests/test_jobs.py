@@ -1,0 +1,184 @@
+"""Durable background jobs (bridge/jobs.py), on SQLite and PostgreSQL: enqueued once per
+key, run beside the event worker, retried when they raise, kept as failed when they keep
+failing, and run again after a restart cut them off."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_asyncio
+
+from bridge import hookimpl
+from bridge import jobs as jobs_module
+from bridge.errors import PluginLoadError
+from bridge.jobs import Jobs, collect_job_handlers
+from bridge.pluginmanager import PluginManager
+from bridge.schema import CORE_MIGRATIONS
+from storage import open_database, run_migrations
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def db(anywhere_database_url):
+    database = await open_database(anywhere_database_url)
+    await run_migrations(database, [CORE_MIGRATIONS])
+    try:
+        yield database
+    finally:
+        await database.stop()
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(jobs_module, "FIRST_RETRY_SECONDS", 0.05)
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not within the time allowed")
+
+
+def queue(db, handlers) -> Jobs:
+    return Jobs(db, {kind: ("test", handler) for kind, handler in handlers.items()})
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_runs_once_per_key_and_leaves_nothing_behind(db):
+    seen = []
+
+    async def save(job):
+        seen.append((job.payload, job.attempt))
+
+    jobs = queue(db, {"test.save": save})
+    assert await jobs.enqueue("test.save", {"file": "a.pdf"}, key="save:$event1")
+    assert not await jobs.enqueue("test.save", {"file": "a.pdf"}, key="save:$event1")
+    jobs.start()
+    try:
+        await until(lambda: _done(db))
+        assert seen == [({"file": "a.pdf"}, 1)]
+        with pytest.raises(ValueError, match="no plugin handles jobs of kind 'test.nope'"):
+            await jobs.enqueue("test.nope", {}, key="x")
+    finally:
+        await jobs.stop()
+
+
+async def _done(db) -> bool:
+    return await db.fetchval("SELECT COUNT(*) FROM job") == 0
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_that_raises_is_tried_again_later(db):
+    attempts = []
+
+    async def flaky(job):
+        attempts.append(job.attempt)
+        if job.attempt < 3:
+            raise ConnectionError("the homeserver is restarting")
+
+    jobs = queue(db, {"test.flaky": flaky})
+    jobs.start()
+    try:
+        await jobs.enqueue("test.flaky", {}, key="flaky")
+        await until(lambda: _done(db))
+        assert attempts == [1, 2, 3]
+    finally:
+        await jobs.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_that_keeps_failing_is_kept_as_failed_not_dropped(db, monkeypatch):
+    monkeypatch.setattr(jobs_module, "MAX_ATTEMPTS", 2)
+
+    async def broken(job):
+        raise RuntimeError("this file is cursed")
+
+    jobs = queue(db, {"test.broken": broken})
+    jobs.start()
+    try:
+        await jobs.enqueue("test.broken", {"n": 1}, key="cursed")
+
+        async def failed():
+            return await db.fetchval("SELECT state FROM job WHERE key = 'cursed'") == "failed"
+
+        await until(failed)
+        row = await db.fetchrow("SELECT attempts, last_error FROM job WHERE key = 'cursed'")
+        assert (row["attempts"], row["last_error"]) == (2, "RuntimeError: this file is cursed")
+        assert await jobs.waiting() == 0
+        assert not await jobs.enqueue("test.broken", {"n": 1}, key="cursed")  # still kept
+    finally:
+        await jobs.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_cut_off_by_a_stop_runs_again_at_the_next_start(db):
+    started, release, runs = asyncio.Event(), asyncio.Event(), []
+
+    async def slow(job):
+        runs.append(job.attempt)
+        started.set()
+        await release.wait()
+
+    first = queue(db, {"test.slow": slow})
+    first.start()
+    await first.enqueue("test.slow", {}, key="slow")
+    await asyncio.wait_for(started.wait(), 5)
+    await first.stop()  # the bridge stops (or dies) in the middle of the job
+    assert await first.waiting() == 1
+
+    release.set()
+    second = queue(db, {"test.slow": slow})
+    second.start()
+    try:
+        await until(lambda: _done(db))
+        assert runs == [1, 2]
+    finally:
+        await second.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_slow_jobs_run_side_by_side_and_do_not_hold_up_quick_ones(db):
+    release, order = asyncio.Event(), []
+
+    async def slow(job):
+        await release.wait()
+        order.append("slow")
+
+    async def quick(job):
+        order.append("quick")
+
+    jobs = queue(db, {"test.slow": slow, "test.quick": quick})
+    jobs.start()
+    try:
+        await jobs.enqueue("test.slow", {}, key="big-file")
+        await jobs.enqueue("test.quick", {}, key="small-file")
+
+        async def quick_done():
+            return order == ["quick"]
+
+        await until(quick_done)
+        release.set()
+        await until(lambda: _done(db))
+        assert order == ["quick", "slow"]
+    finally:
+        await jobs.stop()
+
+
+class Saver:
+    @hookimpl
+    def anywhere_job_handlers(self):
+        async def save(job):
+            pass
+
+        return {"drive.save_from_chat": save}
+
+
+def test_a_kind_two_plugins_handle_stops_start_up_naming_both():
+    plugins = PluginManager()
+    plugins.register(Saver(), "drive")
+    plugins.register(Saver(), "copycat")
+    with pytest.raises(PluginLoadError, match="the job kind 'drive.save_from_chat'") as caught:
+        collect_job_handlers(plugins)
+    assert "'drive'" in str(caught.value) and "'copycat'" in str(caught.value)
