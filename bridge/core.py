@@ -96,7 +96,7 @@ class CorePlugin:
 
     @hookimpl
     def anywhere_commands(self) -> list[Command]:
-        return [self.help_command()]
+        return [self.help_command(), self.jobs_command()]
 
     @hookimpl
     def anywhere_event_handlers(self) -> dict[str, Any]:
@@ -116,6 +116,42 @@ class CorePlugin:
 
         help_.policy_exempt = True
         return help_
+
+    def jobs_command(self) -> Command:
+        @command(
+            "jobs",
+            help="Background jobs: how many wait, which failed; retry failed ones",
+            level="admin",
+        )
+        @argument("action", nargs="?", choices=["list", "retry"], default="list")
+        @argument("job", nargs="?", help="with retry: a failed job's number, or all")
+        async def jobs_(ctx: EventContext, args: argparse.Namespace) -> None:
+            await ctx.reply(await self.jobs_text(args.action, args.job))
+
+        return jobs_
+
+    async def jobs_text(self, action: str, which: str | None) -> str:
+        jobs, prefix = self.bridge.jobs, self.prefix
+        if action == "retry":
+            how = f"{prefix}jobs retry NUMBER, or {prefix}jobs retry all"
+            if which is None:
+                raise CommandError(f"say which failed job to retry: {how}")
+            if which != "all" and not which.isdigit():
+                raise CommandError(f"{which!r} is not a job number: {how}")
+            count = await jobs.retry(None if which == "all" else int(which))
+            if not count:
+                return f"No failed job {'' if which == 'all' else '#' + which + ' '}to retry."
+            return f"Queued {count} failed job{'s' if count != 1 else ''} again."
+        failed = await jobs.failed()
+        lines = [f"Background jobs: {await jobs.waiting()} waiting, {len(failed)} failed."]
+        for job in failed:
+            lines.append(
+                f"#{job['id']} {job['kind']} ({job['key']}) — {job['attempts']} tries, "
+                f"last error: {job['last_error']}"
+            )
+        if failed:
+            lines.append(f"Retry with {prefix}jobs retry NUMBER or {prefix}jobs retry all.")
+        return "\n".join(lines)
 
     def help_text(self, user_id: str, name: str | None) -> tuple[str, str]:
         bridge = self.bridge

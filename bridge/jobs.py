@@ -110,6 +110,29 @@ class Jobs:
         """Jobs queued (or running), not failed."""
         return await self.db.fetchval("SELECT COUNT(*) FROM job WHERE state = 'queued'")
 
+    async def failed(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The failed jobs, oldest first: id, kind, key, attempts, last_error."""
+        rows = await self.db.fetch(
+            "SELECT id, kind, key, attempts, last_error FROM job WHERE state = 'failed' "
+            "ORDER BY id LIMIT $1",
+            limit,
+        )
+        return [dict(row) for row in rows]
+
+    async def retry(self, job_id: int | None = None) -> int:
+        """Queue failed jobs again (one, or all when ``job_id`` is None), with their tries
+        counted from zero; returns how many."""
+        query = (
+            "UPDATE job SET state = 'queued', attempts = 0, not_before = 0, last_error = NULL "
+            "WHERE state = 'failed'"
+        )
+        if job_id is None:
+            rows = await self.db.fetch(query + " RETURNING id")
+        else:
+            rows = await self.db.fetch(query + " AND id = $1 RETURNING id", job_id)
+        self._wake.set()  # and the workers look at the queue again
+        return len(rows)
+
     def start(self, workers: int = WORKERS) -> None:
         self._workers = [
             asyncio.create_task(self._work(), name=f"anywhere-job-{n}") for n in range(workers)

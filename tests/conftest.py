@@ -15,7 +15,15 @@ def anywhere_enabled_plugins() -> list[str]:
 
 @pytest.fixture(scope="session")
 def anywhere_bridge_config() -> dict:
-    return {"bridge": {"permissions": {"localhost": "user", "@outsider:localhost": "none"}}}
+    return {
+        "bridge": {
+            "permissions": {
+                "localhost": "user",
+                "@outsider:localhost": "none",
+                "@operator:localhost": "admin",
+            }
+        }
+    }
 
 
 @pytest.fixture

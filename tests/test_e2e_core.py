@@ -6,7 +6,9 @@ import asyncio
 import collections
 import re
 import secrets
+import sqlite3
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -42,6 +44,49 @@ async def test_help_in_a_dm_lists_every_enabled_plugins_commands(matrix_user, bo
     # one line per command, each with its description
     assert re.search(r"^  !ping .*— Check that the bot answers$", body, re.M)
     assert reply["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
+
+
+async def test_an_operator_sees_failed_jobs_and_queues_them_again(
+    matrix_user, bot_id, anywhere_stack
+):
+    """A job whose plugin is no longer enabled is kept as failed, saying why — never
+    dropped; !jobs shows it to an operator and !jobs retry queues it again."""
+    operator = await matrix_user("operator")
+    room = await operator.dm(bot_id)
+
+    async def ask(text: str, expect: str) -> str:
+        mark = operator.mark(room)
+        await operator.send_text(room, text)
+        reply = await operator.wait_for_notice(room, bot_id, expect, start=mark)
+        return reply["content"]["body"]
+
+    assert await ask("!jobs", "Background jobs:") == "Background jobs: 0 waiting, 0 failed."
+    db = sqlite3.connect(Path(anywhere_stack.config["data_dir"]) / "anywhere.db", timeout=10)
+    try:
+        with db:  # what a disabled plugin left queued
+            db.execute(
+                "INSERT INTO job (kind, key, payload, state, attempts, not_before, created_at) "
+                "VALUES ('archive.fetch', 'archive.fetch:$old', '{}', 'queued', 0, 0, 0)"
+            )
+    finally:
+        db.close()
+    assert await ask("!jobs retry all", "to retry") == "No failed job to retry."  # wakes them
+    for _ in range(50):
+        body = await ask("!jobs", "Background jobs:")
+        if "1 failed" in body:
+            break
+        await asyncio.sleep(0.2)
+    assert "Background jobs: 0 waiting, 1 failed." in body
+    assert "archive.fetch (archive.fetch:$old) — 1 tries, last error: no enabled plugin" in body
+    number = re.search(r"^#(\d+) archive.fetch", body, re.M).group(1)
+    assert await ask(f"!jobs retry {number}", "Queued") == "Queued 1 failed job again."
+    refused = await ask("!jobs retry soon", "is not a job number")
+    assert "!jobs retry NUMBER, or !jobs retry all" in refused
+
+    person = await matrix_user()
+    dm = await person.dm(bot_id)
+    await person.send_text(dm, "!jobs")
+    await person.wait_for_notice(dm, bot_id, "needs the admin permission level")
 
 
 async def test_help_for_one_command_gives_its_usage(matrix_user, bot_id):

@@ -92,8 +92,11 @@ async def test_a_job_that_raises_is_tried_again_later(db):
 async def test_a_job_that_keeps_failing_is_kept_as_failed_not_dropped(db, monkeypatch):
     monkeypatch.setattr(jobs_module, "MAX_ATTEMPTS", 2)
 
+    cured = []
+
     async def broken(job):
-        raise RuntimeError("this file is cursed")
+        if not cured:
+            raise RuntimeError("this file is cursed")
 
     jobs = queue(db, {"test.broken": broken})
     jobs.start()
@@ -108,6 +111,14 @@ async def test_a_job_that_keeps_failing_is_kept_as_failed_not_dropped(db, monkey
         assert (row["attempts"], row["last_error"]) == (2, "RuntimeError: this file is cursed")
         assert await jobs.waiting() == 0
         assert not await jobs.enqueue("test.broken", {"n": 1}, key="cursed")  # still kept
+        [failed_job] = await jobs.failed()
+        assert (failed_job["kind"], failed_job["key"]) == ("test.broken", "cursed")
+
+        cured.append(True)  # the operator fixed the cause: !jobs retry
+        assert await jobs.retry(failed_job["id"] + 1) == 0
+        assert await jobs.retry(failed_job["id"]) == 1
+        await until(lambda: _done(db))
+        assert await jobs.failed() == []
     finally:
         await jobs.stop()
 
