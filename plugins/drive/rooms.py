@@ -190,10 +190,15 @@ class FolderRooms:
             await ctx.reply(f"Not saved: {exc}")
             return
         if added:
-            await ctx.reply(
+            text = (
                 f"Saved {node.name} in {folder.name} ({human_size(node.size)}, "
                 f"version {node.version_no})."
             )
+            quota = await self.drive.quota(folder.owner)
+            if quota.nearly_full:  # before uploads start being refused
+                whose = "Your drive" if folder.owner == event.sender else "The owner's drive"
+                text += f" {whose} is {quota.describe()}; uploads past it are refused."
+            await ctx.reply(text)
 
     async def download(self, mxc: str) -> AsyncIterator[bytes]:
         server, _, media_id = mxc.removeprefix("mxc://").partition("/")

@@ -40,6 +40,9 @@ async def allow_everything(actor: str, action: str, target: str | None, context:
     return Allowed()
 
 
+NEARLY_FULL = 0.9
+
+
 @dataclass(frozen=True)
 class Quota:
     used: int
@@ -48,6 +51,19 @@ class Quota:
     @property
     def free(self) -> int:
         return max(0, self.limit - self.used)
+
+    @property
+    def nearly_full(self) -> bool:
+        """At least ``NEARLY_FULL`` of the quota is used: time to say so."""
+        return self.used >= NEARLY_FULL * self.limit
+
+    def describe(self) -> str:
+        from .model import human_size
+
+        return (
+            f"{100 * self.used / self.limit:.0f}% full: {human_size(self.used)} of "
+            f"{human_size(self.limit)}"
+        )
 
 
 class Drive:

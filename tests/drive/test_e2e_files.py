@@ -98,6 +98,18 @@ async def test_an_upload_over_quota_keeps_nothing(person):
     assert "You use 3.3 MB of 6.0 MB" in await alice.ask(room, "!drive quota")
 
 
+async def test_an_upload_that_nearly_fills_the_drive_says_so(person):
+    alice = await person()
+    room = await alice.new_folder("Almost")
+    answer = await alice.saved(room, await alice.send_file(room, "a.bin", os.urandom(2_000_000)))
+    assert answer == "Saved a.bin in Almost (1.9 MB, version 1)."  # a third: nothing said
+    answer = await alice.saved(room, await alice.send_file(room, "b.bin", os.urandom(3_800_000)))
+    assert answer == (
+        "Saved b.bin in Almost (3.6 MB, version 1). Your drive is 92% full: 5.5 MB of "
+        "6.0 MB; uploads past it are refused."
+    )
+
+
 async def test_dot_dot_absolute_and_symlinked_paths_are_refused(person, drive_stack):
     alice = await person()
     room = await alice.new_folder("Safe")
