@@ -229,19 +229,27 @@ class DriveCommands:
     async def do_mv(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, node, rel = await self.node_at(ctx, args.source, write=True)
         dest_folder, dest = await self.where(ctx, args.destination)
-        if dest_folder.id != folder.id:
-            raise CommandError("moving between folders is not supported; get and upload it")
-        parts = split_path(dest)
+        parts = split_path(dest, allow_empty=dest_folder.id != folder.id)
         try:
-            target = await self.drive.tree.lookup(folder, parts)
+            target = await self.drive.tree.lookup(dest_folder, parts)
         except NotFound:
             target = None
         if target is not None and target.is_dir and target.id != node.id:
             parent, name = target, node.name
         else:
-            parent, name = await self.drive.tree.lookup(folder, parts[:-1]), parts[-1]
-        moved = await self.drive.tree.move(folder, node, parent, name, ctx.event.sender)
-        await ctx.reply(f"Moved {rel} to {await self.drive.tree.path_of(moved)}.")
+            parent, name = await self.drive.tree.lookup(dest_folder, parts[:-1]), parts[-1]
+        if dest_folder.id == folder.id:
+            moved = await self.drive.tree.move(folder, node, parent, name, ctx.event.sender)
+            await ctx.reply(f"Moved {rel} to {await self.drive.tree.path_of(moved)}.")
+            return
+        moved = await self.drive.move_to_folder(
+            ctx.event.sender, folder, node, dest_folder, parent, name
+        )
+        where = await self.drive.tree.path_of(moved)
+        await ctx.reply(
+            f"Moved {folder.name}/{rel} to {dest_folder.name}/{where}; the original is in "
+            f"the trash of {folder.name} with its older versions."
+        )
 
     async def do_rm(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, node, rel = await self.node_at(ctx, args.path, write=True)

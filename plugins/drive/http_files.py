@@ -186,6 +186,11 @@ async def move(request: web.Request, user: str) -> web.Response:
     body = await json_body(request)
     node, _ = await drive.resolve(user, folder, required(body, "from"), write=True)
     parts = split_path(required(body, "to"))
+    if body.get("to_folder") not in (None, folder.id):  # into another shared folder
+        target = await drive.access.folder(str(body["to_folder"]))
+        parent = await drive.tree.lookup(target, parts[:-1])
+        moved = await drive.move_to_folder(user, folder, node, target, parent, parts[-1])
+        return node_response(moved, "/".join(parts))
     parent = await drive.tree.lookup(folder, parts[:-1])
     moved = await drive.tree.move(folder, node, parent, parts[-1], user, if_match(request, body))
     return node_response(moved, "/".join(parts))

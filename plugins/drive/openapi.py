@@ -43,11 +43,11 @@ def op(summary: str, *params: dict, body: dict | None = None, ok: str = "OK", **
     return operation
 
 
-def obj(**props: str) -> dict:
+def obj(optional: tuple[str, ...] = (), **props: str) -> dict:
     return {
         "type": "object",
         "properties": {k: {"type": v} for k, v in props.items()},
-        "required": list(props),
+        "required": [k for k in props if k not in optional],
     }
 
 
@@ -169,10 +169,13 @@ def document() -> dict[str, Any]:
             },
             "/folders/{folder}/move": {
                 "post": op(
-                    "Move or rename",
+                    "Move or rename; with to_folder, into another shared folder (the "
+                    "original goes to this folder's trash)",
                     FOLDER,
                     IF_MATCH,
-                    body=obj(**{"from": "string", "to": "string"}),
+                    body=obj(
+                        ("to_folder",), **{"from": "string", "to": "string", "to_folder": "string"}
+                    ),
                     responses={
                         "409": {"description": "Name taken"},
                         "412": {"description": "Stale revision"},

@@ -15,6 +15,7 @@ from storage.blobs import BlobStore, BlobTooLarge
 
 from .access import Access
 from .errors import (
+    Conflict,
     ContentRefused,
     Denied,
     DriveError,
@@ -24,7 +25,7 @@ from .errors import (
 )
 from .mediakind import MediaKinds, guess_mime, kind_of_extension, kind_of_mime, media_kinds
 from .model import Folder, Node, human_size, now_ms
-from .names import split_path
+from .names import check_name, split_path
 from .settings import DriveSettings
 
 Authorize = Callable[[str, str, str | None, dict[str, Any]], Awaitable[Any]]
@@ -174,6 +175,65 @@ class Drive:
                 await self.db.execute(
                     "DELETE FROM drive_pending_content WHERE sha256 = $1", blob.sha256
                 )
+
+    async def move_to_folder(
+        self, user: str, source: Folder, node: Node, target: Folder, parent: Node, name: str
+    ) -> Node:
+        """Move ``node`` (a file, or a folder with what it holds) into another shared
+        folder: it is created at ``parent/name`` in ``target`` — with the current content
+        of each file, no bytes copied — and the original goes to ``source``'s trash, where
+        its older versions stay restorable. The size counts to ``target``'s owner (refused
+        over quota before anything changes) and leaves ``source``'s owner's quota when
+        its trash is emptied. Moving into a folder shared with others is sharing: the
+        copyright rule applies as for an upload."""
+        await self.access.require(source, user, write=True)
+        await self.access.require(target, user, write=True)
+        if node.parent_id is None:
+            raise DriveError("a shared folder itself cannot be moved; move what it holds")
+        name = check_name(name)
+        if await self.tree.child(parent.id, name) is not None:
+            raise Conflict(f"{name!r} already exists in {target.name}")
+        files = [(rel, n) for rel, n in await self._subtree(node) if not n.is_dir]
+        total = sum(n.size for _, n in files)
+        quota = await self.quota(target.owner)
+        if total > quota.free:
+            raise self._over_quota(target, total, quota)
+        if await self._shared_with_others(target, user):
+            for rel, n in files:
+                kinds = MediaKinds(n.sniffed, kind_of_extension(n.name), kind_of_mime(n.mime))
+                await self.check_share(user, f"{target.name}/{rel}", kinds)
+        base = await self.tree.path_of(parent)
+        base_parts = split_path(base, allow_empty=True) + [name]
+        moved = None
+        for rel, n in await self._subtree(node):
+            parts = base_parts + (split_path(rel) if rel else [])
+            if n.is_dir:
+                made = await self.tree.mkdir(target, parts, user)
+            else:
+                made, _ = await self.tree.add_version(
+                    target,
+                    await self.tree.lookup(target, parts[:-1]),
+                    parts[-1],
+                    sha256=n.sha256,
+                    size=n.size,
+                    mime=n.mime,
+                    sniffed=n.sniffed,
+                    actor=user,
+                    create_only=True,
+                    quota=self.settings.quota_bytes,
+                )
+            moved = moved or made
+        await self.tree.trash(source, node, user)
+        return moved
+
+    async def _subtree(self, node: Node) -> list[tuple[str, Node]]:
+        """``node`` (path "") and every live node below it, parents before children."""
+        found = [("", node)]
+        for rel, current in found:
+            if current.is_dir:
+                for child in await self.tree.children(current):
+                    found.append((f"{rel}/{child.name}" if rel else child.name, child))
+        return found
 
     async def empty_trash(
         self, user: str | None, folder: Folder, cutoff_ms: int | None = None

@@ -10,7 +10,7 @@ import pytest
 
 from storage.blobs_fs import blob_path
 
-from .people import sha
+from .people import Api, sha
 
 pytestmark = pytest.mark.e2e
 MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + os.urandom(3000)
@@ -159,3 +159,35 @@ async def test_mkdir_mv_rm_trash_restore_versions_and_revert(person):
     await alice.ask(room, "!drive empty", "Emptied the trash of Project: 2 items deleted")
     assert "empty" in await alice.ask(room, "!drive trash")
     await alice.ask(room, "!drive nonsense", "unknown action 'nonsense'")
+
+
+async def test_a_file_moves_into_another_shared_folder_by_command_and_over_http(
+    person, drive_stack
+):
+    alice = await person()
+    room = await alice.new_folder("Inbox")
+    await alice.new_folder("Team")
+    await alice.saved(room, await alice.send_file(room, "memo.txt", b"team memo", "text/plain"))
+    answer = await alice.ask(None, "!drive mv Inbox/memo.txt Team")
+    assert answer == (
+        "Moved Inbox/memo.txt to Team/memo.txt; the original is in the trash of Inbox with "
+        "its older versions."
+    )
+    assert "memo.txt" in await alice.ask(None, "!drive ls Team")
+    assert "memo.txt" in await alice.ask(None, "!drive trash Inbox")
+
+    a = Api(drive_stack, alice)
+    _, _, folders = await a.json("GET", "/folders")
+    ids = {f["name"]: f["id"] for f in folders["folders"]}
+    status, _, _ = await a.call("PUT", f"/folders/{ids['Inbox']}/files/b.txt", data=b"bee")
+    assert status == 201
+    status, _, body = await a.json(
+        "POST",
+        f"/folders/{ids['Inbox']}/move",
+        json={"from": "b.txt", "to": "b-moved.txt", "to_folder": ids["Team"]},
+    )
+    assert status == 200, body
+    _, _, got = await a.call("GET", f"/folders/{ids['Team']}/files/b-moved.txt")
+    assert got == b"bee"
+    status, _, _ = await a.call("GET", f"/folders/{ids['Inbox']}/files/b.txt")
+    assert status == 404

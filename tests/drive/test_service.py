@@ -364,3 +364,68 @@ async def test_content_that_only_looks_unused_is_kept_and_counted(drive):
     assert await drive.finish_interrupted_uploads() == 0
     assert await drive.blobs.hashes() == [stranger.sha256]
     assert await drive.unused_content() == 1
+
+
+async def test_a_file_moves_to_another_folder_without_copying_its_bytes(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    team = await drive.access.create_folder(ALICE, "Team")
+    old, _ = await drive.upload(ALICE, work, "plan.txt", chunks_of(b"draft"))
+    node, _ = await drive.upload(ALICE, work, "plan.txt", chunks_of(b"final plan"))
+    root = await drive.tree.lookup(team, [])
+    moved = await drive.move_to_folder(ALICE, work, node, team, root, "plan.txt")
+    assert (moved.folder_id, moved.name, moved.version_no) == (team.id, "plan.txt", 1)
+    assert await read_all(drive, moved) == b"final plan"
+    assert [n.name for n in await drive.tree.trashed(work)] == ["plan.txt"]  # restorable
+    assert len(await drive.tree.versions(node)) == 2  # its history stays with it
+    assert len(await drive.blobs.hashes()) == 2  # no content was copied
+    assert (await drive.quota(ALICE)).used == 5 + 10 + 10  # until the trash is emptied
+    await drive.empty_trash(ALICE, work)
+    assert (await drive.quota(ALICE)).used == 10
+    assert await read_all(drive, moved) == b"final plan"
+
+
+async def test_a_folder_moves_with_what_it_holds(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    team = await drive.access.create_folder(ALICE, "Team")
+    await drive.tree.mkdir(work, ["q3", "notes"], ALICE)
+    await drive.upload(ALICE, work, "q3/budget.xlsx", chunks_of(b"numbers"))
+    await drive.upload(ALICE, work, "q3/notes/monday.txt", chunks_of(b"monday"))
+    q3 = await drive.tree.lookup(work, ["q3"])
+    archive = await drive.tree.mkdir(team, ["archive"], ALICE)
+    moved = await drive.move_to_folder(ALICE, work, q3, team, archive, "q3-2026")
+    assert await drive.tree.path_of(moved) == "archive/q3-2026"
+    paths = sorted(path for path, _ in await drive.tree.walk(team))
+    assert paths == [
+        "archive",
+        "archive/q3-2026",
+        "archive/q3-2026/budget.xlsx",
+        "archive/q3-2026/notes",
+        "archive/q3-2026/notes/monday.txt",
+    ]
+    monday = await drive.tree.lookup(team, ["archive", "q3-2026", "notes", "monday.txt"])
+    assert await read_all(drive, monday) == b"monday"
+    assert [n.name for n in await drive.tree.trashed(work)] == ["q3"]
+
+
+async def test_a_move_to_another_folder_is_refused_whole_over_quota_on_a_clash_or_as_viewer(
+    drive,
+):
+    work = await drive.access.create_folder(ALICE, "Work")
+    bobs = await drive.access.create_folder(BOB, "Bob's")
+    await drive.access.invite(bobs, BOB, ALICE, "viewer")
+    await drive.access.membership_changed(bobs, ALICE, "join")
+    node, _ = await drive.upload(ALICE, work, "a.txt", chunks_of(b"a"))
+    root = await drive.tree.lookup(bobs, [])
+    with pytest.raises(Denied, match="viewer"):
+        await drive.move_to_folder(ALICE, work, node, bobs, root, "a.txt")
+
+    team = await drive.access.create_folder(ALICE, "Team")
+    team_root = await drive.tree.lookup(team, [])
+    await drive.upload(ALICE, team, "A.TXT", chunks_of(b"already"))
+    with pytest.raises(Conflict, match="already exists in Team"):
+        await drive.move_to_folder(ALICE, work, node, team, team_root, "a.txt")
+    big, _ = await drive.upload(ALICE, work, "big.bin", chunks_of(b"x" * 600_000))
+    with pytest.raises(QuotaExceeded, match="does not fit"):
+        await drive.move_to_folder(ALICE, work, big, team, team_root, "big.bin")
+    assert [n.name for n in await drive.tree.trashed(work)] == []  # nothing changed
+    assert sorted(p for p, _ in await drive.tree.walk(team)) == ["A.TXT"]
