@@ -13,7 +13,8 @@ Plugins name their kinds of job with ``anywhere_job_handlers`` and enqueue with
 ``await bridge.jobs.enqueue(kind, payload, key=...)``; ``key`` makes enqueueing
 idempotent (the same key while the job waits or runs adds nothing). A job that keeps
 failing is kept, marked ``failed``, after ``MAX_ATTEMPTS`` tries, and reported in the
-log and in ``anywhere_jobs_failed_total`` — never dropped silently.
+log and in ``anywhere_jobs_total{outcome="failed"}`` (``!jobs`` lists them, ``!jobs retry``
+queues them again) — never dropped silently.
 """
 
 from __future__ import annotations

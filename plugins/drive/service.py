@@ -59,8 +59,6 @@ class Quota:
         return self.used >= NEARLY_FULL * self.limit
 
     def describe(self) -> str:
-        from .model import human_size
-
         return (
             f"{100 * self.used / self.limit:.0f}% full: {human_size(self.used)} of "
             f"{human_size(self.limit)}"
@@ -198,12 +196,13 @@ class Drive:
         quota = await self.quota(target.owner)
         if total > quota.free:
             raise self._over_quota(target, total, quota)
+        base = await self.tree.path_of(parent)
+        base_parts = split_path(base, allow_empty=True) + [name]
         if await self._shared_with_others(target, user):
             for rel, n in files:
                 kinds = MediaKinds(n.sniffed, kind_of_extension(n.name), kind_of_mime(n.mime))
-                await self.check_share(user, f"{target.name}/{rel}", kinds)
-        base = await self.tree.path_of(parent)
-        base_parts = split_path(base, allow_empty=True) + [name]
+                where = "/".join(base_parts + (split_path(rel) if rel else []))
+                await self.check_share(user, f"{target.name}/{where}", kinds)
         moved = None
         for rel, n in await self._subtree(node):
             parts = base_parts + (split_path(rel) if rel else [])

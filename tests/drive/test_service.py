@@ -429,3 +429,15 @@ async def test_a_move_to_another_folder_is_refused_whole_over_quota_on_a_clash_o
         await drive.move_to_folder(ALICE, work, big, team, team_root, "big.bin")
     assert [n.name for n in await drive.tree.trashed(work)] == []  # nothing changed
     assert sorted(p for p, _ in await drive.tree.walk(team)) == ["A.TXT"]
+
+
+async def test_moving_audio_into_a_folder_shared_with_others_is_sharing_it(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    team = await drive.access.create_folder(ALICE, "Team")
+    await drive.access.invite(team, ALICE, BOB, "viewer")
+    await drive.access.membership_changed(team, BOB, "join")
+    song, _ = await drive.upload(ALICE, work, "song.txt", chunks_of(MP3))
+    root = await drive.tree.lookup(team, [])
+    with pytest.raises(ContentRefused, match="sharing Team/tune.txt is refused: it is audio"):
+        await drive.move_to_folder(ALICE, work, song, team, root, "tune.txt")
+    assert [n.name for n in await drive.tree.trashed(work)] == []
