@@ -269,8 +269,10 @@ class ReferenceProcess:
     """The ceiling (``mode="parse"``) or the durable floor (``mode="store"``, its
     database at ``db_path``): see REFERENCE_SERVER."""
 
-    def __init__(self, mode: str = "parse", db_path: Path | None = None) -> None:
-        self.mode, self.db_path = mode, db_path
+    def __init__(
+        self, mode: str = "parse", db_path: Path | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.mode, self.db_path, self.extra = mode, db_path, extra
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -281,7 +283,8 @@ class ReferenceProcess:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(REFERENCE_SERVER), str(self.port), self.mode]
-            + ([str(self.db_path)] if self.db_path else []),
+            + ([str(self.db_path)] if self.db_path else [])
+            + list(self.extra),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -585,6 +588,15 @@ def main(argv: list[str] | None = None) -> int:
         "`anywhere init` enables, i.e. plugins.enabled of bridge/config.example.yaml)",
     )
     parser.add_argument(
+        "--floor-handling",
+        type=float,
+        default=None,
+        metavar="MICROSECONDS",
+        help="run a handling process beside the durable floor that spends this much CPU "
+        "per event (the bridge's plugins take about 2.5): the floor then shows the best a "
+        "bridge split into a receiving and a handling process could do here",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -611,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     base.mkdir(parents=True, exist_ok=True)
     stack = profile = None
     references: dict[str, ReferenceProcess] = {}
+    helpers: list[ReferenceProcess] = []
     try:
         print(
             f"work folder {base} ({filesystem_of(base)}); starting Synapse, the bridge and "
@@ -625,6 +638,11 @@ def main(argv: list[str] | None = None) -> int:
         references["floor"] = ReferenceProcess("store", base / "floor.db")
         for server in references.values():
             server.start()
+        if args.floor_handling is not None:  # after the floor made its table
+            helpers.append(
+                ReferenceProcess("handle", base / "floor.db", (str(args.floor_handling),))
+            )
+            helpers[-1].start()
         profile = ProfileRecorder(stack.bridge.proc.pid, args.profile) if args.profile else None
         results = asyncio.run(run_rounds(args, stack, references, profile))
         notes = (
@@ -633,6 +651,11 @@ def main(argv: list[str] | None = None) -> int:
             f"inbox on {filesystem_of(base)} (WAL, synchronous=FULL)\n"
             f"  {os.cpu_count()} CPUs shared by the load generator and the server"
         )
+        if args.floor_handling is not None:
+            notes += (
+                f"\n  floor: with a separate handling process spending {args.floor_handling} µs "
+                "of CPU per event beside it (a two-process bridge's best case)"
+            )
         if busy_before is not None:
             notes += f"; CPUs busy just before the run: {100 * busy_before:.0f}%"
             if busy_before > 0.15:
@@ -663,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if profile is not None:
             profile.stop()
-        for server in references.values():
+        for server in [*references.values(), *helpers]:
             server.stop()
         if stack is not None:
             with contextlib.suppress(Exception):

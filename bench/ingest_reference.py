@@ -12,7 +12,13 @@ the event loop's thread, and a passive WAL checkpoint every second from another 
 No plugins, no handling: the most a receiver with one fsync per transaction can
 acknowledge on this machine.
 
-Prints ``ready`` once listening.
+``ingest_reference.py 0 handle DB MICROSECONDS`` — beside the floor, what a bridge split
+into a receiving process and a handling process would run in the second one: it reads
+the floor's stored transactions in order, parses each and spends ``MICROSECONDS`` of CPU
+per event (the bridge's plugins take about 2.5). With it running, the floor's figure is
+the best such a two-process bridge could acknowledge here.
+
+Prints ``ready`` once listening (or reading).
 """
 
 import asyncio
@@ -66,6 +72,29 @@ def durable_store(path: str):
     return parse_and_store
 
 
+def handle(path: str, per_event_us: float) -> None:
+    import orjson
+
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+    handled, idle = 0, 0.0005
+    print("ready", flush=True)
+    while True:
+        rows = conn.execute(
+            "SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq LIMIT 50", (handled,)
+        ).fetchall()
+        if not rows:  # quick to notice the next one, quiet while the others are measured
+            time.sleep(idle)
+            idle = min(0.02, idle * 1.1)
+            continue
+        idle = 0.0005
+        for seq, body in rows:
+            events = orjson.loads(body)["events"]
+            busy_until = time.perf_counter() + per_event_us * len(events) / 1e6
+            while time.perf_counter() < busy_until:
+                pass
+            handled = seq
+
+
 async def main(port: int, mode: str, db_path: str | None) -> None:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     handler = durable_store(db_path) if mode == "store" and db_path else parse_only
@@ -78,4 +107,7 @@ async def main(port: int, mode: str, db_path: str | None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
+    if sys.argv[2] == "handle":
+        handle(sys.argv[3], float(sys.argv[4]))
+    else:
+        asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
