@@ -136,7 +136,7 @@ class CorePlugin:
             how = f"{prefix}jobs retry NUMBER, or {prefix}jobs retry all"
             if which is None:
                 raise CommandError(f"say which failed job to retry: {how}")
-            if which != "all" and not (which.isdigit() and len(which) <= 18):
+            if which != "all" and not (which.isascii() and which.isdigit() and len(which) <= 18):
                 raise CommandError(f"{which!r} is not a job number: {how}")
             count = await jobs.retry(None if which == "all" else int(which))
             if not count:
