@@ -126,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default="config.yaml")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("doctor", help="check the config, the homeserver and the registration")
+    p = sub.add_parser(
+        "doctor",
+        help="check the config, the registration, the homeserver and what each plugin needs",
+    )
     p.add_argument("-c", "--config", default="config.yaml")
     p.add_argument("-r", "--registration", default="registration.yaml")
     p.set_defaults(func=cmd_doctor)
