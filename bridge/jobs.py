@@ -134,6 +134,11 @@ class Jobs:
         self._wake.set()  # and the workers look at the queue again
         return len(rows)
 
+    @property
+    def running(self) -> bool:
+        """Every worker is alive (for /health)."""
+        return bool(self._workers) and not any(task.done() for task in self._workers)
+
     def start(self, workers: int = WORKERS) -> None:
         self._workers = [
             asyncio.create_task(self._work(), name=f"anywhere-job-{n}") for n in range(workers)

@@ -405,6 +405,7 @@ class Bridge:
             "database": database,
             "homeserver": self.homeserver_ready,
             "inbox": self.inbox is not None and self.inbox.running,
+            "jobs": self.jobs is not None and self.jobs.running,
         }
 
     async def stop(self) -> None:

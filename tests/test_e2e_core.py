@@ -266,6 +266,8 @@ async def test_wrong_and_missing_hs_tokens_are_refused(anywhere_stack):
                 stack.bridge.url + path, headers={"Authorization": "Bearer nope"}
             ) as resp:
                 assert resp.status == 403
+    checks = {"database": True, "homeserver": True, "inbox": True, "jobs": True}
+    assert stack.bridge.health() == {"live": True, "ready": True, "checks": checks}
 
 
 async def test_a_replayed_transaction_has_no_effect_also_after_a_restart(
