@@ -58,52 +58,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bridge.config import deep_merge
+from .synapse_config import _PERSISTENT_SECRETS, SynapseConfig, SynapseError
 
 __all__ = ["Synapse", "SynapseError", "free_port"]
 
-#: Secrets that survive a rewrite of an existing ``homeserver.yaml``.
-_PERSISTENT_SECRETS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
-
 #: Lines of ``synapse.log`` quoted in :class:`SynapseError` messages.
 _LOG_TAIL_LINES = 40
-
-#: A rate limit nobody hits in a test.
-_NO_LIMIT = {"per_second": 10_000, "burst_count": 100_000}
-
-#: Every client-facing rate limiter Synapse 1.163 reads (``synapse/config/ratelimiting.py``).
-#: Dotted keys are nested sections, e.g. ``rc_login: {address: {...}}``.
-_RATE_LIMIT_KEYS = (
-    "rc_message",
-    "rc_registration",
-    "rc_registration_token_validity",
-    "rc_login.address",
-    "rc_login.account",
-    "rc_login.failed_attempts",
-    "rc_admin_redaction",
-    "rc_joins.local",
-    "rc_joins.remote",
-    "rc_joins_per_room",
-    "rc_key_requests",
-    "rc_3pid_validation",
-    "rc_invites.per_room",
-    "rc_invites.per_user",
-    "rc_invites.per_issuer",
-    "rc_third_party_invite",
-    "rc_media_create",
-    "rc_presence.per_user",
-    "rc_delayed_event_mgmt",
-    "rc_room_creation",
-    "rc_reports",
-    "rc_user_directory",
-    "rc_profile",
-)
 
 #: A Python exception line such as ``KeyError: "Required string field..."``.
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit): ")
@@ -111,14 +75,6 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit): ")
 #: Loopback names added to ``no_proxy`` for the child, so that a proxy set in the
 #: environment is never used to reach the bridge.
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class SynapseError(RuntimeError):
-    """Synapse could not be configured, started or talked to.
-
-    The message is meant for a human: it says what went wrong, what to try and,
-    when Synapse itself failed, quotes the end of ``synapse.log``.
-    """
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -145,13 +101,6 @@ def _port_is_free(host: str, port: int) -> bool:
         return True
 
 
-def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        target = target.setdefault(part, {})
-    target[leaf] = dict(value)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -175,7 +124,7 @@ def _stop_all() -> None:
             hs.stop(timeout=5)
 
 
-class Synapse:
+class Synapse(SynapseConfig):
     """One Synapse homeserver process living in ``workdir``.
 
     Args:
@@ -245,138 +194,6 @@ class Synapse:
         self.startup_seconds: float | None = None
         self._log_offset = 0
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    # ------------------------------------------------------------------ config
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def _read_existing_config(self) -> dict[str, Any]:
-        if not self.config_path.exists():
-            return {}
-        try:
-            loaded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise SynapseError(
-                f"cannot read existing {self.config_path}: {exc}; "
-                "delete it (the secrets in it will be regenerated) or fix it"
-            ) from exc
-        if not isinstance(loaded, dict):
-            return {}
-        old_name = loaded.get("server_name")
-        if old_name and old_name != self.server_name and self.database_path.exists():
-            raise SynapseError(
-                f"{self.workdir} holds a homeserver for server_name {old_name!r}, "
-                f"not {self.server_name!r}; Synapse cannot change the server name of "
-                "an existing database. Use another workdir or delete this one."
-            )
-        return loaded
-
-    @staticmethod
-    def _existing_port(config: Mapping[str, Any]) -> int | None:
-        for listener in config.get("listeners") or ():
-            if isinstance(listener, dict) and listener.get("type") == "http":
-                port = listener.get("port")
-                if isinstance(port, int):
-                    return port
-        return None
-
-    def build_config(self) -> dict[str, Any]:
-        """Return the ``homeserver.yaml`` content as a dict (without writing it)."""
-        config: dict[str, Any] = {
-            "server_name": self.server_name,
-            "public_baseurl": self.url + "/",
-            "pid_file": str(self.pid_path),
-            "report_stats": False,
-            "listeners": [
-                {
-                    "port": self.port,
-                    "bind_addresses": [self.host],
-                    "type": "http",
-                    "tls": False,
-                    "x_forwarded": False,
-                    # "client" already serves the media repository and the
-                    # /_synapse/admin API; Synapse skips a separate "media" entry.
-                    "resources": [{"names": ["client"], "compress": False}],
-                }
-            ],
-            "database": {
-                "name": "sqlite3",
-                "args": {"database": str(self.database_path)},
-            },
-            "log_config": str(self.log_config_path),
-            "media_store_path": str(self.media_store_path),
-            "max_upload_size": "100M",
-            "signing_key_path": str(self.signing_key_path),
-            # No network: never fetch keys from matrix.org, never federate.
-            "trusted_key_servers": [],
-            "suppress_key_server_warning": True,
-            "federation_domain_whitelist": [],
-            "allow_public_rooms_over_federation": False,
-            "url_preview_enabled": False,
-            "enable_registration": False,
-            "bcrypt_rounds": 4,
-            "presence": {"enabled": True},
-            "app_service_config_files": [str(p) for p in self.app_service_config_files],
-            **self._secrets,
-        }
-        for key in _RATE_LIMIT_KEYS:
-            _set_dotted(config, key, _NO_LIMIT)
-        return deep_merge(config, self.extra_config)
-
-    def build_log_config(self) -> dict[str, Any]:
-        """Return the Python logging config Synapse gets (a ``dictConfig`` dict)."""
-        return {
-            "version": 1,
-            "formatters": {
-                "precise": {
-                    # ``request`` is added to every record by Synapse's log factory.
-                    "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s"
-                    " - %(request)s - %(message)s"
-                }
-            },
-            "handlers": {
-                # Appends to the same file the child's stdout/stderr go to; both
-                # use O_APPEND, so lines do not overwrite each other.
-                "file": {
-                    "class": "logging.FileHandler",
-                    "formatter": "precise",
-                    "filename": str(self.log_path),
-                    "mode": "a",
-                    "encoding": "utf8",
-                }
-            },
-            "loggers": {
-                # At DEBUG this logger prints access tokens; keep it quieter.
-                "synapse.storage.SQL": {"level": "INFO"},
-            },
-            "root": {"level": self.log_level, "handlers": ["file"]},
-            "disable_existing_loggers": False,
-        }
-
-    def write_config(self) -> Path:
-        """Write ``homeserver.yaml`` and the log config; return the config path.
-
-        Idempotent: secrets already present in an existing ``homeserver.yaml``
-        are kept (they were loaded by the constructor), so a restart reuses the
-        database, users and access tokens.  The signing key is a separate file
-        that Synapse generates on its first start and never overwrites.
-        """
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._write_private(self.log_config_path, self.build_log_config())
-        self._write_private(self.config_path, self.build_config())
-        return self.config_path
-
-    @staticmethod
-    def _write_private(path: Path, data: dict[str, Any]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("# Generated by bridge.testing.synapse; rewritten on every start.\n")
-            yaml.safe_dump(data, fh, sort_keys=False)
-        os.replace(tmp, path)
 
     # --------------------------------------------------------------- lifecycle
 
