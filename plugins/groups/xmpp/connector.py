@@ -31,11 +31,11 @@ from ..connector import (
     NetworkUnavailable,
     Portal,
     Refused,
-    RemoteUser,
 )
 from ..ghosts import escape, unescape
 from . import stanzas
 from .avatars import Avatars
+from .inbound import XmppInbound
 from .stanzas import (
     NS_CORRECT,
     NS_FASTEN,
@@ -72,7 +72,7 @@ class Component(ComponentXMPP):
         )
 
 
-class XmppConnector(Connector):
+class XmppConnector(XmppInbound, Connector):
     network = "xmpp"
 
     def __init__(self) -> None:
@@ -500,171 +500,3 @@ class XmppConnector(Connector):
             msg.append(el)
         msg.send()
         return f"{chat}#{stanza_id}"
-
-    # ----- receiving -----
-    def on_presence(self, presence: Any) -> None:
-        frm, to = presence["from"], presence["to"]
-        room, nick = frm.bare, frm.resource
-        key = (room, to.full)
-        ptype = presence["type"]
-        info = stanzas.read_muc_presence(presence.xml, room, nick, ptype)
-        leaving = self._leaving.get(key)
-        if leaving is not None and ptype in ("unavailable", "error"):
-            if not leaving.done():
-                leaving.set_result(None)
-            return
-        future = self._joining.get(key)
-        if future is not None and not future.done():
-            if ptype == "error":
-                future.set_result(info.error)
-                return
-            if ptype != "unavailable" and "110" in info.codes:
-                if "201" in info.codes:  # we created it: accept the default configuration
-                    self._instant_room(room, to.full)
-                future.set_result(None)
-        if to.full != self.relay_jid or room not in self._portals or ptype == "error":
-            return
-        occupants = self._occupants.setdefault(room, {})
-        if ptype == "unavailable":
-            occupants.pop(nick, None)
-        else:
-            occupants[nick] = info.real_jid
-        if not nick or self._is_ours(room, nick):
-            return
-        if ptype == "unavailable" and "303" in info.codes:
-            return  # a nickname change: the new name's presence follows
-        user = self._occupant_user(room, nick, info.real_jid, stanzas.occupant_id(presence.xml))
-        membership = "leave" if ptype == "unavailable" else "join"
-        self._inbound.put_nowait(("membership", (self._portals[room], user, membership)))
-        avatar = stanzas.photo_hash(presence.xml) if membership == "join" else None
-        if avatar:  # XEP-0153: the occupant's vCard has this photo
-            item = (self._portals[room], user, f"{room}/{nick}", avatar)
-            self._inbound.put_nowait(("avatar", item))
-
-    def _occupant_user(
-        self, room: str, nick: str, real_jid: str | None, occupant: str | None
-    ) -> RemoteUser:
-        """The person behind a room occupant: their address if the room shows it, else
-        the room's stable occupant ID (so a nickname change keeps the same ghost)."""
-        if real_jid:
-            return RemoteUser(JID(real_jid).bare, nick)
-        if occupant:
-            return RemoteUser(f"{room}/~{occupant}", nick)
-        return RemoteUser(f"{room}/{nick}", nick)
-
-    def _instant_room(self, room: str, owner: str) -> None:
-        iq = self.xmpp.make_iq_set(ito=room, ifrom=owner)
-        query = element(stanzas.NS_MUC_OWNER, "query")
-        query.append(ET.Element("{jabber:x:data}x", {"type": "submit"}))
-        iq.append(query)
-        iq.send()
-
-    def on_message(self, msg: Any) -> None:
-        frm, to = msg["from"], msg["to"]
-        if msg["type"] == "groupchat" and to.full == self.relay_jid:
-            incoming_id = stanzas.read_message(msg.xml).id
-            if stanzas.is_bridge_id(incoming_id):
-                # ours, live or from the room's history: remembered so that a message a
-                # crash left unconfirmed is not sent twice
-                self._in_room.add((frm.bare, incoming_id))
-            waiter = self._subject_waits.get(frm.bare)
-            if waiter and not waiter.done() and stanzas.has_subject(msg.xml):
-                waiter.set_result(None)
-        self._inbound.put_nowait(("message", msg))
-
-    async def _handle_inbound(self) -> None:
-        """Messages and room presences, one at a time, in the order they came."""
-        while True:
-            kind, item = await self._inbound.get()
-            try:
-                if kind == "message":
-                    await self._handle_message(item)
-                elif kind == "avatar":
-                    await self.avatars.remote_photo(*item)
-                else:
-                    await self.hub.remote_membership(*item)
-            except Exception:
-                log.exception(
-                    "an XMPP stanza could not be bridged", kind=kind, item=str(item)[:2000]
-                )
-
-    async def _handle_message(self, msg: Any) -> None:
-        mtype = msg["type"]
-        if mtype == "error":
-            return
-        frm, to = msg["from"], msg["to"]
-        incoming = stanzas.read_message(msg.xml)
-        if mtype == "groupchat":
-            portal = self._portals.get(frm.bare)
-            if portal is None or to.full != self.relay_jid or not frm.resource:
-                return  # one copy (the relay's) per room message; the subject has no nick
-            if self._is_ours(frm.bare, frm.resource) or stanzas.is_bridge_id(incoming.id):
-                return  # our own puppets' messages, reflected by the room
-            real = self._occupants.get(frm.bare, {}).get(frm.resource)
-            occupant = stanzas.occupant_id(msg.xml)
-            sender = self._occupant_user(frm.bare, frm.resource, real, occupant)
-            chat = frm.bare
-        else:
-            matrix_user = self.matrix_user_of(to)
-            if matrix_user is None or not frm.user:
-                return
-            sender = RemoteUser(frm.bare, incoming.nick or frm.user)
-            if incoming.body or incoming.oob_url or incoming.location or incoming.retract:
-                portal = await self.hub.direct_portal(self.network, sender, matrix_user)
-            else:  # typing or a reaction never opens a chat by itself
-                portal = self.hub.portal_for_remote(self.network, sender.id, matrix_user)
-                if portal is None:
-                    return
-            chat = frm.bare
-        await self._bridge_incoming(portal, sender, chat, incoming)
-
-    def _is_ours(self, room: str, nick: str) -> bool:
-        if nick == self.settings["relay_nickname"]:
-            return True
-        return any(
-            r == room and n == nick
-            for (r, _), n in (*self._joined.items(), *self._pending_nicks.items())
-        )
-
-    async def _bridge_incoming(
-        self, portal: Portal, sender: RemoteUser, chat: str, incoming: stanzas.Incoming
-    ) -> None:
-        msg_id = incoming.id or "nid" + str(abs(hash((chat, incoming.body))))
-        remote_id = f"{chat}#{msg_id}"
-        if incoming.chat_state and not incoming.delayed:
-            key = (portal.room_id, sender.id)
-            if incoming.chat_state == "composing":
-                self._remote_typing.add(key)
-                await self.hub.remote_typing(portal, sender, True)
-            elif key in self._remote_typing:
-                self._remote_typing.discard(key)
-                await self.hub.remote_typing(portal, sender, False)
-        if incoming.displayed and not incoming.body and not incoming.delayed:
-            await self.hub.remote_read(portal, sender, f"{chat}#{incoming.displayed}")
-            return
-        if incoming.reactions is not None:
-            target, keys = incoming.reactions
-            await self.hub.remote_reactions(portal, sender, f"{chat}#{target}", keys, remote_id)
-            return
-        if incoming.retract:
-            await self.hub.remote_retraction(
-                portal, sender, f"{chat}#{incoming.retract}", remote_id
-            )
-            return
-        message = Message(remote_id, incoming.body)
-        if incoming.reply_to:
-            message.reply_to = f"{chat}#{incoming.reply_to}"
-        if incoming.location is not None:
-            message.location = incoming.location
-        elif incoming.oob_url and incoming.oob_url.startswith(
-            tuple(self.settings["file_url_prefixes"]) or ("\0",)
-        ):
-            message.file = await self.hub.fetch_url(incoming.oob_url)
-            if message.file is None:
-                message.text = incoming.body or incoming.oob_url
-        if not message.text and message.file is None and message.location is None:
-            return  # chat states, receipts and other body-less stanzas
-        if incoming.replace:
-            await self.hub.remote_edit(portal, sender, f"{chat}#{incoming.replace}", message)
-        else:
-            await self.hub.remote_message(portal, sender, message)
