@@ -1,26 +1,21 @@
 """The runtime side of bridging: portals, ghosts, message ids both ways, loop
-prevention. Connectors report the network's events through ``remote_*``; Matrix events
-reach connectors through the durable outbox (``outbox.py``), in order, once; what a
-network shows of Matrix people (names, avatars) comes from ``people.py``."""
+prevention. Connectors report the network's events through ``remote_*`` (``remote.py``,
+which this class extends); Matrix events reach connectors through the durable outbox
+(``outbox.py``), in order, once; what a network shows of Matrix people (names, avatars)
+comes from ``people.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-import aiohttp
-from mautrix.api import Method, Path
 from mautrix.errors import MatrixRequestError
-from mautrix.types import EventType, RoomCreatePreset
+from mautrix.types import RoomCreatePreset
 
 from bridge import CommandError, EventContext, MatrixEvent
 
-from . import convert
 from .connector import (
     DIRECT,
     GROUP,
@@ -29,7 +24,6 @@ from .connector import (
     GroupLinking,
     MatrixSender,
     MembershipHandling,
-    Message,
     NetworkUnavailable,
     Portal,
     ReadMarkerHandling,
@@ -41,6 +35,7 @@ from .connector import (
 from .ghosts import Ghosts
 from .outbox import Outbox
 from .people import MatrixPeople
+from .remote import RemoteEvents
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
@@ -48,13 +43,7 @@ if TYPE_CHECKING:
 TYPING_MS = 30_000  # a ghost stops "typing" by itself after this, if no update comes
 
 
-def remote_txn_id(network: str, remote_id: str, what: str = "message") -> str:
-    """The Matrix transaction ID of a network event: the same event, the same send."""
-    seed = f"groups|{network}|{what}|{remote_id}"
-    return "anywhere.groups." + hashlib.sha256(seed.encode()).hexdigest()[:32]
-
-
-class Hub:
+class Hub(RemoteEvents):
     def __init__(self, bridge: Bridge, settings: dict[str, Any]) -> None:
         self.bridge = bridge
         self.settings = settings
@@ -237,227 +226,6 @@ class Hub:
                 await self._save_portal(portal)
                 await self.connectors[network].connect(portal)
         return True
-
-    # ----- network → Matrix -----
-    async def _already(self, network: str, remote_id: str) -> bool:
-        return bool(
-            await self.bridge.db.fetchval(
-                "SELECT 1 FROM groups_message WHERE network = $1 AND remote_id = $2",
-                network,
-                remote_id,
-            )
-        )
-
-    async def event_for(self, network: str, remote_id: str) -> tuple[str, str] | None:
-        row = await self.bridge.db.fetchrow(
-            "SELECT room_id, event_id FROM groups_message WHERE network = $1 AND remote_id = $2",
-            network,
-            remote_id,
-        )
-        return (row["room_id"], row["event_id"]) if row else None
-
-    async def remote_for(self, event_id: str) -> tuple[str, str] | None:
-        row = await self.bridge.db.fetchrow(
-            "SELECT network, remote_id FROM groups_message WHERE event_id = $1 "
-            "ORDER BY origin LIMIT 1",
-            event_id,
-        )
-        return (row["network"], row["remote_id"]) if row else None
-
-    async def _map(self, network: str, remote_id: str, room_id: str, event_id: str, origin: str):
-        await self.bridge.db.execute(
-            "INSERT INTO groups_message (network, remote_id, room_id, event_id, origin) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (network, remote_id) DO NOTHING",
-            network,
-            remote_id,
-            room_id,
-            event_id,
-            origin,
-        )
-
-    async def remote_message(self, portal: Portal, sender: RemoteUser, message: Message) -> None:
-        """A message from the network into the portal, once per ``message.id``; an ID
-        that came from Matrix (our own echo) is ignored."""
-        network = portal.network
-        if await self._already(network, message.id):
-            return
-        self._cut(message)
-        ghost = await self.ghosts.ensure(network, sender)
-        await ghost.ensure_joined(portal.room_id)
-        mxc = None
-        if message.file is not None:
-            mxc = await ghost.upload_media(
-                message.file.data, message.file.mimetype, message.file.name
-            )
-        content = convert.message_to_content(message, mxc)
-        if message.reply_to:
-            target = await self.event_for(network, message.reply_to)
-            if target:
-                content["m.relates_to"] = {"m.in_reply_to": {"event_id": target[1]}}
-        event_id = await ghost.send_message_event(
-            portal.room_id,
-            EventType.ROOM_MESSAGE,
-            content,
-            txn_id=remote_txn_id(network, message.id),
-        )
-        await self._map(network, message.id, portal.room_id, str(event_id), "remote")
-
-    def _cut(self, message: Message) -> None:
-        """Bodies longer than max_body_chars arrive shortened, saying so."""
-        limit = self.settings["max_body_chars"]
-        if len(message.text) > limit:
-            message.text = (
-                message.text[:limit] + f"… [shortened by the bridge: the message had "
-                f"{len(message.text)} characters]"
-            )
-            message.html = None
-
-    async def remote_membership(self, portal: Portal, user: RemoteUser, membership: str) -> None:
-        """A person joined (``join``; also a new name) or left (``leave``) the remote chat:
-        their ghost does the same in the portal room."""
-        ghost = await self.ghosts.ensure(portal.network, user)
-        if membership == "join":
-            await ghost.ensure_joined(portal.room_id)
-        elif membership == "leave":
-            with contextlib.suppress(MatrixRequestError):
-                await ghost.leave_room(portal.room_id)
-
-    async def remote_edit(
-        self, portal: Portal, sender: RemoteUser, target: str, message: Message
-    ) -> None:
-        network = portal.network
-        if await self._already(network, message.id):
-            return
-        original = await self.event_for(network, target)
-        if original is None:  # an edit of something we never saw: show it as new
-            await self.remote_message(portal, sender, message)
-            return
-        self._cut(message)
-        ghost = await self.ghosts.ensure(network, sender)
-        new = convert.message_to_content(message)
-        content = {
-            **new,
-            "body": f"* {new['body']}",
-            "m.new_content": new,
-            "m.relates_to": {"rel_type": "m.replace", "event_id": original[1]},
-        }
-        event_id = await ghost.send_message_event(
-            portal.room_id,
-            EventType.ROOM_MESSAGE,
-            content,
-            txn_id=remote_txn_id(network, message.id, "edit"),
-        )
-        await self._map(network, message.id, portal.room_id, str(event_id), "remote")
-
-    async def remote_retraction(
-        self, portal: Portal, sender: RemoteUser, target: str, retraction_id: str
-    ) -> None:
-        network = portal.network
-        if await self._already(network, retraction_id):
-            return
-        original = await self.event_for(network, target)
-        if original is None:
-            return
-        ghost = await self.ghosts.ensure(network, sender)
-        try:
-            txn_id = remote_txn_id(network, retraction_id, "redact")
-            url = Path.v3.rooms[portal.room_id].redact[original[1]][txn_id]
-            event_id = (await ghost.api.request(Method.PUT, url, content={}))["event_id"]
-        except MatrixRequestError as exc:
-            self.log.warning("could not redact", event_id=original[1], error=str(exc))
-            return
-        await self._map(network, retraction_id, portal.room_id, str(event_id), "remote")
-
-    async def remote_avatar(
-        self,
-        portal: Portal,
-        user: RemoteUser,
-        avatar_hash: str,
-        fetch: Callable[[], Awaitable[FileData | None]],
-    ) -> None:
-        """The person's avatar is the one the network calls ``avatar_hash``: when it is
-        new, ``fetch()`` gets the picture and the ghost shows it (an unchanged hash is
-        neither fetched nor uploaded again)."""
-        try:
-            await self.ghosts.set_avatar(portal.network, user, avatar_hash, fetch)
-        except MatrixRequestError as exc:
-            self.log.warning("could not set a ghost's avatar", user=user.id, error=str(exc))
-
-    async def _reactions(self, network: str, target: str, who: str) -> dict[str, tuple[str, str]]:
-        """``key → (map ID, event ID)`` of one person's reactions to ``target``."""
-        prefix = convert.reaction_prefix(target, who)
-        rows = await self.bridge.db.fetch(
-            "SELECT remote_id, event_id FROM groups_message WHERE network = $1 "
-            "AND substr(remote_id, 1, $2) = $3",
-            network,
-            len(prefix),
-            prefix,
-        )
-        return {
-            json.loads(row["remote_id"][len(prefix) :]): (row["remote_id"], row["event_id"])
-            for row in rows
-        }
-
-    async def remote_reactions(
-        self, portal: Portal, sender: RemoteUser, target: str, keys: list[str], update_id: str
-    ) -> None:
-        """``sender``'s reactions to the network's message ``target`` are now ``keys``
-        (``update_id``: the network's ID of this update): the ghost adds the new ones as
-        ``m.reaction`` and redacts the ones taken back."""
-        network = portal.network
-        original = await self.event_for(network, target)
-        if original is None:
-            return
-        who = f"r:{sender.id}"
-        have = await self._reactions(network, target, who)
-        ghost = await self.ghosts.ensure(network, sender)
-        await ghost.ensure_joined(portal.room_id)
-        for key in dict.fromkeys(k for k in keys if isinstance(k, str) and k):
-            if key in have:
-                continue
-            map_id = convert.reaction_id(target, who, key)
-            content = {
-                "m.relates_to": {"rel_type": "m.annotation", "event_id": original[1], "key": key}
-            }
-            event_id = await ghost.send_message_event(
-                portal.room_id,
-                EventType.REACTION,
-                content,
-                txn_id=remote_txn_id(network, f"{map_id}|{update_id}", "reaction"),
-            )
-            await self._map(network, map_id, portal.room_id, str(event_id), "remote")
-        for key, (map_id, event_id) in have.items():
-            if key in keys:
-                continue
-            with contextlib.suppress(MatrixRequestError):
-                await ghost.redact(portal.room_id, event_id)
-            await self.bridge.db.execute(
-                "DELETE FROM groups_message WHERE network = $1 AND remote_id = $2",
-                network,
-                map_id,
-            )
-
-    async def fetch_url(self, url: str) -> FileData | None:
-        """Download a file a network message links to (HTTP(S) only, size-capped), for
-        the media repository; None when it cannot be fetched."""
-        if not url.startswith(("http://", "https://")):
-            return None
-        limit = self.settings["max_file_bytes"]
-        try:
-            async with self.bridge.http.get(url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
-                if resp.status != 200 or (resp.content_length or 0) > limit:
-                    return None
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    data.extend(chunk)
-                    if len(data) > limit:
-                        return None
-                mimetype = resp.content_type or "application/octet-stream"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.log.warning("could not fetch a linked file", url=url, error=str(exc))
-            return None
-        name = unquote(url.rsplit("/", 1)[-1].split("?", 1)[0]) or "file"
-        return FileData(name, mimetype, bytes(data))
 
     # ----- Matrix → network -----
     async def on_matrix_event(self, event: MatrixEvent, ctx: EventContext) -> None:
