@@ -187,6 +187,11 @@ class Jobs:
                 continue
             try:
                 await self._run(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database, not the handler: the job stays queued
+                log.exception("running a job failed; it stays queued", job_id=job.id)
+                await asyncio.sleep(FIRST_RETRY_SECONDS)
             finally:
                 self._claimed.discard(job.id)
                 self._wake.set()  # another worker may have found nothing while it ran

@@ -193,3 +193,31 @@ def test_a_kind_two_plugins_handle_stops_start_up_naming_both():
     with pytest.raises(PluginLoadError, match="the job kind 'drive.save_from_chat'") as caught:
         collect_job_handlers(plugins)
     assert "'drive'" in str(caught.value) and "'copycat'" in str(caught.value)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_database_hiccup_while_running_a_job_leaves_it_queued_and_the_worker_alive(
+    db, monkeypatch
+):
+    runs = []
+
+    async def save(job):
+        runs.append(job.attempt)
+
+    jobs = queue(db, {"test.save": save})
+    real_execute, failures = db.execute, [1]
+
+    async def flaky_execute(query, *args):
+        if query.startswith("UPDATE job SET attempts") and failures:
+            failures.pop()
+            raise ConnectionError("the database went away for a moment")
+        return await real_execute(query, *args)
+
+    monkeypatch.setattr(db, "execute", flaky_execute)
+    jobs.start(workers=1)
+    try:
+        await jobs.enqueue("test.save", {}, key="hiccup")
+        await until(lambda: _done(db))
+        assert runs == [1] and jobs.running
+    finally:
+        await jobs.stop()
