@@ -199,7 +199,17 @@ class Jobs:
     async def _run(self, job: Job) -> None:
         plugin, handler = self.handlers.get(job.kind, ("?", None))
         bound = log.bind(job_id=job.id, kind=job.kind, key=job.key, plugin=plugin)
-        await self.db.execute("UPDATE job SET attempts = $2 WHERE id = $1", job.id, job.attempt)
+        # Counting the try is also taking the job: a worker whose read of the queue
+        # predates another worker's start (or end) of this job finds nothing to take.
+        taken = await self.db.fetchval(
+            "UPDATE job SET attempts = $2 WHERE id = $1 AND attempts = $3 "
+            "AND state = 'queued' RETURNING id",
+            job.id,
+            job.attempt,
+            job.attempt - 1,
+        )
+        if taken is None:
+            return
         if handler is None:
             await self._failed(job, bound, "no enabled plugin handles this kind of job")
             return

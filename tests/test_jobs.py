@@ -205,19 +205,38 @@ async def test_a_database_hiccup_while_running_a_job_leaves_it_queued_and_the_wo
         runs.append(job.attempt)
 
     jobs = queue(db, {"test.save": save})
-    real_execute, failures = db.execute, [1]
+    real_fetchval, failures = db.fetchval, [1]
 
-    async def flaky_execute(query, *args):
+    async def flaky_fetchval(query, *args):
         if query.startswith("UPDATE job SET attempts") and failures:
             failures.pop()
             raise ConnectionError("the database went away for a moment")
-        return await real_execute(query, *args)
+        return await real_fetchval(query, *args)
 
-    monkeypatch.setattr(db, "execute", flaky_execute)
+    monkeypatch.setattr(db, "fetchval", flaky_fetchval)
     jobs.start(workers=1)
     try:
         await jobs.enqueue("test.save", {}, key="hiccup")
         await until(lambda: _done(db))
         assert runs == [1] and jobs.running
+    finally:
+        await jobs.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_workers_with_an_old_view_of_the_queue_do_not_run_a_job_twice(db):
+    runs = []
+
+    async def save(job):
+        runs.append(job.key)
+        await asyncio.sleep(0.01)
+
+    jobs = queue(db, {"test.save": save})
+    jobs.start(workers=4)
+    try:
+        for n in range(40):
+            await jobs.enqueue("test.save", {}, key=f"file-{n}")
+        await until(lambda: _done(db))
+        assert sorted(runs) == sorted(f"file-{n}" for n in range(40))  # each once
     finally:
         await jobs.stop()
