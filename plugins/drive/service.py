@@ -44,6 +44,11 @@ async def allow_everything(actor: str, action: str, target: str | None, context:
 NEARLY_FULL = 0.9
 
 
+def stored_kinds(node: Node) -> MediaKinds:
+    """A stored file's media kinds: as sniffed at upload, by extension, by type."""
+    return MediaKinds(node.sniffed, kind_of_extension(node.name), kind_of_mime(node.mime))
+
+
 @dataclass(frozen=True)
 class Quota:
     used: int
@@ -191,7 +196,8 @@ class Drive:
         name = check_name(name)
         if await self.tree.child(parent.id, name) is not None:
             raise Conflict(f"{name!r} already exists in {target.name}")
-        files = [(rel, n) for rel, n in await self._subtree(node) if not n.is_dir]
+        subtree = [("", node)] + (await self.tree.walk(source, node) if node.is_dir else [])
+        files = [(rel, n) for rel, n in subtree if not n.is_dir]
         total = sum(n.size for _, n in files)
         quota = await self.quota(target.owner)
         if total > quota.free:
@@ -200,39 +206,28 @@ class Drive:
         base_parts = split_path(base, allow_empty=True) + [name]
         if await self._shared_with_others(target, user):
             for rel, n in files:
-                kinds = MediaKinds(n.sniffed, kind_of_extension(n.name), kind_of_mime(n.mime))
                 where = "/".join(base_parts + (split_path(rel) if rel else []))
-                await self.check_share(user, f"{target.name}/{where}", kinds)
-        moved = None
-        for rel, n in await self._subtree(node):
+                await self.check_share(user, f"{target.name}/{where}", stored_kinds(n))
+        made: dict[str, Node] = {}  # by path relative to the moved node, parents first
+        for rel, n in subtree:
             parts = base_parts + (split_path(rel) if rel else [])
             if n.is_dir:
-                made = await self.tree.mkdir(target, parts, user)
-            else:
-                made, _ = await self.tree.add_version(
-                    target,
-                    await self.tree.lookup(target, parts[:-1]),
-                    parts[-1],
-                    sha256=n.sha256,
-                    size=n.size,
-                    mime=n.mime,
-                    sniffed=n.sniffed,
-                    actor=user,
-                    create_only=True,
-                    quota=self.settings.quota_bytes,
-                )
-            moved = moved or made
+                made[rel] = await self.tree.mkdir(target, parts, user)
+                continue
+            made[rel], _ = await self.tree.add_version(
+                target,
+                made[rel.rpartition("/")[0]] if rel else parent,
+                parts[-1],
+                sha256=n.sha256,
+                size=n.size,
+                mime=n.mime,
+                sniffed=n.sniffed,
+                actor=user,
+                create_only=True,
+                quota=self.settings.quota_bytes,
+            )
         await self.tree.trash(source, node, user)
-        return moved
-
-    async def _subtree(self, node: Node) -> list[tuple[str, Node]]:
-        """``node`` (path "") and every live node below it, parents before children."""
-        found = [("", node)]
-        for rel, current in found:
-            if current.is_dir:
-                for child in await self.tree.children(current):
-                    found.append((f"{rel}/{child.name}" if rel else child.name, child))
-        return found
+        return made[""]
 
     async def empty_trash(
         self, user: str | None, folder: Folder, cutoff_ms: int | None = None
@@ -372,8 +367,7 @@ class Drive:
         for path, node in await self.tree.walk(folder):
             if node.is_dir:
                 continue
-            kinds = MediaKinds(node.sniffed, kind_of_extension(node.name), kind_of_mime(node.mime))
-            await self.check_share(actor, f"{folder.name}/{path}", kinds)
+            await self.check_share(actor, f"{folder.name}/{path}", stored_kinds(node))
 
     async def _shared_with_others(self, folder: Folder, user: str) -> bool:
         members = await self.access.members(folder.id)

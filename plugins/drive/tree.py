@@ -72,8 +72,9 @@ class Tree:
             node = await self.node(node.parent_id)
         return join_path(list(reversed(parts)))
 
-    async def walk(self, folder: Folder) -> list[tuple[str, Node]]:
-        """Every live node of the folder with its path, parents before children."""
+    async def walk(self, folder: Folder, below: Node | None = None) -> list[tuple[str, Node]]:
+        """Every live node of the folder with its path, parents before children; with
+        ``below`` (a folder in it), only what is under that one, paths relative to it."""
         rows = await self.db.fetch(
             f"SELECT {NODE_COLUMNS} FROM drive_node WHERE folder_id = $1 AND trashed_at IS NULL",
             folder.id,
@@ -83,7 +84,7 @@ class Tree:
             node = Node.from_row(row)
             by_parent.setdefault(node.parent_id, []).append(node)
         out: list[tuple[str, Node]] = []
-        stack = [("", folder.root_id)]
+        stack = [("", below.id if below is not None else folder.root_id)]
         while stack:
             prefix, parent = stack.pop()
             for node in sorted(by_parent.get(parent, []), key=lambda n: n.name):
