@@ -166,7 +166,7 @@ async def add(plugin: GroupsPlugin, ctx: EventContext, args: argparse.Namespace)
     people = check_user_ids(args.people)
     if len(people) > plugin.settings["max_invites"]:
         raise CommandError(f"at most {plugin.settings['max_invites']} people at once")
-    await plugin.rooms.require_manager(room_id, ctx.event.sender)
+    await plugin.rooms.require_manager(room_id, ctx.event.sender, "invite")
     done = await plugin.rooms.invite(room_id, people)
     await ctx.reply(_summary(done, "Invited") or "Nobody to invite.")
 
@@ -174,7 +174,7 @@ async def add(plugin: GroupsPlugin, ctx: EventContext, args: argparse.Namespace)
 async def remove(plugin: GroupsPlugin, ctx: EventContext, args: argparse.Namespace) -> None:
     room_id = await target_room(plugin, ctx, args)
     people = check_user_ids(args.people)
-    await plugin.rooms.require_manager(room_id, ctx.event.sender)
+    await plugin.rooms.require_manager(room_id, ctx.event.sender, "kick", people)
     done = await plugin.rooms.remove(room_id, people, ctx.event.sender)
     await ctx.reply(_summary(done, "Removed") or "Nobody to remove.")
 
@@ -201,12 +201,12 @@ async def link(plugin: GroupsPlugin, ctx: EventContext, args: argparse.Namespace
             f"write the address as NETWORK:ADDRESS, e.g. xmpp:room@conference.example.org "
             f"(networks: {', '.join(plugin.hub.linkable_networks())})"
         )
-    await plugin.rooms.require_manager(room_id, ctx.event.sender)
+    await plugin.rooms.require_manager(room_id, ctx.event.sender, "link")
     text = await plugin.hub.link(room_id, network, address, ctx.event.sender)
     await ctx.reply(text)
 
 
 async def unlink(plugin: GroupsPlugin, ctx: EventContext, args: argparse.Namespace) -> None:
     room_id = await target_room(plugin, ctx, args)
-    await plugin.rooms.require_manager(room_id, ctx.event.sender)
+    await plugin.rooms.require_manager(room_id, ctx.event.sender, "link")
     await ctx.reply(await plugin.hub.unlink(room_id))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mautrix.errors import MatrixRequestError
-from mautrix.types import EventType, RoomCreatePreset
+from mautrix.types import EventType, PowerLevelStateEventContent, RoomCreatePreset
 
 from bridge import CommandError
 
@@ -103,26 +103,63 @@ class GroupRooms:
                 failed[user_id] = exc.message or exc.errcode
         return Invited(room_id, removed, failed)
 
-    async def require_manager(self, room_id: str, user_id: str) -> None:
-        """Refuse unless ``user_id`` may manage the members of ``room_id``."""
+    async def require_manager(
+        self, room_id: str, user_id: str, action: str, targets: list[str] | None = None
+    ) -> None:
+        """Refuse unless ``user_id`` may have the bot do ``action`` in ``room_id``.
+
+        ``action`` is ``invite``, ``kick`` or ``link`` (link/unlink). The sender must be
+        joined, have at least the room's level for the action (for ``link``: the level to
+        change room settings, ``state_default``, and at least 50), and, for ``kick``, outrank
+        each of ``targets`` — the bot acts with its own power, so it must never do for
+        someone what the room would not let them do themselves.
+        """
         try:
-            levels = await self.bridge.bot.get_state_event(room_id, EventType.ROOM_POWER_LEVELS)
+            state = await self.bridge.bot.get_state(room_id)
         except MatrixRequestError as exc:
             raise CommandError(
                 f"I am not in the room {room_id} (or it does not exist): invite me, or "
                 "check the room ID"
             ) from exc
-        if levels.get_user_level(user_id) < MANAGE_LEVEL:
+        levels, create, membership = PowerLevelStateEventContent(), None, {}
+        for event in state:
+            if event.type == EventType.ROOM_POWER_LEVELS:
+                levels = event.content
+            elif event.type == EventType.ROOM_CREATE:
+                create = event
+            elif event.type == EventType.ROOM_MEMBER:
+                membership[event.state_key] = str(event.content.membership.value)
+        if membership.get(user_id) != "join":
             raise CommandError(
-                f"only the group's admins and moderators (power level {MANAGE_LEVEL}+) may "
-                "change its members or links; ask one of them"
+                f"you are not a member of {room_id}: only members of a group may manage it; "
+                "ask one of its admins to invite you back"
             )
-        if not await self._bot_created(room_id) and (
-            levels.get_user_level(self.bridge.bot.mxid) < MANAGE_LEVEL
-        ):
+
+        def level(who: str) -> int:
+            return levels.get_user_level(who, create)
+
+        needed = {
+            "invite": levels.invite,
+            "kick": levels.kick,
+            "link": max(levels.state_default, MANAGE_LEVEL),
+        }[action]
+        what = {"invite": "invite people", "kick": "remove people", "link": "link or unlink it"}
+        if level(user_id) < needed:
             raise CommandError(
-                "I need power level 50 or more in this room to invite and remove people; "
-                "raise mine in the room settings"
+                f"only the group's admins and moderators may {what[action]}: it needs power "
+                f"level {needed} in this room and you have {level(user_id)}; ask one of them"
+            )
+        for target in targets or []:
+            if target != self.bridge.bot.mxid and level(target) >= level(user_id):
+                raise CommandError(
+                    f"you cannot remove {target}: their power level ({level(target)}) is not "
+                    f"below yours ({level(user_id)}); ask someone above them"
+                )
+        bot_level = level(self.bridge.bot.mxid)
+        if not await self._bot_created(room_id) and bot_level < max(needed, MANAGE_LEVEL):
+            raise CommandError(
+                f"I need power level {max(needed, MANAGE_LEVEL)} or more in this room to "
+                f"{what[action]}; raise mine in the room settings"
             )
 
     async def _bot_created(self, room_id: str) -> bool:
