@@ -1,11 +1,21 @@
 """The durable transaction inbox.
 
-A transaction is written to the database — its raw body, as one row, in one autocommitted
-statement — before the homeserver gets its 200; a transaction id seen before (also
-before a restart) changes nothing. A single worker hands the events to the dispatcher in
-the order they arrived. Transactions this process stores reach the worker already parsed,
-in memory; bodies are read back from the database only for what was stored but not
-handled before the worker started (after a restart). One bridge process owns an inbox.
+A transaction is written to the database — its raw body and the list of its event ids, as
+one row, in one autocommitted statement — before the homeserver gets its 200. A
+transaction id seen before (also before a restart) carrying the same list of event ids is
+a replay and changes nothing. The same id with another list is the homeserver numbering
+its transactions again — Synapse on SQLite does after every restart (it counts on from
+the highest id still in its table, and deletes each transaction once delivered) — and is
+stored as a new transaction. Retries may lack the ephemeral, to-device and device-list
+parts of the first attempt, so only the persistent events' ids are compared, never whole
+bodies. An id whose row holds no list (bodies cleared before the lists were kept) or an
+empty one is taken as new; the worker skips persistent events it has recently handled
+(``HandledEvents``), so a retry taken as new is not handled twice.
+
+A single worker hands the events to the dispatcher in the order they arrived.
+Transactions this process stores reach the worker already parsed, in memory; bodies are
+read back from the database only for what was stored but not handled before the worker
+started (after a restart). One bridge process owns an inbox.
 
 Acknowledgements come first: while a transaction is being received and stored, the
 worker waits (see ``Inbox.receiving``), and on SQLite the insert runs on the event loop's
@@ -50,10 +60,16 @@ FRESH_LIMIT = 500
 # not stop it).
 GIVE_WAY_SECONDS = 0.05
 INSERT_TXN = (
-    "INSERT INTO inbox (txn_id, received_at, body) VALUES ($1, $2, $3) "
-    "ON CONFLICT (txn_id) DO NOTHING RETURNING seq"
+    "INSERT INTO inbox (txn_id, received_at, body, event_ids) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (txn_id, superseded) DO NOTHING RETURNING seq"
 )
 INSERT_TXN_SQLITE = POSITIONAL_PARAM_PATTERN.sub(r"?\1", INSERT_TXN)
+KNOWN_EVENT_IDS = "SELECT event_ids FROM inbox WHERE txn_id = $1 AND superseded = 0"
+SUPERSEDE_TXN = "UPDATE inbox SET superseded = seq WHERE txn_id = $1 AND superseded = 0"
+# Persistent event ids the worker remembers having handled (see HandledEvents); at start,
+# read back from the lists of the transactions handled last.
+HANDLED_MEMORY = 20_000
+HANDLED_SEED_ROWS = 1_000
 CURSOR_INTERVAL = 1.0
 CHECKPOINT_INTERVAL = 1.0
 SAVE_POSITION = "UPDATE inbox_cursor SET handled_seq = $1, handled_index = $2 WHERE id = 1"
@@ -84,6 +100,37 @@ def transaction_events(body: dict[str, Any]) -> list[tuple[bool, dict[str, Any]]
     if isinstance(ephemeral, list):
         events += [(True, e) for e in ephemeral if isinstance(e, dict)]
     return events
+
+
+def persistent_event_ids(body: dict[str, Any]) -> list[str]:
+    """The ids of a transaction body's persistent events, in order."""
+    return [
+        e["event_id"]
+        for e in body.get("events") or ()
+        if isinstance(e, dict) and isinstance(e.get("event_id"), str)
+    ]
+
+
+class HandledEvents:
+    """The ids of the persistent events handled last (at most ``limit``): a transaction
+    taken as new although the homeserver was retrying one (see the module docstring)
+    does not hand its events to plugins twice."""
+
+    def __init__(self, limit: int = HANDLED_MEMORY) -> None:
+        self.limit = limit
+        self._ids: set[str] = set()
+        self._order: collections.deque[str] = collections.deque()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        if event_id in self._ids:
+            return
+        self._ids.add(event_id)
+        self._order.append(event_id)
+        if len(self._order) > self.limit:
+            self._ids.discard(self._order.popleft())
 
 
 def write_lock_taken(exc: sqlite3.OperationalError) -> bool:
@@ -120,10 +167,14 @@ class SQLiteWriter:
         self.conn.execute("PRAGMA secure_delete = FAST")
         self.inserted = 0  # since the last checkpoint
 
-    def insert(self, txn_id: str, received_at: int, raw_body: str) -> int | None | bool:
-        """The new seq; None for a replay; False when the write lock is taken."""
+    def insert(
+        self, txn_id: str, received_at: int, raw_body: str, event_ids: str
+    ) -> int | None | bool:
+        """The new seq; None for a known id; False when the write lock is taken."""
         try:
-            rows = self.conn.execute(INSERT_TXN_SQLITE, (txn_id, received_at, raw_body)).fetchall()
+            rows = self.conn.execute(
+                INSERT_TXN_SQLITE, (txn_id, received_at, raw_body, event_ids)
+            ).fetchall()
             self.inserted += 1
         except sqlite3.OperationalError as exc:
             if write_lock_taken(exc):
@@ -179,6 +230,8 @@ class Inbox:
         self._receiving = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self.handled_events = HandledEvents()
+        self._reusing_ids = False  # the last id stored was one the homeserver reused
 
     @contextlib.contextmanager
     def receiving(self) -> Iterator[None]:
@@ -211,15 +264,31 @@ class Inbox:
                 await asyncio.wait_for(self._quiet.wait(), GIVE_WAY_SECONDS)
 
     async def store(self, txn_id: str, raw_body: str, body: dict[str, Any]) -> bool:
-        """Store a transaction; False if this transaction id was stored before.
+        """Store a transaction; False for a replay (a known id with the same event ids).
 
         ``raw_body`` is kept as it came; ``body`` is its parsed form, handed to the worker.
         Stores are serialised, so transactions reach the worker in ``seq`` order.
         """
+        event_ids = persistent_event_ids(body)
+        listed = orjson.dumps(event_ids).decode()
+        received_at = int(time.time() * 1000)
         async with self._store_lock:
-            seq = await self._insert(txn_id, int(time.time() * 1000), raw_body)
+            seq = await self._insert(txn_id, received_at, raw_body, listed)
             if seq is None:
-                return False
+                known = await self.db.fetchval(KNOWN_EVENT_IDS, txn_id)
+                if event_ids and known is not None and parse_json(known) == event_ids:
+                    return False
+                seq = await self._store_under_reused_id(txn_id, received_at, raw_body, listed)
+                if not self._reusing_ids:
+                    log.warning(
+                        "the homeserver reused a transaction id for new events; storing "
+                        "them as a new transaction (Synapse on SQLite numbers its "
+                        "transactions again after a restart)",
+                        txn_id=txn_id,
+                    )
+                self._reusing_ids = True
+            else:
+                self._reusing_ids = False
             if self._task is not None:  # before start-up the worker reads it back instead
                 if self._overflow or len(self._fresh) >= FRESH_LIMIT:
                     self._overflow = True  # see FRESH_LIMIT
@@ -228,22 +297,34 @@ class Inbox:
                 self._wakeup.set()
             return True
 
-    async def _insert(self, txn_id: str, received_at: int, raw_body: str) -> int | None:
+    async def _insert(
+        self, txn_id: str, received_at: int, raw_body: str, event_ids: str
+    ) -> int | None:
+        """The new seq; None when ``txn_id`` is known (nothing written)."""
         if self._writer is not None:
-            seq = self._writer.insert(txn_id, received_at, raw_body)
+            seq = self._writer.insert(txn_id, received_at, raw_body, event_ids)
             if seq is not False:
                 return seq
             metrics.INBOX_WRITE_LOCK_BUSY.inc()
         if self.db.scheme != Scheme.SQLITE:
-            return await self.db.fetchval(INSERT_TXN, txn_id, received_at, raw_body)
+            return await self.db.fetchval(INSERT_TXN, txn_id, received_at, raw_body, event_ids)
         # One trip to SQLite's thread instead of two (execute, then fetch). The statement
         # autocommits.
         async with self.db.acquire() as conn:
             rows = await conn.wrapped.execute_fetchall(
                 INSERT_TXN_SQLITE,
-                (txn_id, received_at, raw_body),
+                (txn_id, received_at, raw_body, event_ids),
             )
         return rows[0][0] if rows else None
+
+    async def _store_under_reused_id(
+        self, txn_id: str, received_at: int, raw_body: str, event_ids: str
+    ) -> int:
+        """Store a transaction whose id an earlier one holds; the earlier one keeps its
+        row (and its place in the order), marked as superseded."""
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.execute(SUPERSEDE_TXN, txn_id)
+            return await conn.fetchval(INSERT_TXN, txn_id, received_at, raw_body, event_ids)
 
     async def pending_count(self) -> int:
         """Transactions stored and not completely handled."""
@@ -293,8 +374,23 @@ class Inbox:
         )
         return (row["handled_seq"], row["handled_index"]) if row else (0, 0)
 
+    async def _remember_handled_events(self) -> None:
+        """Seed ``handled_events`` with the events of the transactions handled last
+        before the saved position (from there on they are handled again: at least
+        once)."""
+        rows = await self.db.fetch(
+            "SELECT event_ids FROM inbox WHERE seq < $1 AND event_ids IS NOT NULL "
+            "ORDER BY seq DESC LIMIT $2",
+            self.handled_seq,
+            HANDLED_SEED_ROWS,
+        )
+        for row in reversed(rows):
+            for event_id in parse_json(row["event_ids"]):
+                self.handled_events.add(event_id)
+
     async def _run(self) -> None:
         self.handled_seq, self.handled_index = self._saved = await self._load_cursor()
+        await self._remember_handled_events()
         try:
             await self._handle_backlog()
             while not self._stopping:
@@ -342,10 +438,18 @@ class Inbox:
         for index in range(start, len(events)):
             ephemeral, raw = events[index]
             event = MatrixEvent(raw, txn_id, ephemeral)
-            try:
-                await self.dispatch(event)
-            except Exception:  # the dispatcher isolates plugins; this is a last guard
-                log.exception("event dispatch failed", txn_id=txn_id, event_id=event.event_id)
+            event_id = None if ephemeral else raw.get("event_id")
+            if not isinstance(event_id, str):
+                event_id = None
+            if event_id is not None and event_id in self.handled_events:
+                log.info("event already handled", txn_id=txn_id, event_id=event_id)
+            else:
+                try:
+                    await self.dispatch(event)
+                except Exception:  # the dispatcher isolates plugins; this is a last guard
+                    log.exception("event dispatch failed", txn_id=txn_id, event_id=event_id)
+                if event_id is not None:
+                    self.handled_events.add(event_id)
             self.handled_seq, self.handled_index = seq, index + 1
             if self._stopping:
                 return

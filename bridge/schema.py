@@ -111,4 +111,53 @@ async def v4_jobs(conn, scheme: Scheme) -> None:
     await conn.execute("CREATE INDEX job_due ON job (state, not_before, id)")
 
 
-CORE_MIGRATIONS = Migrations("core", [v1_inbox, v2_rooms, v3_inbox_bodies, v4_jobs])
+async def v5_inbox_event_ids(conn, scheme: Scheme) -> None:
+    """the inbox keeps each transaction's event ids, and an id the homeserver reuses"""
+    # event_ids: the JSON list of the transaction's persistent event ids, which tells a
+    # replay (the same list) from a homeserver reusing the id (see bridge/inbox.py);
+    # NULL where it is not known (bodies cleared before this version).
+    # superseded: 0 for the newest transaction under its id; an older one under the same
+    # id gets its own seq here, so (txn_id, superseded) stays unique.
+    if scheme == Scheme.POSTGRES:
+        await conn.execute("ALTER TABLE inbox ADD COLUMN event_ids TEXT")
+        await conn.execute("ALTER TABLE inbox ADD COLUMN superseded BIGINT NOT NULL DEFAULT 0")
+        await conn.execute("ALTER TABLE inbox DROP CONSTRAINT inbox_txn_id_key")
+        await conn.execute("ALTER TABLE inbox ADD UNIQUE (txn_id, superseded)")
+    else:  # SQLite cannot drop a constraint: the table is made again, seq values kept
+        last_seq = await conn.fetchval("SELECT seq FROM sqlite_sequence WHERE name = 'inbox'")
+        await conn.execute(
+            f"""CREATE TABLE inbox_v5 (
+                seq         {serial_primary_key(scheme)},
+                txn_id      TEXT NOT NULL,
+                superseded  BIGINT NOT NULL DEFAULT 0,
+                received_at BIGINT NOT NULL,
+                body        TEXT NOT NULL,
+                event_ids   TEXT,
+                UNIQUE (txn_id, superseded)
+            )"""
+        )
+        await conn.execute(
+            "INSERT INTO inbox_v5 (seq, txn_id, received_at, body) "
+            "SELECT seq, txn_id, received_at, body FROM inbox ORDER BY seq"
+        )
+        await conn.execute("DROP TABLE inbox")
+        await conn.execute("ALTER TABLE inbox_v5 RENAME TO inbox")
+        if last_seq:  # seq values are never used again
+            await conn.execute(
+                "UPDATE sqlite_sequence SET seq = $1 WHERE name = 'inbox' AND seq < $1", last_seq
+            )
+    rows = await conn.fetch("SELECT seq, body FROM inbox WHERE body <> ''")
+    for row in rows:  # stored, not yet handled: the list is in the body
+        body = json.loads(row["body"])
+        events = body.get("events") if isinstance(body, dict) else None
+        ids = [e.get("event_id") for e in events or () if isinstance(e, dict)]
+        await conn.execute(
+            "UPDATE inbox SET event_ids = $1 WHERE seq = $2",
+            json.dumps([i for i in ids if isinstance(i, str)]),
+            row["seq"],
+        )
+
+
+CORE_MIGRATIONS = Migrations(
+    "core", [v1_inbox, v2_rooms, v3_inbox_bodies, v4_jobs, v5_inbox_event_ids]
+)

@@ -178,7 +178,8 @@ async def test_upgrading_the_inbox_keeps_known_transactions_and_pending_events(
             seen.append(event.event_id)
 
         inbox = Inbox(db, dispatch)
-        assert await inbox.store("old1", *txn()) is False  # still a known transaction
+        # known, but its row holds no list of event ids: taken as new (see bridge/inbox.py)
+        assert await inbox.store("old1", *txn()) is True
         inbox.start()
         await wait_until(lambda: _done(inbox))
         await inbox.stop()
