@@ -20,3 +20,18 @@ DRIVE_INVITE = "drive.invite"
 
 MVOIP_ACTIONS = frozenset({CALL_PLACE, CALL_ANSWER})
 """Mobile VoIP: the actions carrier rules and the regulation vetoes cover by default."""
+BOT_COMMAND = "bot.command"
+"""Run a command of the bot (``!drive ...``, ``!call ...``); the target is the command."""
+
+KNOWN_ACTIONS: tuple[str, ...] = (
+    CALL_PLACE,
+    CALL_ANSWER,
+    GROUP_CREATE,
+    ROOM_INVITE,
+    ROOM_POST,
+    DRIVE_SHARE,
+    DRIVE_INVITE,
+    BOT_COMMAND,
+)
+"""Every action Anywhere itself asks about. Plugins may ask about others; rules name
+those explicitly (and ``!policy explain`` then knows them too)."""

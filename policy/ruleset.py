@@ -23,9 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .actions import KNOWN_ACTIONS
 from .errors import PolicyConfigError, Problem
 from .rules import Rule, Scope, rule_types
-from .rules.base import MODES
+from .rules.base import MODES, is_glob
 from .rules.params import Invalid, boolean, string_set
 
 BASE_KEYS = ("type", "id", "mode", "actions", "scope")
@@ -70,6 +71,24 @@ class RuleSet:
             if len(self._plans) < _MAX_CACHED_ACTIONS:
                 self._plans[action] = plan
         return plan
+
+    def known_actions(self) -> tuple[str, ...]:
+        """Anywhere's actions and those the rules name exactly (a plugin's own), sorted."""
+        named = {a for r in self.rules for a in r.actions or () if not is_glob(a)}
+        return tuple(sorted(named | set(KNOWN_ACTIONS)))
+
+    def unknown_action(self, action: str) -> str | None:
+        """None when ``action`` is known; else a sentence saying so, with a "did you
+        mean" and the known actions."""
+        known = self.known_actions()
+        if action in known:
+            return None
+        hint = _did_you_mean(action, known)
+        return (
+            f"{action!r} is not an action the rules know"
+            + (f" ({hint})" if hint else "")
+            + f"; known actions: {', '.join(known)}"
+        )
 
     def __len__(self) -> int:
         return len(self.rules)

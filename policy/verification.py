@@ -101,6 +101,7 @@ class CheckResult(enum.StrEnum):
     WRONG_CODE = "wrong_code"
     EXPIRED = "expired"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    NOT_A_CODE = "not_a_code"
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,12 @@ class CheckOutcome:
         if self.result is CheckResult.WRONG_CODE:
             return (
                 f"That code is not right; {self.attempts_left} tries left. "
+                "Send `!verify code CODE` with the code you received."
+            )
+        if self.result is CheckResult.NOT_A_CODE:
+            return (
+                "That is not a code: codes are the digits in the message you received. "
+                f"No try was used; {self.attempts_left} tries left. "
                 "Send `!verify code CODE` with the code you received."
             )
         if self.result is CheckResult.EXPIRED:
@@ -187,11 +194,18 @@ class PendingVerification:
         now: float,
         limits: VerificationLimits = DEFAULT_LIMITS,
     ) -> tuple[PendingVerification, CheckOutcome]:
-        """Check a code the person typed; returns the updated state and the outcome."""
+        """Check a code the person typed; returns the updated state and the outcome.
+
+        Something that cannot be a code (not ``code_length`` digits) uses up no try: it is
+        a typo, not a guess."""
         if self.attempts >= limits.max_attempts:
             return self, CheckOutcome(CheckResult.TOO_MANY_ATTEMPTS, 0)
         if is_expired(self.expires_at, now):
             return self, CheckOutcome(CheckResult.EXPIRED, limits.max_attempts - self.attempts)
+        typed = _SEPARATORS.sub("", code)
+        if not (typed.isascii() and typed.isdigit() and len(typed) == limits.code_length):
+            return self, CheckOutcome(CheckResult.NOT_A_CODE, limits.max_attempts - self.attempts)
+        code = typed
         state = replace(self, attempts=self.attempts + 1)
         left = limits.max_attempts - state.attempts
         if hmac.compare_digest(_hash_code(code, salt, self.phone_hash), self.code_hash):

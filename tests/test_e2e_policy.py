@@ -34,6 +34,10 @@ SUBSCRIBERS = """
 """
 
 
+INVALID_LOG = "new policy rules are invalid"
+LOADED_LOG = "policy rules in force"
+
+
 @pytest.fixture(scope="module")
 def policy_stack(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("policy")
@@ -64,6 +68,18 @@ async def person(policy_stack):
         yield make
 
 
+async def log_lines(stack, text: str, more_than: int, timeout: float = 30.0) -> int:
+    """Wait until the bridge's log holds more than ``more_than`` lines containing
+    ``text``; returns how many it holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = stack.bridge.log_path.read_text("utf-8", "replace").count(text)
+        if found > more_than:
+            return found
+        assert time.monotonic() < deadline, f"no new {text!r} in the log:\n{stack.bridge.tail()}"
+        await asyncio.sleep(0.1)
+
+
 async def ask(user, room, bot_id, text, expect):
     mark = user.mark(room)
     await user.send_text(room, text)
@@ -86,6 +102,14 @@ async def test_explain_names_the_rule_and_follows_the_network_the_person_reports
     assert "Decision: ALLOW" in body
 
 
+async def test_explaining_an_unknown_action_says_so_and_lists_the_known_ones(policy_stack, person):
+    caller, room = await person("caller")
+    body = await ask(caller, room, policy_stack.bot_id, "!policy explain call.plase", "not an")
+    assert "'call.plase' is not an action the rules know" in body
+    assert "did you mean 'call.place'" in body
+    assert "group.create" in body and "room.post" in body and "ALLOW" not in body
+
+
 async def test_an_unverified_person_is_refused_until_verify_completes(policy_stack, person):
     bot = policy_stack.bot_id
     newcomer, room = await person("newcomer1")
@@ -97,8 +121,11 @@ async def test_an_unverified_person_is_refused_until_verify_completes(policy_sta
     lines = [json.loads(line) for line in outbox.read_text().splitlines()]
     code = [entry for entry in lines if entry["user_id"] == newcomer.user_id][-1]["code"]
     assert lines[-1]["to"] == "+821012345678"
+    typo = await ask(newcomer, room, bot, "!verify code abc", "not a code")
+    assert "No try was used; 5 tries left" in typo
     wrong = "000000" if code != "000000" else "111111"
-    assert "tries left" in await ask(newcomer, room, bot, f"!verify code {wrong}", "not right")
+    assert "4 tries left" in await ask(newcomer, room, bot, f"!verify code {wrong}", "not right")
+    assert "3 tries left" in await ask(newcomer, room, bot, f"!verify code {wrong}", "not right")
     await ask(newcomer, room, bot, f"!verify code {code}", "verified")
     assert await ask(newcomer, room, bot, "!ping", "pong") == "pong"
     # only what is needed is kept: method, time and a salted hash, never the number
@@ -131,22 +158,19 @@ async def test_invalid_new_rules_keep_the_old_ones_by_command_and_by_sighup(poli
         boss, room, bot, "!policy explain call.place @caller:localhost", "kr-plan"
     )
 
+    refused = policy_stack.bridge.log_path.read_text("utf-8", "replace").count(INVALID_LOG)
     os.kill(policy_stack.bridge.proc.pid, signal.SIGHUP)  # still invalid: nothing changes
-    time.sleep(0.5)
+    await log_lines(policy_stack, INVALID_LOG, refused)  # the SIGHUP was handled: refused
     assert policy_stack.bridge.proc.poll() is None
     assert "kr-plan" in await ask(
         boss, room, bot, "!policy explain call.place @caller:localhost", "kr-plan"
     )
 
     rules.write_text("- type: wifi_only\n  id: wifi-only-now\n  carriers: [SKT]\n")
+    loaded = policy_stack.bridge.log_path.read_text("utf-8", "replace").count(LOADED_LOG)
     os.kill(policy_stack.bridge.proc.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 20
-    while True:
-        body = await ask(
-            boss, room, bot, "!policy explain call.place @caller:localhost", "Decision:"
-        )
-        if "wifi-only-now" in body or time.monotonic() > deadline:
-            break
+    await log_lines(policy_stack, LOADED_LOG, loaded)
+    body = await ask(boss, room, bot, "!policy explain call.place @caller:localhost", "Decision:")
     assert "wifi-only-now" in body and "kr-plan" not in body
     rules.write_text(RULES)
     await ask(boss, room, bot, "!policy reload", "reloaded")

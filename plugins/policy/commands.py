@@ -61,6 +61,9 @@ def build(plugin: PolicyPlugin) -> list[Command]:
             return
         if not args.action:
             raise CommandError("say which action to explain, e.g. !policy explain call.place")
+        unknown = plugin.engine.ruleset.unknown_action(args.action)
+        if unknown is not None:
+            raise CommandError(unknown)
         user = args.user or sender
         if user != sender and not is_admin:
             raise CommandError("only admins may explain decisions for someone else")

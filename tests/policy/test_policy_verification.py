@@ -79,6 +79,18 @@ def test_wrong_codes_count_down_then_lock():
     assert "`!verify phone NUMBER`" in outcome.message
 
 
+@pytest.mark.parametrize("typed", ["abc", "12345", "1234567", "12a456", "١٢٣٤٥٦"])
+def test_something_that_is_not_a_code_uses_up_no_try(typed):
+    limits = VerificationLimits(max_attempts=3)
+    state, _ = PendingVerification.start(PHONE, salt=SALT, now=0.0, code="123456")
+    after, outcome = state.check(typed, salt=SALT, now=1.0, limits=limits)
+    assert after == state
+    assert outcome.result is CheckResult.NOT_A_CODE and outcome.attempts_left == 3
+    assert "No try was used" in outcome.message
+    _, outcome = after.check("123 456", salt=SALT, now=1.0, limits=limits)
+    assert outcome.verified  # spaces inside a code are fine
+
+
 def test_codes_expire():
     state, code = PendingVerification.start(PHONE, salt=SALT, now=0.0)
     _, outcome = state.check(code, salt=SALT, now=600.0)
