@@ -8,9 +8,11 @@ class DriveError(Exception):
     status = 400
     code = "M_BAD_REQUEST"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: Headers the HTTP answer carries besides the JSON body (Content-Range for 416).
+        self.headers = headers or {}
 
 
 class NotFound(DriveError):
@@ -30,11 +32,24 @@ class Conflict(DriveError):
     code = "DRIVE_CONFLICT"
 
 
-class StaleRevision(DriveError):
-    """If-Match named a revision that is no longer the current one."""
+class PreconditionFailed(DriveError):
+    """A conditional request's precondition (If-Match, If-None-Match) is false."""
 
     status = 412
+    code = "DRIVE_PRECONDITION_FAILED"
+
+
+class StaleRevision(PreconditionFailed):
+    """If-Match named a revision that is no longer the current one, or none at all."""
+
     code = "DRIVE_STALE_REVISION"
+
+
+class RangeNotSatisfiable(DriveError):
+    """A Range outside the file; the answer says how large the file is."""
+
+    status = 416
+    code = "DRIVE_RANGE_NOT_SATISFIABLE"
 
 
 class QuotaExceeded(DriveError):
@@ -47,3 +62,10 @@ class ContentRefused(DriveError):
 
     status = 403
     code = "DRIVE_CONTENT_REFUSED"
+
+
+class LinkGone(DriveError):
+    """A shared link whose file went to the trash, or whose sharer lost access."""
+
+    status = 410
+    code = "DRIVE_LINK_GONE"

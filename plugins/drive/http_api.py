@@ -1,5 +1,6 @@
 """The drive's HTTP API on the bridge's web server, under ``/_anywhere/drive/v1/``.
-Every route authenticates the person with their Matrix access token."""
+Every route authenticates the person with their Matrix access token, except the OpenAPI
+document (the same static text for everyone: no configuration, no secrets)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from aiohttp import web
 
 from . import http_files as files
 from . import http_shares as shares
-from .http_common import PLUGIN_KEY, PREFIX, authenticated
+from .http_common import PLUGIN_KEY, PREFIX
 from .openapi import document
+
+#: The routes open without a token (tests check that every other one needs one).
+PUBLIC_ROUTES = frozenset({f"{PREFIX}/openapi.json"})
 
 if TYPE_CHECKING:
     from . import DrivePlugin
 
 
-@authenticated
-async def openapi(request: web.Request, user: str) -> web.Response:
+async def openapi(request: web.Request) -> web.Response:
     return web.json_response(document())
 
 
@@ -48,4 +51,6 @@ def add_routes(plugin: DrivePlugin, app: web.Application) -> None:
     r.add_delete(f"{folder}/trash", files.empty_trash)
     r.add_post(f"{folder}/restore", files.restore)
     r.add_get(f"{PREFIX}/nodes/{{node}}/content", files.download_node)
-    r.add_get(f"{PREFIX}/shared/{{room}}/{{node}}/{{version:\\d+}}/{{sig}}", files.download_shared)
+    shared = f"{PREFIX}/shared/{{room}}/{{node}}/{{version:\\d+}}"
+    r.add_get(f"{shared}/{{sharer}}/{{sig}}", files.download_shared)
+    r.add_get(f"{shared}/{{sig}}", files.old_shared_link)

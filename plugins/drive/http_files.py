@@ -8,20 +8,25 @@ import hmac
 
 from aiohttp import web
 
-from .errors import Denied, DriveError, NotFound
+from .errors import Denied, DriveError, LinkGone, NotFound
 from .http_common import (
+    STARTED_KEY,
     authenticated,
-    etag,
+    file_tag,
     folder_of,
-    if_match,
     json_body,
     node_response,
+    not_modified,
     parse_range,
     plugin_of,
+    preconditions,
     required,
+    write_revision,
 )
 from .model import Node
 from .names import split_path
+from .preconditions import EntityTag, Outcome, header_list, range_applies
+from .service import Drive
 
 UPLOAD_CHUNK = 1 << 20
 
@@ -70,11 +75,17 @@ async def changes(request: web.Request, user: str) -> web.Response:
 
 @authenticated
 async def upload(request: web.Request, user: str) -> web.Response:
-    """PUT a file's content, streamed: memory stays flat whatever the size."""
+    """PUT a file's content, streamed: memory stays flat whatever the size. If-Match and
+    If-None-Match are checked before the body is read, and again when it is stored."""
     drive = plugin_of(request).drive
     folder = await folder_of(request)
-    path = request.match_info["path"]
-    create_only = request.headers.get("If-None-Match", "").strip() == "*"
+    parts = split_path(request.match_info["path"])
+    path = "/".join(parts)
+    await drive.access.require(folder, user, write=True)
+    parent = await drive.tree.lookup(folder, parts[:-1])
+    current = await drive.tree.child(parent.id, parts[-1]) if parent.is_dir else None
+    verdict = preconditions(request, file_tag(current) if current else None, path)
+    if_none_match = header_list(request.headers, "If-None-Match")
     node, added = await drive.upload(
         user,
         folder,
@@ -82,24 +93,33 @@ async def upload(request: web.Request, user: str) -> web.Response:
         request.content.iter_chunked(UPLOAD_CHUNK),
         declared_size=request.content_length,
         mime=request.headers.get("Content-Type") or None,
-        if_match=if_match(request),
-        create_only=create_only,
+        if_match=write_revision(verdict),
+        create_only=if_none_match is not None and if_none_match.any,
     )
-    return node_response(node, "/".join(split_path(path)), status=201 if added else 200)
+    return node_response(node, path, status=201 if added else 200)
 
 
-async def _send_content(request: web.Request, node: Node) -> web.StreamResponse:
+async def _send_content(
+    request: web.Request, node: Node, what: str, tag: EntityTag | None = None
+) -> web.StreamResponse:
+    """The file's content (HEAD: only its headers), with conditional requests (If-Match,
+    If-None-Match, If-Range) and a single Range."""
     drive = plugin_of(request).drive
     if node.is_dir:
         raise DriveError(f"{node.name} is a folder; list it instead")
-    wanted = parse_range(request.headers.get("Range"), node.size)
+    tag = tag or file_tag(node)
+    if preconditions(request, tag, what).outcome is Outcome.NOT_MODIFIED:
+        return not_modified(str(tag))
+    wanted = None
+    if range_applies(request.headers.get("If-Range"), tag):
+        wanted = parse_range(request.headers.get("Range"), node.size)
     start, end = wanted or (0, node.size)
     response = web.StreamResponse(status=206 if wanted else 200)
     response.headers.update(
         {
             "Content-Type": node.mime or "application/octet-stream",
             "Accept-Ranges": "bytes",
-            "ETag": etag(node),
+            "ETag": str(tag),
             "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(node.name)}",
         }
     )
@@ -107,8 +127,10 @@ async def _send_content(request: web.Request, node: Node) -> web.StreamResponse:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{node.size}"
     response.content_length = end - start
     await response.prepare(request)
-    async for chunk in drive.content(node, start, end):
-        await response.write(chunk)
+    request[STARTED_KEY] = True
+    if request.method != "HEAD":
+        async for chunk in drive.content(node, start, end):
+            await response.write(chunk)
     await response.write_eof()
     return response
 
@@ -119,12 +141,24 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
+async def _require_live(drive: Drive, node: Node) -> None:
+    """:class:`NotFound` when the file, or a folder above it, is in the trash."""
+    at = node
+    while True:
+        if at.trashed_at is not None:
+            where = "" if at.id == node.id else f" (its folder {at.name} is)"
+            raise NotFound(f"{node.name} is in the trash{where}")
+        if at.parent_id is None:
+            return
+        at = await drive.tree.node(at.parent_id)
+
+
 @authenticated
 async def download(request: web.Request, user: str) -> web.StreamResponse:
     drive = plugin_of(request).drive
     folder = await folder_of(request)
-    node, _ = await drive.resolve(user, folder, request.match_info["path"])
-    return await _send_content(request, node)
+    node, path = await drive.resolve(user, folder, request.match_info["path"])
+    return await _send_content(request, node, path)
 
 
 @authenticated
@@ -134,29 +168,53 @@ async def download_node(request: web.Request, user: str) -> web.StreamResponse:
     node = await drive.tree.node(request.match_info["node"])
     folder = await drive.access.folder(node.folder_id)
     await drive.access.require(folder, user)
-    if node.trashed_at is not None:
-        raise NotFound(f"{node.name} is in the trash")
-    return await _send_content(request, node)
+    await _require_live(drive, node)
+    return await _send_content(request, node, node.name)
 
 
 @authenticated
 async def download_shared(request: web.Request, user: str) -> web.StreamResponse:
     """A file shared into a room as a link (too large for the homeserver): the version
-    that was shared, for the room's members only."""
+    that was shared, for the room's members only, while the file is out of the trash and
+    the person who shared it still has access to its folder."""
     plugin = plugin_of(request)
+    drive = plugin.drive
     room, node_id = request.match_info["room"], request.match_info["node"]
+    sharer = request.match_info["sharer"]
     version = int(request.match_info["version"])
-    expected = plugin.rooms.link_signature(room, node_id, version)
+    expected = plugin.rooms.link_signature(room, node_id, version, sharer)
     if not hmac.compare_digest(expected, request.match_info["sig"]):
         raise NotFound("this link is not valid")
     if not await plugin.rooms.is_joined(room, user):
         raise Denied("this file was shared in a room you are not in")
-    node = await plugin.drive.tree.node(node_id)
-    match = [v for v in await plugin.drive.tree.versions(node) if v.number == version]
+    node = await drive.tree.node(node_id)
+    try:
+        await drive.access.require(await drive.access.folder(node.folder_id), sharer)
+    except Denied as exc:
+        raise LinkGone(
+            f"{sharer}, who shared this link, no longer has access to the folder it is in, so "
+            "the link no longer works: ask someone who has to share the file again"
+        ) from exc
+    try:
+        await _require_live(drive, node)
+    except NotFound as exc:
+        raise LinkGone(f"{exc.message}, so this link no longer works") from exc
+    match = [v for v in await drive.tree.versions(node) if v.number == version]
     if not match:
         raise NotFound("that version of the file is gone")
     shared = dataclasses.replace(node, sha256=match[0].sha256, size=match[0].size)
-    return await _send_content(request, shared)
+    # The shared version never changes: its own tag, whatever the file is at now.
+    return await _send_content(request, shared, node.name, EntityTag(f"v{version}"))
+
+
+@authenticated
+async def old_shared_link(request: web.Request, user: str) -> web.StreamResponse:
+    """Links posted before links named who shared them cannot be checked against the
+    share: they are refused, saying what to do."""
+    raise LinkGone(
+        "this link was made by an older version of the bridge and cannot be checked "
+        "against the file's sharing; ask for the file to be shared again (!drive share)"
+    )
 
 
 @authenticated
@@ -164,7 +222,8 @@ async def delete(request: web.Request, user: str) -> web.Response:
     drive = plugin_of(request).drive
     folder = await folder_of(request)
     node, path = await drive.resolve(user, folder, request.match_info["path"], write=True)
-    trashed = await drive.tree.trash(folder, node, user, if_match(request))
+    verdict = preconditions(request, file_tag(node), path)
+    trashed = await drive.tree.trash(folder, node, user, write_revision(verdict))
     return node_response(trashed, path)
 
 
@@ -184,7 +243,8 @@ async def move(request: web.Request, user: str) -> web.Response:
     drive = plugin_of(request).drive
     folder = await folder_of(request)
     body = await json_body(request)
-    node, _ = await drive.resolve(user, folder, required(body, "from"), write=True)
+    node, source = await drive.resolve(user, folder, required(body, "from"), write=True)
+    verdict = preconditions(request, file_tag(node), source, body.get("if_match"))
     parts = split_path(required(body, "to"))
     if body.get("to_folder") not in (None, folder.id):  # into another shared folder
         target = await drive.access.folder(str(body["to_folder"]))
@@ -192,7 +252,7 @@ async def move(request: web.Request, user: str) -> web.Response:
         moved = await drive.move_to_folder(user, folder, node, target, parent, parts[-1])
         return node_response(moved, "/".join(parts))
     parent = await drive.tree.lookup(folder, parts[:-1])
-    moved = await drive.tree.move(folder, node, parent, parts[-1], user, if_match(request, body))
+    moved = await drive.tree.move(folder, node, parent, parts[-1], user, write_revision(verdict))
     return node_response(moved, "/".join(parts))
 
 

@@ -11,21 +11,57 @@ PATH_QUERY = {"name": "path", "in": "query", "schema": {"type": "string", "defau
 IF_MATCH = {
     "name": "If-Match",
     "in": "header",
-    "description": 'The revision the change is based on ("12"); 412 when it is not current.',
+    "description": (
+        'Entity tags ("12", a list "11", "12", or *), compared strongly (RFC 9110): the '
+        "request goes ahead only when one is the file's current ETag; 412 otherwise, also "
+        "for a value that is not a list of entity tags."
+    ),
     "schema": {"type": "string"},
 }
-ERRORS = {
-    "400": {
-        "description": "Bad input (the error says what)",
-        "$ref": "#/components/responses/Error",
-    },
-    "401": {"description": "No or unknown Matrix access token"},
-    "403": {
-        "description": "No access: not a member, invitation not accepted, a viewer "
-        "writing, or content refused"
-    },
-    "404": {"description": "No such folder, file or version"},
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "description": (
+        'Entity tags or *, compared weakly (W/"12" matches "12"): when one is the current '
+        "ETag, GET and HEAD answer 304 and writes 412; * to only create."
+    ),
+    "schema": {"type": "string"},
 }
+IF_RANGE = {
+    "name": "If-Range",
+    "in": "header",
+    "description": (
+        "With Range: the range is sent only when this is the current (strong) ETag; "
+        "otherwise the whole current file, 200."
+    ),
+    "schema": {"type": "string"},
+}
+
+
+def error(description: str) -> dict[str, Any]:
+    """An error answer: every error body is JSON ``{"errcode", "error"}``."""
+    return {"description": description, "content": ERROR_CONTENT}
+
+
+ERROR_CONTENT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"errcode": {"type": "string"}, "error": {"type": "string"}},
+            "required": ["errcode", "error"],
+        }
+    }
+}
+ERRORS = {
+    "400": error("Bad input (the error says what)"),
+    "401": error("No or unknown Matrix access token"),
+    "403": error(
+        "No access: not permitted to use the bridge or refused by its policy, not a member, "
+        "invitation not accepted, a viewer writing, or content refused"
+    ),
+    "404": error("No such folder, file or version"),
+}
+PRECONDITION_FAILED = error("A precondition (If-Match, If-None-Match) is false")
 
 
 def op(summary: str, *params: dict, body: dict | None = None, ok: str = "OK", **extra: Any) -> dict:
@@ -76,8 +112,9 @@ def document() -> dict[str, Any]:
             "version": "1",
             "description": (
                 "Shared folders. Authenticate with your Matrix access token "
-                "(Authorization: Bearer ...). A folder shared with you gives no access until "
-                "you accept it (join its room, or POST .../accept)."
+                "(Authorization: Bearer ...); only this document is served without one. "
+                "A folder shared with you gives no access until you accept it (join its "
+                "room, or POST .../accept). Every error body is JSON {errcode, error}."
             ),
         },
         "servers": [{"url": "/_anywhere/drive/v1"}],
@@ -85,14 +122,7 @@ def document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"matrix": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Node": node},
-            "responses": {
-                "Error": {
-                    "description": "An error",
-                    "content": {
-                        "application/json": {"schema": obj(errcode="string", error="string")}
-                    },
-                }
-            },
+            "responses": {"Error": error("An error")},
         },
         "paths": {
             "/folders": {
@@ -116,13 +146,20 @@ def document() -> dict[str, Any]:
             },
             "/folders/{folder}/files/{path}": {
                 "get": op(
-                    "Download (Range supported)",
+                    "Download (Range and conditional requests supported; HEAD too)",
                     FOLDER,
                     PATH_PARAM,
                     {"name": "Range", "in": "header", "schema": {"type": "string"}},
+                    IF_MATCH,
+                    IF_NONE_MATCH,
+                    IF_RANGE,
                     responses={
                         "206": {"description": "Partial content"},
-                        "416": {"description": "Range not satisfiable"},
+                        "304": {"description": "Not modified (If-None-Match)"},
+                        "412": PRECONDITION_FAILED,
+                        "416": error(
+                            "Range not satisfiable (Content-Range: bytes */SIZE says the size)"
+                        ),
                     },
                 ),
                 "put": op(
@@ -130,12 +167,7 @@ def document() -> dict[str, Any]:
                     FOLDER,
                     PATH_PARAM,
                     IF_MATCH,
-                    {
-                        "name": "If-None-Match",
-                        "in": "header",
-                        "description": "* to only create",
-                        "schema": {"type": "string"},
-                    },
+                    IF_NONE_MATCH,
                     requestBody={
                         "content": {
                             "application/octet-stream": {
@@ -145,9 +177,9 @@ def document() -> dict[str, Any]:
                     },
                     responses={
                         "201": {"description": "A new version"},
-                        "409": {"description": "A folder has that name"},
-                        "412": {"description": "Stale revision"},
-                        "507": {"description": "Over quota; nothing kept"},
+                        "409": error("A folder has that name"),
+                        "412": PRECONDITION_FAILED,
+                        "507": error("Over quota; nothing kept"),
                     },
                 ),
                 "delete": op(
@@ -155,8 +187,32 @@ def document() -> dict[str, Any]:
                     FOLDER,
                     PATH_PARAM,
                     IF_MATCH,
-                    responses={"412": {"description": "Stale revision"}},
+                    IF_NONE_MATCH,
+                    responses={"412": PRECONDITION_FAILED},
                 ),
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document; no token needed (it holds nothing secret)",
+                    "security": [],
+                    "responses": {"200": {"description": "OK"}},
+                }
+            },
+            "/shared/{room}/{node}/{version}/{sharer}/{sig}": {
+                "get": op(
+                    "A file shared into a room as a link, for the room's members (HEAD, "
+                    "Range and conditional requests as for files)",
+                    *(
+                        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                        for name in ("room", "node", "version", "sharer", "sig")
+                    ),
+                    responses={
+                        "410": error(
+                            "The file is in the trash, or the person who shared it no longer "
+                            "has access to its folder"
+                        )
+                    },
+                )
             },
             "/nodes/{node}/content": {
                 "get": op(
@@ -176,10 +232,7 @@ def document() -> dict[str, Any]:
                     body=obj(
                         ("to_folder",), **{"from": "string", "to": "string", "to_folder": "string"}
                     ),
-                    responses={
-                        "409": {"description": "Name taken"},
-                        "412": {"description": "Stale revision"},
-                    },
+                    responses={"409": error("Name taken"), "412": PRECONDITION_FAILED},
                 )
             },
             "/folders/{folder}/versions": {"get": op("A file's versions", FOLDER, PATH_QUERY)},

@@ -230,31 +230,33 @@ class FolderRooms:
         self._upload_limit = (limit, time.monotonic() + MEDIA_CONFIG_SECONDS)
         return limit
 
-    def link_signature(self, room_id: str, node_id: str, version: int) -> str:
+    def link_signature(self, room_id: str, node_id: str, version: int, sharer: str) -> str:
         key = hashlib.sha256(b"drive-links|" + self.bridge.config["appservice.as_token"].encode())
-        message = f"{room_id}|{node_id}|{version}".encode()
+        message = f"{room_id}|{node_id}|{version}|{sharer}".encode()
         return hmac.new(key.digest(), message, hashlib.sha256).hexdigest()[:32]
 
-    def link(self, node: Node, room_id: str) -> str:
+    def link(self, node: Node, room_id: str, sharer: str) -> str:
         """A link to this version of the file for the members of ``room_id`` (they log in
-        with their Matrix account; nobody else can use it)."""
+        with their Matrix account; nobody else can use it), working while the file is
+        out of the trash and ``sharer`` (who posted it) still has access to its folder."""
         base = self.drive.settings.public_url or (
             f"http://{self.bridge.config['appservice.hostname']}:"
             f"{self.bridge.config['appservice.port']}"
         )
-        sig = self.link_signature(room_id, node.id, node.version_no)
+        sig = self.link_signature(room_id, node.id, node.version_no, sharer)
         return (
             f"{base.rstrip('/')}/_anywhere/drive/v1/shared/{quote(room_id, safe='')}/"
-            f"{node.id}/{node.version_no}/{sig}"
+            f"{node.id}/{node.version_no}/{quote(sharer, safe='')}/{sig}"
         )
 
     async def post_file(self, ctx: EventContext, room_id: str, node: Node, as_of: str) -> str:
         """Post ``node`` into ``room_id`` as a file message, or a link when too large."""
         limit = await self.upload_limit()
         if limit is not None and node.size > limit:
+            link = self.link(node, room_id, as_of)
             text = (
                 f"{node.name} ({human_size(node.size)}) is larger than this homeserver accepts "
-                f"({human_size(limit)}); download it from the drive: {self.link(node, room_id)}"
+                f"({human_size(limit)}); download it from the drive: {link}"
             )
             await ctx.notice(room_id, text)
             return "link"
