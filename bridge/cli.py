@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import secrets
 import sys
 from pathlib import Path
 
-from .config import PLACEHOLDER, example_text, load_config
+from .config import PLACEHOLDER, PRIVATE_UMASK, example_text, load_config, write_private_file
 from .errors import AnywhereError, StorageError
+
+
+def _private_files() -> None:
+    """Everything this process creates from now on (config, registration, the database,
+    the drive's content, a dev Synapse's state) is readable by its owner only."""
+    os.umask(PRIVATE_UMASK)
 
 
 def _new_token() -> str:
@@ -44,9 +51,9 @@ def cmd_init(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    _private_files()
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(render_config(args.domain, args.homeserver), "utf-8")
-    config_path.chmod(0o600)
+    write_private_file(config_path, render_config(args.domain, args.homeserver), exclusive=True)
     config = load_config(config_path)
     manager = load_plugins(config)
     write_registration(reg_path, build_registration(config, plugin_namespaces(config, manager)))
@@ -63,6 +70,7 @@ def cmd_registration(args: argparse.Namespace) -> int:
     from .registration import build_registration, write_registration
     from .runtime import load_plugins, plugin_namespaces
 
+    _private_files()
     config = load_config(args.config)
     manager = load_plugins(config)
     write_registration(
@@ -76,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .logging import setup_logging
     from .runtime import Bridge
 
+    _private_files()
     config = load_config(args.config)
     setup_logging(config["logging.format"], config["logging.level"])
     bridge = Bridge(config)
@@ -92,6 +101,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from .devstack import run_dev
 
+    _private_files()
     return asyncio.run(run_dev(Path(args.dir)))
 
 

@@ -8,6 +8,7 @@ YAML (so ``8080`` is a number and ``[a, b]`` a list).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import os
@@ -21,12 +22,44 @@ from urllib.parse import urlparse
 
 import yaml
 
-from .errors import ConfigError
+from .errors import AnywhereError, ConfigError
 
 PLACEHOLDER = "generate-with-anywhere-init"
+#: The bridge's processes (``anywhere run``, ``anywhere dev``) create every file and folder
+#: with this umask: owner only, so tokens, the database and the drive's content are never
+#: readable by other local users, not even for a moment.
+PRIVATE_UMASK = 0o077
 ENV_PREFIX = "ANYWHERE__"
 PERMISSION_LEVELS = ("none", "user", "admin")
 LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
+
+
+def write_private_file(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600) from the first byte.
+
+    The file is written beside ``path`` under a temporary name created 0600 and renamed
+    over it, so nobody ever sees it half-written or with wider permissions. With
+    ``exclusive``, an existing ``path`` is an error (:class:`FileExistsError`).
+    """
+    path = Path(path)
+    if exclusive and path.exists():
+        raise FileExistsError(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        if exclusive:
+            os.link(temp, path)  # fails if path appeared meanwhile; never overwrites
+            temp.unlink()
+        else:
+            os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
 
 
 def example_text() -> str:
@@ -52,6 +85,75 @@ class ConfigSection:
     allow_extra_keys: bool = False
 
 
+class ConfigErrors(ConfigError):
+    """Several config errors, reported together so that one run shows all of them.
+
+    ``errors`` holds each one; ``key``, ``expected``, ``found`` and ``hint`` are the first's.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        self.key, self.expected, self.found, self.hint = (
+            first.key,
+            first.expected,
+            first.found,
+            first.hint,
+        )
+        lines = "\n".join(f"  - {error}" for error in errors)
+        AnywhereError.__init__(self, f"{len(errors)} problems in the config:\n{lines}")
+
+
+class Problems:
+    """Collects config errors instead of stopping at the first, and names the environment
+    variable behind a value that came from one (``env_sources``: dotted key -> variable)."""
+
+    def __init__(self, env_sources: Mapping[str, str] | None = None) -> None:
+        self.errors: list[ConfigError] = []
+        self.env_sources = dict(env_sources or {})
+
+    def source_of(self, key: str) -> str | None:
+        """The ``ANYWHERE__…`` variable that set ``key``, a key above it or one below it."""
+        for dotted, variable in sorted(self.env_sources.items(), key=lambda kv: -len(kv[0])):
+            if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
+                return variable
+        return None
+
+    def add(self, error: ConfigError) -> None:
+        variable = self.source_of(error.key) if isinstance(error.key, str) else None
+        if variable is not None:
+            hint = f"set by the environment variable {variable}"
+            if error.hint:
+                hint += f"; {error.hint}"
+            error = ConfigError(error.key, error.expected, error.found, hint)
+        self.errors.append(error)
+
+    def check(
+        self, condition: bool, key: str, expected: str, found: object, hint: str = ""
+    ) -> None:
+        """Add an error for ``key`` unless ``condition`` holds or ``key`` has one already."""
+        if not condition and all(error.key != key for error in self.errors):
+            self.add(ConfigError(key, expected, found, hint))
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Run a check that raises :class:`ConfigError` (a plugin's validator) and keep
+        its error with the others."""
+        try:
+            yield
+        except ConfigErrors as errors:
+            for error in errors.errors:
+                self.add(error)
+        except ConfigError as error:
+            self.add(error)
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``override`` onto a copy of ``base``; mappings merge, everything else replaces."""
     merged = copy.deepcopy(base)
@@ -63,7 +165,14 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def apply_env_overrides(
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    problems: Problems | None = None,
+) -> dict[str, Any]:
+    """``data`` with each ``ANYWHERE__…`` variable applied; with ``problems``, each dotted
+    key set is recorded in ``problems.env_sources`` and bad values are collected there."""
+    problems = problems if problems is not None else Problems()
     data = copy.deepcopy(data)
     for name, raw in sorted(environ.items()):
         if not name.upper().startswith(ENV_PREFIX):
@@ -71,12 +180,13 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dic
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
         if not path:
             continue
+        dotted = ".".join(path)
+        problems.env_sources[dotted] = name
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(
-                ".".join(path), "a YAML value", raw, f"from environment variable {name}: {exc}"
-            ) from exc
+            problems.add(ConfigError(dotted, "a YAML value", raw, str(exc).replace("\n", " ")))
+            continue
         node = data
         for part in path[:-1]:
             child = node.get(part)
@@ -99,39 +209,61 @@ def _type_name(value: Any) -> str:
 
 
 def check_known_keys(
-    data: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str, open_keys: set[str]
+    data: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    prefix: str,
+    open_keys: set[str],
+    problems: Problems | None = None,
 ) -> None:
     """Refuse keys the defaults do not have, and values of the wrong type.
 
     ``open_keys`` are dotted paths whose mappings take any keys (permissions, settings).
+    Errors go to ``problems``; without it the first one is raised.
     """
+    collect = problems if problems is not None else Problems()
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
             close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
             hint = f"did you mean {prefix}{close[0]}?" if close else "remove it"
-            raise ConfigError(
-                dotted, f"one of {', '.join(map(str, defaults))}", f"unknown key {key!r}", hint
+            collect.add(
+                ConfigError(
+                    dotted, f"one of {', '.join(map(str, defaults))}", f"unknown key {key!r}", hint
+                )
             )
+            continue
         default = defaults[key]
-        if default is None or dotted in open_keys:
+        if default is None:
             continue
         if isinstance(default, bool) or not isinstance(default, int | float):
             ok = isinstance(value, type(default))
         else:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok:
-            raise ConfigError(dotted, _type_name(default), value)
-        if isinstance(default, dict):
-            check_known_keys(value, default, dotted + ".", open_keys)
+            collect.add(ConfigError(dotted, _type_name(default), value))
+            if isinstance(data, dict):
+                # so that the checks of the values can go on and report their errors too
+                data[key] = copy.deepcopy(default)
+            continue
+        if isinstance(default, dict) and dotted not in open_keys:
+            check_known_keys(value, default, dotted + ".", open_keys, collect)
+    if problems is None:
+        collect.raise_if_any()
 
 
 class Config:
     """Validated configuration. Read values with ``config["section.key"]``."""
 
-    def __init__(self, data: dict[str, Any], path: Path | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        path: Path | None = None,
+        env_sources: Mapping[str, str] | None = None,
+    ) -> None:
         self.data = data
         self.path = path
+        #: dotted key -> the ``ANYWHERE__…`` variable that set it
+        self.env_sources = dict(env_sources or {})
 
     def __getitem__(self, dotted: str) -> Any:
         node: Any = self.data
@@ -187,8 +319,8 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
     """Read, merge and validate the core config (plugin sections are validated when the
-    plugins are loaded, see :func:`apply_plugin_sections`)."""
-    defaults = example_defaults()
+    plugins are loaded, see :func:`apply_plugin_sections`). Every error found is reported
+    at once (:class:`ConfigErrors` when there are several)."""
     user: dict[str, Any] = {}
     file_path = Path(path).resolve() if path else None
     if file_path is not None:
@@ -205,27 +337,41 @@ def load_config(
             raise ConfigError(str(file_path), "valid YAML", None, str(exc)) from exc
         if not isinstance(user, dict):
             raise ConfigError(str(file_path), "a mapping of sections", type(user).__name__)
+    return config_from_data(user, file_path, environ=environ, overrides=overrides)
+
+
+def config_from_data(
+    user: Mapping[str, Any],
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Validate a config given as data (what the file at ``path`` holds, or will hold:
+    ``anywhere init`` checks its config before writing anything)."""
+    defaults = example_defaults()
     merged = deep_merge(defaults, user)
     if overrides:
         merged = deep_merge(merged, overrides)
-    merged = apply_env_overrides(merged, os.environ if environ is None else environ)
+    problems = Problems()
+    merged = apply_env_overrides(merged, os.environ if environ is None else environ, problems)
     check_known_keys(
-        merged, defaults, "", {"bridge.permissions", "bridge.command_levels", "plugins.settings"}
+        merged,
+        defaults,
+        "",
+        {"bridge.permissions", "bridge.command_levels", "plugins.settings"},
+        problems,
     )
-    config = Config(merged, file_path)
-    validate_core(config)
+    config = Config(merged, path, problems.env_sources)
+    validate_core(config, problems)
+    problems.raise_if_any()
     return config
 
 
-def _require(condition: bool, key: str, expected: str, found: object, hint: str = "") -> None:
-    if not condition:
-        raise ConfigError(key, expected, found, hint)
-
-
-def _check_url(config: Config, key: str) -> None:
+def _check_url(config: Config, key: str, problems: Problems) -> None:
     value = config[key]
     parsed = urlparse(value)
-    _require(
+    problems.check(
         parsed.scheme in ("http", "https") and bool(parsed.netloc),
         key,
         "an http:// or https:// URL",
@@ -233,18 +379,21 @@ def _check_url(config: Config, key: str) -> None:
     )
 
 
-def validate_core(config: Config) -> None:
-    _check_url(config, "homeserver.url")
-    _check_url(config, "appservice.address")
+def validate_core(config: Config, problems: Problems | None = None) -> None:
+    """Check the core's values; errors go to ``problems`` (raised here without it)."""
+    collect = problems if problems is not None else Problems(config.env_sources)
+    check = collect.check
+    _check_url(config, "homeserver.url", collect)
+    _check_url(config, "appservice.address", collect)
     domain = config["homeserver.domain"]
-    _require(
+    check(
         bool(re.fullmatch(r"[A-Za-z0-9.\-]+(:\d+)?", domain)),
         "homeserver.domain",
         "a server name such as example.org",
         domain,
     )
     port = config["appservice.port"]
-    _require(
+    check(
         isinstance(port, int) and 0 < port < 65536,
         "appservice.port",
         "a port number between 1 and 65535",
@@ -252,15 +401,17 @@ def validate_core(config: Config) -> None:
     )
     for key in ("appservice.as_token", "appservice.hs_token", "operations.token"):
         value = config[key]
-        _require(
-            value != PLACEHOLDER,
-            key,
-            "a secret token",
-            value,
-            "run `anywhere init` to generate one, or set it yourself",
-        )
-        _require(len(value) >= 16, key, "at least 16 characters", f"{len(value)} characters")
-    _require(
+        if value == PLACEHOLDER:
+            check(
+                False,
+                key,
+                "a secret token",
+                value,
+                "run `anywhere init` to generate one, or set it yourself",
+            )
+        else:
+            check(len(value) >= 16, key, "at least 16 characters", f"{len(value)} characters")
+    check(
         config["appservice.as_token"] != config["appservice.hs_token"],
         "appservice.hs_token",
         "a token different from appservice.as_token",
@@ -268,83 +419,89 @@ def validate_core(config: Config) -> None:
     )
     for key in ("appservice.bot.localpart", "appservice.ghost_prefix"):
         value = config[key]
-        _require(
-            bool(LOCALPART_RE.match(value)), key, "lower-case letters, digits and ._=-/+", value
-        )
-    _require(
+        check(bool(LOCALPART_RE.match(value)), key, "lower-case letters, digits and ._=-/+", value)
+    check(
         bool(re.fullmatch(r"[A-Za-z0-9_.\-]+", config["appservice.id"])),
         "appservice.id",
         "letters, digits, _ . -",
         config["appservice.id"],
     )
-    _require(
+    check(
         config["bridge.command_prefix"] != "",
         "bridge.command_prefix",
         "a non-empty prefix such as '!'",
         "",
     )
     for pattern, level in config["bridge.permissions"].items():
-        _require(
+        check(
             level in PERMISSION_LEVELS,
             f"bridge.permissions.{pattern}",
             " or ".join(PERMISSION_LEVELS),
             level,
         )
     for name, level in config["bridge.command_levels"].items():
-        _require(
-            level in ("user", "admin"), f"bridge.command_levels.{name}", "user or admin", level
-        )
-    _require(
+        check(level in ("user", "admin"), f"bridge.command_levels.{name}", "user or admin", level)
+    check(
         config["logging.format"] in ("console", "json"),
         "logging.format",
         "console or json",
         config["logging.format"],
     )
-    _require(
+    check(
         str(config["logging.level"]).upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
         "logging.level",
         "DEBUG, INFO, WARNING, ERROR or CRITICAL",
         config["logging.level"],
     )
     db_url = config["database.url"]
-    _require(
+    check(
         db_url.split(":", 1)[0] in ("sqlite", "sqlite3", "postgres", "postgresql"),
         "database.url",
         "sqlite:FILE or postgres://user@host/db",
         db_url,
     )
     enabled = config["plugins.enabled"]
-    _require(
+    check(
         all(isinstance(n, str) for n in enabled),
         "plugins.enabled",
         "a list of plugin names",
         enabled,
     )
+    if problems is None:
+        collect.raise_if_any()
 
 
 def apply_plugin_sections(config: Config, sections: Mapping[str, ConfigSection]) -> None:
-    """Merge each enabled plugin's defaults under its settings and run its validator."""
+    """Merge each enabled plugin's defaults under its settings and run its validator; the
+    errors of every plugin are reported together."""
+    problems = Problems(config.env_sources)
     settings = config.data["plugins"]["settings"]
     packaged = example_defaults()["plugins"]["settings"]
     for name in list(settings):
         if name not in config["plugins.enabled"] and settings[name] == packaged.get(name):
             del settings[name]  # the example's own section of a plugin not enabled
             continue
-        if name not in sections and name not in config["plugins.enabled"]:
-            raise ConfigError(
-                f"plugins.settings.{name}",
-                "settings of an enabled plugin",
-                name,
-                "add it to plugins.enabled or remove the section",
-            )
+        problems.check(
+            name in sections or name in config["plugins.enabled"],
+            f"plugins.settings.{name}",
+            "settings of an enabled plugin",
+            name,
+            "add it to plugins.enabled or remove the section",
+        )
     for name, section in sections.items():
         prefix = f"plugins.settings.{name}"
         given = settings.get(name) or {}
         if not isinstance(given, dict):
-            raise ConfigError(prefix, "a mapping", given)
+            problems.add(ConfigError(prefix, "a mapping", given))
+            continue
+        before = len(problems.errors)
         if not section.allow_extra_keys:
-            check_known_keys(given, section.defaults, prefix + ".", set())
+            check_known_keys(given, section.defaults, prefix + ".", set(), problems)
+        if len(problems.errors) > before:
+            continue  # its validator may rely on the keys and their types
         merged = deep_merge(section.defaults, given)
         if section.validate:
-            section.validate(merged, prefix)
+            with problems.collecting():
+                section.validate(merged, prefix)
         settings[name] = merged
+    problems.raise_if_any()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import signal
 from pathlib import Path
 
 import yaml
 
-from .config import load_config
+from .config import PRIVATE_UMASK, load_config, write_private_file
 from .errors import AnywhereError
 from .logging import setup_logging
 
@@ -40,15 +41,16 @@ async def run_dev(workdir: Path) -> int:
     from .testing.synapse import Synapse, free_port
 
     _require_synapse()
+    os.umask(PRIVATE_UMASK)  # tokens, passwords and both databases: owner only
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o700)  # also closes a folder made by an older version
     state_path = workdir / "dev-state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     state.setdefault("synapse_port", free_port())
     state.setdefault("bridge_port", free_port())
     state.setdefault("demo_password", secrets.token_urlsafe(12))
-    state_path.write_text(json.dumps(state, indent=2))
-    state_path.chmod(0o600)
+    write_private_file(state_path, json.dumps(state, indent=2))
 
     server_name = "localhost"
     synapse_url = f"http://127.0.0.1:{state['synapse_port']}"

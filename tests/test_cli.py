@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,13 @@ def anywhere(*args: str, cwd=None, timeout: float = 60) -> subprocess.CompletedP
         capture_output=True,
         text=True,
         timeout=timeout,
+        umask=0o022,  # a usual login's umask: the files must be private anyway
     )
+
+
+def private(path: Path) -> bool:
+    """Neither the group nor others may read, write or enter ``path``."""
+    return path.stat().st_mode & 0o077 == 0
 
 
 def test_init_writes_config_and_registration_with_fresh_tokens_and_refuses_to_overwrite(
@@ -41,10 +48,64 @@ def test_init_writes_config_and_registration_with_fresh_tokens_and_refuses_to_ov
     assert registration["hs_token"] == configs[0]["appservice"]["hs_token"]
     assert configs[0]["homeserver"]["domain"] == "corp.example"
     assert configs[0]["bridge"]["permissions"] == {"corp.example": "user"}
-    assert (first / "config.yaml").stat().st_mode & 0o077 == 0  # secrets: owner only
+    assert private(first / "config.yaml") and private(first / "registration.yaml")  # tokens
     again = anywhere("init", cwd=first)
     assert again.returncode == 1
     assert "exists already; refusing to overwrite" in again.stderr
+
+
+def test_registration_rewrites_its_file_private_even_over_a_readable_one(tmp_path):
+    assert anywhere("init", cwd=tmp_path).returncode == 0
+    (tmp_path / "registration.yaml").chmod(0o644)
+    result = anywhere("registration", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert private(tmp_path / "registration.yaml")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_private_file_is_never_readable_by_others_while_it_is_written(tmp_path, monkeypatch):
+    """No window between creating the file and restricting it: its mode is checked at the
+    moment its content is written."""
+    import builtins
+    import io
+
+    from bridge.config import write_private_file
+
+    seen: list[int] = []
+    real_open = builtins.open
+    real_fdopen = os.fdopen
+
+    class Watched:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, text):
+            seen.append(os.fstat(self.file.fileno()).st_mode & 0o777)
+            return self.file.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            self.file.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: Watched(real_open(*a, **k)))
+    monkeypatch.setattr(io, "open", lambda *a, **k: Watched(real_open(*a, **k)))
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: Watched(real_fdopen(*a, **k)))
+    old = os.umask(0o022)
+    try:
+        write_private_file(tmp_path / "secret.yaml", "token: x\n")
+        assert seen and all(mode == 0o600 for mode in seen), [oct(m) for m in seen]
+        with pytest.raises(FileExistsError):
+            write_private_file(tmp_path / "secret.yaml", "token: y\n", exclusive=True)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "secret.yaml").read_text() == "token: x\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.yaml"]
 
 
 def test_run_with_a_bad_config_names_the_key_and_exits(tmp_path):
@@ -142,3 +203,38 @@ def test_policy_test_runs_cases_and_fails_on_a_mismatch(tmp_path):
     result = anywhere("policy", "test", str(broken), str(cases))
     assert result.returncode == 2
     assert "did you mean 'plan_threshold'" in result.stdout
+
+
+@pytest.mark.e2e
+async def test_run_keeps_the_database_and_the_drive_content_private(tmp_path):
+    """Other local users can read nothing the bridge writes: its database and every file
+    and folder of the drive's storage, though the bridge was started with umask 022."""
+    from drive.people import DrivePerson
+
+    from bridge.testing.stack import Stack
+
+    old = os.umask(0o022)
+    try:
+        stack = Stack(tmp_path, ["basics", "drive"])
+        stack.start()
+    finally:
+        os.umask(old)
+    try:
+        alice = DrivePerson(await stack.user(), stack)
+        try:
+            room = await alice.new_folder("Secrets")
+            event_id = await alice.send_file(room, "plan.txt", b"the plan " * 1000, "text/plain")
+            assert "Saved plan.txt" in await alice.saved(room, event_id)
+        finally:
+            await alice.close()
+    finally:
+        stack.stop()
+    data = tmp_path / "bridge" / "data"
+    assert private(tmp_path / "bridge" / "config.yaml")
+    assert private(tmp_path / "bridge" / "registration.yaml")
+    written = [data, *data.rglob("*")]
+    assert any(p.name == "anywhere.db" for p in written)
+    drive_files = [p for p in (data / "drive").rglob("*") if p.is_file()]
+    assert drive_files, "the drive stored nothing on disk"
+    readable = [f"{p} {oct(p.stat().st_mode & 0o777)}" for p in written if not private(p)]
+    assert readable == []

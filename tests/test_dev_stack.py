@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from nio import AsyncClient, LoginResponse
@@ -30,6 +31,7 @@ async def test_dev_prints_a_working_login_and_ctrl_c_stops_everything(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        umask=0o022,
     )
     output = ""
     try:
@@ -63,3 +65,15 @@ async def test_dev_prints_a_working_login_and_ctrl_c_stops_everything(tmp_path):
     assert proc.returncode == 0, output + rest
     assert "Stopped." in rest
     assert not port_open(homeserver), "Synapse is still running after Ctrl-C"
+    assert_private(tmp_path / "dev")
+
+
+def assert_private(workdir: Path) -> None:
+    """Tokens, passwords, both databases and the media: nothing readable by other users,
+    though the dev stack was started with the usual umask 022."""
+    written = [workdir, *workdir.rglob("*")]
+    for name in ("config.yaml", "registration.yaml", "anywhere.db", "homeserver.db"):
+        assert any(p.name == name for p in written), f"no {name} in {workdir}"
+    assert (workdir / "synapse" / "media").is_dir()
+    readable = [f"{p} {oct(p.stat().st_mode & 0o777)}" for p in written if p.stat().st_mode & 0o077]
+    assert readable == []

@@ -45,7 +45,7 @@ def write_bridge_files(
 ) -> tuple[Path, Path]:
     """Write config.yaml and registration.yaml for a bridge talking to ``synapse_url``."""
     from bridge.cli import render_config
-    from bridge.config import deep_merge, load_config
+    from bridge.config import deep_merge, load_config, write_private_file
     from bridge.registration import build_registration, write_registration
     from bridge.runtime import load_plugins, plugin_namespaces
 
@@ -59,7 +59,7 @@ def write_bridge_files(
     data["logging"] = {"format": "console", "level": "INFO"}
     if extra:
         data = deep_merge(data, extra)
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    write_private_file(config_path, yaml.safe_dump(data, sort_keys=False))  # it holds tokens
     config = load_config(config_path, environ={})
     manager = load_plugins(config)
     write_registration(reg_path, build_registration(config, plugin_namespaces(config, manager)))
