@@ -29,20 +29,36 @@ def render_config(domain: str, homeserver_url: str, port: int | None = None) -> 
     text = example_text()
     while PLACEHOLDER in text:
         text = text.replace(PLACEHOLDER, _new_token(), 1)
-    text = re.sub(r"(?m)^(  url: )http://127\.0\.0\.1:8008$", rf"\g<1>{homeserver_url}", text)
-    text = re.sub(r"(?m)^(  domain: )example\.org$", rf"\g<1>{domain}", text)
-    text = re.sub(r'(?m)^(    )"example\.org": user$', rf'\g<1>"{domain}": user', text)
+    # Functions as replacements: the values are inserted as they are, never as escapes.
+    text = re.sub(r"(?m)^(  url: )http://127\.0\.0\.1:8008$", lambda m: m[1] + homeserver_url, text)
+    text = re.sub(r"(?m)^(  domain: )example\.org$", lambda m: m[1] + domain, text)
+    text = re.sub(r'(?m)^(    )"example\.org": user$', lambda m: f'{m[1]}"{domain}": user', text)
     if port is not None:
         text = text.replace("127.0.0.1:29340", f"127.0.0.1:{port}")
         text = re.sub(r"(?m)^(  port: )29340$", rf"\g<1>{port}", text)
     return text
 
 
+def _registration_path(args: argparse.Namespace) -> Path:
+    """``-r``, or ``registration.yaml`` beside the config file."""
+    if args.registration:
+        return Path(args.registration)
+    return Path(args.config).parent / "registration.yaml"
+
+
+#: ``anywhere init`` options behind config keys, so an error names what the person typed.
+INIT_OPTIONS = {"homeserver.domain": "--domain", "homeserver.url": "--homeserver"}
+
+
 def cmd_init(args: argparse.Namespace) -> int:
-    from .registration import build_registration, write_registration
+    import yaml
+
+    from .config import ConfigErrors, config_from_data
+    from .errors import ConfigError
+    from .registration import build_registration, registration_text
     from .runtime import load_plugins, plugin_namespaces
 
-    config_path, reg_path = Path(args.config), Path(args.registration)
+    config_path, reg_path = Path(args.config), _registration_path(args)
     for path in (config_path, reg_path):
         if path.exists():
             print(
@@ -51,12 +67,37 @@ def cmd_init(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    # Everything is checked before anything is written: an error leaves no file behind.
+    try:
+        # the options checked on their own first: only valid values go into the text
+        data = yaml.safe_load(render_config("example.org", "http://127.0.0.1:8008"))
+        data["homeserver"].update(domain=args.domain, url=args.homeserver)
+        data["bridge"]["permissions"] = {args.domain: "user"}
+        config_from_data(data, config_path.resolve(), environ={})
+        text = render_config(args.domain, args.homeserver)
+        config = config_from_data(yaml.safe_load(text), config_path.resolve(), environ={})
+        manager = load_plugins(config)
+        registration = registration_text(
+            build_registration(config, plugin_namespaces(config, manager))
+        )
+    except ConfigError as exc:
+        errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        for error in errors:
+            option = INIT_OPTIONS.get(error.key)
+            where = f"{option}: expected {error.expected}" if option else str(error)
+            found = f", found {error.found!r}" if option and error.found is not None else ""
+            print(f"error: {where}{found}", file=sys.stderr)
+        print("Nothing was written; run it again with the value fixed.", file=sys.stderr)
+        return 2
     _private_files()
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    write_private_file(config_path, render_config(args.domain, args.homeserver), exclusive=True)
-    config = load_config(config_path)
-    manager = load_plugins(config)
-    write_registration(reg_path, build_registration(config, plugin_namespaces(config, manager)))
+    reg_path.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(config_path, text, exclusive=True)
+    try:
+        write_private_file(reg_path, registration, exclusive=True)
+    except BaseException:
+        config_path.unlink()  # the pair or nothing: a rerun must not meet a lone config
+        raise
     print(f"Wrote {config_path} (fresh tokens) and {reg_path}.")
     print(
         "Next: add the registration to your homeserver (Synapse: app_service_config_files "
@@ -73,10 +114,9 @@ def cmd_registration(args: argparse.Namespace) -> int:
     _private_files()
     config = load_config(args.config)
     manager = load_plugins(config)
-    write_registration(
-        Path(args.registration), build_registration(config, plugin_namespaces(config, manager))
-    )
-    print(f"Wrote {args.registration}; restart the homeserver to load it.")
+    reg_path = _registration_path(args)
+    write_registration(reg_path, build_registration(config, plugin_namespaces(config, manager)))
+    print(f"Wrote {reg_path}; restart the homeserver to load it.")
     return 0
 
 
@@ -95,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
-    return asyncio.run(run_doctor(Path(args.config), Path(args.registration)))
+    return asyncio.run(run_doctor(Path(args.config), _registration_path(args)))
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -105,16 +145,57 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return asyncio.run(run_dev(Path(args.dir)))
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Help text that ends with each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        default = action.default
+        if (
+            text
+            and "%(default)" not in text
+            and action.option_strings
+            and default not in (None, False, argparse.SUPPRESS)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class AnywhereParser(argparse.ArgumentParser):
+    """The parser of ``anywhere`` and of every subcommand, plugins' ones included."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpWithDefaults)
+        super().__init__(*args, **kwargs)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("anywhere-bridge")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+CONFIG_HELP = "the bridge's config file"
+
+
+def _registration_help(what: str) -> str:
+    return f"the registration file {what} (default: registration.yaml beside the config file)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = AnywhereParser(
         prog="anywhere",
         description="Anywhere: smart-work tools for Matrix clients, as an application service.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"anywhere {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=AnywhereParser)
 
     p = sub.add_parser("init", help="write config.yaml (fresh tokens) and registration.yaml")
-    p.add_argument("-c", "--config", default="config.yaml")
-    p.add_argument("-r", "--registration", default="registration.yaml")
+    p.add_argument("-c", "--config", default="config.yaml", help="the config file to write")
+    p.add_argument("-r", "--registration", help=_registration_help("to write"))
     p.add_argument(
         "--domain",
         default="example.org",
@@ -128,23 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("registration", help="(re)write registration.yaml from config.yaml")
-    p.add_argument("-c", "--config", default="config.yaml")
-    p.add_argument("-r", "--registration", default="registration.yaml")
+    p.add_argument("-c", "--config", default="config.yaml", help=CONFIG_HELP)
+    p.add_argument("-r", "--registration", help=_registration_help("to write"))
     p.set_defaults(func=cmd_registration)
 
     p = sub.add_parser("run", help="run the bridge")
-    p.add_argument("-c", "--config", default="config.yaml")
+    p.add_argument("-c", "--config", default="config.yaml", help=CONFIG_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
         "doctor",
         help="check the config, the registration, the homeserver and what each plugin needs",
     )
-    p.add_argument("-c", "--config", default="config.yaml")
-    p.add_argument("-r", "--registration", default="registration.yaml")
+    p.add_argument("-c", "--config", default="config.yaml", help=CONFIG_HELP)
+    p.add_argument("-r", "--registration", help=_registration_help("to compare with the config"))
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("dev", help="run a local Synapse, the bridge and a demo user")
+    p = sub.add_parser("dev", help="run a local Synapse, the bridge and demo people")
     p.add_argument("--dir", default=".anywhere-dev", help="folder for all the local state")
     p.set_defaults(func=cmd_dev)
 
@@ -181,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     if first not in CORE_COMMANDS or "-h" in argv[:1] or "--help" in argv[:1]:
         add_plugin_commands(parser, first)
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:  # a plugin's command group without its action
+        parser.parse_args([*argv, "--help"])
     try:
         return args.func(args)
     except (AnywhereError, StorageError) as exc:

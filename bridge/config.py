@@ -372,7 +372,10 @@ def _check_url(config: Config, key: str, problems: Problems) -> None:
     value = config[key]
     parsed = urlparse(value)
     problems.check(
-        parsed.scheme in ("http", "https") and bool(parsed.netloc),
+        isinstance(value, str)
+        and parsed.scheme in ("http", "https")
+        and bool(parsed.netloc)
+        and not any(c.isspace() or not c.isprintable() for c in value),
         key,
         "an http:// or https:// URL",
         value,

@@ -70,7 +70,12 @@ async def run_doctor(config_path: Path, registration_path: Path) -> int:
         config = load_config(config_path)
         manager = load_plugins(config)
     except AnywhereError as exc:
-        report.line(FAIL, "config", str(exc), "fix the file and run doctor again")
+        report.line(
+            FAIL,
+            "config",
+            str(exc),
+            f"fix {config_path} (or the ANYWHERE__ variable named) and run doctor again",
+        )
         return 1
     report.line(OK, "config", f"{config_path} is valid; plugins: {', '.join(manager.names())}")
 

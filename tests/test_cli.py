@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +54,70 @@ def test_init_writes_config_and_registration_with_fresh_tokens_and_refuses_to_ov
     again = anywhere("init", cwd=first)
     assert again.returncode == 1
     assert "exists already; refusing to overwrite" in again.stderr
+
+
+def test_init_with_a_bad_domain_or_homeserver_writes_nothing_and_says_which_option(tmp_path):
+    for args, expected in (
+        (["--domain", "not a domain"], "error: --domain: expected a server name"),
+        (["--homeserver", "ftp://hs"], "error: --homeserver: expected an http:// or https://"),
+        (["--domain", "x\nfoo: 1"], "error: --domain: expected a server name"),
+    ):
+        result = anywhere("init", *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert "Nothing was written" in result.stderr
+        assert list(tmp_path.iterdir()) == []
+    fixed = anywhere("init", "--domain", "corp.example", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "registration.yaml"]
+
+
+def test_init_and_doctor_find_the_registration_beside_the_config_by_default(tmp_path):
+    assert anywhere("init", "-c", "site/config.yaml", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "site").iterdir()) == [
+        "config.yaml",
+        "registration.yaml",
+    ]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = anywhere("doctor", "-c", str(tmp_path / "site" / "config.yaml"), cwd=elsewhere)
+    beside = tmp_path / "site" / "registration.yaml"
+    assert f"[ok  ] registration: {beside} matches the config" in result.stdout, result.stdout
+    (tmp_path / "other.yaml").write_text(beside.read_text())
+    result = anywhere("doctor", "-c", "site/config.yaml", "-r", "other.yaml", cwd=tmp_path)
+    assert "[ok  ] registration: other.yaml matches the config" in result.stdout, result.stdout
+
+
+def test_version_and_help_without_a_command():
+    version = anywhere("--version")
+    assert version.returncode == 0
+    assert re.fullmatch(r"anywhere \d+\.\d+\.\d+\S*\n", version.stdout), version.stdout
+    bare = anywhere()
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout.startswith("usage: anywhere")
+    for command in ("init", "registration", "run", "doctor", "dev"):
+        assert f"    {command}" in bare.stdout
+
+
+def test_every_option_of_every_core_command_has_help_that_shows_its_default():
+    from bridge.cli import CORE_COMMANDS, build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in sorted(CORE_COMMANDS):
+        command = subparsers.choices[name]
+        text = command.format_help()
+        for action in command._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"anywhere {name} {action.option_strings[0]} has no help"
+            shown = str(action.default) if action.default is not None else "beside the config"
+            help_text = command._get_formatter()._get_help_string(action) % vars(action)
+            assert "default" in help_text and shown in help_text, (name, action.dest, help_text)
+        assert "(default:" in " ".join(text.split()), text
+    doctor = " ".join(subparsers.choices["doctor"].format_help().split())
+    assert "(default: config.yaml)" in doctor
+    assert "(default: registration.yaml beside the config file)" in doctor
 
 
 def test_registration_rewrites_its_file_private_even_over_a_readable_one(tmp_path):

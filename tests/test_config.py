@@ -3,7 +3,13 @@
 import pytest
 import yaml
 
-from bridge.config import ConfigSection, apply_plugin_sections, example_defaults, load_config
+from bridge.config import (
+    ConfigErrors,
+    ConfigSection,
+    apply_plugin_sections,
+    example_defaults,
+    load_config,
+)
 from bridge.errors import ConfigError
 
 
@@ -109,3 +115,67 @@ def test_settings_for_a_plugin_that_is_not_enabled_are_refused(config_file):
     config = load_config(config_file, environ={})
     with pytest.raises(ConfigError, match="add it to plugins.enabled"):
         apply_plugin_sections(config, {})
+
+
+def test_every_error_is_reported_at_once_not_only_the_first(config_file):
+    write(
+        config_file,
+        appservice__port="eighty",
+        appservice__prot=1,
+        homeserver__domain="not a domain",
+        logging__format="xml",
+    )
+    with pytest.raises(ConfigErrors) as err:
+        load_config(config_file, environ={"ANYWHERE__HOMESERVER__URL": "ftp://x"})
+    message = str(err.value)
+    assert message.startswith("5 problems in the config:")
+    for expected in (
+        "appservice.port: expected a number, found 'eighty'",
+        "did you mean appservice.port?",
+        "homeserver.domain: expected a server name",
+        "logging.format: expected console or json, found 'xml'",
+        "homeserver.url: expected an http:// or https:// URL, found 'ftp://x'",
+    ):
+        assert expected in message
+    assert [e.key for e in err.value.errors] == [
+        "appservice.port",
+        "appservice.prot",
+        "homeserver.url",
+        "homeserver.domain",
+        "logging.format",
+    ]
+
+
+def test_an_error_from_an_environment_variable_names_the_variable(config_file):
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            config_file,
+            environ={"ANYWHERE__APPSERVICE__PORT": "many", "ANYWHERE__APPSERVICE__PROT": "1"},
+        )
+    message = str(err.value)
+    assert (
+        "appservice.port: expected a number, found 'many' — set by the environment "
+        "variable ANYWHERE__APPSERVICE__PORT" in message
+    )
+    assert (
+        "appservice.prot: expected one of" in message
+        and "set by the environment variable ANYWHERE__APPSERVICE__PROT; did you mean "
+        "appservice.port?"
+        in message
+    )
+    write(config_file, logging__format="xml")
+    with pytest.raises(ConfigError) as err:
+        load_config(config_file, environ={})
+    assert "environment variable" not in str(err.value)  # this one is the file's
+
+
+def test_a_plugin_setting_from_the_environment_names_the_variable(config_file):
+    config = load_config(config_file, environ={"ANYWHERE__PLUGINS__SETTINGS__HELLO__GREETING": "5"})
+    config.data["plugins"]["enabled"].append("hello")
+
+    def validate(section, prefix):
+        if not isinstance(section["greeting"], str):
+            raise ConfigError(f"{prefix}.greeting", "a string", section["greeting"])
+
+    with pytest.raises(ConfigError, match="ANYWHERE__PLUGINS__SETTINGS__HELLO__GREETING"):
+        apply_plugin_sections(config, {"hello": ConfigSection({"greeting": "Hi"}, validate)})
