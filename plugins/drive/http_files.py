@@ -83,7 +83,9 @@ async def upload(request: web.Request, user: str) -> web.Response:
     path = "/".join(parts)
     await drive.access.require(folder, user, write=True)
     parent = await drive.tree.lookup(folder, parts[:-1])
-    current = await drive.tree.child(parent.id, parts[-1]) if parent.is_dir else None
+    if not parent.is_dir:
+        raise DriveError(f"{parent.name} is a file, not a folder")
+    current = await drive.tree.child(parent.id, parts[-1])
     verdict = preconditions(request, file_tag(current) if current else None, path)
     if_none_match = header_list(request.headers, "If-None-Match")
     node, added = await drive.upload(

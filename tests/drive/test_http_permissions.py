@@ -10,12 +10,13 @@ from collections.abc import Iterator
 import pytest
 import pytest_asyncio
 
+from bridge.commands import Command
 from bridge.testing.stack import Stack
+from plugins.drive.errors import Denied
+from plugins.drive.http_common import require_permitted
 
 from .conftest import E2E_QUOTA
 from .people import Api, DrivePerson
-
-pytestmark = pytest.mark.e2e
 
 NOBODY = "nobody_drive"  # "none" in this stack's bridge.permissions
 RULES = """
@@ -58,6 +59,7 @@ async def person(permissions_stack):
         await user.close()
 
 
+@pytest.mark.e2e
 async def test_a_person_set_to_none_is_refused_by_every_drive_route_like_by_the_bot(
     permissions_stack, person
 ):
@@ -96,6 +98,7 @@ async def test_a_person_set_to_none_is_refused_by_every_drive_route_like_by_the_
     assert [f["name"] for f in folders["folders"]] == ["Team"]
 
 
+@pytest.mark.e2e
 async def test_a_person_the_policy_refuses_the_drive_command_is_refused_over_http_too(
     permissions_stack, person
 ):
@@ -114,3 +117,66 @@ async def test_a_person_the_policy_refuses_the_drive_command_is_refused_over_htt
         "POST", "/folders", json={"name": "Theirs"}
     )
     assert status == 201, body
+
+
+# ----- the gate's logic alone (the runtime's answers given, no stack) -----
+
+
+class _Decision:
+    def __init__(self, allowed: bool, reason: str = "") -> None:
+        self.allowed, self.reason = allowed, reason
+
+
+class _Runtime:
+    """What require_permitted reads of the runtime: config, the commands, authorize."""
+
+    def __init__(self, permissions: dict, drive_level: str = "user", refuse: str = "") -> None:
+        self.config = {"bridge.permissions": permissions}
+        self.commands = {"drive": Command("drive", None, level=drive_level)}
+        self.refuse = refuse
+        self.asked: list[tuple] = []
+
+    async def authorize(self, actor, action, target=None, context=None):
+        self.asked.append((actor, action, target, context))
+        return _Decision(not self.refuse, self.refuse)
+
+
+class _Plugin:
+    def __init__(self, bridge: _Runtime) -> None:
+        self.bridge = bridge
+
+
+@pytest.mark.parametrize(
+    ("drive_level", "user", "refusal"),
+    [
+        ("user", "@kim:example.org", None),
+        ("user", "@troll:example.org", "may not use this bridge"),
+        ("user", "@kim:elsewhere.org", "may not use this bridge"),  # no level at all
+        ("admin", "@kim:example.org", "needs the admin permission level"),
+        ("admin", "@boss:example.org", None),
+    ],
+)
+async def test_the_gate_follows_permissions_and_the_drive_commands_level(
+    drive_level, user, refusal
+):
+    permissions = {
+        "example.org": "user",
+        "@troll:example.org": "none",
+        "@boss:example.org": "admin",
+    }
+    runtime = _Runtime(permissions, drive_level)
+    if refusal is None:
+        await require_permitted(_Plugin(runtime), user)
+        assert runtime.asked == [
+            (user, "bot.command", "drive", {"command": "drive", "via": "http"})
+        ]
+        return
+    with pytest.raises(Denied, match=refusal):
+        await require_permitted(_Plugin(runtime), user)
+    assert runtime.asked == []  # refused before the policy is asked
+
+
+async def test_the_gate_gives_the_policys_reason():
+    runtime = _Runtime({"example.org": "user"}, refuse="verify your phone first: !verify")
+    with pytest.raises(Denied, match="the drive is not allowed: verify your phone first"):
+        await require_permitted(_Plugin(runtime), "@kim:example.org")
