@@ -52,7 +52,7 @@ async def test_a_link_stops_working_while_its_file_is_in_the_trash(person, api):
     data = os.urandom(LARGE)
     await a.call("PUT", f"/folders/{fid}/files/sub/huge.bin", data=data)  # no sub/ yet
     await a.json("POST", f"/folders/{fid}/mkdir", json={"path": "sub"})
-    status, _, _ = await a.call("PUT", f"/folders/{fid}/files/sub/huge.bin", data=data)
+    status, _, node = await a.json("PUT", f"/folders/{fid}/files/sub/huge.bin", data=data)
     assert status == 201
     room = await folder_room(a, fid)
     await alice.join(await alice.wait_invite())
@@ -72,6 +72,8 @@ async def test_a_link_stops_working_while_its_file_is_in_the_trash(person, api):
     _, _, sub = await a.json("DELETE", f"/folders/{fid}/files/sub")  # the folder above it
     status, body = await fetch(link, bob)
     assert status == 410 and "its folder sub is" in body["error"]
+    status, _, body = await a.json("GET", f"/nodes/{node['id']}/content")  # by id too
+    assert status == 404 and "its folder sub is" in body["error"]
     await a.json("POST", f"/folders/{fid}/restore", json={"node_id": sub["id"]})
     status, _ = await fetch(link, bob)
     assert status == 200
