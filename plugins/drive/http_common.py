@@ -63,6 +63,13 @@ def authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Str
             if exc.content_type == "application/json" or exc.status < 400:
                 raise
             return error(exc.status, "M_UNKNOWN", exc.text or exc.reason)
+        except ConnectionError as exc:  # the client hung up (an upload cut off)
+            if request.get(STARTED_KEY):
+                raise
+            plugin.bridge.log.info(
+                "drive request cut off by the client", plugin="drive", path=request.path
+            )
+            return error(400, "M_BAD_REQUEST", f"the request was cut off: {exc}")
         except Exception:
             if request.get(STARTED_KEY):
                 raise  # the answer is under way: aiohttp ends the connection
