@@ -302,7 +302,7 @@ class DriveCommands:
                 break
         if match is None:
             raise CommandError(f"nothing called {item!r} in the trash of {folder.name}")
-        restored = await self.drive.tree.restore(folder, match, ctx.event.sender)
+        restored = await self.drive.restore(ctx.event.sender, folder, match)
         await ctx.reply(f"Restored {folder.name}/{await self.drive.tree.path_of(restored)}.")
 
     async def do_versions(self, ctx: EventContext, args: argparse.Namespace) -> None:

@@ -1,6 +1,11 @@
-"""What kind of media a file is, looked at three ways: its content (magic bytes), its
-name's extension and its declared MIME type. The copyright rule takes the strictest
-answer, so renaming a song to ``.txt`` or declaring it ``text/plain`` changes nothing.
+"""What kind of media a file is, looked at three ways: its content, its name's
+extension and its declared MIME type. The copyright rule takes the strictest answer, so
+renaming a song to ``.txt`` or declaring it ``text/plain`` changes nothing.
+
+Here are the cheap looks: extension, type, and the content's magic bytes (:func:`sniff`).
+The content's full look adds a real demuxer: see :mod:`plugins.drive.judge`. (A bare
+MPEG audio frame header is two bytes that random content starts with one time in a few
+hundred; MPEG audio without a tag is left to the demuxer, which checks frames decode.)
 
 Kinds are the policy engine's vocabulary: audio, video, image, document, archive, other.
 """
@@ -83,11 +88,10 @@ def kind_of_mime(mime: str | None) -> str | None:
 
 
 def sniff(head: bytes) -> str | None:
-    """The kind the first bytes of a file show, or None when they show nothing known."""
+    """The kind the first bytes of a file show (magic numbers), or None when they show
+    nothing known. Only part of judging content: see :func:`plugins.drive.judge.judge_prefix`."""
     if head.startswith(b"ID3") or head.startswith((b"fLaC", b"#!AMR", b"MThd")):
         return "audio"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and head[1] < 0xFE:
-        return "audio"  # an MPEG audio frame (MP3/AAC ADTS without a tag)
     if head.startswith(b"OggS"):
         return "video" if b"theora" in head[:256] else "audio"
     if head.startswith(b"RIFF") and len(head) >= 12:
@@ -116,8 +120,9 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def media_kinds(head: bytes, name: str, declared_mime: str | None) -> MediaKinds:
-    return MediaKinds(sniff(head), kind_of_extension(name), kind_of_mime(declared_mime))
+def media_kinds(content: str | None, name: str, declared_mime: str | None) -> MediaKinds:
+    """The three looks, given the kind judged from the content."""
+    return MediaKinds(content, kind_of_extension(name), kind_of_mime(declared_mime))
 
 
 def guess_mime(name: str) -> str:

@@ -107,4 +107,15 @@ async def add_pending_content(conn, scheme: Scheme) -> None:
     )
 
 
-DRIVE_MIGRATIONS = Migrations("drive", [create_tables, add_usage_counter, add_pending_content])
+async def add_content_kinds(conn, scheme: Scheme) -> None:
+    """what each stored content is (audio, video, ...), as judged by which version of the
+    judge (see plugins/drive/judge.py): each content is looked into once"""
+    await conn.execute(
+        "CREATE TABLE drive_content_kind (sha256 TEXT PRIMARY KEY, kind TEXT, "
+        "judge INTEGER NOT NULL)"
+    )
+
+
+DRIVE_MIGRATIONS = Migrations(
+    "drive", [create_tables, add_usage_counter, add_pending_content, add_content_kinds]
+)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from mautrix.util.async_db import Database
 
-from storage.blobs import BlobStore, BlobTooLarge
+from storage.blobs import BlobStore, BlobWriter
 
 from .access import Access
 from .errors import (
@@ -23,10 +22,14 @@ from .errors import (
     QuotaExceeded,
     StaleRevision,
 )
-from .mediakind import MediaKinds, guess_mime, kind_of_extension, kind_of_mime, media_kinds
-from .model import Folder, Node, human_size, now_ms
+from .judge import PROBE_BYTES, ContentJudge
+from .mediakind import MediaKinds, guess_mime, media_kinds
+from .model import Folder, Node, Version, human_size, now_ms
 from .names import check_name, split_path
+from .quota import NEARLY_FULL, Quota, Reservation, Reservations
 from .settings import DriveSettings
+
+__all__ = ["NEARLY_FULL", "Drive", "Quota", "allow_everything"]
 
 Authorize = Callable[[str, str, str | None, dict[str, Any]], Awaitable[Any]]
 
@@ -39,35 +42,6 @@ async def allow_everything(actor: str, action: str, target: str | None, context:
         reason = "no policy rule applies"
 
     return Allowed()
-
-
-NEARLY_FULL = 0.9
-
-
-def stored_kinds(node: Node) -> MediaKinds:
-    """A stored file's media kinds: as sniffed at upload, by extension, by type."""
-    return MediaKinds(node.sniffed, kind_of_extension(node.name), kind_of_mime(node.mime))
-
-
-@dataclass(frozen=True)
-class Quota:
-    used: int
-    limit: int
-
-    @property
-    def free(self) -> int:
-        return max(0, self.limit - self.used)
-
-    @property
-    def nearly_full(self) -> bool:
-        """At least ``NEARLY_FULL`` of the quota is used: time to say so."""
-        return self.used >= NEARLY_FULL * self.limit
-
-    def describe(self) -> str:
-        return (
-            f"{100 * self.used / self.limit:.0f}% full: {human_size(self.used)} of "
-            f"{human_size(self.limit)}"
-        )
 
 
 class Drive:
@@ -85,6 +59,8 @@ class Drive:
         self.settings = settings
         self.access = Access(db)
         self.tree = Tree(db)
+        self.judge = ContentJudge(db, blobs)
+        self.reservations = Reservations(self.tree.usage, settings.quota_bytes)
         self._authorize = authorize
         # held while new content is not yet referenced by a version, and while unused
         # content is deleted (see empty_trash)
@@ -117,7 +93,9 @@ class Drive:
         source: str | None = None,
     ) -> tuple[Node, bool]:
         """Store ``chunks`` as the new content of ``path``; nothing is kept unless all of
-        it arrived, fits the owner's quota and passes the content rule."""
+        it arrived, fits the owner's quota and passes the content rule. The upload holds
+        its part of the quota as its bytes arrive (see :mod:`plugins.drive.quota`), and
+        is judged by its first bytes (see :mod:`plugins.drive.judge`)."""
         parts = split_path(path)
         await self.access.require(folder, user, write=True)
         if source is not None and (done := await self.tree.node_for_source(source)):
@@ -126,18 +104,44 @@ class Drive:
         if not parent.is_dir:
             raise DriveError(f"{parent.name} is a file, not a folder")
         await self._precondition(parent, parts[-1], if_match, create_only)
-        quota = await self.quota(folder.owner)
-        if declared_size is not None and declared_size > quota.free:
-            raise self._over_quota(folder, declared_size, quota)
-        writer = await self.blobs.writer(max_size=quota.free)
-        try:
-            async for chunk in chunks:
-                await writer.write(chunk)
-        except BlobTooLarge as exc:
-            raise self._over_quota(folder, writer.size, quota) from exc
-        except BaseException:
-            await writer.abort()
-            raise
+        async with self.reservations.start(folder.owner) as held:
+            if declared_size is not None and not await held.cover(declared_size):
+                raise await self._over_quota(folder, declared_size, held)
+            writer = await self.blobs.writer()
+            prefix = bytearray()  # what the content is judged by
+            try:
+                async for chunk in chunks:
+                    if not await held.cover(writer.size + len(chunk)):
+                        raise await self._over_quota(folder, writer.size + len(chunk), held)
+                    await writer.write(chunk)
+                    if len(prefix) < PROBE_BYTES:
+                        prefix += chunk[: PROBE_BYTES - len(prefix)]
+                declared = mime if mime and mime != "application/octet-stream" else None
+                content_kind = await self.judge.judge(bytes(prefix))
+                kinds = media_kinds(content_kind, parts[-1], declared)
+                if await self._shared_with_others(folder, user):
+                    await self.check_share(user, f"{folder.name}/{'/'.join(parts)}", kinds)
+            except BaseException:
+                await writer.abort()
+                raise
+            return await self._record(
+                writer, held, folder, parent, parts[-1], content_kind,
+                mime=declared or guess_mime(parts[-1]), actor=user, if_match=if_match,
+                create_only=create_only, source=source,
+            )  # fmt: skip
+
+    async def _record(
+        self,
+        writer: BlobWriter,
+        held: Reservation,
+        folder: Folder,
+        parent: Node,
+        name: str,
+        content_kind: str | None,
+        **version: Any,
+    ) -> tuple[Node, bool]:
+        """Store the written content and record it as the file's new version, charging
+        its size (the reservation ``held`` ends when the caller's block does)."""
         # From here until the version is recorded, the content is referenced by nothing:
         # emptying a trash (which deletes unreferenced content) waits, and the content is
         # noted as pending, so that start-up after a crash in between knows it may go.
@@ -150,29 +154,23 @@ class Drive:
                     blob.sha256,
                     now_ms(),
                 )
-                head = await self.blobs.head(blob.sha256)
-                declared = mime if mime and mime != "application/octet-stream" else None
-                kinds = media_kinds(head, parts[-1], declared)
-                mime = declared or guess_mime(parts[-1])
-                if await self._shared_with_others(folder, user):
-                    await self.check_share(user, f"{folder.name}/{'/'.join(parts)}", kinds)
-                return await self.tree.add_version(
+                await self.judge.remember(blob.sha256, content_kind)
+                node, added = await self.tree.add_version(
                     folder,
                     parent,
-                    parts[-1],
+                    name,
                     sha256=blob.sha256,
                     size=blob.size,
-                    mime=mime,
-                    sniffed=kinds.sniffed,
-                    actor=user,
-                    if_match=if_match,
-                    create_only=create_only,
-                    source=source,
-                    quota=self.settings.quota_bytes,
+                    sniffed=content_kind,
+                    quota=self.reservations.limit_beside(folder.owner, held),
+                    **version,
                 )
+                held.charged = blob.size if added else 0
+                return node, added
             except BaseException:
                 if not await self.tree.blob_in_use(blob.sha256):
                     await self.blobs.delete(blob.sha256)
+                    await self.judge.forget(blob.sha256)
                 raise
             finally:
                 await self.db.execute(
@@ -199,15 +197,15 @@ class Drive:
         subtree = [("", node)] + (await self.tree.walk(source, node) if node.is_dir else [])
         files = [(rel, n) for rel, n in subtree if not n.is_dir]
         total = sum(n.size for _, n in files)
-        quota = await self.quota(target.owner)
-        if total > quota.free:
-            raise self._over_quota(target, total, quota)
+        limit = self.reservations.limit_beside(target.owner)
+        if total > limit - await self.tree.usage(target.owner):
+            raise await self._over_quota(target, total)
         base = await self.tree.path_of(parent)
         base_parts = split_path(base, allow_empty=True) + [name]
         if await self._shared_with_others(target, user):
             for rel, n in files:
                 where = "/".join(base_parts + (split_path(rel) if rel else []))
-                await self.check_share(user, f"{target.name}/{where}", stored_kinds(n))
+                await self.check_share(user, f"{target.name}/{where}", await self.kinds_of(n))
         made: dict[str, Node] = {}  # by path relative to the moved node, parents first
         for rel, n in subtree:
             parts = base_parts + (split_path(rel) if rel else [])
@@ -224,7 +222,7 @@ class Drive:
                 sniffed=n.sniffed,
                 actor=user,
                 create_only=True,
-                quota=self.settings.quota_bytes,
+                quota=self.reservations.limit_beside(target.owner),
             )
         await self.tree.trash(source, node, user)
         return made[""]
@@ -250,6 +248,7 @@ class Drive:
             for sha256 in hashes:
                 if not await self.tree.blob_in_use(sha256):
                     await self.blobs.delete(sha256)
+                    await self.judge.forget(sha256)
         return count, freed
 
     async def finish_interrupted_uploads(self) -> int:
@@ -266,6 +265,7 @@ class Drive:
             async with self.blob_lock:  # an upload recording its version waits
                 if not await self.tree.blob_in_use(sha256):
                     await self.blobs.delete(sha256)
+                    await self.judge.forget(sha256)
                     removed += 1
                 await self.db.execute("DELETE FROM drive_pending_content WHERE sha256 = $1", sha256)
         return removed
@@ -299,11 +299,20 @@ class Drive:
             now = "it was moved or deleted" if existing is None else f"it is at {existing.revision}"
             raise StaleRevision(f"{name} is not at revision {if_match} any more ({now})")
 
-    def _over_quota(self, folder: Folder, size: int, quota: Quota) -> QuotaExceeded:
+    async def _over_quota(
+        self, folder: Folder, size: int, held: Reservation | None = None
+    ) -> QuotaExceeded:
+        """The refusal, with the space free beside what uploads under way hold."""
+        limit = self.reservations.limit_beside(folder.owner, held)
+        free = max(0, limit - await self.tree.usage(folder.owner))
+        counted = (
+            "old versions and the trash count too"
+            if limit == self.settings.quota_bytes
+            else "old versions, the trash and uploads under way count too"
+        )
         return QuotaExceeded(
-            f"{human_size(size)} does not fit: {folder.owner} has {human_size(quota.free)} "
-            f"free of {human_size(quota.limit)} (old versions and the trash count too); "
-            "nothing was kept"
+            f"{human_size(size)} does not fit: {folder.owner} has {human_size(free)} free of "
+            f"{human_size(self.settings.quota_bytes)} ({counted}); nothing was kept"
         )
 
     def content(self, node: Node, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
@@ -312,14 +321,20 @@ class Drive:
         return self.blobs.read(node.sha256, start, end)
 
     async def revert(self, user: str, folder: Folder, path: str, number: int) -> Node:
-        node, _ = await self.resolve(user, folder, path, write=True)
+        """Make version ``number`` of ``path`` its current content again (as a new
+        version). In a folder shared with others that is sharing the old content: the
+        copyright rule applies as for an upload."""
+        node, rel = await self.resolve(user, folder, path, write=True)
         versions = {v.number: v for v in await self.tree.versions(node)}
         if number not in versions:
             known = ", ".join(str(n) for n in sorted(versions)) or "none"
             raise NotFound(f"{node.name} has no version {number} (versions: {known})")
         old = versions[number]
+        content_kind = await self.judge.kind(old.sha256)
+        if await self._shared_with_others(folder, user):
+            kinds = media_kinds(content_kind, node.name, old.mime)
+            await self.check_share(user, f"{folder.name}/{rel} (version {number})", kinds)
         parent = await self.tree.node(node.parent_id)
-        head = await self.blobs.head(old.sha256)
         updated, _ = await self.tree.add_version(
             folder,
             parent,
@@ -327,17 +342,27 @@ class Drive:
             sha256=old.sha256,
             size=old.size,
             mime=old.mime,
-            sniffed=media_kinds(head, node.name, old.mime).sniffed,
+            sniffed=content_kind,
             actor=user,
             if_match=node.revision,
-            quota=self.settings.quota_bytes,
+            quota=self.reservations.limit_beside(folder.owner),
         )
         return updated
 
+    async def restore(self, user: str, folder: Folder, node: Node) -> Node:
+        """Take ``node`` (and what it holds) out of the trash. In a folder shared with
+        others that is sharing it again, every version: the copyright rule applies."""
+        await self.access.require(folder, user, write=True)
+        if await self._shared_with_others(folder, user):
+            below = await self.tree.walk(folder, node) if node.is_dir else []
+            await self._check_versions_share(user, folder, [node] + [n for _, n in below])
+        return await self.tree.restore(folder, node, user)
+
     # ----- the content rule -----
     async def kinds_of(self, node: Node) -> MediaKinds:
-        head = await self.blobs.head(node.sha256) if node.sha256 else b""
-        return media_kinds(head, node.name, node.mime)
+        """The current content's kinds: its content as judged, its name, its type."""
+        content_kind = await self.judge.kind(node.sha256) if node.sha256 else None
+        return media_kinds(content_kind, node.name, node.mime)
 
     async def check_share(
         self, actor: str, target: str, kinds: MediaKinds, context: dict[str, Any] | None = None
@@ -363,12 +388,43 @@ class Drive:
             )
 
     async def check_folder_share(self, actor: str, folder: Folder) -> None:
-        """Sharing a folder shares what it holds: refuse when it holds blocked media."""
-        for path, node in await self.tree.walk(folder):
+        """Sharing a folder shares all it holds — every version of every file, and the
+        trash, which its members can revert to and restore: refuse when any is blocked
+        media."""
+        await self._check_versions_share(actor, folder, await self.tree.every_node(folder))
+
+    async def _check_versions_share(self, actor: str, folder: Folder, nodes: list[Node]) -> None:
+        """Refuse when any version of these files is blocked media, naming it and what
+        to do."""
+        known = {n.id: n for n in await self.tree.every_node(folder)}
+        for node in nodes:
             if node.is_dir:
                 continue
-            await self.check_share(actor, f"{folder.name}/{path}", stored_kinds(node))
+            for version in await self.tree.versions(node):
+                kinds = media_kinds(await self.judge.kind(version.sha256), node.name, version.mime)
+                where = f"{folder.name}/{_place(node, version, known)}"
+                try:
+                    await self.check_share(actor, where, kinds)
+                except ContentRefused as exc:
+                    raise ContentRefused(
+                        f"{exc}. Delete it and empty the trash (!drive rm, then !drive empty) "
+                        "before sharing the folder: members can restore and revert to "
+                        "whatever it holds"
+                    ) from exc
 
     async def _shared_with_others(self, folder: Folder, user: str) -> bool:
         members = await self.access.members(folder.id)
         return any(m.user_id != user and m.state in ("joined", "invited") for m in members)
+
+
+def _place(node: Node, version: Version, nodes: dict[str, Node]) -> str:
+    """Where a version is, for a person: its path, which version, whether in the trash."""
+    parts, trashed, current = [], node.trashed_at is not None, node
+    while current.parent_id is not None:
+        parts.append(current.name)
+        current = nodes[current.parent_id]
+        trashed = trashed or current.trashed_at is not None
+    place = "/".join(reversed(parts))
+    if version.number != node.version_no:
+        place += f" (version {version.number}, an older version)"
+    return place + (" (in the trash)" if trashed else "")

@@ -94,6 +94,13 @@ class Tree:
                     stack.append((path, node.id))
         return out
 
+    async def every_node(self, folder: Folder) -> list[Node]:
+        """Every node of the folder: live, in the trash, and inside trashed folders."""
+        rows = await self.db.fetch(
+            f"SELECT {NODE_COLUMNS} FROM drive_node WHERE folder_id = $1", folder.id
+        )
+        return [Node.from_row(r) for r in rows]
+
     # ----- changing -----
     async def mkdir(self, folder: Folder, parts: list[str], actor: str) -> Node:
         """Create the folder at ``parts`` and any missing parents (existing ones are fine)."""

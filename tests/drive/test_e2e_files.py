@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 
@@ -82,7 +83,15 @@ async def test_audio_shared_out_is_refused_with_a_reason_also_renamed_to_txt(per
     assert "copyright" in answer
     answer = await alice.ask(room, f"!drive invite {bob.id}", "refused")
     assert "Music/song.txt" in answer and "audio" in answer
-    assert not bob.user.invites
+    # Nothing must reach Bob: a later invitation (a marker) does, and it comes alone.
+    marker = await alice.new_folder("Marker")
+    await alice.ask(marker, f"!drive invite {bob.id} viewer", "Invited")
+    deadline = time.monotonic() + 30
+    while marker not in bob.user.invites:
+        assert time.monotonic() < deadline, f"{bob.id} got no invite to the marker folder"
+        await bob.user.sync_once()
+    assert room not in bob.user.invites
+    assert bob.id not in await alice.ask(room, "!drive members")
 
 
 async def test_an_upload_over_quota_keeps_nothing(person):

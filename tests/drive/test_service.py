@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import unicodedata
+from dataclasses import replace
 
 import pytest
+from mautrix.util.async_db import Scheme
 
 from plugins.drive.errors import (
     Conflict,
@@ -16,6 +19,7 @@ from plugins.drive.errors import (
     StaleRevision,
 )
 from plugins.drive.names import InvalidName
+from plugins.drive.service import allow_everything
 
 from .conftest import chunks_of
 
@@ -217,6 +221,20 @@ async def test_a_policy_denial_overrides_the_drive_and_allowed_kinds_follow_conf
     with pytest.raises(ContentRefused, match="images are off limits here"):
         await drive.check_share(ALICE, "Work/pic.png", await drive.kinds_of(node))
 
+    drive._authorize = allow_everything
+    song, _ = await drive.upload(ALICE, work, "song.mp3", chunks_of(MP3))
+    song_kinds, pic_kinds = await drive.kinds_of(song), await drive.kinds_of(node)
+    with pytest.raises(ContentRefused, match="it is audio"):  # the default: audio and video
+        await drive.check_share(ALICE, "Work/song.mp3", song_kinds)
+    await drive.check_share(ALICE, "Work/pic.png", pic_kinds)
+    drive.settings = replace(drive.settings, share_blocked_kinds=["image"])
+    await drive.check_share(ALICE, "Work/song.mp3", song_kinds)
+    with pytest.raises(ContentRefused, match="it is image \\(judged by its content\\)"):
+        await drive.check_share(ALICE, "Work/pic.png", pic_kinds)
+    drive.settings = replace(drive.settings, share_blocked_kinds=[])
+    await drive.check_share(ALICE, "Work/song.mp3", song_kinds)
+    await drive.check_share(ALICE, "Work/pic.png", pic_kinds)
+
 
 async def test_the_change_feed_lists_each_changed_node_once_since_a_cursor(drive):
     work = await drive.access.create_folder(ALICE, "Work")
@@ -238,25 +256,111 @@ async def test_the_change_feed_lists_each_changed_node_once_since_a_cursor(drive
     assert (node_id, node) == (b.id, None) and seq == await drive.tree.cursor(work)
 
 
-async def test_the_quota_is_charged_atomically_with_the_version(drive):
-    """Two uploads that each fit but not together: one is refused, and no empty file
-    is left behind by the refused one."""
+async def test_the_quota_is_charged_atomically_with_the_version(drive, monkeypatch):
+    """Two versions recorded at once that each fit but not together: one is refused, and
+    no empty file is left behind by the refused one. On PostgreSQL both transactions are
+    held until both are about to charge, so a charge that read the usage and then wrote
+    it would let both through; SQLite lets one writer in at a time (holding one there
+    would only make the other wait for the lock), so there they simply run together."""
     work = await drive.access.create_folder(ALICE, "Work")
+    await drive.upload(ALICE, work, "first.txt", chunks_of(b"1"))  # the usage row exists
     root = await drive.tree.lookup(work, [])
     blob_a = await drive.blobs.writer()
     await blob_a.write(b"a" * 600_000)
     stored = await blob_a.commit()
-    await drive.tree.add_version(
-        work, root, "a.bin", sha256=stored.sha256, size=stored.size, mime=None, actor=ALICE,
-        quota=1_000_000,
-    )  # fmt: skip
-    with pytest.raises(QuotaExceeded, match="nothing was kept"):
-        await drive.tree.add_version(
-            work, root, "b.bin", sha256=stored.sha256, size=stored.size, mime=None,
+    if drive.db.scheme in (Scheme.POSTGRES, Scheme.COCKROACH):
+        arrived, both_charging = [], asyncio.Event()
+        charge = drive.tree._charge
+
+        async def charge_together(conn, owner, size, quota):
+            arrived.append(size)
+            if len(arrived) == 2:
+                both_charging.set()
+            await both_charging.wait()
+            await charge(conn, owner, size, quota)
+
+        monkeypatch.setattr(drive.tree, "_charge", charge_together)
+
+    def record(name: str):
+        return drive.tree.add_version(
+            work, root, name, sha256=stored.sha256, size=stored.size, mime=None,
             actor=ALICE, quota=1_000_000,
         )  # fmt: skip
-    assert [n.name for n in await drive.tree.children(root)] == ["a.bin"]
-    assert (await drive.quota(ALICE)).used == 600_000
+
+    results = await asyncio.gather(record("a.bin"), record("b.bin"), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert len(refused) == 1, results
+    assert "nothing was kept" in str(refused[0])
+    names = [n.name for n in await drive.tree.children(root)]
+    assert len(names) == 2 and "first.txt" in names
+    assert (await drive.quota(ALICE)).used == 600_001
+
+
+async def test_parallel_uploads_hold_their_quota_while_their_bytes_arrive(drive):
+    """Upload A has written 600 KB of a 1 MB quota and is still going: upload B is
+    refused as soon as it would pass the 400 KB left, not after writing all of it (and
+    without A's bytes counted, B's 600 KB would even be kept, and A refused)."""
+    work = await drive.access.create_folder(ALICE, "Work")
+    a_has_written, a_may_finish = asyncio.Event(), asyncio.Event()
+
+    async def upload_a():
+        yield b"a" * 600_000
+        a_has_written.set()  # runs once A asks for more: its first chunk is written
+        await a_may_finish.wait()
+        yield b"a" * 100
+
+    sent = 0
+
+    async def upload_b():
+        nonlocal sent
+        for _ in range(60):
+            sent += 10_000
+            yield b"b" * 10_000
+
+    a = asyncio.create_task(drive.upload(ALICE, work, "a.bin", upload_a()))
+    try:
+        await a_has_written.wait()
+        with pytest.raises(QuotaExceeded, match=r"has 390.6 KB free .*uploads under way"):
+            await drive.upload(ALICE, work, "b.bin", upload_b())
+        assert sent == 410_000  # refused at the chunk that would not fit
+        assert drive.blobs.fs.listdir("tmp") != []  # A's upload, still under way
+    finally:
+        a_may_finish.set()
+        node, added = await a
+    assert added and node.size == 600_100
+    assert (await drive.quota(ALICE)).used == 600_100
+    assert [n.name for n in await drive.tree.children(await drive.tree.lookup(work, []))] == [
+        "a.bin"
+    ]
+    assert drive.blobs.fs.listdir("tmp") == []
+    assert drive.reservations.held(ALICE) == 0
+
+
+async def test_parallel_uploads_that_fit_together_all_go_through(drive):
+    work = await drive.access.create_folder(ALICE, "Work")
+    a_has_written, a_may_finish = asyncio.Event(), asyncio.Event()
+
+    async def upload_a():
+        yield b"a" * 500_000
+        a_has_written.set()
+        await a_may_finish.wait()
+        yield b"a" * 100_000
+
+    a = asyncio.create_task(drive.upload(ALICE, work, "a.bin", upload_a()))
+    try:
+        await a_has_written.wait()
+        b, _ = await drive.upload(ALICE, work, "b.bin", chunks_of(b"b" * 300_000, 10_000))
+        c, _ = await drive.upload(
+            ALICE, work, "c.bin", chunks_of(b"c" * 100_000), declared_size=100_000
+        )
+        with pytest.raises(QuotaExceeded, match="does not fit"):  # announced: refused at once
+            await drive.upload(ALICE, work, "d.bin", chunks_of(b""), declared_size=100_001)
+    finally:
+        a_may_finish.set()
+        a_node, _ = await a
+    assert (a_node.size, b.size, c.size) == (600_000, 300_000, 100_000)
+    assert (await drive.quota(ALICE)).used == 1_000_000
+    assert drive.reservations.held(ALICE) == 0
 
 
 async def test_upgrading_a_version_1_database_counts_the_usage_it_holds(database_url):

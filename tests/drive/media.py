@@ -1,0 +1,52 @@
+"""Real media files for the copyright rule's tests, made with PyAV (FFmpeg's encoders
+and muxers, no ffmpeg binary): a short tone as MP3, FLV or MPEG-TS."""
+
+from __future__ import annotations
+
+import array
+import functools
+import io
+import math
+
+import av
+
+RATE = 44100
+
+
+@functools.cache
+def tone(container: str, codec: str = "libmp3lame", seconds: float = 0.5) -> bytes:
+    """``seconds`` of a 440 Hz tone, encoded with ``codec`` into ``container``."""
+    samples = int(RATE * seconds)
+    pcm = array.array(
+        "h", (int(9000 * math.sin(2 * math.pi * 440 * i / RATE)) for i in range(samples))
+    )
+    frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+    frame.planes[0].update(pcm.tobytes())
+    frame.sample_rate = RATE
+    frame.pts = 0
+    out = io.BytesIO()
+    with av.open(out, "w", format=container) as muxer:
+        stream = muxer.add_stream(codec, rate=RATE)
+        stream.layout = "mono"
+        for packet in stream.encode(frame):
+            muxer.mux(packet)
+        for packet in stream.encode(None):
+            muxer.mux(packet)
+    return out.getvalue()
+
+
+def mp3() -> bytes:
+    return tone("mp3")
+
+
+def mp3_with_junk_in_front() -> bytes:
+    """An MP3 whose first byte is junk: no magic at the start, FFmpeg plays it."""
+    return b"\x00" + mp3()
+
+
+def flv_audio() -> bytes:
+    return tone("flv")
+
+
+def mpegts_audio() -> bytes:
+    return tone("mpegts", "mp2")
