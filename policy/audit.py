@@ -12,6 +12,7 @@ component (``Migrations("policy", MIGRATION_STEPS)``); queries use mautrix's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,6 +106,26 @@ class AuditEntry:
             dry_run_verdicts=tuple(v for v in verdicts if v["dry_run"]),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The entry as JSON-ready data (the Synapse module sends its decisions so)."""
+        return jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuditEntry:
+        """The inverse of :meth:`to_json`; raises ValueError when ``data`` is not one."""
+        try:
+            values = {f.name: data[f.name] for f in dataclasses.fields(cls)}
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an audit entry: missing {exc}") from None
+        for name in ("decision_id", "ruleset_version", "actor", "action", "outcome", "code"):
+            if not isinstance(values[name], str):
+                raise ValueError(f"not an audit entry: {name} is not a string")
+        if not isinstance(values["decided_at_ms"], int):
+            raise ValueError("not an audit entry: decided_at_ms is not an integer")
+        values["verdicts"] = tuple(values["verdicts"] or ())
+        values["dry_run_verdicts"] = tuple(values["dry_run_verdicts"] or ())
+        return cls(**values)
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AuditEntry:
         return cls(
@@ -157,6 +178,20 @@ class AuditLog:
             *entry.row(),
         )
         return entry
+
+    async def record_entry(self, entry: AuditEntry) -> bool:
+        """Store an entry made elsewhere (the Synapse module's decisions); an entry
+        already stored (the same exchange sent again) is skipped. True when stored."""
+        if await self.db.fetchval(
+            "SELECT 1 FROM policy_audit WHERE decision_id = $1", entry.decision_id
+        ):
+            return False
+        await self.db.execute(
+            f"INSERT INTO policy_audit ({_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            *entry.row(),
+        )
+        return True
 
     async def get(self, decision_id: str) -> AuditEntry | None:
         row = await self.db.fetchrow(

@@ -121,6 +121,11 @@ class Engine:
                 verdicts.append(verdict)
         return self._decide(verdicts, plan, ruleset.version)
 
+    def decision_without_rules(self, outcome: Outcome, reason: str, code: str) -> Decision:
+        """A decision no rule made (the rules could not be applied: facts unavailable,
+        no valid rules), with an id and the rule set's version like any other."""
+        return self._decision(outcome, None, reason, code, EMPTY, [], self._ruleset.version)
+
     def explain(self, request: Request) -> str:
         """A short multi-line text for a chat message: the facts, each rule's verdict
         and the decision."""

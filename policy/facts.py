@@ -9,6 +9,8 @@ facts of their own; prefix their names with the plugin's name (``myplugin_score`
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -82,3 +84,15 @@ FACTS: tuple[Fact, ...] = (
 """Every built-in fact, in the order ``!policy explain`` shows them."""
 
 FACT_NAMES = frozenset(f.name for f in FACTS)
+
+
+def is_public_institution(patterns: Iterable[str], user_id: str, room_id: str | None) -> bool:
+    """The :data:`PUBLIC_INSTITUTION` fact: ``room_id`` is one of ``patterns`` (room ids,
+    matched exactly) or ``user_id`` matches one of them (user ids or globs such as
+    ``@*:ministry.example``)."""
+    for pattern in patterns:
+        if room_id and pattern == room_id:
+            return True
+        if fnmatch.fnmatchcase(user_id, pattern):
+            return True
+    return False

@@ -18,13 +18,23 @@ def read_rules_file(path: str | Path) -> tuple[list[dict[str, Any]], str]:
     The file holds a YAML list of rules, or a mapping with a ``rules`` list. A missing or
     unreadable file is a :class:`PolicyConfigError` naming the file.
     """
-    path = Path(path)
+    return parse_rules(read_rules_bytes(path), path)
+
+
+def read_rules_bytes(path: str | Path) -> bytes:
+    """The bytes of a rules file; a missing or unreadable file is a
+    :class:`PolicyConfigError` naming it."""
     try:
-        raw = path.read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise PolicyConfigError(
             [Problem(str(path), "a readable rules file", exc.strerror or str(exc), "")]
         ) from exc
+
+
+def parse_rules(raw: bytes, path: str | Path) -> tuple[list[dict[str, Any]], str]:
+    """The rule list in ``raw`` (the bytes of the rules file ``path``) and its version."""
+    path = Path(path)
     try:
         data = yaml.safe_load(raw) or []
     except yaml.YAMLError as exc:

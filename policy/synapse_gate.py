@@ -1,31 +1,32 @@
 """The policy module's logic without Synapse: its config, the gate that decides with
-the rules and the bridge's facts (cached), and the answer Synapse gets. Imported by
-:mod:`policy.synapse_module` (see there for what the module does); importable and
-testable without Synapse installed."""
+the rules and the facts the module keeps (:mod:`policy.fact_sync`), and the answer
+Synapse gets. Imported by :mod:`policy.synapse_module` (see there for what the module
+does); importable and testable without Synapse installed."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from .actions import CALL_ANSWER, CALL_PLACE, GROUP_CREATE, ROOM_INVITE, ROOM_POST
+from .audit import AuditEntry
 from .engine import Engine
 from .errors import PolicyConfigError
-from .facts import PUBLIC_INSTITUTION
-from .model import Decision, Request
+from .fact_sync import FactStore, FactSync
+from .model import ALLOW, DENY, Decision, Request
 from .rules import Rule
-from .ruleset import load_ruleset
-from .rulesfile import read_rules_file
+from .ruleset import RuleSet, load_ruleset
+from .rulesfile import parse_rules, read_rules_bytes
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("policy.synapse_module")
+"""The module logs under the name docs/policy.md gives (``policy.synapse_module``)."""
 
 EVENT_ACTIONS: Mapping[str, str] = {
     "m.call.invite": CALL_PLACE,
@@ -41,22 +42,19 @@ EVENT_ACTIONS: Mapping[str, str] = {
 FIELD_PREFIX = "org.anywhere.policy."
 """Prefix of the extra fields of a refusal's error JSON."""
 
-FACTS_PATH = "/_anywhere/policy/facts"
 FACTS_UNAVAILABLE = "policy_facts_unavailable"
-"""Code of a refusal because the bridge could not be asked (``fail_open: false``)."""
-
-_MAX_CACHED_FACTS = 10_000
-UNAVAILABLE_LOG_SECONDS = 10.0
-"""While the bridge cannot give facts, one warning per this many seconds."""
+"""Code of a refusal because the bridge's facts are unavailable (``fail_open: false``)."""
+RULES_INVALID = "policy_rules_invalid"
+"""Code of a refusal because no valid rules were ever loaded (``fail_open: false``)."""
+GOVERNED_WITHOUT_RULES = frozenset({CALL_PLACE, CALL_ANSWER, GROUP_CREATE})
+"""With no valid rules ever loaded, these follow ``fail_open``; everything else passes."""
+SOURCE = "synapse"
+"""``context.source`` of the module's decisions in the audit log."""
 
 
 class ModuleConfigError(ValueError):
     """The module's config is wrong; raised as Synapse's ``ConfigError`` by
     :meth:`AnywherePolicyModule.parse_config`."""
-
-
-class FactsUnavailable(Exception):
-    """The bridge could not give the facts (unreachable, timed out, bad answer)."""
 
 
 @dataclass(frozen=True)
@@ -66,13 +64,24 @@ class ModuleConfig:
     rules_file: str
     bridge_url: str
     bridge_token: str
-    facts_cache_seconds: float = 2.0
+    facts_refresh_seconds: float = 2.0
+    facts_max_age_seconds: float = 60.0
+    breaker_seconds: float = 30.0
     fail_open: bool = False
     ignore_users: tuple[str, ...] = ()
     bridge_bot: str | None = None
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = 2.0
     reload_check_seconds: float = 1.0
+    last_good_rules_file: str | None = None
     rule_types: Mapping[str, str] = field(default_factory=dict)
+    facts_cache_seconds: float | None = None
+    """Obsolete (facts are no longer fetched per event): accepted, ignored, warned about."""
+
+    @property
+    def last_good_path(self) -> Path:
+        """Where the last rules validated are kept: ``last_good_rules_file``, or beside
+        the rules file (``<rules_file>.last-good``)."""
+        return Path(self.last_good_rules_file or f"{self.rules_file}.last-good")
 
     @classmethod
     def from_dict(cls, raw: Any) -> ModuleConfig:
@@ -112,7 +121,11 @@ class ModuleConfig:
         text("bridge_url", True)
         text("bridge_token", True)
         text("bridge_bot", False)
+        text("last_good_rules_file", False)
         number("facts_cache_seconds", 0)
+        number("facts_refresh_seconds", 0.05)
+        number("facts_max_age_seconds", 0.1)
+        number("breaker_seconds", 0.1)
         number("timeout_seconds", 0.01)
         number("reload_check_seconds", 0)
         if "fail_open" in raw:
@@ -182,9 +195,10 @@ class PolicyAnswer:
     decision_id: str | None = None
     ruleset_version: str | None = None
     decision: Decision | None = None
+    request: Request | None = None
 
     @classmethod
-    def from_decision(cls, decision: Decision) -> PolicyAnswer:
+    def from_decision(cls, decision: Decision, request: Request | None = None) -> PolicyAnswer:
         return cls(
             allowed=decision.allowed,
             outcome=str(decision.outcome),
@@ -194,14 +208,20 @@ class PolicyAnswer:
             decision_id=decision.decision_id,
             ruleset_version=decision.ruleset_version,
             decision=decision,
+            request=request,
         )
+
+    def audit_entry(self) -> AuditEntry | None:
+        if self.decision is None or self.request is None:
+            return None
+        return AuditEntry.from_decision(self.request, self.decision)
 
     def error_fields(self) -> dict[str, Any]:
         """The fields added to Synapse's error JSON (``error`` replaces its generic
         message, so every client shows the reason)."""
         where = f"policy rule {self.rule_id}" if self.rule_id else "policy"
         return {
-            "error": f"{self.reason} ({where}: {self.code})",
+            "error": f"{self.reason} ({where}: {self.code}; decision {self.decision_id})",
             FIELD_PREFIX + "reason": self.reason,
             FIELD_PREFIX + "rule": self.rule_id,
             FIELD_PREFIX + "code": self.code,
@@ -210,39 +230,40 @@ class PolicyAnswer:
         }
 
 
-FactsFetcher = Callable[[str, str, "str | None"], Awaitable[Mapping[str, Any]]]
-"""``await fetch(user_id, action, room_id)`` → the facts; raises :class:`FactsUnavailable`."""
-
-
 class PolicyGate:
     """The module's logic without Synapse: rules from the file (reloaded when it
-    changes), which events and users to check, facts gathered through ``fetch_facts``
-    and cached, and the decision.
+    changes, the last valid ones kept on disk), which events and users to check, the
+    facts kept in :attr:`store` (synced in the background by :attr:`sync`), and the
+    decision. Deciding does no I/O and never waits.
 
-    Everything here runs on Synapse's reactor thread; ``fetch_facts`` is the only await.
+    Everything here runs on Synapse's reactor thread.
     """
 
     def __init__(
         self,
         config: ModuleConfig,
-        fetch_facts: FactsFetcher,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         extra_types: Mapping[str, type[Rule]] | None = None,
     ) -> None:
         self.config = config
-        self._fetch_facts = fetch_facts
         self._clock = clock
         self._extra_types = dict(extra_types or {})
+        self.store = FactStore(config.facts_max_age_seconds, clock)
+        self.sync = FactSync(
+            self.store,
+            refresh=config.facts_refresh_seconds,
+            breaker=config.breaker_seconds,
+            clock=clock,
+        )
+        #: The last reload error (None after a good load), for tests and operators.
+        self.reload_error: str | None = None
+        #: False while no valid rules were ever loaded (neither the file nor a last good
+        #: copy): governed actions then follow ``fail_open``, everything else passes.
+        self.has_rules = True
         # The stamp first: a change while reading is then seen at the next check.
         self._file_stamp = _stamp(config.rules_file)
-        rules, version = read_rules_file(config.rules_file)  # PolicyConfigError propagates
-        self.engine = Engine(
-            load_ruleset(
-                rules, extra_types=self._extra_types, key=config.rules_file, version=version
-            ),
-            extra_types=self._extra_types,
-        )
+        self.engine = Engine(self._initial_ruleset(), extra_types=self._extra_types)
         self._next_check = clock() + config.reload_check_seconds
         self._covered: frozenset[str] = frozenset()
         self._event_actions: dict[str, str] = {}
@@ -252,13 +273,75 @@ class PolicyGate:
             if config.ignore_users
             else None
         )
-        self._cache: dict[tuple[str, str, str | None], tuple[float, Mapping[str, Any]]] = {}
-        #: The last reload error (None after a good load), for tests and operators.
-        self.reload_error: str | None = None
-        self._next_unavailable_log = float("-inf")
-        self._unavailable_suppressed = 0
+        if config.facts_cache_seconds is not None:
+            logger.warning(
+                "Anywhere policy: facts_cache_seconds is obsolete and ignored: facts are kept "
+                "in the module and refreshed every facts_refresh_seconds (%gs)",
+                config.facts_refresh_seconds,
+            )
 
     # ------------------------------------------------------------------ rules
+
+    def _validate(self, raw: bytes, path: str | Path) -> RuleSet:
+        rules, version = parse_rules(raw, path)
+        return load_ruleset(rules, extra_types=self._extra_types, key=str(path), version=version)
+
+    def _initial_ruleset(self) -> RuleSet:
+        """The rules file if valid (kept as the last good copy); else the last good
+        copy; else no rules (said loudly). Synapse starts in every case."""
+        path = self.config.rules_file
+        try:
+            raw = read_rules_bytes(path)
+            ruleset = self._validate(raw, path)
+        except PolicyConfigError as exc:
+            self.reload_error = str(exc)
+            logger.error("Anywhere policy: the rules in %s are invalid:\n%s", path, exc)
+        else:
+            self._keep_last_good(raw)
+            return ruleset
+        last_good = self.config.last_good_path
+        try:
+            ruleset = self._validate(read_rules_bytes(last_good), path)
+        except PolicyConfigError as exc:
+            self.has_rules = False
+            verdict = "allowed" if self.config.fail_open else "refused"
+            logger.error(
+                "Anywhere policy: no valid rules were ever loaded (no usable last good copy "
+                "at %s: %s). Until %s is fixed, %s are %s (fail_open: %s) and everything "
+                "else passes.",
+                last_good,
+                exc.problems[0].found if exc.problems else exc,
+                path,
+                ", ".join(sorted(GOVERNED_WITHOUT_RULES)),
+                verdict,
+                "true" if self.config.fail_open else "false",
+            )
+            return RuleSet((), "none")
+        logger.error(
+            "Anywhere policy: starting with the last rules validated (rule set %s, kept in "
+            "%s) until %s is fixed",
+            ruleset.version,
+            last_good,
+            path,
+        )
+        return ruleset
+
+    def _keep_last_good(self, raw: bytes) -> None:
+        target = self.config.last_good_path
+        try:
+            if target.exists() and target.read_bytes() == raw:
+                return
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(raw)
+            os.replace(tmp, target)
+        except OSError as exc:
+            logger.warning(
+                "Anywhere policy: cannot keep a copy of the valid rules in %s (%s): an invalid "
+                "rules file at Synapse's next start will leave it without rules; set "
+                "last_good_rules_file to a writable path",
+                target,
+                exc,
+            )
 
     @property
     def version(self) -> str:
@@ -267,7 +350,10 @@ class PolicyGate:
     def _index_actions(self) -> None:
         plan = self.engine.ruleset.plan
         actions = {CALL_PLACE, CALL_ANSWER, ROOM_POST, GROUP_CREATE, ROOM_INVITE}
-        self._covered = frozenset(a for a in actions if plan(a).entries)
+        if self.has_rules:
+            self._covered = frozenset(a for a in actions if plan(a).entries)
+        else:
+            self._covered = GOVERNED_WITHOUT_RULES
         self._event_actions = {t: a for t, a in EVENT_ACTIONS.items() if a in self._covered}
 
     def maybe_reload(self) -> None:
@@ -288,19 +374,23 @@ class PolicyGate:
         rules and return False."""
         path = self.config.rules_file
         try:
-            rules, version = read_rules_file(path)
-            self.engine.reload(rules, key=path, version=version)
+            raw = read_rules_bytes(path)
+            ruleset = self._validate(raw, path)
         except PolicyConfigError as exc:
             self.reload_error = str(exc)
             logger.error(
-                "Anywhere policy: the rules in %s are invalid; rule set %s stays in force:\n%s",
+                "Anywhere policy: the rules in %s are invalid; %s:\n%s",
                 path,
-                self.version,
+                f"rule set {self.version} stays in force"
+                if self.has_rules
+                else "still no valid rules",
                 exc,
             )
             return False
+        self.engine = Engine(ruleset, extra_types=self._extra_types)
+        self._keep_last_good(raw)
         self.reload_error = None
-        self._cache.clear()
+        self.has_rules = True
         self._index_actions()
         logger.info(
             "Anywhere policy: loaded rule set %s (%d rules) from %s",
@@ -319,18 +409,10 @@ class PolicyGate:
 
     def may_apply(self, actor: str, action: str, room_id: str | None) -> bool:
         """Whether some rule covering ``action`` has a scope that can match ``actor`` in
-        ``room_id`` — known before any fact is fetched (``public_institution`` comes
-        with the facts, so it counts as a possible match here)."""
+        ``room_id``."""
+        facts = self.store.global_facts(actor, room_id)
         for _rule, scope in self.engine.ruleset.plan(action).entries:
-            if scope is None:
-                return True
-            probe = Request(
-                actor,
-                action,
-                room_id=room_id,
-                facts={PUBLIC_INSTITUTION: scope.public_institution},
-            )
-            if scope.matches(probe):
+            if scope is None or scope.matches(Request(actor, action, room_id=room_id, facts=facts)):
                 return True
         return False
 
@@ -339,7 +421,7 @@ class PolicyGate:
 
     # -------------------------------------------------------------- decisions
 
-    async def decide(
+    def decide(
         self,
         actor: str,
         action: str,
@@ -349,83 +431,106 @@ class PolicyGate:
     ) -> PolicyAnswer | None:
         """The decision for ``actor`` doing ``action``, or None when the module does not
         check it (no rule covers the action or can apply to the actor, or the actor is
-        ignored): then no facts are fetched."""
+        ignored). No I/O, no side effect: the caller passes the final answer to
+        :meth:`conclude`."""
         self.maybe_reload()
         if action not in self._covered or self.ignored(actor):
             return None
+        if not self.has_rules:
+            return self._without_rules(actor, action, room_id, target)
         if not self.may_apply(actor, action, room_id):
             return None
-        try:
-            facts = await self.facts(actor, action, room_id)
-        except FactsUnavailable as exc:
-            return self._unavailable(actor, action, exc)
-        decision = self.engine.evaluate(
-            Request(actor, action, target=target, room_id=room_id, facts=facts)
+        if self.store.fresh():
+            facts = self.store.facts_for(actor, room_id)
+        else:
+            facts = self.store.global_facts(actor, room_id)
+            probe = Request(actor, action, target=target, room_id=room_id, facts=facts)
+            if self._needs_person_facts(probe):
+                return self._unavailable(probe)
+        request = Request(
+            actor, action, target=target, room_id=room_id, facts=facts, context=_CONTEXT
         )
-        answer = PolicyAnswer.from_decision(decision)
+        return PolicyAnswer.from_decision(self.engine.evaluate(request), request)
+
+    def _needs_person_facts(self, request: Request) -> bool:
+        """Whether a rule that counts (enforced, in scope) could decide differently with
+        the person's facts than without them."""
+        for rule, scope in self.engine.ruleset.plan(request.action).entries:
+            if rule.dry_run or (scope is not None and not scope.matches(request)):
+                continue
+            if rule.needs_facts(request):
+                return True
+        return False
+
+    def conclude(self, answer: PolicyAnswer | None) -> None:
+        """The answer goes to the client: log a refusal, and queue it (and any dry-run
+        verdict) for the bridge's audit log — the bridge tells the person why."""
+        if answer is None:
+            return
+        decision = answer.decision
+        if answer.allowed and (decision is None or not decision.dry_run_verdicts):
+            return
+        entry = answer.audit_entry()
+        if entry is not None:
+            self.store.queue_decision(entry.to_json())
         if not answer.allowed:
+            request = answer.request
             logger.info(
                 "Anywhere policy: %s %s by %s in %s: %s [%s] (decision %s, rule set %s)",
                 answer.outcome.upper(),
-                action,
-                actor,
-                room_id,
+                request.action if request else "?",
+                request.actor if request else "?",
+                request.room_id if request else None,
                 answer.rule_id,
                 answer.code,
                 answer.decision_id,
                 answer.ruleset_version,
             )
-        return answer
 
-    async def facts(self, actor: str, action: str, room_id: str | None) -> Mapping[str, Any]:
-        """The facts from the bridge, cached for ``facts_cache_seconds``."""
-        ttl = self.config.facts_cache_seconds
-        key = (actor, action, room_id)
-        if ttl > 0:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > self._clock():
-                return hit[1]
-        facts = await self._fetch_facts(actor, action, room_id)
-        if ttl > 0:
-            now = self._clock()
-            if len(self._cache) >= _MAX_CACHED_FACTS:
-                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-                if len(self._cache) >= _MAX_CACHED_FACTS:
-                    self._cache.clear()
-            self._cache[key] = (now + ttl, facts)
-        return facts
-
-    def _unavailable(self, actor: str, action: str, exc: Exception) -> PolicyAnswer:
-        verb = "allowing" if self.config.fail_open else "refusing"
-        now = self._clock()
-        if now >= self._next_unavailable_log:
-            # At most one warning per interval: a bridge that is down must not flood
-            # Synapse's log with one line per event.
-            self._next_unavailable_log = now + UNAVAILABLE_LOG_SECONDS
-            suppressed, self._unavailable_suppressed = self._unavailable_suppressed, 0
-            logger.warning(
-                "Anywhere policy: no facts from the bridge (%s); %s %s by %s (fail_open: %s)%s",
-                exc,
-                verb,
-                action,
-                actor,
-                "true" if self.config.fail_open else "false",
-                f"; {suppressed} more since the last warning" if suppressed else "",
+    def _without_rules(
+        self, actor: str, action: str, room_id: str | None, target: str | None
+    ) -> PolicyAnswer:
+        request = Request(actor, action, target=target, room_id=room_id, context=_CONTEXT)
+        if self.config.fail_open:
+            decision = self.engine.decision_without_rules(
+                ALLOW, "Allowed without rules: the rules file is invalid.", RULES_INVALID
             )
         else:
-            self._unavailable_suppressed += 1
-        if self.config.fail_open:
-            return PolicyAnswer(True, "allow", None, f"Allowed without facts: {exc}", "fail_open")
-        return PolicyAnswer(
-            False,
-            "deny",
-            None,
-            "The service that checks this action is unreachable right now, so it was "
-            "refused. Try again in a minute; if it keeps happening, tell your homeserver's "
-            "operator.",
-            FACTS_UNAVAILABLE,
-            ruleset_version=self.version,
+            decision = self.engine.decision_without_rules(
+                DENY,
+                "This is refused for now: the homeserver's policy rules are being fixed. "
+                "Try again later; if it keeps happening, tell your homeserver's operator.",
+                RULES_INVALID,
+            )
+        return PolicyAnswer.from_decision(decision, request)
+
+    def _unavailable(self, probe: Request) -> PolicyAnswer:
+        request = Request(
+            probe.actor,
+            probe.action,
+            target=probe.target,
+            room_id=probe.room_id,
+            facts=probe.facts,
+            context=_CONTEXT,
         )
+        if self.config.fail_open:
+            decision = self.engine.decision_without_rules(
+                ALLOW,
+                f"Allowed without facts from the bridge ({self.sync.last_error or 'none yet'}).",
+                "fail_open",
+            )
+        else:
+            decision = self.engine.decision_without_rules(
+                DENY,
+                "The service that checks this action is unreachable right now, so it was "
+                "refused. Try again in a minute; if it keeps happening, tell your "
+                "homeserver's operator.",
+                FACTS_UNAVAILABLE,
+            )
+        return PolicyAnswer.from_decision(decision, request)
+
+
+_CONTEXT: Mapping[str, Any] = {"source": SOURCE}
 
 
 def _stamp(path: str) -> tuple[int, int, int] | None:
@@ -434,26 +539,3 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def parse_facts(status: int, body: bytes) -> dict[str, Any]:
-    """The facts out of the bridge's answer; :class:`FactsUnavailable` if it is not
-    ``200 {"facts": {...}}``."""
-    if status != 200:
-        text = body[:200].decode("utf-8", "replace")
-        raise FactsUnavailable(f"the bridge answered HTTP {status}: {text}")
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise FactsUnavailable(f"the bridge's answer is not JSON: {exc}") from exc
-    facts = data.get("facts") if isinstance(data, dict) else None
-    if not isinstance(facts, dict):
-        raise FactsUnavailable('the bridge\'s answer has no "facts" object')
-    return facts
-
-
-def facts_url(base: str, user_id: str, action: str, room_id: str | None) -> str:
-    params = {"user": user_id, "action": action}
-    if room_id is not None:
-        params["room"] = room_id
-    return f"{base}{FACTS_PATH}?{urlencode(params)}"

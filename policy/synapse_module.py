@@ -9,10 +9,14 @@ cannot get around a rule by talking to Synapse directly::
           rules_file: /etc/anywhere/policy-rules.yaml
           bridge_url: http://127.0.0.1:29340
           bridge_token: "<operations.token from the bridge's config>"
-          facts_cache_seconds: 2     # facts per (user, action, room) cached briefly
-          fail_open: false           # bridge unreachable: refuse (false) or allow (true)
+          facts_refresh_seconds: 2   # how often the facts are brought from the bridge
+          facts_max_age_seconds: 60  # facts older than this (bridge down) are unavailable
+          breaker_seconds: 30        # after a failed exchange, wait this long to retry
+          timeout_seconds: 2         # one exchange with the bridge at most
+          fail_open: false           # facts unavailable: refuse (false) or allow (true)
           ignore_users: ["@anywhere_.*:example\\.org"]   # the bridge's own users
           bridge_bot: "@anywhere:example.org"           # talking to it is always allowed
+          # last_good_rules_file: <rules_file>.last-good  # the last rules validated
 
 What is checked (Synapse's spam-checker callbacks):
 
@@ -27,14 +31,17 @@ callback                  action
 ========================  ==============================================================
 
 Only actions some rule covers are checked; for the others (and for senders matching
-``ignore_users``, and events from other servers) the callback returns at once. For a
-checked action the module asks the bridge for the facts (``GET
-{bridge_url}/_anywhere/policy/facts?user=...&action=...[&room=...]`` → ``{"facts":
-{...}}``), caches them for ``facts_cache_seconds``, evaluates the rules (pure) and, on a
-deny or require_verification, refuses with ``M_FORBIDDEN`` and this error body::
+``ignore_users``, and events from other servers) the callback returns at once. Facts
+are never fetched on an event's path: the module keeps everyone's facts in memory and a
+background exchange (``POST {bridge_url}/_anywhere/policy/sync``, see
+:mod:`policy.fact_sync`) brings the changes every ``facts_refresh_seconds`` and takes to
+the bridge the local people seen active today and the module's refusals (for the audit
+log, and for a notice to the person in their direct chat with the bot). On a deny or
+require_verification the module refuses with ``M_FORBIDDEN`` and this error body::
 
     {"errcode": "M_FORBIDDEN",
-     "error": "<the rule's reason> (policy rule kr-plan: plan_below_mvoip_threshold)",
+     "error": "<the rule's reason> (policy rule kr-plan: plan_below_mvoip_threshold;
+               decision 8ae14d0febd4-1)",
      "org.anywhere.policy.reason": "<the rule's reason>",
      "org.anywhere.policy.rule": "kr-plan",
      "org.anywhere.policy.code": "plan_below_mvoip_threshold",
@@ -52,50 +59,53 @@ in the dict wins over its generic "This message has been rejected as probable sp
 "You are not permitted to create rooms".
 
 The rules file is checked for changes at most once a second (its mtime, size and inode);
-a new valid file is put in force, an invalid one is logged and the old rules stay.
+a new valid file is put in force (and copied to the last good file), an invalid one is
+logged and the old rules stay. Synapse always starts: with an invalid rules file the
+module starts with the last rules it validated; with none ever, ``call.place``,
+``call.answer`` and ``group.create`` follow ``fail_open`` and everything else passes.
 
 The policy logic (:class:`PolicyGate`, in :mod:`policy.synapse_gate`) does not import
 Synapse; only :class:`AnywherePolicyModule` does, lazily, so this file can be imported
-(and the gate tested) without Synapse installed.
+(and the gate tested) without Synapse installed. Logger: ``policy.synapse_module``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from .actions import GROUP_CREATE, ROOM_INVITE, ROOM_POST
-from .errors import PolicyConfigError
-from .ruleset import load_ruleset
-from .rulesfile import read_rules_file
+from .fact_sync import SYNC_PATH, SyncFailed
 from .synapse_gate import (
     EVENT_ACTIONS,
-    FACTS_PATH,
     FIELD_PREFIX,
-    FactsUnavailable,
     ModuleConfig,
     ModuleConfigError,
     PolicyAnswer,
     PolicyGate,
-    facts_url,
-    parse_facts,
 )
 
 __all__ = [
     "EVENT_ACTIONS",
     "FIELD_PREFIX",
     "AnywherePolicyModule",
-    "FactsUnavailable",
     "ModuleConfig",
     "ModuleConfigError",
     "PolicyAnswer",
     "PolicyGate",
-    "facts_url",
-    "parse_facts",
+    "parse_sync_answer",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("policy.synapse_module")
+
+ACTIVITY_EVENT_TYPES = frozenset(
+    {"m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.call.answer"}
+)
+"""Events that count a local person as active today (daily active users)."""
+TICK_SECONDS = 0.1
+"""How often the background loop looks whether an exchange with the bridge is due."""
 
 
 class AnywherePolicyModule:
@@ -111,69 +121,78 @@ class AnywherePolicyModule:
         self._not_spam = NOT_SPAM
         self._reactor = reactor
         pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = 16
+        pool.maxPersistentPerHost = 2
         self._http = HTTPClient(Agent(reactor, pool=pool))
         self._headers = {
             "Authorization": [f"Bearer {config.bridge_token}"],
+            "Content-Type": ["application/json"],
             "Accept": ["application/json"],
         }
         self.config = config
-        self.gate = PolicyGate(config, self._fetch, extra_types=config.load_rule_types())
+        self.gate = PolicyGate(config, extra_types=config.load_rule_types())
         api.register_spam_checker_callbacks(
             user_may_create_room=self.user_may_create_room,
             user_may_invite=self.user_may_invite,
             check_event_for_spam=self.check_event_for_spam,
         )
+        api.looping_background_call(
+            self._sync_tick,
+            TICK_SECONDS * 1000,
+            desc="anywhere_policy_sync",
+            run_on_all_instances=True,
+        )
         logger.info(
-            "Anywhere policy module: rule set %s from %s, facts from %s",
+            "Anywhere policy module: rule set %s from %s, facts from %s every %gs",
             self.gate.version,
             config.rules_file,
             config.bridge_url,
+            config.facts_refresh_seconds,
         )
 
     @staticmethod
     def parse_config(config: Any) -> ModuleConfig:
-        """Check the config and the rules file at Synapse's start-up: a mistake stops
-        Synapse with a message saying what to fix."""
+        """Check the module's config at Synapse's start-up: a mistake there stops Synapse
+        with a message saying what to fix. The rules file is not checked here: an
+        invalid one must not keep Synapse down (see :class:`PolicyGate`)."""
         from synapse.config import ConfigError
 
         try:
-            parsed = ModuleConfig.from_dict(config)
-            read = read_rules_file(parsed.rules_file)
-            load_ruleset(read[0], extra_types=parsed.load_rule_types(), key=parsed.rules_file)
-        except (ModuleConfigError, PolicyConfigError) as exc:
+            return ModuleConfig.from_dict(config)
+        except ModuleConfigError as exc:
             raise ConfigError(f"Anywhere policy module: {exc}") from exc
-        return parsed
 
     # ------------------------------------------------------------- callbacks
 
     async def user_may_create_room(self, user_id: str, room_config: dict) -> Any:
-        self.gate.maybe_reload()
-        if not self.gate.covers(GROUP_CREATE):
+        gate = self.gate
+        gate.maybe_reload()
+        if not gate.covers(GROUP_CREATE):
             return self._not_spam
         invite = room_config.get("invite") or []
         if self._bot_only(invite) and not room_config.get("invite_3pid"):
             return self._not_spam  # a direct chat with the bridge's bot: where people verify
-        answer = await self.gate.decide(user_id, GROUP_CREATE)
-        return self._answer(answer)
+        return self._final(gate.decide(user_id, GROUP_CREATE))
 
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Any:
-        self.gate.maybe_reload()
-        if not self.gate.covers(ROOM_INVITE) or self._bot_only([invitee]):
+        gate = self.gate
+        gate.maybe_reload()
+        if not gate.covers(ROOM_INVITE) or self._bot_only([invitee]):
             return self._not_spam
-        answer = await self.gate.decide(inviter, ROOM_INVITE, room_id=room_id, target=invitee)
-        return self._answer(answer)
+        return self._final(gate.decide(inviter, ROOM_INVITE, room_id=room_id, target=invitee))
 
     async def check_event_for_spam(self, event: Any) -> Any:
         gate = self.gate
         gate.maybe_reload()
-        action = gate.action_for_event(event.type)
-        if action is None:
-            return self._not_spam
         sender = event.sender
+        event_type = event.type
         if gate.ignored(sender) or not self._api.is_mine(sender):
             return self._not_spam
-        answer = await gate.decide(sender, action, room_id=event.room_id)
+        if event_type in ACTIVITY_EVENT_TYPES:
+            gate.store.saw_active(sender)  # daily active users, counted by the homeserver
+        action = gate.action_for_event(event_type)
+        if action is None:
+            return self._not_spam
+        answer = gate.decide(sender, action, room_id=event.room_id)
         if (
             answer is not None
             and not answer.allowed
@@ -181,11 +200,13 @@ class AnywherePolicyModule:
             and await self._only_with_bot(event.room_id, sender)
         ):
             return self._not_spam
-        return self._answer(answer)
+        return self._final(answer)
 
     # --------------------------------------------------------------- helpers
 
-    def _answer(self, answer: PolicyAnswer | None) -> Any:
+    def _final(self, answer: PolicyAnswer | None) -> Any:
+        """What Synapse gets; the answer is logged and audited only now that it is final."""
+        self.gate.conclude(answer)
         if answer is None or answer.allowed:
             return self._not_spam
         from synapse.api.errors import Codes
@@ -210,23 +231,43 @@ class AnywherePolicyModule:
         ]
         return self._bot_only(others)
 
-    async def _fetch(self, user_id: str, action: str, room_id: str | None) -> dict[str, Any]:
+    async def _sync_tick(self) -> None:
+        """One exchange with the bridge when due (see :class:`policy.fact_sync.FactSync`);
+        runs in the background, never on an event's path."""
+        sync = self.gate.sync
+        if not sync.due():
+            return
+        body, outbox = sync.begin(self.gate.version)
+        try:
+            answer = await self._exchange(body)
+        except Exception as exc:  # connection refused, timeout (CancelledError), bad answer
+            sync.failed(exc, outbox)
+            return
+        sync.succeeded(answer, outbox)
+
+    async def _exchange(self, body: dict[str, Any]) -> Any:
         from synapse.module_api import make_deferred_yieldable
 
-        url = facts_url(self.config.bridge_url, user_id, action, room_id)
-        try:
-            response = await make_deferred_yieldable(
-                self._http.get(
-                    url,
-                    headers=self._headers,
-                    timeout=self.config.timeout_seconds,
-                    reactor=self._reactor,
-                )
+        url = f"{self.config.bridge_url}{SYNC_PATH}"
+        response = await make_deferred_yieldable(
+            self._http.post(
+                url,
+                data=json.dumps(body).encode(),
+                headers=self._headers,
+                timeout=self.config.timeout_seconds,
+                reactor=self._reactor,
             )
-            body = await make_deferred_yieldable(response.content())
-        except Exception as exc:  # connection refused, timeout (CancelledError), ...
-            raise FactsUnavailable(
-                f"GET {self.config.bridge_url}{FACTS_PATH} failed: "
-                f"{type(exc).__name__}: {exc}".rstrip(": ")
-            ) from exc
-        return parse_facts(response.code, body)
+        )
+        content = await make_deferred_yieldable(response.content())
+        return parse_sync_answer(response.code, content)
+
+
+def parse_sync_answer(status: int, body: bytes) -> Any:
+    """The bridge's answer to an exchange; :class:`SyncFailed` unless ``200`` JSON."""
+    if status != 200:
+        text = body[:200].decode("utf-8", "replace")
+        raise SyncFailed(f"the bridge answered HTTP {status}: {text}")
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise SyncFailed(f"the bridge's answer is not JSON: {exc}") from exc

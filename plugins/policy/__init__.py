@@ -28,6 +28,7 @@ from policy.rulesfile import read_rules_file
 
 from . import commands
 from .facts import FactGatherer, read_subscribers
+from .module_link import BadExchange, ModuleLink
 from .schema import MIGRATIONS
 from .settings import SECTION
 
@@ -52,6 +53,7 @@ class PolicyPlugin:
         self.engine = Engine()
         self.facts: FactGatherer | None = None
         self.audit: AuditLog | None = None
+        self.link: ModuleLink | None = None
         self.extra_types: dict[str, type] = {}
         self._prune_task: asyncio.Task | None = None
 
@@ -69,6 +71,7 @@ class PolicyPlugin:
         self.bridge = bridge
         self.facts = FactGatherer(bridge, self.settings)
         self.audit = AuditLog(bridge.db)
+        self.link = ModuleLink(bridge, self.settings, self.facts, self.audit)
         for _, types in bridge.plugins.call_each("anywhere_policy_rule_types"):
             for type_name, cls in (types or {}).items():
                 self.extra_types[type_name] = cls
@@ -79,6 +82,8 @@ class PolicyPlugin:
 
     @hookimpl
     async def anywhere_shutdown(self, bridge: Bridge) -> None:
+        if self.link:
+            await self.link.close()
         if self._prune_task:
             self._prune_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -134,6 +139,10 @@ class PolicyPlugin:
         )
         day = time.strftime("%Y-%m-%d", time.gmtime(now - 2 * 86400))
         await db.execute("DELETE FROM policy_active_user WHERE day < $1", day)
+        notice_period = self.settings["refusal_notice_minutes"] * 60
+        await db.execute(
+            "DELETE FROM policy_notice WHERE sent_at < $1", int((now - notice_period) * 1000)
+        )
 
     # ----- deciding -----
     @hookimpl
@@ -218,6 +227,22 @@ class PolicyPlugin:
     @hookimpl
     def anywhere_web_routes(self, bridge: Bridge, app: web.Application) -> None:
         app.router.add_get("/_anywhere/policy/facts", self._facts_endpoint)
+        app.router.add_post("/_anywhere/policy/sync", self._sync_endpoint)
+
+    async def _sync_endpoint(self, request: web.Request) -> web.Response:
+        """The Synapse module's exchange (operator token): see plugins/policy/module_link."""
+        require_operator(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        try:
+            answer = await self.link.exchange(body)
+        except BadExchange as exc:
+            return web.json_response(
+                {"errcode": "M_BAD_JSON", "error": f"policy sync: {exc}"}, status=400
+            )
+        return web.json_response(answer)
 
     async def _facts_endpoint(self, request: web.Request) -> web.Response:
         """Facts for the Synapse module (operator token): ?user=@a:b&action=call.place"""

@@ -143,6 +143,7 @@ def build(plugin: PolicyPlugin) -> list[Command]:
                 record.phone_hash,
             )
             await db.execute("DELETE FROM policy_pending WHERE user_id = $1", sender)
+            plugin.facts.feed.touch(sender)  # the Synapse module learns it at its next exchange
         await ctx.reply(outcome.message.replace("`", ""))
 
     for cmd in (network_cmd, verify_cmd):

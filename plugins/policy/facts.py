@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +11,8 @@ import yaml
 
 from policy import facts as F
 from policy.errors import PolicyConfigError, Problem
+
+from .module_link import FactsFeed
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
@@ -68,17 +69,99 @@ class FactGatherer:
     def __init__(self, bridge: Bridge, settings: dict[str, Any]) -> None:
         self.bridge = bridge
         self.settings = settings
-        self.subscribers: dict[str, dict[str, Any]] = {}
+        self._subscribers: dict[str, dict[str, Any]] = {}
+        #: Whose facts changed, for the Synapse module's exchanges.
+        self.feed = FactsFeed()
         self._seen_today: tuple[str, set[str]] = ("", set())
         self._day_ends = 0.0
         self._dau: tuple[float, int] = (0.0, 0)
         self._threepids: dict[str, tuple[float, list[str]]] = {}
 
+    @property
+    def subscribers(self) -> dict[str, dict[str, Any]]:
+        return self._subscribers
+
+    @subscribers.setter
+    def subscribers(self, directory: dict[str, dict[str, Any]]) -> None:
+        if directory != self._subscribers:
+            self.feed.reset()  # the module gets everything again
+        self._subscribers = directory
+
+    async def module_facts(self, user_id: str) -> dict[str, Any]:
+        """What the Synapse module keeps about ``user_id``: the stored facts (the
+        subscriber directory, the network, usage, verification). Not the facts of
+        ``anywhere_policy_facts`` plugins (those depend on the action) nor the global ones
+        (sent apart)."""
+        db = self.bridge.db
+        facts: dict[str, Any] = dict(self._subscribers.get(user_id, {}))
+        network = await self.network(user_id)
+        if network:
+            facts[F.NETWORK] = network
+        used = await db.fetchval(
+            "SELECT amount FROM policy_usage WHERE user_id = $1 AND month = $2 AND metric = $3",
+            user_id,
+            this_month(),
+            "mvoip_mb",
+        )
+        facts[F.MVOIP_MB_USED] = float(used or 0.0)
+        facts[F.VERIFIED_METHODS] = await self.verified_methods(user_id, ask_homeserver=False)
+        return facts
+
+    async def module_snapshot(self) -> dict[str, dict[str, Any]]:
+        """:meth:`module_facts` of everyone the bridge knows something about (people
+        with no stored fact are missing: for them every fact is unknown)."""
+        db = self.bridge.db
+        retention = self.settings["verification"]["retention_days"] * 86400
+        snapshot: dict[str, dict[str, Any]] = {
+            user: {**entry, F.MVOIP_MB_USED: 0.0, F.VERIFIED_METHODS: []}
+            for user, entry in self._subscribers.items()
+        }
+
+        def person(user_id: str) -> dict[str, Any]:
+            return snapshot.setdefault(user_id, {F.MVOIP_MB_USED: 0.0, F.VERIFIED_METHODS: []})
+
+        for row in await db.fetch("SELECT user_id, network FROM policy_network"):
+            person(row["user_id"])[F.NETWORK] = row["network"]
+        for row in await db.fetch(
+            "SELECT user_id, amount FROM policy_usage WHERE month = $1 AND metric = $2",
+            this_month(),
+            "mvoip_mb",
+        ):
+            person(row["user_id"])[F.MVOIP_MB_USED] = float(row["amount"] or 0.0)
+        cutoff = int((time.time() - retention) * 1000)
+        for row in await db.fetch(
+            "SELECT user_id, method FROM policy_verified WHERE verified_at > $1", cutoff
+        ):
+            person(row["user_id"])[F.VERIFIED_METHODS] = [row["method"]]
+        for user_id, (_, methods) in self._threepids.items():
+            if methods:
+                known = person(user_id)[F.VERIFIED_METHODS]
+                person(user_id)[F.VERIFIED_METHODS] = sorted(set(known) | set(methods))
+        return snapshot
+
+    async def saw_users(self, day: str, users: list[str]) -> None:
+        """People the Synapse module saw active on ``day`` (UTC): counted like those the
+        bridge sees itself."""
+        current = self._seen_today[0] if time.time() < self._day_ends else ""
+        for user_id in users:
+            if day == current and user_id in self._seen_today[1]:
+                continue
+            await self.bridge.db.execute(
+                "INSERT INTO policy_active_user (day, user_id) VALUES ($1, $2) "
+                "ON CONFLICT (day, user_id) DO NOTHING",
+                day,
+                user_id,
+            )
+            if day == current:
+                self._seen_today[1].add(user_id)
+        if users:
+            self._dau = (0.0, self._dau[1])  # count again at the next question
+
     async def gather(
         self, actor: str, action: str, target: str | None, context: dict[str, Any]
     ) -> dict[str, Any]:
         db = self.bridge.db
-        facts: dict[str, Any] = dict(self.subscribers.get(actor, {}))
+        facts: dict[str, Any] = dict(self._subscribers.get(actor, {}))
         network = await self.network(actor)
         if network:
             facts[F.NETWORK] = network
@@ -107,7 +190,9 @@ class FactGatherer:
                 facts.update(provided)
         return facts
 
-    async def verified_methods(self, user_id: str) -> list[str]:
+    async def verified_methods(self, user_id: str, *, ask_homeserver: bool = True) -> list[str]:
+        """The ways ``user_id`` is verified; without ``ask_homeserver`` the homeserver's
+        3PIDs count only as far as they were looked up before."""
         methods = []
         retention = self.settings["verification"]["retention_days"] * 86400
         row = await self.bridge.db.fetchrow(
@@ -115,7 +200,10 @@ class FactGatherer:
         )
         if row and time.time() - row["verified_at"] / 1000 < retention:
             methods.append(row["method"])
-        methods += await self.homeserver_threepids(user_id)
+        if ask_homeserver:
+            methods += await self.homeserver_threepids(user_id)
+        else:
+            methods += (self._threepids.get(user_id) or (0.0, []))[1]
         return sorted(set(methods))
 
     async def homeserver_threepids(self, user_id: str) -> list[str]:
@@ -136,16 +224,14 @@ class FactGatherer:
                 if t.get("medium") in ("email", "msisdn")
             }
         )
+        previous = self._threepids.get(user_id)
         self._threepids[user_id] = (time.monotonic() + 60, methods)
+        if previous is None or previous[1] != methods:
+            self.feed.touch(user_id)
         return methods
 
     def is_public_institution(self, user_id: str, room_id: str | None) -> bool:
-        for pattern in self.settings["public_institutions"]:
-            if room_id and pattern == room_id:
-                return True
-            if fnmatch.fnmatchcase(user_id, pattern):
-                return True
-        return False
+        return F.is_public_institution(self.settings["public_institutions"], user_id, room_id)
 
     async def daily_active_users(self) -> int:
         if self._dau[0] > time.monotonic():
@@ -193,6 +279,7 @@ class FactGatherer:
             network,
             int(time.time() * 1000),
         )
+        self.feed.touch(user_id)  # after the write: the module's next exchange sees it
 
     async def add_usage(self, user_id: str, metric: str, amount: float) -> None:
         await self.bridge.db.execute(
@@ -204,3 +291,4 @@ class FactGatherer:
             metric,
             float(amount),
         )
+        self.feed.touch(user_id)

@@ -48,4 +48,16 @@ async def v2_facts(conn, scheme: Scheme) -> None:
     )
 
 
-MIGRATIONS = Migrations("policy", [audit_v1, v2_facts])
+async def v3_notices(conn, scheme: Scheme) -> None:
+    """when a person was last told about a refusal by the Synapse module, per rule"""
+    await conn.execute(
+        """CREATE TABLE policy_notice (
+            user_id  TEXT NOT NULL,
+            rule_key TEXT NOT NULL,
+            sent_at  BIGINT NOT NULL,
+            PRIMARY KEY (user_id, rule_key)
+        )"""
+    )
+
+
+MIGRATIONS = Migrations("policy", [audit_v1, v2_facts, v3_notices])

@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     # institutions: the `public_institution` fact is true for them.
     "public_institutions": [],
     "audit_retention_days": 90,
+    # A person refused by the Synapse module is told why in their direct chat with the
+    # bot, once per rule and this many minutes.
+    "refusal_notice_minutes": 60,
     "verification": {
         # How one-time codes reach people: log (the bridge's log), file (one JSON line per
         # code in `outbox`), http (POST {"to": ..., "text": ...} to `http_url`).
@@ -59,6 +62,9 @@ def validate(section: dict[str, Any], prefix: str) -> None:
         value = verification[key]
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{prefix}.verification.{key}", "a positive whole number", value)
+    notice = section["refusal_notice_minutes"]
+    if isinstance(notice, bool) or not isinstance(notice, int) or notice <= 0:
+        raise ConfigError(f"{prefix}.refusal_notice_minutes", "a positive whole number", notice)
     if not isinstance(section["audit_retention_days"], int) or section["audit_retention_days"] <= 0:
         raise ConfigError(
             f"{prefix}.audit_retention_days",

@@ -183,6 +183,14 @@ class Rule:
             return True
         return self._action_globs is not None and self._action_globs.match(action) is not None
 
+    def needs_facts(self, request: Request) -> bool:
+        """Whether this rule's verdict on ``request`` can depend on facts about the
+        person (carrier, network, verification...), given only the facts that are not
+        about them (``daily_active_users``, ``public_institution``). The Synapse module
+        asks when the bridge's facts are unavailable: when no rule needs them, it decides
+        without them instead of as ``fail_open`` says. Default: True (be safe)."""
+        return True
+
     def evaluate(self, request: Request) -> Verdict | None:
         """This rule's verdict on ``request``, or None when it has nothing to say.
 

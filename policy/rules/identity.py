@@ -38,6 +38,9 @@ class NoVerification(Rule):
     def prepare(self) -> None:
         self._allowed = self.allow("No identity verification required.", "no_verification_required")
 
+    def needs_facts(self, request: Request) -> bool:
+        return False
+
     def evaluate(self, request: Request) -> Verdict | None:
         return self._allowed
 
@@ -100,6 +103,12 @@ class DailyUsersThreshold(RequireVerified):
         self._unknown = self.no_opinion(
             "Daily active users unknown, so the threshold is not applied.", "dau_unknown"
         )
+
+    def needs_facts(self, request: Request) -> bool:
+        """Below the threshold (or with the count unknown) the person's facts cannot
+        change this rule's verdict."""
+        users = request.facts.get(DAILY_ACTIVE_USERS)
+        return users is not None and users >= self.daily_active_users
 
     def evaluate(self, request: Request) -> Verdict | None:
         users = request.facts.get(DAILY_ACTIVE_USERS)

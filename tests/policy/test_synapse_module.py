@@ -1,7 +1,6 @@
-"""The Synapse module's logic without Synapse: config, which events are checked, facts
-and their cache, reload of the rules file, fail open/closed, the error fields.
-
-The module inside a real Synapse is tested in ``test_synapse_module_synapse.py``."""
+"""The Synapse module's logic without Synapse: config, decisions with the facts it keeps,
+the last good rules, the background exchange with the bridge (breaker, staleness) and
+what goes to the audit. Time is an injectable clock; exchanges are counted."""
 
 from __future__ import annotations
 
@@ -11,14 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from policy.fact_sync import MAX_OUTBOX, SyncFailed
 from policy.synapse_module import (
     FIELD_PREFIX,
-    FactsUnavailable,
     ModuleConfig,
     ModuleConfigError,
     PolicyGate,
-    facts_url,
-    parse_facts,
+    parse_sync_answer,
 )
 
 KIM = "@kim:example.kr"
@@ -36,29 +34,15 @@ REAL_NAME = {
     "actions": ["group.create", "room.post"],
     "methods": ["code"],
 }
+THRESHOLD = {"type": "threshold", "id": "kr-2007", "methods": ["code"]}
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1_000_000.0
 
     def __call__(self) -> float:
         return self.now
-
-
-class Facts:
-    """A fact source standing in for the bridge: counts calls, can fail."""
-
-    def __init__(self, facts: dict | None = None) -> None:
-        self.facts = dict(facts or {})
-        self.calls: list[tuple[str, str, str | None]] = []
-        self.fail: Exception | None = None
-
-    async def __call__(self, user: str, action: str, room: str | None) -> dict:
-        self.calls.append((user, action, room))
-        if self.fail is not None:
-            raise self.fail
-        return dict(self.facts)
 
 
 def write_rules(path: Path, rules: list[dict]) -> None:
@@ -76,10 +60,15 @@ def _bump() -> int:
     return _counter[0]
 
 
-def make_gate(tmp_path: Path, rules: list[dict], facts: Facts, **options) -> PolicyGate:
+def make_gate(
+    tmp_path: Path, rules: list[dict] | None, facts: dict | None = None, **options
+) -> PolicyGate:
+    """A gate over ``rules`` (None: the rules file as it is) whose store holds ``facts``
+    for KIM, just received from the bridge."""
     clock = options.pop("clock", None) or Clock()
     path = tmp_path / "rules.yaml"
-    write_rules(path, rules)
+    if rules is not None:
+        write_rules(path, rules)
     config = ModuleConfig.from_dict(
         {
             "rules_file": str(path),
@@ -88,7 +77,15 @@ def make_gate(tmp_path: Path, rules: list[dict], facts: Facts, **options) -> Pol
             **options,
         }
     )
-    return PolicyGate(config, facts, clock=clock)
+    gate = PolicyGate(config, clock=clock)
+    if facts is not None:
+        receive(gate, {KIM: facts})
+    return gate
+
+
+def receive(gate: PolicyGate, users: dict, *, full: bool = True, **extra) -> None:
+    """What a successful exchange with the bridge puts in the store."""
+    gate.store.apply({"cursor": "run:1", "full": full, "users": users, **extra})
 
 
 # ----------------------------------------------------------------- config
@@ -99,7 +96,9 @@ def test_config_defaults_and_normalisation() -> None:
         {"rules_file": "/r.yaml", "bridge_url": "http://h:1/", "bridge_token": "t"}
     )
     assert config.bridge_url == "http://h:1"
-    assert config.facts_cache_seconds == 2.0
+    assert config.facts_refresh_seconds == 2.0 and config.facts_max_age_seconds == 60.0
+    assert config.breaker_seconds == 30.0 and config.timeout_seconds == 2.0
+    assert str(config.last_good_path) == "/r.yaml.last-good"
     assert config.fail_open is False
     assert config.ignore_users == ()
 
@@ -111,7 +110,7 @@ def test_config_reports_every_problem() -> None:
                 "bridge_url": "127.0.0.1:29340",
                 "bridge_token": "",
                 "fail_open": "no",
-                "facts_cache_seconds": -1,
+                "facts_refresh_seconds": -1,
                 "ignore_users": ["@bad(:x"],
                 "typo": 1,
             }
@@ -122,14 +121,16 @@ def test_config_reports_every_problem() -> None:
         "bridge_url: expected an http(s) URL",
         "bridge_token: expected a non-empty string",
         "fail_open: expected true or false",
-        "facts_cache_seconds: expected a number",
+        "facts_refresh_seconds: expected a number",
         "ignore_users[0]: invalid regex",
         "typo: unknown option",
     ):
         assert part in message
 
 
-def test_parse_config_turns_problems_into_synapse_config_errors(tmp_path: Path) -> None:
+def test_parse_config_stops_synapse_for_its_own_mistakes_never_for_the_rules(
+    tmp_path: Path,
+) -> None:
     pytest.importorskip("synapse")
     from synapse.config import ConfigError
 
@@ -137,44 +138,38 @@ def test_parse_config_turns_problems_into_synapse_config_errors(tmp_path: Path) 
 
     bad = tmp_path / "rules.yaml"
     bad.write_text("- type: plan_treshold\n", "utf-8")
-    with pytest.raises(ConfigError, match="did you mean 'plan_threshold'"):
-        AnywherePolicyModule.parse_config(
-            {"rules_file": str(bad), "bridge_url": "http://h:1", "bridge_token": "t"}
-        )
     with pytest.raises(ConfigError, match="bridge_token: required"):
         AnywherePolicyModule.parse_config({"rules_file": str(bad), "bridge_url": "http://h"})
-    good = tmp_path / "good.yaml"
-    write_rules(good, [KR_PLAN])
     parsed = AnywherePolicyModule.parse_config(
-        {"rules_file": str(good), "bridge_url": "http://h:1", "bridge_token": "t"}
+        {"rules_file": str(bad), "bridge_url": "http://h:1", "bridge_token": "t"}
     )
-    assert parsed.rules_file == str(good)
+    assert parsed.rules_file == str(bad)
 
 
-def test_facts_url_and_answer() -> None:
-    url = facts_url("http://b:1", "@kim:example.kr", "call.place", "!r:x")
-    assert (
-        url
-        == "http://b:1/_anywhere/policy/facts?user=%40kim%3Aexample.kr&action=call.place&room=%21r%3Ax"
-    )
-    assert parse_facts(200, b'{"facts": {"network": "3g"}, "ruleset_version": "x"}') == {
-        "network": "3g"
+def test_the_obsolete_cache_option_is_accepted_and_warned_about(tmp_path: Path, caplog) -> None:
+    with caplog.at_level("WARNING", logger="policy.synapse_module"):
+        make_gate(tmp_path, [KR_PLAN], facts_cache_seconds=2)
+    assert "facts_cache_seconds is obsolete" in caplog.text
+
+
+def test_sync_answer_parsing() -> None:
+    assert parse_sync_answer(200, b'{"cursor": "a:1", "users": {}}') == {
+        "cursor": "a:1",
+        "users": {},
     }
-    for status, body in ((401, b'{"error": "no"}'), (200, b"nope"), (200, b'{"x": 1}')):
-        with pytest.raises(FactsUnavailable):
-            parse_facts(status, body)
+    for status, body in ((401, b'{"error": "no"}'), (200, b"nope")):
+        with pytest.raises(SyncFailed):
+            parse_sync_answer(status, body)
 
 
 # -------------------------------------------------------------- decisions
 
 
-async def test_carrier_rule_denies_with_reason_and_fields(tmp_path: Path) -> None:
-    facts = Facts({**SKT_45000, "network": "3g"})
-    gate = make_gate(tmp_path, [KR_PLAN], facts)
-    answer = await gate.decide(KIM, "call.place", room_id="!room:example.kr")
+def test_carrier_rule_denies_with_reason_fields_and_decision_id(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, [KR_PLAN], {**SKT_45000, "network": "3g"})
+    answer = gate.decide(KIM, "call.place", room_id="!room:example.kr")
     assert not answer.allowed
     assert answer.rule_id == "kr-plan" and answer.code == "plan_below_mvoip_threshold"
-    assert facts.calls == [(KIM, "call.place", "!room:example.kr")]
     fields = answer.error_fields()
     assert fields[FIELD_PREFIX + "rule"] == "kr-plan"
     assert fields[FIELD_PREFIX + "code"] == "plan_below_mvoip_threshold"
@@ -182,110 +177,236 @@ async def test_carrier_rule_denies_with_reason_and_fields(tmp_path: Path) -> Non
     assert "54,000 KRW" in fields[FIELD_PREFIX + "reason"]
     assert fields["error"].startswith(fields[FIELD_PREFIX + "reason"])
     assert "kr-plan" in fields["error"]
+    assert f"decision {answer.decision_id}" in fields["error"]
 
-    facts.facts["network"] = "wifi"
-    gate._cache.clear()
-    assert (await gate.decide(KIM, "call.place")).allowed
+    receive(gate, {KIM: {"network": "wifi"}}, full=False)
+    assert gate.decide(KIM, "call.place").allowed
 
 
-async def test_regulation_vetoes_the_block(tmp_path: Path) -> None:
-    facts = Facts({"carrier": "AT&T", "carrier_country": "US", "network": "3g"})
+def test_regulation_vetoes_the_block(tmp_path: Path) -> None:
+    facts = {"carrier": "AT&T", "carrier_country": "US", "network": "3g"}
     wifi_only = {"type": "wifi_only", "id": "att-facetime", "carriers": ["AT&T"]}
     gate = make_gate(tmp_path, [wifi_only], facts)
-    assert (await gate.decide(KIM, "call.place")).code == "wifi_only"
+    assert gate.decide(KIM, "call.place").code == "wifi_only"
     gate = make_gate(tmp_path, [wifi_only, {"type": "fcc_2010_no_blocking", "id": "us-fcc"}], facts)
-    answer = await gate.decide(KIM, "call.place")
+    answer = gate.decide(KIM, "call.place")
     assert answer.allowed and answer.code == "carrier_block_vetoed" and answer.rule_id == "us-fcc"
 
 
-async def test_identity_rule_requires_verification(tmp_path: Path) -> None:
-    facts = Facts({"verified_methods": []})
-    gate = make_gate(tmp_path, [REAL_NAME], facts)
-    answer = await gate.decide(KIM, "group.create")
+def test_identity_rule_requires_verification(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, [REAL_NAME], {"verified_methods": []})
+    answer = gate.decide(KIM, "group.create")
     assert answer.outcome == "require_verification" and not answer.allowed
     assert "!verify" in answer.reason
-    facts.facts["verified_methods"] = ["code"]
-    gate._cache.clear()
-    assert (await gate.decide(KIM, "group.create")).allowed
+    receive(gate, {KIM: {"verified_methods": ["code"]}})
+    assert gate.decide(KIM, "group.create").allowed
 
 
-async def test_uncovered_actions_and_event_types_are_skipped_without_facts(
-    tmp_path: Path,
-) -> None:
-    facts = Facts(SKT_45000)
-    gate = make_gate(tmp_path, [KR_PLAN], facts)
+def test_uncovered_actions_and_event_types_are_skipped(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, [KR_PLAN], SKT_45000)
     assert gate.action_for_event("m.call.invite") == "call.place"
     assert gate.action_for_event("m.call.answer") == "call.answer"
     assert gate.action_for_event("m.room.message") is None  # no rule covers room.post
     assert gate.action_for_event("m.reaction") is None
-    assert await gate.decide(KIM, "group.create") is None
-    assert await gate.decide(KIM, "room.invite") is None
-    assert facts.calls == []
+    assert gate.decide(KIM, "group.create") is None
+    assert gate.decide(KIM, "room.invite") is None
 
 
-async def test_ignored_users_are_not_checked(tmp_path: Path) -> None:
-    facts = Facts({**SKT_45000, "network": "3g"})
+def test_ignored_users_are_not_checked(tmp_path: Path) -> None:
     gate = make_gate(
-        tmp_path, [KR_PLAN], facts, ignore_users=["@anywhere:example\\.kr", "@anywhere_.*"]
+        tmp_path,
+        [KR_PLAN],
+        {**SKT_45000, "network": "3g"},
+        ignore_users=["@anywhere:example\\.kr", "@anywhere_.*"],
     )
     assert gate.ignored("@anywhere:example.kr")
     assert gate.ignored("@anywhere_kakao_123:example.kr")
     assert not gate.ignored(KIM)
-    assert await gate.decide("@anywhere_kakao_123:example.kr", "call.place") is None
-    assert facts.calls == []
+    assert gate.decide("@anywhere_kakao_123:example.kr", "call.place") is None
 
 
-async def test_facts_are_cached_per_user_action_and_room(tmp_path: Path) -> None:
+def test_people_no_rule_can_apply_to_are_not_checked(tmp_path: Path) -> None:
+    scoped = {**REAL_NAME, "scope": {"users": ["@*:ministry.example"]}}
+    rooms = {**REAL_NAME, "id": "rooms", "scope": {"rooms": ["!gov*"]}}
+    public = {**REAL_NAME, "id": "public", "scope": {"public_institution": True}}
+    gate = make_gate(tmp_path, [scoped, rooms], {"verified_methods": []})
+    assert gate.decide(KIM, "group.create") is None
+    assert gate.decide(KIM, "room.post", room_id="!other:x") is None
+    receive(gate, {"@lee:ministry.example": {"verified_methods": []}})
+    assert not gate.decide("@lee:ministry.example", "group.create").allowed
+    assert not gate.decide(KIM, "room.post", room_id="!gov1:x").allowed
+    # public_institution is known from the patterns the bridge sends.
+    gate = make_gate(tmp_path, [public], {"verified_methods": []})
+    assert gate.decide(KIM, "room.post", room_id="!other:x") is None
+    receive(gate, {KIM: {}}, public_institutions=["!other:x"])
+    assert not gate.decide(KIM, "room.post", room_id="!other:x").allowed
+
+
+# -------------------------------------------- staleness, unavailable facts
+
+
+def test_facts_are_used_until_they_are_too_old_then_fail_open_decides(tmp_path: Path) -> None:
     clock = Clock()
-    facts = Facts({**SKT_45000, "network": "3g"})
-    gate = make_gate(tmp_path, [KR_PLAN, REAL_NAME], facts, clock=clock)
-    for _ in range(3):
-        await gate.decide(KIM, "call.place", room_id="!a:x")
-    await gate.decide(KIM, "call.place", room_id="!b:x")
-    await gate.decide(KIM, "room.post", room_id="!a:x")
-    assert len(facts.calls) == 3
-    clock.now += 2.5
-    await gate.decide(KIM, "call.place", room_id="!a:x")
-    assert len(facts.calls) == 4
-
-
-async def test_no_cache_when_zero(tmp_path: Path) -> None:
-    facts = Facts({**SKT_45000, "network": "3g"})
-    gate = make_gate(tmp_path, [KR_PLAN], facts, facts_cache_seconds=0)
-    await gate.decide(KIM, "call.place")
-    await gate.decide(KIM, "call.place")
-    assert len(facts.calls) == 2
-
-
-async def test_bridge_unreachable_fails_closed_by_default(tmp_path: Path) -> None:
-    facts = Facts()
-    facts.fail = FactsUnavailable("connection refused")
-    gate = make_gate(tmp_path, [KR_PLAN], facts)
-    answer = await gate.decide(KIM, "call.place")
+    gate = make_gate(
+        tmp_path, [KR_PLAN], {**SKT_45000, "network": "wifi"}, clock=clock, facts_max_age_seconds=60
+    )
+    clock.now += 59.9
+    assert gate.decide(KIM, "call.place").allowed  # within the bound: the facts hold
+    clock.now += 0.2
+    answer = gate.decide(KIM, "call.place")
     assert not answer.allowed and answer.code == "policy_facts_unavailable"
-    assert answer.rule_id is None
+    assert answer.decision_id  # audited and shown like any decision
     assert "unreachable" in answer.error_fields()["error"]
-    # Failures are not cached: the next request asks again.
-    facts.fail = None
-    facts.facts = {**SKT_45000, "network": "wifi"}
-    assert (await gate.decide(KIM, "call.place")).allowed
 
-
-async def test_bridge_unreachable_fail_open(tmp_path: Path) -> None:
-    facts = Facts()
-    facts.fail = FactsUnavailable("timed out")
-    gate = make_gate(tmp_path, [KR_PLAN], facts, fail_open=True)
-    answer = await gate.decide(KIM, "call.place")
+    open_gate = make_gate(tmp_path, [KR_PLAN], clock=clock, fail_open=True)
+    answer = open_gate.decide(KIM, "call.place")  # never received any facts
     assert answer.allowed and answer.code == "fail_open"
 
 
-# ------------------------------------------------------------------ reload
-
-
-async def test_rules_file_is_reloaded_at_most_once_a_second(tmp_path: Path) -> None:
+def test_without_facts_ordinary_posts_pass_while_the_threshold_is_not_reached(
+    tmp_path: Path,
+) -> None:
+    """The identity threshold rule cannot refuse below its threshold: no facts needed,
+    so the bridge being down refuses nothing."""
     clock = Clock()
-    facts = Facts({**SKT_45000, "network": "3g"})
-    gate = make_gate(tmp_path, [KR_PLAN], facts, clock=clock)
+    gate = make_gate(tmp_path, [KR_PLAN, THRESHOLD], clock=clock)  # facts never received
+    answer = gate.decide(KIM, "room.post", room_id="!r:x")
+    assert answer.allowed and answer.code == "no_rule"  # DAU unknown: no opinion
+    assert not gate.decide(KIM, "call.place").allowed  # carrier rules need the facts
+
+    for n in range(3):
+        gate.store.saw_active(f"@p{n}:example.kr")
+    assert gate.decide(KIM, "room.post").allowed  # 3 of 100,000
+
+    receive(gate, {}, daily_active_users=100_000)
+    clock.now += 3600  # the facts are stale now, the count is still the last known
+    answer = gate.decide(KIM, "room.post")
+    assert not answer.allowed and answer.code == "policy_facts_unavailable"
+
+
+def test_daily_active_users_are_counted_by_the_module_per_utc_day(tmp_path: Path) -> None:
+    clock = Clock()
+    clock.now = 1_764_633_599.0  # 2025-12-01 23:59:59 UTC
+    gate = make_gate(tmp_path, [THRESHOLD], clock=clock)
+    store = gate.store
+    store.saw_active("@a:x")
+    store.saw_active("@b:x")
+    store.saw_active("@a:x")
+    assert store.daily_active_users() == 2
+    receive(gate, {}, daily_active_users=1)
+    assert store.daily_active_users() == 2  # the module saw more than the bridge knows
+    clock.now += 1  # a new UTC day
+    store.saw_active("@a:x")
+    assert store.daily_active_users() == 1
+    outbox = store.take_outbox()
+    assert outbox.payload()["active"] == {"2025-12-01": ["@a:x", "@b:x"], "2025-12-02": ["@a:x"]}
+
+
+# ------------------------------------------------- the exchange, the breaker
+
+
+def test_a_failing_bridge_costs_one_exchange_per_breaker_period(tmp_path: Path, caplog) -> None:
+    clock = Clock()
+    gate = make_gate(tmp_path, [KR_PLAN], clock=clock, facts_refresh_seconds=2, breaker_seconds=30)
+    sync = gate.sync
+    _, outbox = sync.begin(gate.version)
+    sync.succeeded({"cursor": "run:1", "full": True, "users": {}}, outbox)
+    clock.now += 2
+    attempts = 0
+    with caplog.at_level("WARNING", logger="policy.synapse_module"):
+        for _tick in range(1200):  # two minutes in ticks of 0.1 s, events in between
+            if sync.due():
+                attempts += 1
+                _, outbox = sync.begin(gate.version)
+                sync.failed(SyncFailed("timed out"), outbox)
+            gate.decide(KIM, "call.place")
+            clock.now += 0.1
+    assert attempts == 4  # at 0, 30, 60 and 90 s
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and "next try in 30s" in warnings[0]  # one per minute
+
+    body, outbox = sync.begin(gate.version)
+    sync.succeeded({"cursor": "run:5", "full": True, "users": {KIM: {"network": "wifi"}}}, outbox)
+    assert body["cursor"] == "run:1" and gate.store.fresh()
+    assert not sync.due()
+    clock.now += 2
+    assert sync.due()  # every facts_refresh_seconds while the bridge answers
+    body, _ = sync.begin(gate.version)
+    assert body["cursor"] == "run:5"
+
+
+def test_before_any_facts_a_failed_exchange_is_retried_at_the_refresh_interval(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    gate = make_gate(tmp_path, [KR_PLAN], clock=clock, facts_refresh_seconds=2)
+    _, outbox = gate.sync.begin(gate.version)
+    gate.sync.failed(ConnectionRefusedError("refused"), outbox)  # the bridge is not up yet
+    clock.now += 1.9
+    assert not gate.sync.due()
+    clock.now += 0.1
+    assert gate.sync.due()
+
+
+def test_a_malformed_answer_counts_as_a_failure_and_keeps_what_was_to_be_sent(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path, [KR_PLAN], {**SKT_45000, "network": "3g"})
+    gate.conclude(gate.decide(KIM, "call.place"))
+    gate.store.saw_active(KIM)
+    body, outbox = gate.sync.begin(gate.version)
+    assert len(body["decisions"]) == 1 and body["active"]
+    gate.sync.succeeded({"users": "nope"}, outbox)
+    assert gate.sync.failures == 1
+    body, _ = gate.sync.begin(gate.version)
+    assert len(body["decisions"]) == 1 and list(body["active"].values()) == [[KIM]]
+
+
+def test_the_outbox_is_bounded(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, [KR_PLAN])
+    for n in range(MAX_OUTBOX + 5):
+        gate.store.queue_decision({"decision_id": str(n)})
+    body, _ = gate.sync.begin(gate.version)
+    assert len(body["decisions"]) == MAX_OUTBOX and body["dropped_decisions"] == 5
+    assert body["decisions"][0]["decision_id"] == "5"
+
+
+def test_refusals_and_dry_run_results_are_queued_for_the_audit_and_allowed_ones_not(
+    tmp_path: Path, caplog
+) -> None:
+    dry = {**REAL_NAME, "id": "trial", "mode": "dry-run", "actions": ["call.place"]}
+    gate = make_gate(tmp_path, [KR_PLAN, dry], {**SKT_45000, "network": "3g"})
+    with caplog.at_level("INFO", logger="policy.synapse_module"):
+        refused = gate.decide(KIM, "call.place", room_id="!r:x")
+        gate.conclude(refused)
+        receive(gate, {KIM: {**SKT_45000, "network": "wifi", "verified_methods": ["code"]}})
+        gate.conclude(gate.decide(KIM, "call.place"))  # allowed, with a dry-run verdict
+    body, _ = gate.sync.begin(gate.version)
+    entry, allowed = body["decisions"]
+    assert entry["decision_id"] == refused.decision_id and entry["outcome"] == "deny"
+    assert entry["request"]["context"] == {"source": "synapse"}
+    assert entry["dry_run_verdicts"][0]["rule_id"] == "trial"
+    assert allowed["outcome"] == "allow"
+    assert allowed["dry_run_verdicts"][0]["outcome"] == "allow"
+    assert [r.name for r in caplog.records] == ["policy.synapse_module"]
+    assert "DENY call.place by @kim:example.kr" in caplog.records[0].getMessage()
+
+
+def test_an_allowed_action_is_not_logged_as_a_refusal(tmp_path: Path, caplog) -> None:
+    gate = make_gate(tmp_path, [KR_PLAN], {**SKT_45000, "network": "wifi"})
+    with caplog.at_level("INFO", logger="policy.synapse_module"):
+        gate.conclude(gate.decide(KIM, "call.place"))
+        gate.conclude(None)
+    assert caplog.records == []
+    assert gate.sync.begin(gate.version)[0]["decisions"] == []  # nothing to audit
+
+
+# ------------------------------------------------------------------ rules
+
+
+def test_rules_file_is_reloaded_at_most_once_a_second(tmp_path: Path) -> None:
+    clock = Clock()
+    gate = make_gate(tmp_path, [KR_PLAN], clock=clock)
     old = gate.version
     assert gate.action_for_event("m.room.message") is None
 
@@ -300,10 +421,9 @@ async def test_rules_file_is_reloaded_at_most_once_a_second(tmp_path: Path) -> N
     assert gate.covers("group.create")
 
 
-async def test_invalid_new_rules_keep_the_old_set(tmp_path: Path, caplog) -> None:
+def test_invalid_new_rules_keep_the_old_set(tmp_path: Path, caplog) -> None:
     clock = Clock()
-    facts = Facts({**SKT_45000, "network": "3g"})
-    gate = make_gate(tmp_path, [KR_PLAN], facts, clock=clock)
+    gate = make_gate(tmp_path, [KR_PLAN], {**SKT_45000, "network": "3g"}, clock=clock)
     old = gate.version
     path = Path(gate.config.rules_file)
 
@@ -315,7 +435,7 @@ async def test_invalid_new_rules_keep_the_old_set(tmp_path: Path, caplog) -> Non
     assert gate.version == old
     assert "plan_threshold" in gate.reload_error
     assert "stays in force" in caplog.text
-    assert (await gate.decide(KIM, "call.place")).code == "plan_below_mvoip_threshold"
+    assert gate.decide(KIM, "call.place").code == "plan_below_mvoip_threshold"
 
     # A deleted file is an error too; the old rules still decide.
     path.unlink()
@@ -328,37 +448,44 @@ async def test_invalid_new_rules_keep_the_old_set(tmp_path: Path, caplog) -> Non
     clock.now += 5
     gate.maybe_reload()
     assert gate.version != old and gate.reload_error is None
-    assert (await gate.decide(KIM, "call.place")).allowed
+    assert gate.decide(KIM, "call.place").allowed
 
 
-async def test_no_facts_are_fetched_for_people_no_rule_can_apply_to(tmp_path: Path) -> None:
-    scoped = {**REAL_NAME, "scope": {"users": ["@*:ministry.example"]}}
-    rooms = {**REAL_NAME, "id": "rooms", "scope": {"rooms": ["!gov*"]}}
-    public = {**REAL_NAME, "id": "public", "scope": {"public_institution": True}}
-    facts = Facts({"verified_methods": []})
-    gate = make_gate(tmp_path, [scoped, rooms], facts)
-    assert await gate.decide(KIM, "group.create") is None
-    assert await gate.decide(KIM, "room.post", room_id="!other:x") is None
-    assert facts.calls == []
-    assert not (await gate.decide("@lee:ministry.example", "group.create")).allowed
-    assert not (await gate.decide(KIM, "room.post", room_id="!gov1:x")).allowed
-    # public_institution is a fact: it has to be fetched to know.
-    gate = make_gate(tmp_path, [public], facts)
-    answer = await gate.decide(KIM, "room.post", room_id="!other:x")
-    assert answer is not None and answer.allowed
+def test_an_invalid_rules_file_at_start_falls_back_to_the_last_good_rules(
+    tmp_path: Path, caplog
+) -> None:
+    first = make_gate(tmp_path, [KR_PLAN])
+    good = first.version
+    last_good = Path(f"{first.config.rules_file}.last-good")
+    assert last_good.exists()
+    Path(first.config.rules_file).write_text("- type: plan_treshold\n", "utf-8")
+    with caplog.at_level("ERROR", logger="policy.synapse_module"):
+        gate = make_gate(tmp_path, None, {**SKT_45000, "network": "3g"})
+    assert gate.has_rules and gate.version == good
+    assert gate.decide(KIM, "call.place").code == "plan_below_mvoip_threshold"
+    text = caplog.text
+    assert str(first.config.rules_file) in text and "did you mean 'plan_threshold'" in text
+    assert "starting with the last rules validated" in text and str(last_good) in text
+    # The invalid file did not replace the last good copy.
+    assert "plan_threshold" in last_good.read_text("utf-8")
 
 
-async def test_an_unreachable_bridge_is_logged_once_per_interval(tmp_path: Path, caplog) -> None:
-    clock = Clock()
-    facts = Facts()
-    facts.fail = FactsUnavailable("connection refused")
-    gate = make_gate(tmp_path, [KR_PLAN], facts, clock=clock)
-    with caplog.at_level("WARNING", logger="policy.synapse_module"):
-        for _ in range(5):
-            await gate.decide(KIM, "call.place")
-        clock.now += 11
-        await gate.decide(KIM, "call.place")
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2, lines
-    assert "refusing call.place" in lines[0] and "fail_open: false" in lines[0]
-    assert "4 more since the last warning" in lines[1]
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_with_no_valid_rules_ever_governed_actions_follow_fail_open_and_posts_pass(
+    tmp_path: Path, caplog, fail_open: bool
+) -> None:
+    (tmp_path / "rules.yaml").write_text("- type: plan_treshold\n", "utf-8")
+    with caplog.at_level("ERROR", logger="policy.synapse_module"):
+        gate = make_gate(tmp_path, None, fail_open=fail_open)
+    assert not gate.has_rules
+    assert "no valid rules were ever loaded" in caplog.text
+    assert "call.answer, call.place, group.create are " in caplog.text
+    for action in ("call.place", "call.answer", "group.create"):
+        answer = gate.decide(KIM, action)
+        assert answer.allowed is fail_open and answer.code == "policy_rules_invalid"
+    assert gate.action_for_event("m.room.message") is None
+    assert gate.decide(KIM, "room.post") is None and gate.decide(KIM, "room.invite") is None
+
+    write_rules(tmp_path / "rules.yaml", [KR_PLAN])  # fixed: in force at the next check
+    gate.reload()
+    assert gate.has_rules and gate.decide(KIM, "group.create") is None

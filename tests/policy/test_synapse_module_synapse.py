@@ -1,5 +1,6 @@
 """The policy module inside a real Synapse, with an in-test aiohttp server standing in
-for the bridge's facts endpoint (``GET /_anywhere/policy/facts``).
+for the bridge's side of the exchange (``POST /_anywhere/policy/sync``): it counts the
+exchanges, answers with every person's facts, and can fail or hang.
 
 What a client sees is checked on the raw HTTP answers: 403 ``M_FORBIDDEN`` whose
 ``error`` is the rule's reason, plus ``org.anywhere.policy.*`` fields. The end-to-end test
@@ -21,7 +22,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bridge.testing.synapse import Synapse, SynapseError, free_port
+from bridge.testing.synapse import Synapse, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -49,15 +50,19 @@ RULES = [KR_PLAN, ATT, REAL_NAME]
 
 
 class FactServer:
-    """An aiohttp server in its own thread serving ``{"facts": ...}`` per user."""
+    """An aiohttp server in its own thread standing in for the bridge's sync endpoint."""
 
     def __init__(self) -> None:
         self.facts: dict[str, dict[str, Any]] = {}
-        self.requests: list[dict[str, str]] = []
+        self.daily_active_users: int | None = None
+        self.exchanges: list[dict[str, Any]] = []
+        self.status = 200
+        self.hang = False
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -66,16 +71,24 @@ class FactServer:
     async def _handle(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
-        self.requests.append(dict(request.query))
-        user = request.query.get("user", "")
-        if user.startswith("@broken"):
-            return web.json_response({"error": "database down"}, status=503)
-        return web.json_response({"facts": self.facts.get(user, {})})
+        self.exchanges.append(await request.json())
+        if self.hang:
+            await self._release.wait()  # a hung bridge: accepts, never answers
+        if self.status != 200:
+            return web.json_response({"error": "database down"}, status=self.status)
+        answer: dict[str, Any] = {
+            "cursor": f"stand-in:{len(self.exchanges)}",
+            "full": True,
+            "users": {user: dict(facts) for user, facts in self.facts.items()},
+        }
+        if self.daily_active_users is not None:
+            answer["daily_active_users"] = self.daily_active_users
+        return web.json_response(answer)
 
     async def _start(self) -> None:
         app = web.Application()
-        app.router.add_get("/_anywhere/policy/facts", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        app.router.add_post("/_anywhere/policy/sync", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
@@ -84,10 +97,46 @@ class FactServer:
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
 
     def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._release.set)
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    def wait_exchanges(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until the module has made ``count`` exchanges in all (observable: the
+        requests this stand-in received)."""
+        deadline = time.monotonic() + timeout
+        while len(self.exchanges) < count:
+            assert time.monotonic() < deadline, f"only {len(self.exchanges)} exchanges"
+            time.sleep(0.05)
+
+    def next_answered(self) -> None:
+        """Wait until an exchange that started after now has been answered: the module
+        then holds the facts as they are now (two more requests, one at a time)."""
+        self.wait_exchanges(len(self.exchanges) + 2)
+
+
+LOADED = "Anywhere policy: loaded rule set"
+INVALID = "are invalid; rule set"
+
+
+def log_count(hs: Synapse, text: str) -> int:
+    return hs.log_path.read_text("utf-8", "replace").count(text)
+
+
+def until_logged(hs: Synapse, text: str, more_than: int, poke: Any = None) -> str:
+    """Wait until Synapse's log holds more than ``more_than`` lines with ``text``;
+    ``poke()`` between looks (the module checks its rules file when it is asked)."""
+    deadline = time.monotonic() + 30
+    while True:
+        log = hs.log_path.read_text("utf-8", "replace")
+        if log.count(text) > more_than:
+            return log
+        assert time.monotonic() < deadline, f"{text!r} not in Synapse's log"
+        if poke is not None:
+            poke()
+        time.sleep(0.1)
 
 
 def module_config(rules_file: Path, bridge_url: str, **options: Any) -> dict[str, Any]:
@@ -99,7 +148,7 @@ def module_config(rules_file: Path, bridge_url: str, **options: Any) -> dict[str
                     "rules_file": str(rules_file),
                     "bridge_url": bridge_url,
                     "bridge_token": TOKEN,
-                    "facts_cache_seconds": 0,
+                    "facts_refresh_seconds": 0.1,
                     "timeout_seconds": 2,
                     **options,
                 },
@@ -138,6 +187,7 @@ def hs(
         log_level="INFO",
     )
     synapse.start()
+    facts.wait_exchanges(2)  # the first exchange was answered: the module has facts
     yield synapse
     synapse.stop()
 
@@ -180,6 +230,19 @@ def call_invite(hs: Synapse, user: dict, room_id: str) -> tuple:
     return send(hs, user, room_id, "m.call.invite", content)
 
 
+def join(hs: Synapse, inviter: dict, invitee: dict, room_id: str) -> None:
+    path = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room_id)}"
+    status, body = hs.request(
+        "POST",
+        f"{path}/invite",
+        {"user_id": invitee["user_id"]},
+        access_token=inviter["access_token"],
+    )
+    assert status == 200, body
+    status, body = hs.request("POST", f"{path}/join", {}, access_token=invitee["access_token"])
+    assert status == 200, body
+
+
 def text(hs: Synapse, user: dict, room_id: str, body: str = "hello") -> tuple:
     return send(hs, user, room_id, "m.room.message", {"msgtype": "m.text", "body": body})
 
@@ -190,7 +253,8 @@ SKT = {"carrier": "SKT", "carrier_country": "KR", "plan_price": 45000, "plan_cur
 def test_call_on_3g_below_the_threshold_is_refused_with_the_reason(hs, facts) -> None:
     kim = person(hs, "kim", facts, **SKT, network="3g")
     room = room_of(hs, kim)
-    facts.requests.clear()
+    facts.next_answered()
+    asked = len(facts.exchanges)
     status, body = call_invite(hs, kim, room)
     assert status == 403, body
     assert body["errcode"] == "M_FORBIDDEN"
@@ -200,11 +264,21 @@ def test_call_on_3g_below_the_threshold_is_refused_with_the_reason(hs, facts) ->
     assert "SKT blocks calls over mobile data (3G)" in body[P + "reason"]
     assert body["error"].startswith(body[P + "reason"])  # every client shows it
     assert "kr-plan" in body["error"]
-    assert facts.requests == [{"user": kim["user_id"], "action": "call.place", "room": room}]
+    assert f"decision {body[P + 'decision_id']}" in body["error"]
+    # No exchange is made on the event's path: the facts are in the module already.
+    assert all(e["cursor"] is not None for e in facts.exchanges[asked:])
 
+    # Switched to Wi-Fi: allowed once the next exchange brought it (the staleness bound).
     facts.facts[kim["user_id"]]["network"] = "wifi"
+    facts.next_answered()
     status, body = call_invite(hs, kim, room)
     assert status == 200, body
+
+    # The refusal went to the bridge for the audit (and the notice), with its id.
+    facts.next_answered()
+    sent = [d for e in facts.exchanges for d in e["decisions"]]
+    refused = [d for d in sent if d["actor"] == kim["user_id"]]
+    assert [d["code"] for d in refused] == ["plan_below_mvoip_threshold"]
 
 
 def test_messages_are_not_checked_when_no_rule_covers_them_for_the_sender(hs, facts) -> None:
@@ -218,10 +292,9 @@ def test_ignored_users_are_never_checked(hs, facts) -> None:
     ghost = hs.register_user(f"anywhere_kakao_{next(_names)}", "pw")
     facts.facts[ghost["user_id"]] = {**SKT, "network": "3g"}
     room = room_of(hs, ghost)
-    facts.requests.clear()
+    facts.next_answered()
     status, body = call_invite(hs, ghost, room)
     assert status == 200, body
-    assert facts.requests == []
 
 
 def test_unverified_person_cannot_create_a_group_but_can_dm_the_bot(hs, facts) -> None:
@@ -241,6 +314,7 @@ def test_unverified_person_cannot_create_a_group_but_can_dm_the_bot(hs, facts) -
     assert text(hs, lee, dm, "!verify phone +82 10 1234 5678")[0] == 200
 
     facts.facts[lee["user_id"]]["verified_methods"] = ["code"]
+    facts.next_answered()
     status, body = create_room(hs, lee, name="urgent decision")
     assert status == 200, body
 
@@ -249,6 +323,7 @@ def test_unverified_person_cannot_post_or_invite(hs, facts) -> None:
     verified = person(hs, "unverified", facts, verified_methods=["code"])
     lee = person(hs, "unverified", facts, verified_methods=[])
     other = person(hs, "kim", facts)
+    facts.next_answered()
     room = room_of(hs, verified)
     status, body = hs.request(
         "POST",
@@ -278,15 +353,6 @@ def test_unverified_person_cannot_post_or_invite(hs, facts) -> None:
     assert status == 403 and body[P + "code"] == "verification_required", body
 
 
-def test_bridge_error_refuses_the_action(hs, facts) -> None:
-    broken = person(hs, "broken", facts)
-    room = room_of(hs, broken)
-    status, body = call_invite(hs, broken, room)
-    assert status == 403, body
-    assert body[P + "code"] == "policy_facts_unavailable"
-    assert body[P + "rule"] is None
-
-
 def test_rules_file_reload_puts_a_veto_in_force_and_ignores_invalid_rules(
     hs, facts, rules_file: Path
 ) -> None:
@@ -300,53 +366,139 @@ def test_rules_file_reload_puts_a_veto_in_force_and_ignores_invalid_rules(
         plan_currency="USD",
         network="3g",
     )
+    facts.next_answered()
     room = room_of(hs, joe)
     status, body = call_invite(hs, joe, room)
     assert status == 403 and body[P + "code"] == "wifi_only", body
     original = rules_file.read_text("utf-8")
+
+    def poke() -> None:
+        call_invite(hs, joe, room)  # the module looks at its rules file when asked
+
     try:
+        loaded = log_count(hs, LOADED)
         rules_file.write_text(yaml.safe_dump(RULES + [FCC]), "utf-8")
-        deadline = time.monotonic() + 10
-        while True:
-            time.sleep(0.3)
-            status, body = call_invite(hs, joe, room)
-            if status == 200 or time.monotonic() > deadline:
-                break
+        until_logged(hs, LOADED, loaded, poke)
+        status, body = call_invite(hs, joe, room)
         assert status == 200, body  # the AT&T block is vetoed by us-fcc
 
+        refused = log_count(hs, INVALID)
         rules_file.write_text("- type: plan_treshold\n", "utf-8")
-        time.sleep(1.3)
+        log = until_logged(hs, INVALID, refused, poke)  # looked at, and refused
         status, body = call_invite(hs, joe, room)
-        assert status == 200, body  # the invalid file was refused: the veto stays
-        log = hs.log_path.read_text("utf-8", "replace")
+        assert status == 200, body  # the veto stays
         assert "stays in force" in log and "plan_threshold" in log
     finally:
+        loaded = log_count(hs, LOADED)
         rules_file.write_text(original, "utf-8")
-        time.sleep(1.2)
+        until_logged(hs, LOADED, loaded, poke)
 
 
-def test_bridge_unreachable_fails_closed(tmp_path: Path, rules_file: Path) -> None:
+THRESHOLD = {"type": "threshold", "id": "kr-2007", "methods": ["code"]}
+
+
+def test_a_hung_bridge_costs_one_timeout_and_ordinary_messages_still_flow(
+    tmp_path: Path,
+) -> None:
+    """The bridge answers, then hangs: accepts the connection and never answers. The
+    module's exchange times out once, in the background; the breaker keeps it from trying
+    again within its period however many events come; posts (which the identity
+    threshold rule cannot refuse below its threshold) pass without delay; once the facts
+    are older than their bound, calls fail closed."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump([KR_PLAN, THRESHOLD]), "utf-8")
+    bridge = FactServer()
+    bridge.start()
+    config = module_config(
+        rules, bridge.url, timeout_seconds=1, breaker_seconds=3600, facts_max_age_seconds=1
+    )
+    try:
+        with Synapse(tmp_path / "hs", extra_config=config, log_level="INFO") as hs:
+            kim = hs.register_user("kim", "pw")
+            bridge.facts[kim["user_id"]] = {**SKT, "network": "wifi"}
+            bridge.next_answered()
+            room = room_of(hs, kim)
+            assert call_invite(hs, kim, room)[0] == 200  # facts in force
+
+            bridge.hang = True
+            hung_at = len(bridge.exchanges)
+            bridge.wait_exchanges(hung_at + 1)  # an exchange is waiting on the hung bridge
+            until_logged(hs, "no facts from the bridge", 0)  # and timed out: the one timeout
+            for n in range(20):
+                status, body = text(hs, kim, room, f"message {n}")
+                assert status == 200, body
+
+            def refused() -> bool:
+                status, body = call_invite(hs, kim, room)
+                return status == 403 and body[P + "code"] == "policy_facts_unavailable"
+
+            deadline = time.monotonic() + 30
+            while not refused():  # once the facts are older than facts_max_age_seconds
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            status, body = call_invite(hs, kim, room)
+            assert status == 403 and "unreachable" in body["error"], body
+            status, _ = text(hs, kim, room, "marker after the calls")
+            assert status == 200
+            # One timeout per breaker period, not one per event.
+            assert len(bridge.exchanges) == hung_at + 1
+    finally:
+        bridge.stop()
+
+
+def test_a_killed_bridge_fails_closed_for_calls_only(tmp_path: Path, rules_file: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
-    with Synapse(tmp_path / "hs", extra_config=module_config(rules_file, closed)) as hs:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump([KR_PLAN, THRESHOLD]), "utf-8")
+    config = module_config(rules, closed, breaker_seconds=3600)
+    with Synapse(tmp_path / "hs", extra_config=config, log_level="INFO") as hs:
+        log = until_logged(hs, "no facts from the bridge", 0)
+        assert "ConnectionRefused" in log
         kim = hs.register_user("kim", "pw")
         room = room_of(hs, kim)
-        started = time.monotonic()
         status, body = call_invite(hs, kim, room)
-        assert status == 403, body
-        assert body[P + "code"] == "policy_facts_unavailable"
-        assert "unreachable" in body["error"]
-        assert time.monotonic() - started < 2
-        # Actions no rule covers do not need the bridge.
+        assert status == 403 and body[P + "code"] == "policy_facts_unavailable", body
         assert text(hs, kim, room)[0] == 200
-        assert "ConnectionRefused" in hs.log_path.read_text("utf-8", "replace")
 
 
-def test_synapse_refuses_to_start_with_invalid_rules(tmp_path: Path) -> None:
-    bad = tmp_path / "rules.yaml"
-    bad.write_text("- type: plan_treshold\n  thresholds: {3g: '54,000'}\n", "utf-8")
-    hs = Synapse(tmp_path / "hs", extra_config=module_config(bad, "http://127.0.0.1:9"))
-    with pytest.raises(SynapseError) as info:
-        hs.start()
-    message = str(info.value)
-    assert "Anywhere policy module" in message
-    assert "did you mean 'plan_threshold'" in message
+def test_synapse_starts_with_invalid_rules_and_keeps_the_last_good_ones(
+    tmp_path: Path, facts: FactServer
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- type: plan_treshold\n  thresholds: {3g: '54,000'}\n", "utf-8")
+    config = module_config(rules, facts.url)
+    hs = Synapse(tmp_path / "hs", extra_config=config, log_level="INFO")
+    with hs:
+        # No valid rules ever: up; calls and room creation as fail_open says; posts pass.
+        log = hs.log_path.read_text("utf-8", "replace")
+        assert f"the rules in {rules} are invalid" in log
+        assert "did you mean 'plan_threshold'" in log
+        assert "no valid rules were ever loaded" in log
+        kim = person(hs, "kim", facts, **SKT, network="3g")
+        facts.next_answered()
+        status, body = create_room(hs, kim)
+        assert status == 403 and body[P + "code"] == "policy_rules_invalid", body
+        admin = hs.register_user(f"admin{next(_names)}", "pw", admin=True)
+        room = room_of(hs, admin)  # Synapse does not ask about its admins' rooms
+        join(hs, admin, kim, room)
+        assert text(hs, kim, room)[0] == 200
+        status, body = call_invite(hs, kim, room)
+        assert status == 403 and body[P + "code"] == "policy_rules_invalid", body
+        # Fixed while running: in force (and kept as the last good copy).
+        loaded = log_count(hs, LOADED)
+        rules.write_text(yaml.safe_dump([KR_PLAN]), "utf-8")
+        until_logged(hs, LOADED, loaded, lambda: create_room(hs, kim))
+        assert text(hs, kim, room_of(hs, kim))[0] == 200
+    assert (tmp_path / "rules.yaml.last-good").exists()
+
+    # Broken again, then Synapse restarts: it is up with the last good rules.
+    rules.write_text("- type: plan_treshold\n", "utf-8")
+    with hs:
+        log = hs.log_path.read_text("utf-8", "replace")
+        assert "starting with the last rules validated" in log
+        facts.next_answered()
+        kim = hs.login(kim["user_id"].split(":")[0][1:], "pw")
+        room = room_of(hs, kim)
+        assert text(hs, kim, room)[0] == 200
+        status, body = call_invite(hs, kim, room)
+        assert status == 403 and body[P + "rule"] == "kr-plan", body

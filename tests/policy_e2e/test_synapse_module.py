@@ -4,13 +4,16 @@ from the real bridge (``plugins/policy``: ``GET /_anywhere/policy/facts``).
 One stack for the file: Synapse with the module configured, the bridge with the
 ``basics`` and ``policy`` plugins, matrix-nio clients as people. People report their
 network and verify themselves through the bot, as they would in Element; the module
-then sees the new facts in the bridge (after at most ``facts_cache_seconds``).
+then sees the new facts in the bridge (after at most ``facts_refresh_seconds``, through
+the background exchange), and the bridge records the module's refusals, tells the
+person why in their direct chat, and counts the people the module saw active.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +53,12 @@ KIM = "kim"  # SKT, 45,000 KRW: below the 3G threshold
 JOE = "joe"  # AT&T, a US carrier
 SUBSCRIBERS = {
     f"@{KIM}:localhost": {
+        "carrier": "SKT",
+        "carrier_country": "KR",
+        "plan_price": 45000,
+        "plan_currency": "KRW",
+    },
+    "@kang:localhost": {
         "carrier": "SKT",
         "carrier_country": "KR",
         "plan_price": 45000,
@@ -103,7 +112,8 @@ def stack(
                 "rules_file": str(policy_files["rules"]),
                 "bridge_url": stack.bridge.url,
                 "bridge_token": stack.config["operations"]["token"],
-                "facts_cache_seconds": CACHE_SECONDS,
+                "facts_refresh_seconds": 0.2,
+                "breaker_seconds": 1,
                 "fail_open": False,
                 "ignore_users": [f"@{ghost_prefix}.*:localhost", stack.bot_id],
                 "bridge_bot": stack.bot_id,
@@ -178,7 +188,11 @@ async def test_3g_below_the_threshold_is_refused_then_wifi_gets_through(stack, p
     await command(kim, dm, stack.bot_id, "!network 3g", "Noted: you are on 3g")
     room = await kim.create_room(name="decision tonight")
 
-    status, body = await call_invite(kim, room)
+    async def refused():  # once the module has the 3G report (facts_refresh_seconds)
+        status, body = await call_invite(kim, room)
+        return status == 403 and body.get(P + "rule") == "kr-plan", (status, body)
+
+    status, body = await until(refused)
     assert status == 403, body
     assert body["errcode"] == "M_FORBIDDEN"
     assert body[P + "rule"] == "kr-plan"
@@ -274,3 +288,81 @@ async def test_unverified_person_may_not_create_a_group_until_verified(
         body["room_id"], "m.room.message", {"msgtype": "m.text", "body": "decision: go"}
     )
     assert isinstance(sent, RoomSendResponse), sent
+
+
+def database(stack: Stack) -> sqlite3.Connection:
+    return sqlite3.connect(stack.workdir / "bridge" / "data" / "anywhere.db")
+
+
+async def until_in_log(stack: Stack, *parts: str, timeout: float = 30.0) -> str:
+    """The first line of the bridge's log holding all of ``parts`` (waits for it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in stack.bridge.log_path.read_text("utf-8", "replace").splitlines():
+            if all(part in line for part in parts):
+                return line
+        assert time.monotonic() < deadline, f"no log line with {parts}:\n{stack.bridge.tail()}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_module_refusal_reaches_the_person_once_in_their_direct_chat(stack, person) -> None:
+    bot = stack.bot_id
+    kang = await person("kang")
+    dm = await kang.dm(bot)
+    await command(kang, dm, bot, "!network 3g", "Noted: you are on 3g")
+    room = await kang.create_room(name="call me")
+    start = kang.mark(dm)
+
+    async def refused():
+        status, body = await call_invite(kang, room)
+        return status == 403 and body.get(P + "rule") == "kr-plan", (status, body)
+
+    status, first = await until(refused)  # once the module has the 3G report
+    assert status == 403, first
+    status, second = await call_invite(kang, room)
+    assert status == 403 and second[P + "rule"] == "kr-plan", second
+
+    notice = await kang.wait_for_notice(dm, bot, "Your homeserver refused your call", start=start)
+    body = notice["content"]["body"]
+    assert "SKT blocks calls over mobile data (3G)" in body and "!network wifi" in body
+    assert f"decision {first[P + 'decision_id']}" in body
+    # The second refusal was audited and its notice skipped: the person is told once.
+    await until_in_log(stack, "already told", second[P + "decision_id"])
+    await kang.sync_once()
+    told = [
+        e
+        for e in kang.timeline[dm][start:]
+        if "refused your call" in e.get("content", {}).get("body", "")
+    ]
+    assert len(told) == 1, told
+
+    rows = (
+        database(stack)
+        .execute(
+            "SELECT decision_id, rule_id, request FROM policy_audit WHERE actor = ?",
+            (kang.user_id,),
+        )
+        .fetchall()
+    )
+    audited = {row[0]: row for row in rows}
+    for answer in (first, second):
+        row = audited[answer[P + "decision_id"]]
+        assert row[1] == "kr-plan"
+        assert json.loads(row[2])["context"] == {"source": "synapse"}
+
+
+async def test_people_active_only_where_the_bot_is_not_are_counted(stack, person) -> None:
+    quiet = await person("quiet")
+    room = await quiet.create_room(name="no bot here")
+    await quiet.send_text(room, "just us")
+
+    async def counted():
+        row = (
+            database(stack)
+            .execute("SELECT day FROM policy_active_user WHERE user_id = ?", (quiet.user_id,))
+            .fetchone()
+        )
+        return row is not None, row
+
+    row = await until(counted, timeout=30)
+    assert row == (time.strftime("%Y-%m-%d", time.gmtime()),)

@@ -1,0 +1,243 @@
+"""The bridge's side of the exchange with the Synapse module (``POST
+/_anywhere/policy/sync``, operator token; see :mod:`policy.fact_sync` for the module's).
+
+The module sends what it saw (local people active today, its refusals and dry-run
+results) and the cursor of the facts it has; the bridge records the activity (daily
+active users) and the decisions (audit log), tells each refused person why in their
+direct chat with the bot (once per rule and period), and answers with the facts that
+changed since the cursor — all of them when the cursor is from another run of the
+bridge or missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from mautrix.types import EventType, RoomCreatePreset
+
+from policy.audit import AuditEntry, AuditLog
+
+if TYPE_CHECKING:
+    from bridge.runtime import Bridge
+
+    from .facts import FactGatherer
+
+log = structlog.get_logger("anywhere.policy.module")
+
+MAX_DECISIONS = 10_000
+MAX_ACTIVE = 100_000
+
+
+class BadExchange(ValueError):
+    """The module's request is malformed; the message says what was wrong."""
+
+
+class FactsFeed:
+    """Which people's facts changed since a cursor (``<run>:<sequence>``): each change
+    bumps a sequence number; a cursor from another run (or none) means "everything"."""
+
+    def __init__(self) -> None:
+        self.run = secrets.token_hex(6)
+        self.sequence = 0
+        self._changed: dict[str, int] = {}
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.run}:{self.sequence}"
+
+    def touch(self, user_id: str) -> None:
+        self.sequence += 1
+        self._changed[user_id] = self.sequence
+
+    def reset(self) -> None:
+        """Everything changed (e.g. the subscriber directory was reloaded)."""
+        self.run = secrets.token_hex(6)
+        self.sequence = 0
+        self._changed.clear()
+
+    def changed_since(self, cursor: str | None) -> list[str] | None:
+        """The people whose facts changed after ``cursor``; None when the module needs
+        everything."""
+        run, _, sequence = (cursor or "").partition(":")
+        if run != self.run or not sequence.isdigit():
+            return None
+        since = int(sequence)
+        return [user for user, seq in self._changed.items() if seq > since]
+
+
+class ModuleLink:
+    """Answers the module's exchanges; tells refused people why."""
+
+    def __init__(
+        self, bridge: Bridge, settings: dict[str, Any], facts: FactGatherer, audit: AuditLog
+    ) -> None:
+        self.bridge = bridge
+        self.settings = settings
+        self.facts = facts
+        self.audit = audit
+        self._notify_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+
+    async def exchange(self, body: Any) -> dict[str, Any]:
+        """Handle one exchange; raises :class:`BadExchange`."""
+        cursor, active, entries = _parse(body)
+        for day, users in active.items():
+            await self.facts.saw_users(day, users)
+        refusals = []
+        for entry in entries:
+            if await self.audit.record_entry(entry) and entry.outcome != "allow":
+                refusals.append(entry)
+        if refusals:
+            task = asyncio.create_task(self._notify(refusals))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await self.answer(cursor)
+
+    async def answer(self, cursor: str | None) -> dict[str, Any]:
+        feed = self.facts.feed
+        current = feed.cursor
+        changed = feed.changed_since(cursor)
+        if changed is None:
+            users = await self.facts.module_snapshot()
+        else:
+            users = {user: await self.facts.module_facts(user) for user in changed}
+        return {
+            "cursor": current,
+            "full": changed is None,
+            "users": users,
+            "daily_active_users": await self.facts.daily_active_users(),
+            "public_institutions": list(self.settings["public_institutions"]),
+        }
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ----- telling people -----
+    async def _notify(self, refusals: list[AuditEntry]) -> None:
+        async with self._notify_lock:
+            for entry in refusals:
+                try:
+                    await self._notify_one(entry)
+                except Exception:
+                    log.exception(
+                        "could not tell a person about a refusal",
+                        user_id=entry.actor,
+                        decision_id=entry.decision_id,
+                    )
+
+    async def _notify_one(self, entry: AuditEntry) -> None:
+        period = self.settings["refusal_notice_minutes"] * 60
+        key = entry.rule_id or entry.code
+        now = time.time()
+        db = self.bridge.db
+        last = await db.fetchval(
+            "SELECT sent_at FROM policy_notice WHERE user_id = $1 AND rule_key = $2",
+            entry.actor,
+            key,
+        )
+        if last is not None and now - last / 1000 < period:
+            log.info(
+                "refusal notice skipped: already told",
+                user_id=entry.actor,
+                rule=key,
+                decision_id=entry.decision_id,
+            )
+            return
+        await db.execute(
+            "INSERT INTO policy_notice (user_id, rule_key, sent_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (user_id, rule_key) DO UPDATE SET sent_at = excluded.sent_at",
+            entry.actor,
+            key,
+            int(now * 1000),
+        )
+        room_id = await self._direct_chat(entry.actor)
+        minutes = self.settings["refusal_notice_minutes"]
+        where = f"rule {entry.rule_id}" if entry.rule_id else "policy"
+        text = (
+            f"Your homeserver refused {_what(entry.action)}: {entry.reason}\n"
+            f"({where}: {entry.code}; decision {entry.decision_id}). "
+            f"I won't repeat this for the next {minutes} minutes; "
+            "send !policy explain " + entry.action + " to see the facts and rules."
+        )
+        await self.bridge.bot.send_message_event(
+            room_id,
+            EventType.ROOM_MESSAGE,
+            {"msgtype": "m.notice", "body": text},
+            txn_id=f"anywhere.policy.{entry.decision_id}",
+        )
+        log.info("refusal notice sent", user_id=entry.actor, rule=key, room_id=room_id)
+
+    async def _direct_chat(self, user_id: str) -> str:
+        """The bot's direct chat with ``user_id`` (the runtime's ``bot_room`` record),
+        created like the core plugin does when there is none."""
+        db = self.bridge.db
+        room_id = await db.fetchval(
+            "SELECT room_id FROM bot_room WHERE is_direct AND dm_user = $1", user_id
+        )
+        if room_id:
+            return room_id
+        room_id = await self.bridge.bot.create_room(
+            preset=RoomCreatePreset.TRUSTED_PRIVATE,
+            is_direct=True,
+            invitees=[user_id],
+            name=self.bridge.config["appservice.bot.displayname"],
+        )
+        await db.execute(
+            "INSERT INTO bot_room (room_id, is_direct, dm_user) VALUES ($1, TRUE, $2) "
+            "ON CONFLICT (room_id) DO NOTHING",
+            room_id,
+            user_id,
+        )
+        return room_id
+
+
+_ACTION_WORDS = {
+    "call.place": "your call",
+    "call.answer": "answering the call",
+    "group.create": "creating the room",
+    "room.invite": "your invitation",
+    "room.post": "your message",
+}
+
+
+def _what(action: str) -> str:
+    return _ACTION_WORDS.get(action, action)
+
+
+def _parse(body: Any) -> tuple[str | None, dict[str, list[str]], list[AuditEntry]]:
+    if not isinstance(body, dict):
+        raise BadExchange("expected a JSON object")
+    cursor = body.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise BadExchange(f"cursor: expected a string or null, found {cursor!r}")
+    active = body.get("active") or {}
+    if not isinstance(active, dict) or not all(
+        isinstance(day, str) and len(day) == 10 and isinstance(users, list)
+        for day, users in active.items()
+    ):
+        raise BadExchange('active: expected {"YYYY-MM-DD": ["@user:server", ...]}')
+    clean = {
+        day: [u for u in users if isinstance(u, str) and u.startswith("@")][:MAX_ACTIVE]
+        for day, users in active.items()
+    }
+    raw = body.get("decisions") or []
+    if not isinstance(raw, list):
+        raise BadExchange("decisions: expected a list of audit entries")
+    entries = []
+    for index, item in enumerate(raw[:MAX_DECISIONS]):
+        try:
+            entries.append(AuditEntry.from_json(item))
+        except ValueError as exc:
+            raise BadExchange(f"decisions[{index}]: {exc}") from None
+    dropped = body.get("dropped_decisions")
+    if isinstance(dropped, int) and dropped > 0:
+        log.warning("the Synapse module dropped decisions it could not deliver", count=dropped)
+    return cursor, clean, entries
