@@ -191,6 +191,37 @@ async def test_facts_for_the_synapse_module_need_the_operator_token(policy_stack
     assert facts["carrier"] == "SKT" and facts["plan_price"] == 45000
 
 
+async def test_the_module_exchange_sends_changes_since_its_cursor(policy_stack, person):
+    url = f"{policy_stack.bridge.url}/_anywhere/policy/sync"
+    headers = {"Authorization": f"Bearer {policy_stack.bridge.ops_token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json={}) as resp:
+            assert resp.status == 401
+        async with http.post(url, json={"decisions": [{"actor": 1}]}, headers=headers) as resp:
+            assert resp.status == 400
+            assert "decisions[0]: not an audit entry" in (await resp.json())["error"]
+        async with http.post(url, json={"cursor": None}, headers=headers) as resp:
+            first = await resp.json()
+        assert first["full"] is True
+        assert first["users"]["@caller:localhost"]["plan_price"] == 45000
+        async with http.post(url, json={"cursor": first["cursor"]}, headers=headers) as resp:
+            unchanged = await resp.json()
+        assert unchanged["full"] is False and unchanged["users"] == {}
+
+        mover, room = await person("mover")
+        await ask(mover, room, policy_stack.bot_id, "!network lte", "Noted: you are on lte")
+        body = {"cursor": unchanged["cursor"], "active": {"2026-01-01": ["@seen:localhost"]}}
+        async with http.post(url, json=body, headers=headers) as resp:
+            changed = await resp.json()
+        assert changed["full"] is False
+        facts = {"network": "lte", "mvoip_mb_used_this_month": 0.0, "verified_methods": []}
+        assert changed["users"] == {mover.user_id: facts}
+    db = sqlite3.connect(policy_stack.workdir / "bridge" / "data" / "anywhere.db")
+    assert db.execute(
+        "SELECT 1 FROM policy_active_user WHERE day = '2026-01-01' AND user_id = '@seen:localhost'"
+    ).fetchone()
+
+
 async def test_an_email_the_homeserver_verified_counts_once_the_admin_token_is_set(
     policy_stack, person
 ):
