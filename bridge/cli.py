@@ -140,9 +140,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from .devstack import run_dev
+    from .testing.synapse import SynapseError
 
     _private_files()
-    return asyncio.run(run_dev(Path(args.dir)))
+    try:
+        return asyncio.run(run_dev(Path(args.dir), args.person))
+    except SynapseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _localpart(value: str) -> str:
+    from .config import LOCALPART_RE
+
+    if not LOCALPART_RE.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a user name: use lower-case letters, digits and ._=-/+"
+        )
+    return value
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -155,7 +170,7 @@ class HelpWithDefaults(argparse.HelpFormatter):
             text
             and "%(default)" not in text
             and action.option_strings
-            and default not in (None, False, argparse.SUPPRESS)
+            and default not in (None, False, [], argparse.SUPPRESS)
         ):
             text += " (default: %(default)s)"
         return text
@@ -227,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dev", help="run a local Synapse, the bridge and demo people")
     p.add_argument("--dir", default=".anywhere-dev", help="folder for all the local state")
+    p.add_argument(
+        "--person",
+        action="append",
+        default=[],
+        type=_localpart,
+        metavar="NAME",
+        help="add a demo person @NAME:localhost besides demo and demo2 (repeat for more; "
+        "kept in the folder)",
+    )
     p.set_defaults(func=cmd_dev)
 
     return parser
