@@ -76,9 +76,15 @@ class Command:
     #: Skip the policy check (``bot.command``): for commands that are the way out of a
     #: refusal (``help``, ``verify``), so nobody is locked out.
     policy_exempt: bool = False
+    #: Text shown after the arguments in ``!help NAME``, line breaks kept (a list of a
+    #: command's actions, one a line).
+    epilog: str = ""
 
     def parser(self, prefix: str = "!") -> CommandParser:
-        parser = CommandParser(prog=f"{prefix}{self.name}", description=self.help)
+        raw = {"epilog": self.epilog, "formatter_class": argparse.RawDescriptionHelpFormatter}
+        parser = CommandParser(
+            prog=f"{prefix}{self.name}", description=self.help, **(raw if self.epilog else {})
+        )
         for args, kwargs in self.arguments:
             parser.add_argument(*args, **kwargs)
         return parser

@@ -8,6 +8,7 @@ has its own parser, so ``!drive mv --help`` and precise errors come for free.
 from __future__ import annotations
 
 import argparse
+import html
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -74,6 +75,7 @@ def describe(node: Node) -> str:
 class DriveCommands:
     def __init__(self, plugin: DrivePlugin) -> None:
         self.plugin = plugin
+        self._command: Command | None = None
 
     @property
     def drive(self):
@@ -84,27 +86,42 @@ class DriveCommands:
         return self.plugin.rooms
 
     def command(self) -> Command:
-        overview = "\n".join(f"  {name} — {text}" for name, (text, _) in ACTIONS.items())
-
         @command("drive", help="Shared folders: ls, get, mkdir, mv, rm, invite, share, ...")
-        @argument("action", nargs="?", default="help", help="one of:\n" + overview)
+        @argument("action", nargs="?", default="help", help="one of the actions below")
         @argument("args", nargs=argparse.REMAINDER, help="the action's arguments")
         async def drive(ctx: EventContext, args: argparse.Namespace) -> None:
             await self.run(ctx, args.action, args.args)
 
+        drive.epilog = self.actions_list()
+        self._command = drive
         return drive
+
+    def actions_list(self) -> str:
+        """Every action, one a line with its arguments (as ``!help`` lists commands)."""
+        lines = ["actions:"]
+        for name, (text, _) in ACTIONS.items():
+            usage = self.parser(name).format_usage().strip().removeprefix("usage: ")
+            lines.append(f"  {usage.replace(' [-h]', '')} — {text}")
+        lines.append("Send !drive ACTION --help for how to use one.")
+        return "\n".join(lines)
+
+    def help_text(self) -> str:
+        """What ``!drive help`` and ``!help drive`` both answer."""
+        prefix = self.plugin.bridge.config["bridge.command_prefix"]
+        return self._command.parser(prefix).format_help().strip()
 
     def parser(self, action: str) -> CommandParser:
         text, arguments = ACTIONS[action]
         parser = CommandParser(prog=f"!drive {action}", description=text)
         for a, kw in arguments:
-            parser.add_argument(*a, **kw)
+            shown = {} if "choices" in kw else {"metavar": a[0].upper()}
+            parser.add_argument(*a, **shown, **kw)
         return parser
 
     async def run(self, ctx: EventContext, action: str, argv: list[str]) -> None:
-        if action == "help":
-            lines = [f"!drive {name} — {text}" for name, (text, _) in ACTIONS.items()]
-            await ctx.reply("\n".join(["Drive commands:", *lines]))
+        if action == "help":  # the same as !help drive
+            text = self.help_text()
+            await ctx.reply(text, f"<pre>{html.escape(text)}</pre>")
             return
         if action not in ACTIONS:
             raise CommandError(f"unknown action {action!r}; send !drive help for the list")

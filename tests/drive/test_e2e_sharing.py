@@ -109,13 +109,20 @@ async def test_leaving_the_room_leaves_the_share(someone):
 
 
 async def test_help_lists_the_actions_and_each_action_has_its_usage(someone):
+    """!drive help, !drive alone and !help drive give the same list: one action a line,
+    with its arguments."""
     alice = await someone()
-    overview = await alice.ask(None, "!drive")
+    overview = await alice.ask(None, "!drive help")
+    assert await alice.ask(None, "!drive") == overview
+    assert await alice.ask(None, "!help drive") == overview
+    lines = overview.splitlines()
     for action in ("ls", "get", "mkdir", "mv", "rm", "trash", "restore", "versions", "revert",
-                   "share", "quota", "invite", "revoke", "leave"):  # fmt: skip
-        assert f"!drive {action} — " in overview
+                   "share", "quota", "invite", "revoke", "leave", "members", "empty"):  # fmt: skip
+        assert sum(line.startswith(f"  !drive {action} ") for line in lines) == 1, action
+    assert "  !drive mv SOURCE DESTINATION — Move or rename" in lines
+    assert "  !drive revert PATH REV — Make an old version current again" in lines
     usage = await alice.ask(None, "!drive revert --help")
-    assert "usage: !drive revert [-h] path rev" in usage
+    assert "usage: !drive revert [-h] PATH REV" in usage
     await alice.ask(None, "!drive revert a.txt two", "invalid int value: 'two'")
 
 
