@@ -9,6 +9,7 @@ import fs
 import pytest
 
 from bridge.testing.blobstore import check_blob_store
+from plugins.drive.names import InvalidName
 from storage.blobs import BlobError, BlobTooLarge, UnsafeBlobPath, open_blob_store
 from storage.blobs_fs import blob_path
 
@@ -112,3 +113,58 @@ async def test_a_plugin_scheme_is_opened_by_its_opener_before_pyfilesystem2():
 def test_an_opener_that_returns_no_store_is_named():
     with pytest.raises(BlobError, match=r"for odd:// \(dict\) lacks writer, read"):
         open_blob_store("odd://x", {"odd": lambda url: {}})
+
+
+STEERED = [
+    "../../outside",
+    "/etc/passwd",
+    "ab/../../../outside",
+    "A" * 64,  # upper case: not how hashes are kept, so not a name to trust
+    "a" * 63,
+    "a" * 64 + "/..",
+    "a" * 64 + "\n",
+    "٣" * 64,  # digits of another script
+    "",
+]
+
+
+@pytest.mark.asyncio(loop_scope="function")
+@pytest.mark.parametrize("steered", STEERED)
+async def test_a_hash_from_outside_cannot_steer_any_store_call_out_of_its_root(tmp_path, steered):
+    root = tmp_path / "store"
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"precious")
+    store = open_blob_store(f"osfs://{root}")
+    try:
+        for call in (
+            lambda: _read(store, steered),
+            lambda: store.head(steered),
+            lambda: store.exists(steered),
+            lambda: store.delete(steered),
+        ):
+            with pytest.raises(BlobError, match="not a SHA-256"):
+                await call()
+        assert outside.read_bytes() == b"precious"
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_names_from_outside_never_become_storage_paths(drive, tmp_path):
+    """Content is kept under its hash only: whatever a file is called, nothing lands
+    anywhere but blobs/ab/cd/<hash> (and tmp/ while it streams in)."""
+    from .conftest import chunks_of
+
+    work = await drive.access.create_folder("@alice:test", "Work")
+    data = b"content"
+    sha = hashlib.sha256(data).hexdigest()
+    await drive.tree.mkdir(work, ["blobs", "tmp"], "@alice:test")
+    await drive.tree.mkdir(work, ["tmp"], "@alice:test")
+    for name in (sha, "blobs/tmp/x", f"blobs/{sha[:2]}", "tmp/evil.part", "..x"):
+        await drive.upload("@alice:test", work, name, chunks_of(data))
+    for name in ("../escape", "/abs", "a/../../b", "a\\..\\b", "x.."):
+        with pytest.raises(InvalidName, match="stay inside|absolute|separate folders|rename"):
+            await drive.upload("@alice:test", work, name, chunks_of(data))
+    stored = sorted(p for p in drive.blobs.fs.walk.files("/"))
+    assert stored == [f"/{blob_path(sha)}"]
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "b").exists()
