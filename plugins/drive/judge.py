@@ -35,7 +35,7 @@ PROBE_BYTES = 1 << 20  # as much as FFmpeg's own format probing looks at
 PROBE_SECONDS = 5.0
 MAX_PACKETS = 200  # demuxed from the prefix at most
 MIN_FRAMES = 3  # decoded frames that make a stream real
-MAX_PIXELS = 8192 * 4352  # larger video frames are not decoded (judged video unseen)
+MAX_PIXELS = 3840 * 2160  # larger video frames are not decoded (judged video unseen)
 JUDGE_VERSION = 1  # bump when judging changes: kept answers of older judges are redone
 UNJUDGED = "video"  # what content that could not be judged in time counts as
 # FFmpeg demuxers of pictures (single images, and GIF/APNG/WebP animations): images

@@ -50,3 +50,26 @@ def flv_audio() -> bytes:
 
 def mpegts_audio() -> bytes:
     return tone("mpegts", "mp2")
+
+
+@functools.cache
+def clip(container: str, codec: str = "mpeg4", frames: int = 12) -> bytes:
+    """A short silent video: ``frames`` frames of 160x120 moving grey, 24 frames/s."""
+    out = io.BytesIO()
+    with av.open(out, "w", format=container) as muxer:
+        stream = muxer.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for n in range(frames):
+            frame = av.VideoFrame(160, 120, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(n * 20) % 256]) * plane.buffer_size)
+            frame.pts = n
+            for packet in stream.encode(frame):
+                muxer.mux(packet)
+        for packet in stream.encode(None):
+            muxer.mux(packet)
+    return out.getvalue()
+
+
+def mpegts_video() -> bytes:
+    return clip("mpegts")

@@ -15,7 +15,7 @@ from plugins.drive.errors import ContentRefused
 from plugins.drive.judge import JUDGE_VERSION, UNJUDGED, judge_prefix
 
 from .conftest import chunks_of
-from .media import flv_audio, mp3, mp3_with_junk_in_front, mpegts_audio
+from .media import flv_audio, mp3, mp3_with_junk_in_front, mpegts_audio, mpegts_video
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 ALICE, BOB = "@alice:test", "@bob:test"
@@ -38,6 +38,11 @@ async def shared_folder(drive, name: str = "Work"):
 @pytest.mark.parametrize("make", AUDIO.values(), ids=AUDIO.keys())
 async def test_audio_that_prefix_magic_misses_is_judged_audio(make):
     assert judge_prefix(make()) == "audio"
+
+
+async def test_video_in_a_container_magic_misses_is_judged_video_even_with_junk_in_front():
+    assert judge_prefix(mpegts_video()) == "video"
+    assert judge_prefix(b"junk" + mpegts_video()) == "video"
 
 
 async def test_documents_pictures_and_random_bytes_are_not_judged_media():
