@@ -86,6 +86,7 @@ async def run_doctor(config_path: Path, registration_path: Path) -> int:
         report.line(FAIL, "namespaces", str(exc))
         return 1
     check_registration_file(report, registration_path, expected)
+    check_private_files(report, config, registration_path)
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
         if await check_homeserver(report, http, config) and await check_as_token(
@@ -120,6 +121,28 @@ async def check_plugins(report: Report, config: Config, manager: PluginManager) 
                 report.line(FAIL, name, f"returned {check!r}, not a DoctorCheck")
                 continue
             report.line(statuses[check.status], check.name, check.text, check.fix)
+
+
+def check_private_files(report: Report, config: Config, registration_path: Path) -> None:
+    """Tokens and data that other local users can read: files left by an older version
+    (which wrote them 0644) or changed by hand. The registration may be shared with a
+    group (Synapse running as another user), never with everyone."""
+    found = []
+    checks = [(config.path, 0o077, "600"), (registration_path, 0o007, "600")]
+    checks.append((config.data_dir, 0o077, "700"))
+    for path, loose, mode in checks:
+        if path is not None and path.exists() and path.stat().st_mode & loose:
+            found.append((path, oct(path.stat().st_mode & 0o777)[2:], mode))
+    if not found:
+        report.line(OK, "permissions", "the config, the registration and the data are private")
+        return
+    for path, now, mode in found:
+        report.line(
+            WARN,
+            "permissions",
+            f"{path} is readable by other users (mode {now})",
+            f"chmod {mode} {path}",
+        )
 
 
 def check_registration_file(report: Report, path: Path, expected: dict[str, Any]) -> None:

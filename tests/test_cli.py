@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +85,26 @@ def test_init_and_doctor_find_the_registration_beside_the_config_by_default(tmp_
     (tmp_path / "other.yaml").write_text(beside.read_text())
     result = anywhere("doctor", "-c", "site/config.yaml", "-r", "other.yaml", cwd=tmp_path)
     assert "[ok  ] registration: other.yaml matches the config" in result.stdout, result.stdout
+
+
+def test_doctor_warns_about_secrets_and_data_that_others_can_read(tmp_path):
+    assert anywhere("init", cwd=tmp_path).returncode == 0
+    result = anywhere("doctor", cwd=tmp_path)
+    assert "[ok  ] permissions: the config, the registration and the data are private" in (
+        result.stdout
+    ), result.stdout
+    # as an older version left them
+    (tmp_path / "config.yaml").chmod(0o644)
+    (tmp_path / "data").mkdir(mode=0o755)
+    (tmp_path / "data").chmod(0o755)
+    result = anywhere("doctor", cwd=tmp_path)
+    config, data = tmp_path / "config.yaml", tmp_path / "data"
+    assert (
+        f"[warn] permissions: {config} is readable by other users (mode 644) — chmod 600 {config}"
+        in result.stdout
+    ), result.stdout
+    assert f"chmod 700 {data}" in result.stdout
+    assert "registration.yaml is readable" not in result.stdout
 
 
 def test_version_and_help_without_a_command():
@@ -201,12 +220,17 @@ def test_run_keeps_retrying_a_homeserver_that_is_not_up_yet(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    output = ""
     try:
-        time.sleep(4)
-        assert proc.poll() is None, "the bridge exited instead of waiting for the homeserver"
+        # Two retries logged, and the bridge still there after them: it waits.
+        for line in proc.stdout:  # ends only if the bridge exits
+            output += line
+            if output.count("homeserver not answering yet, retrying") >= 2:
+                break
+        assert proc.poll() is None, f"the bridge exited instead of waiting:\n{output}"
     finally:
         proc.terminate()
-        output = proc.communicate(timeout=20)[0]
+        output += proc.communicate(timeout=20)[0]
     assert output.count("homeserver not answering yet, retrying") >= 2, output
 
 
