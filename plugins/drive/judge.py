@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 from typing import Any
 
+import structlog
 from mautrix.util.async_db import Database
 
 from storage.blobs import BlobStore
@@ -39,9 +39,9 @@ MAX_PIXELS = 3840 * 2160  # larger video frames are not decoded (judged video un
 JUDGE_VERSION = 1  # bump when judging changes: kept answers of older judges are redone
 UNJUDGED = "video"  # what content that could not be judged in time counts as
 # FFmpeg demuxers of pictures (single images, and GIF/APNG/WebP animations): images
-IMAGE_FORMATS = frozenset({"image2", "gif", "apng", "webp", "ico", "mpjpeg"})
+IMAGE_FORMATS = frozenset({"image2", "gif", "apng", "webp", "ico"})
 
-log = logging.getLogger("anywhere.drive.judge")
+log = structlog.get_logger("anywhere.drive")
 
 
 def _is_image_format(name: str) -> bool:
@@ -127,7 +127,12 @@ class ContentJudge:
                     asyncio.to_thread(judge_prefix, prefix[:PROBE_BYTES]), PROBE_SECONDS * 2
                 )
             except TimeoutError:
-                log.warning("content could not be judged in time; taken as %s", UNJUDGED)
+                log.warning(
+                    "content could not be judged in time; it counts as media",
+                    plugin="drive",
+                    counted_as=UNJUDGED,
+                    seconds=PROBE_SECONDS * 2,
+                )
                 return UNJUDGED
 
     async def kind(self, sha256: str) -> str | None:

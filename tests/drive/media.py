@@ -73,3 +73,21 @@ def clip(container: str, codec: str = "mpeg4", frames: int = 12) -> bytes:
 
 def mpegts_video() -> bytes:
     return clip("mpegts")
+
+
+@functools.cache
+def animated_gif(frames: int = 6) -> bytes:
+    """A small animated GIF: a picture, not a video, for the copyright rule."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="gif") as muxer:
+        stream = muxer.add_stream("gif", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "rgb8"
+        for n in range(frames):
+            frame = av.VideoFrame(64, 48, "rgb24")
+            frame.planes[0].update(bytes([n * 40 % 256]) * frame.planes[0].buffer_size)
+            frame.pts = n
+            for packet in stream.encode(frame.reformat(format="rgb8")):
+                muxer.mux(packet)
+        for packet in stream.encode(None):
+            muxer.mux(packet)
+    return out.getvalue()
