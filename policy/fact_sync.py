@@ -15,7 +15,8 @@ after they were received; past that they are *unavailable* and actions whose rul
 them are decided as ``fail_open`` says. A failed exchange opens a circuit breaker: the
 next try waits ``breaker_seconds``, so a hung bridge costs one ``timeout_seconds`` per
 breaker period, in the background — never an event's wait. (Before the first exchange
-succeeds there is nothing to keep using: tries are then ``facts_refresh_seconds`` apart.)
+succeeds, a bridge that refuses connections — not started yet — is tried again every
+``facts_refresh_seconds``.)
 
 Pure: no I/O, no Synapse, an injectable clock; :mod:`policy.synapse_module` does the HTTP.
 """
@@ -176,8 +177,9 @@ class FactSync:
     ``refresh`` seconds while it answers; after a failure, not before ``breaker``
     seconds (the circuit breaker). One exchange at a time.
 
-    Until a first exchange succeeds (Synapse usually starts before the bridge), a failed
-    one is retried after ``refresh`` seconds: there are no facts to keep using yet."""
+    Until a first exchange succeeds (Synapse usually starts before the bridge), one that
+    failed at once (connection refused) is retried after ``refresh`` seconds: there are
+    no facts to keep using yet, and it cost nothing; one that timed out opens the breaker."""
 
     def __init__(
         self,
@@ -236,15 +238,18 @@ class FactSync:
         self.last_error = None
         self._next = self._clock() + self.refresh
 
-    def failed(self, exc: BaseException, outbox: Outbox) -> None:
+    def failed(self, exc: BaseException, outbox: Outbox, *, hung: bool = True) -> None:
         """The exchange failed: keep what it carried, open the breaker, log (at most once
-        per ``log_every`` seconds)."""
+        per ``log_every`` seconds). ``hung``: it failed by timing out (not at once, like a
+        refused connection): that costs a timeout, so the breaker opens even before any
+        facts were received."""
         self.in_flight = False
         self.store.give_back(outbox)
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}".rstrip(": ")
         now = self._clock()
-        wait = self.breaker if self.store.received_at is not None else self.refresh
+        opens = hung or self.store.received_at is not None
+        wait = self.breaker if opens else self.refresh
         self._next = now + wait
         if now >= self._next_log:
             self._next_log = now + self._log_every

@@ -26,7 +26,7 @@ from typing import Any
 from .actions import KNOWN_ACTIONS
 from .errors import PolicyConfigError, Problem
 from .rules import Rule, Scope, rule_types
-from .rules.base import MODES, is_glob
+from .rules.base import MODES, compile_globs, is_glob
 from .rules.params import Invalid, boolean, string_set
 
 BASE_KEYS = ("type", "id", "mode", "actions", "scope")
@@ -124,12 +124,13 @@ def load_ruleset(
     if not isinstance(config, list | tuple):
         raise PolicyConfigError.single(key, "a list of rules", config)
     types = rule_types(extra_types)
+    known = known_actions(types)
     problems: list[Problem] = []
     rules: list[Rule] = []
     first_index: dict[str, int] = {}
     for index, item in enumerate(config):
         item_key = f"{key}[{index}]"
-        rule = _build_rule(item, item_key, types, problems)
+        rule = _build_rule(item, item_key, types, known, problems)
         if rule is None:
             continue
         if rule.id in first_index:
@@ -149,8 +150,52 @@ def load_ruleset(
     return RuleSet(rules, version or fingerprint(list(config)))
 
 
+def known_actions(types: Mapping[str, type[Rule]]) -> tuple[str, ...]:
+    """Anywhere's actions and those the rule types cover by default, sorted."""
+    names = set(KNOWN_ACTIONS)
+    for cls in types.values():
+        names.update(a for a in cls.default_actions or () if not is_glob(a))
+    return tuple(sorted(names))
+
+
+ANYWHERE_NAMESPACES = frozenset(a.split(".", 1)[0] for a in KNOWN_ACTIONS)
+"""``call``, ``room``, ...: an unknown action in one of these is a typo, not a plugin's."""
+
+
+def _check_actions(raw: Any, key: str, known: Sequence[str], problems: list[Problem]) -> None:
+    """Refuse action names that look like typos: an unknown name in one of Anywhere's
+    namespaces or close to a known one, or a glob that matches none of them there.
+    Other names (a plugin's own, ``acme.roam``) are accepted."""
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple):
+        return
+    for index, action in enumerate(items):
+        if not isinstance(action, str) or action in known:
+            continue
+        namespace = action.split(".", 1)[0]
+        if is_glob(action):
+            matcher = compile_globs([action])
+            if any(matcher.match(a) for a in known) or namespace not in ANYWHERE_NAMESPACES:
+                continue
+        close = difflib.get_close_matches(action, known, n=1)
+        if namespace not in ANYWHERE_NAMESPACES and not close:
+            continue
+        problems.append(
+            Problem(
+                f"{key}[{index}]",
+                f"an action Anywhere asks about ({', '.join(known)}) or a plugin's own",
+                action,
+                f"did you mean {close[0]!r}?" if close else "",
+            )
+        )
+
+
 def _build_rule(
-    item: Any, key: str, types: Mapping[str, type[Rule]], problems: list[Problem]
+    item: Any,
+    key: str,
+    types: Mapping[str, type[Rule]],
+    known: Sequence[str],
+    problems: list[Problem],
 ) -> Rule | None:
     if not isinstance(item, Mapping):
         problems.append(Problem(key, "a mapping with at least a `type` key", item))
@@ -178,6 +223,8 @@ def _build_rule(
     if mode not in MODES:
         problems.append(Problem(f"{key}.mode", "enforce or dry-run", mode))
     actions = _check(string_set(), item.get("actions"), f"{key}.actions", problems)
+    if actions is not None:
+        _check_actions(item.get("actions"), f"{key}.actions", known, problems)
     scope = _scope(item.get("scope"), f"{key}.scope", problems)
     params = {k: v for k, v in item.items() if k not in BASE_KEYS}
     known_keys = (*BASE_KEYS, *cls.params)

@@ -36,6 +36,16 @@ EVENT_ACTIONS: Mapping[str, str] = {
     # alike): judged as posting, so identity rules cannot be bypassed by encryption.
     "m.room.encrypted": ROOM_POST,
     "m.sticker": ROOM_POST,
+    # Every other way of saying something in a room: its name, topic and avatar, polls.
+    "m.room.name": ROOM_POST,
+    "m.room.topic": ROOM_POST,
+    "m.room.avatar": ROOM_POST,
+    "m.poll.start": ROOM_POST,
+    "m.poll.response": ROOM_POST,
+    "m.poll.end": ROOM_POST,
+    "org.matrix.msc3381.poll.start": ROOM_POST,
+    "org.matrix.msc3381.poll.response": ROOM_POST,
+    "org.matrix.msc3381.poll.end": ROOM_POST,
 }
 """Event types checked by ``check_event_for_spam`` and the action each one is."""
 

@@ -27,7 +27,8 @@ callback                  action
 ``user_may_invite``       ``room.invite`` (target: the invitee)
 ``check_event_for_spam``  ``m.call.invite`` → ``call.place``, ``m.call.answer`` →
                           ``call.answer``, ``m.room.message`` / ``m.room.encrypted`` /
-                          ``m.sticker`` → ``room.post``
+                          ``m.sticker`` / ``m.room.name`` / ``m.room.topic`` /
+                          ``m.room.avatar`` / polls → ``room.post``
 ========================  ==============================================================
 
 Only actions some rule covers are checked; for the others (and for senders matching
@@ -238,10 +239,12 @@ class AnywherePolicyModule:
         if not sync.due():
             return
         body, outbox = sync.begin(self.gate.version)
+        started = self._reactor.seconds()
         try:
             answer = await self._exchange(body)
         except Exception as exc:  # connection refused, timeout (CancelledError), bad answer
-            sync.failed(exc, outbox)
+            hung = self._reactor.seconds() - started >= self.config.timeout_seconds / 2
+            sync.failed(exc, outbox, hung=hung)
             return
         sync.succeeded(answer, outbox)
 

@@ -8,7 +8,7 @@ Constitutional Court struck it down it still applied to public institutions — 
 
 from __future__ import annotations
 
-from ..actions import GROUP_CREATE, ROOM_POST
+from ..actions import GROUP_CREATE, ROOM_INVITE, ROOM_POST
 from ..facts import DAILY_ACTIVE_USERS, VERIFICATION_METHODS, VERIFIED_METHODS
 from ..model import Request, Verdict
 from .base import Rule
@@ -46,13 +46,14 @@ class NoVerification(Rule):
 
 
 class RequireVerified(Rule):
-    """For its actions (default ``group.create`` and ``room.post``), the actor must be
-    verified by one of ``methods``; otherwise the outcome is ``require_verification``
-    with instructions."""
+    """For its actions (default ``group.create``, ``room.post`` and ``room.invite`` —
+    every way of posting and of bringing people in: a room made with only the bot is
+    exempt, inviting anyone else into it is not), the actor must be verified by one of
+    ``methods``; otherwise the outcome is ``require_verification`` with instructions."""
 
     type_name = "require_verified"
     family = "identity"
-    default_actions = frozenset({GROUP_CREATE, ROOM_POST})
+    default_actions = frozenset({GROUP_CREATE, ROOM_POST, ROOM_INVITE})
     params = {
         "methods": Param(
             string_set(one_of(*VERIFICATION_METHODS)),

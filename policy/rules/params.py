@@ -7,6 +7,7 @@ names the key and what was found there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,16 +42,27 @@ class Param:
         return self.default is REQUIRED
 
 
+def _number_hint(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN and infinity are not thresholds; write the number itself"
+    if isinstance(value, str):
+        return "write numbers without thousands separators"
+    return ""
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 def positive_number(value: Any) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        hint = "write numbers without thousands separators" if isinstance(value, str) else ""
-        raise Invalid("a positive number", value, hint=hint)
+    if not _is_number(value) or value <= 0:
+        raise Invalid("a positive number", value, hint=_number_hint(value))
     return value
 
 
 def non_negative_number(value: Any) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise Invalid("a number of 0 or more", value)
+    if not _is_number(value) or value < 0:
+        raise Invalid("a number of 0 or more", value, hint=_number_hint(value))
     return value
 
 

@@ -21,6 +21,34 @@ from policy.rules import PlanThreshold
             " — write numbers without thousands separators",
         ),
         (
+            [{"type": "plan_threshold", "thresholds": {"3g": float("nan")}}],
+            "policy.rules[0].thresholds.3g: expected a positive number, found nan"
+            " — NaN and infinity are not thresholds; write the number itself",
+        ),
+        (
+            [{"type": "mvoip_quota", "monthly_mb": float("inf")}],
+            "policy.rules[0].monthly_mb: expected a positive number, found inf"
+            " — NaN and infinity are not thresholds; write the number itself",
+        ),
+        (
+            [{"type": "plan_threshold", "actions": ["call.answer", "call.plase"]}],
+            "policy.rules[0].actions[1]: expected an action Anywhere asks about (bot.command, "
+            "call.answer, call.place, drive.invite, drive.share, group.create, room.invite, "
+            "room.post) or a plugin's own, found 'call.plase' — did you mean 'call.place'?",
+        ),
+        (
+            [{"type": "require_verified", "actions": ["room.*", "room.psot", "rooms.*"]}],
+            "policy.rules[0].actions[1]: expected an action Anywhere asks about (bot.command, "
+            "call.answer, call.place, drive.invite, drive.share, group.create, room.invite, "
+            "room.post) or a plugin's own, found 'room.psot' — did you mean 'room.post'?",
+        ),
+        (
+            [{"type": "require_verified", "actions": ["call.*", "call.hangup"]}],
+            "policy.rules[0].actions[1]: expected an action Anywhere asks about (bot.command, "
+            "call.answer, call.place, drive.invite, drive.share, group.create, room.invite, "
+            "room.post) or a plugin's own, found 'call.hangup' — did you mean 'call.answer'?",
+        ),
+        (
             [{"type": "mvoip_quota", "monthly_mb": -5}],
             "policy.rules[0].monthly_mb: expected a positive number, found -5",
         ),
@@ -100,6 +128,13 @@ def test_config_error_messages(config, message):
     with pytest.raises(PolicyConfigError) as caught:
         load_ruleset(config)
     assert str(caught.value) == message
+
+
+def test_a_plugins_own_actions_and_globs_are_accepted():
+    ruleset = load_ruleset(
+        [{"type": "require_verified", "actions": ["acme.roam", "acme.*", "call.*", "*"]}]
+    )
+    assert ruleset.rules[0].applies_to("acme.roam")
 
 
 def test_every_problem_is_reported_at_once():

@@ -335,14 +335,22 @@ def test_a_failing_bridge_costs_one_exchange_per_breaker_period(tmp_path: Path, 
     assert body["cursor"] == "run:5"
 
 
-def test_before_any_facts_a_failed_exchange_is_retried_at_the_refresh_interval(
+def test_before_any_facts_a_refused_exchange_is_retried_soon_a_hung_one_opens_the_breaker(
     tmp_path: Path,
 ) -> None:
     clock = Clock()
     gate = make_gate(tmp_path, [KR_PLAN], clock=clock, facts_refresh_seconds=2)
     _, outbox = gate.sync.begin(gate.version)
-    gate.sync.failed(ConnectionRefusedError("refused"), outbox)  # the bridge is not up yet
+    # The bridge is not up yet: refused at once, tried again soon.
+    gate.sync.failed(ConnectionRefusedError("refused"), outbox, hung=False)
     clock.now += 1.9
+    assert not gate.sync.due()
+    clock.now += 0.1
+    assert gate.sync.due()
+    # Hung before any facts came: that cost a timeout, the breaker opens.
+    _, outbox = gate.sync.begin(gate.version)
+    gate.sync.failed(TimeoutError("timed out"), outbox, hung=True)
+    clock.now += 29.9
     assert not gate.sync.due()
     clock.now += 0.1
     assert gate.sync.due()

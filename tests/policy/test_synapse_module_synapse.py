@@ -10,6 +10,7 @@ with the real bridge is ``tests/policy_e2e/test_synapse_module.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -39,10 +40,9 @@ KR_PLAN = {
 }
 ATT = {"type": "wifi_only", "id": "att-facetime", "carriers": ["AT&T"]}
 FCC = {"type": "fcc_2010_no_blocking", "id": "us-fcc"}
-REAL_NAME = {
+REAL_NAME = {  # its default actions: group.create, room.post, room.invite
     "type": "require_verified",
     "id": "real-name",
-    "actions": ["group.create", "room.post", "room.invite"],
     "methods": ["code"],
     "scope": {"users": ["@unverified*"]},
 }
@@ -351,6 +351,61 @@ def test_unverified_person_cannot_post_or_invite(hs, facts) -> None:
         access_token=lee["access_token"],
     )
     assert status == 403 and body[P + "code"] == "verification_required", body
+
+
+def test_an_unverified_person_cannot_get_around_the_rule_by_names_topics_polls_or_bot_rooms(
+    hs, facts
+) -> None:
+    bot = "@anywhere:localhost"
+    with contextlib.suppress(Exception):
+        hs.register_user("anywhere", "pw")
+    verified = person(hs, "unverified", facts, verified_methods=["code"])
+    lee = person(hs, "unverified", facts, verified_methods=[])
+    other = person(hs, "kim", facts)
+    facts.next_answered()
+
+    # A room with only the bot is allowed (that is where people verify)...
+    status, body = create_room(hs, lee, invite=[bot], is_direct=True)
+    assert status == 200, body
+    bot_room = body["room_id"]
+    # ... but bringing anyone else into it is not.
+    status, body = hs.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{urllib.parse.quote(bot_room)}/invite",
+        {"user_id": other["user_id"]},
+        access_token=lee["access_token"],
+    )
+    assert status == 403 and body[P + "code"] == "verification_required", body
+
+    # In a group room: the name, the topic and polls are posting too.
+    room = room_of(hs, verified)
+    join(hs, verified, lee, room)
+    path = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room)}/state"
+    for event_type, content in (
+        ("m.room.name", {"name": "mine now"}),
+        ("m.room.topic", {"topic": "unverified words"}),
+    ):
+        status, body = hs.request(
+            "PUT", f"{path}/{event_type}/", content, access_token=lee["access_token"]
+        )
+        assert status == 403 and body[P + "rule"] == "real-name", (event_type, body)
+    poll = {
+        "org.matrix.msc3381.poll.start": {
+            "question": {"org.matrix.msc1767.text": "go?"},
+            "kind": "org.matrix.msc3381.poll.disclosed",
+            "max_selections": 1,
+            "answers": [{"id": "y", "org.matrix.msc1767.text": "yes"}],
+        },
+        "org.matrix.msc1767.text": "go?",
+    }
+    for event_type in ("org.matrix.msc3381.poll.start", "m.poll.start"):
+        status, body = send(hs, lee, room, event_type, poll)
+        assert status == 403 and body[P + "rule"] == "real-name", (event_type, body)
+    # The verified person does all of it.
+    status, body = hs.request(
+        "PUT", f"{path}/m.room.topic/", {"topic": "ok"}, access_token=verified["access_token"]
+    )
+    assert status == 200, body
 
 
 def test_rules_file_reload_puts_a_veto_in_force_and_ignores_invalid_rules(
