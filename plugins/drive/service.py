@@ -397,11 +397,15 @@ class Drive:
         """Refuse when any version of these files is blocked media, naming it and what
         to do."""
         known = {n.id: n for n in await self.tree.every_node(folder)}
+        versions: dict[str, list[Version]] = {}
+        for version in await self.tree.folder_versions(folder):
+            versions.setdefault(version.node_id, []).append(version)
+        judged: dict[str, str | None] = {}  # the same content in many files: judged once
         for node in nodes:
-            if node.is_dir:
-                continue
-            for version in await self.tree.versions(node):
-                kinds = media_kinds(await self.judge.kind(version.sha256), node.name, version.mime)
+            for version in versions.get(node.id, []):
+                if version.sha256 not in judged:
+                    judged[version.sha256] = await self.judge.kind(version.sha256)
+                kinds = media_kinds(judged[version.sha256], node.name, version.mime)
                 where = f"{folder.name}/{_place(node, version, known)}"
                 try:
                     await self.check_share(actor, where, kinds)

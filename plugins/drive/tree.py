@@ -326,6 +326,16 @@ class Tree:
         )
         return [Version.from_row(r) for r in rows]
 
+    async def folder_versions(self, folder: Folder) -> list[Version]:
+        """Every version of every file of the folder, the trash's included."""
+        rows = await self.db.fetch(
+            "SELECT v.node_id, v.number, v.sha256, v.size, v.mime, v.author, v.created_at "
+            "FROM drive_file_version v JOIN drive_node n ON n.id = v.node_id "
+            "WHERE n.folder_id = $1 ORDER BY v.node_id, v.number DESC",
+            folder.id,
+        )
+        return [Version.from_row(r) for r in rows]
+
     async def usage(self, owner: str) -> int:
         """Bytes charged to ``owner``: every version (trash included) of their folders."""
         value = await self.db.fetchval("SELECT bytes FROM drive_usage WHERE owner = $1", owner)
