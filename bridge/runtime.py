@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import inspect
+import secrets
 import signal
 import time
 from typing import Any
@@ -33,7 +33,7 @@ from .namespaces import Namespaces
 from .pluginmanager import PluginManager
 from .registration import check_namespaces
 from .schema import CORE_MIGRATIONS
-from .web import build_app
+from .web import AccessTokens, UnknownToken, build_app, server_options
 
 log = structlog.get_logger("anywhere")
 HANDLED_FLUSH_SECONDS = 0.05
@@ -106,7 +106,7 @@ class Bridge:
         self.homeserver_ready = False
         self.last_ping: tuple[str | None, float] | None = None
         self._runner: web.AppRunner | None = None
-        self._token_cache: dict[str, tuple[str, float]] = {}
+        self.access_tokens = AccessTokens(self._whoami)
         self._stopped = asyncio.Event()
         # read on every event: looked up once
         self._domain = config["homeserver.domain"]
@@ -164,25 +164,27 @@ class Bridge:
         )
 
     async def user_for_token(self, token: str) -> str:
-        """The Matrix user an access token belongs to, checked with the homeserver."""
-        key = hashlib.sha256(token.encode()).hexdigest()
-        cached = self._token_cache.get(key)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        assert self.http is not None
-        url = f"{self.config['homeserver.url']}/_matrix/client/v3/account/whoami"
-        async with self.http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
-            body = await resp.json(content_type=None)
-        if resp.status != 200 or "user_id" not in body:
+        """The Matrix user an access token belongs to, checked with the homeserver (see
+        ``bridge.web.AccessTokens``); raises HTTPUnauthorized for a token it does not
+        know, HTTPServiceUnavailable when it could not say."""
+        try:
+            return await self.access_tokens.user_for(token)
+        except UnknownToken:
             raise web.HTTPUnauthorized(
                 text='{"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown or expired access '
                 'token: log in again"}',
                 content_type="application/json",
-            )
-        if len(self._token_cache) > 10_000:
-            self._token_cache.clear()
-        self._token_cache[key] = (body["user_id"], time.monotonic() + 60)
-        return body["user_id"]
+            ) from None
+
+    async def _whoami(self, token: str) -> tuple[int, Any]:
+        assert self.http is not None
+        url = f"{self.config['homeserver.url']}/_matrix/client/v3/account/whoami"
+        async with self.http.get(
+            url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
 
     # ----- life cycle -----
     async def start(self) -> None:
@@ -242,7 +244,7 @@ class Bridge:
                 raise PluginLoadError(
                     f"plugin {name!r} failed to add its web routes: {exc}"
                 ) from exc
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, **server_options())
         await self._runner.setup()
         host, port = self.config["appservice.hostname"], self.config["appservice.port"]
         try:
@@ -303,21 +305,40 @@ class Bridge:
     async def _ping_homeserver(self) -> None:
         """Ask the homeserver to ping us. Besides proving that it reaches the bridge, this
         makes Synapse deliver the transactions it queued while the bridge was down right
-        away, instead of after its retry backoff (up to 8.5 minutes)."""
+        away, instead of after its retry backoff (up to 8.5 minutes).
+
+        Whether the homeserver reached the bridge is told by its ping arriving here (the
+        ping route records the ping's transaction id), not by its answer alone: after an
+        outage Synapse answers 502 "AlreadyCalled" when its ping did reach the bridge but
+        its delivery of queued transactions was already under way (it then tries to
+        cancel the timer that started it)."""
         url = (
             f"{self.config['homeserver.url']}/_matrix/client/v1/appservice/"
             f"{self.config['appservice.id']}/ping"
         )
         headers = {"Authorization": f"Bearer {self.config['appservice.as_token']}"}
+        ping_id = f"anywhere-{secrets.token_hex(8)}"
         try:
             async with self.http.post(
-                url, json={}, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+                url,
+                json={"transaction_id": ping_id},
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=30),
             ) as resp:
                 body = await resp.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             body, resp = {"error": str(exc)}, None
+        if not isinstance(body, dict):
+            body = {"error": repr(body)}
         if resp is not None and resp.status == 200:
             self.log.info("homeserver reaches the bridge", ping_ms=body.get("duration_ms"))
+        elif self.last_ping is not None and self.last_ping[0] == ping_id:
+            self.log.info(
+                "homeserver reaches the bridge (it reported an error of its own after the "
+                "ping arrived)",
+                errcode=body.get("errcode"),
+                error=body.get("error"),
+            )
         else:
             self.log.warning(
                 "the homeserver could not reach the bridge; check appservice.address and "

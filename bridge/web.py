@@ -7,11 +7,16 @@ constant time.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import hashlib
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,6 +31,51 @@ log = structlog.get_logger("anywhere.web")
 BRIDGE_KEY: web.AppKey[Bridge] = web.AppKey("bridge")
 MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
 USER_CACHE_SECONDS = 60.0
+# A token the homeserver refused is refused again without asking for this long, so one
+# client retrying with a bad token does not make a whoami request each time.
+REFUSED_CACHE_SECONDS = 10.0
+TOKEN_CACHE_LIMIT = 10_000  # tokens remembered, each way; the oldest are forgotten first
+WHOAMI_CONCURRENCY = 8  # whoami requests in flight at once; further checks wait
+# Slow or oversized requests (see server_options): a connection is closed when no
+# request's headers have arrived within IDLE_CONNECTION_SECONDS of its opening or of the
+# last answer — longer than Synapse keeps an idle connection to the bridge (2 minutes),
+# so that Synapse, not the bridge, closes those; a homeserver's request body must arrive
+# within BODY_READ_SECONDS; header lines and fields are limited in size and number.
+IDLE_CONNECTION_SECONDS = 150.0
+BODY_READ_SECONDS = 60.0
+MAX_LINE_SIZE = 8190
+MAX_FIELD_SIZE = 8190
+MAX_HEADERS = 100
+
+
+def server_options() -> dict[str, Any]:
+    """aiohttp server settings (``web.AppRunner`` keywords) against slow and oversized
+    requests. aiohttp has no timeout of its own for reading a request's headers: its
+    keep-alive timeout, armed when a connection opens and after each answer, closes a
+    connection still waiting for a request's headers."""
+    return {
+        "keepalive_timeout": IDLE_CONNECTION_SECONDS,
+        "max_line_size": MAX_LINE_SIZE,
+        "max_field_size": MAX_FIELD_SIZE,
+        "max_headers": MAX_HEADERS,
+    }
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, which must arrive within ``BODY_READ_SECONDS`` (else 408)."""
+    try:
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=json.dumps(
+                {
+                    "errcode": "M_UNKNOWN",
+                    "error": f"The request body did not arrive within {BODY_READ_SECONDS:g} s",
+                }
+            ),
+            content_type="application/json",
+        ) from None
 
 
 def matrix_error(status: int, errcode: str, error: str) -> web.Response:
@@ -87,11 +137,96 @@ def require_operator(request: web.Request) -> None:
         )
 
 
+class UnknownToken(Exception):
+    """The homeserver does not know the access token."""
+
+
+class AccessTokens:
+    """Whose Matrix access token a request carries: asked of the homeserver
+    (``whoami(token)`` returns its HTTP status and JSON body) and remembered, an answer
+    for ``USER_CACHE_SECONDS`` (so revoked tokens stop working quickly) and a refusal for
+    ``REFUSED_CACHE_SECONDS``. Each cache holds at most ``TOKEN_CACHE_LIMIT`` tokens (by
+    their SHA-256), the oldest forgotten first; checks of the same token at the same time
+    make one request, and at most ``WHOAMI_CONCURRENCY`` requests are in flight. An
+    answer other than the user or 401/403 (the homeserver down or failing) is not
+    remembered: the person gets a 503 and may try again."""
+
+    def __init__(
+        self,
+        whoami: Callable[[str], Awaitable[tuple[int, Any]]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._whoami = whoami
+        self._clock = clock
+        self._users: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
+        self._refused: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._pending: dict[str, asyncio.Future[str]] = {}
+        self._requests = asyncio.Semaphore(WHOAMI_CONCURRENCY)
+
+    async def user_for(self, token: str) -> str:
+        """The user ID; raises UnknownToken, or HTTPServiceUnavailable when the
+        homeserver could not say."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._clock()
+        known = self._users.get(key)
+        if known is not None and known[1] > now:
+            return known[0]
+        refused_until = self._refused.get(key)
+        if refused_until is not None and refused_until > now:
+            raise UnknownToken
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            user_id = await self._ask(key, token)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no warning when nobody else waited
+            raise
+        finally:
+            del self._pending[key]
+        future.set_result(user_id)
+        return user_id
+
+    async def _ask(self, key: str, token: str) -> str:
+        async with self._requests:
+            try:
+                status, body = await self._whoami(token)
+            except (TimeoutError, OSError, ValueError, aiohttp.ClientError) as exc:
+                log.warning("could not check an access token with the homeserver", error=str(exc))
+                status, body = 0, None
+        if status == 200 and isinstance(body, dict) and isinstance(body.get("user_id"), str):
+            self._remember(self._users, key, (body["user_id"], self._clock() + USER_CACHE_SECONDS))
+            return body["user_id"]
+        if status in (401, 403):
+            self._remember(self._refused, key, self._clock() + REFUSED_CACHE_SECONDS)
+            raise UnknownToken
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps(
+                {
+                    "errcode": "M_UNKNOWN",
+                    "error": "The homeserver could not check your access token just now "
+                    f"(HTTP {status or 'no answer'}); try again in a moment",
+                }
+            ),
+            content_type="application/json",
+        )
+
+    @staticmethod
+    def _remember(cache: collections.OrderedDict, key: str, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > TOKEN_CACHE_LIMIT:
+            cache.popitem(last=False)
+
+
 async def require_matrix_user(request: web.Request) -> str:
     """Authenticate a person by their Matrix access token; returns their user ID.
 
     The token is checked with the homeserver (``/account/whoami``) and the answer cached
-    for a minute, so revoked tokens stop working quickly.
+    (see ``AccessTokens``).
     """
     bridge = request.app[BRIDGE_KEY]
     token = bearer_token(request)
@@ -141,7 +276,7 @@ class AppserviceRoutes:
             if request.content_length and request.content_length > MAX_TRANSACTION_BYTES:
                 return matrix_error(413, "M_TOO_LARGE", "Transaction body too large")
             try:
-                raw_bytes = await request.read()
+                raw_bytes = await read_body(request)
                 body = parse_json(raw_bytes)
                 raw = raw_bytes.decode()
             except (ValueError, UnicodeDecodeError):
@@ -182,7 +317,7 @@ class AppserviceRoutes:
         if denied := check_homeserver_token(request, self.bridge.config["appservice.hs_token"]):
             return denied
         try:
-            body = await request.json()
+            body = parse_json(await read_body(request))
         except ValueError:
             body = {}
         txn = body.get("transaction_id") if isinstance(body, dict) else None
