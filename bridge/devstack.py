@@ -141,29 +141,60 @@ def _load_state(workdir: Path, people: list[str]) -> dict[str, Any]:
     return state
 
 
-def _write_bridge_folder(bridge_dir: Path, synapse_url: str, port: int) -> None:
-    """The bridge's config (the first demo person an admin; the demonstration rules) and
-    registration, and the rules files to edit."""
-    from .testing.stack import write_bridge_files
-
+def _copy_demo_policy_files(bridge_dir: Path) -> None:
     examples = resources.files("policy").joinpath("examples")
-    bridge_dir.mkdir(parents=True, exist_ok=True)
     for name, example in DEMO_POLICY_FILES.items():
         if not (bridge_dir / name).exists():
             with resources.as_file(examples.joinpath(example)) as source:
                 shutil.copyfile(source, bridge_dir / name)
-    admin = f"@{DEMO_PEOPLE[0]}:{SERVER_NAME}"
+
+
+#: What a dev stack's bridge config has besides `anywhere init`'s: the first demo person
+#: is an admin of the bot; the demonstration rules are loaded.
+DEV_ADMIN = f"@{DEMO_PEOPLE[0]}:{SERVER_NAME}"
+DEV_POLICY_SETTINGS = {"rules_file": "policy-rules.yaml", "subscribers_file": "subscribers.yaml"}
+#: Raised when the dev stack's own settings change, so older folders get them once.
+DEV_CONFIG_VERSION = 2
+
+
+def _write_bridge_folder(bridge_dir: Path, synapse_url: str, port: int) -> None:
+    """The bridge's config and registration, and the rules files to edit."""
+    from .testing.stack import write_bridge_files
+
+    bridge_dir.mkdir(parents=True, exist_ok=True)
+    _copy_demo_policy_files(bridge_dir)
     write_bridge_files(
         bridge_dir,
         synapse_url=synapse_url,
         server_name=SERVER_NAME,
         enabled=DEV_PLUGINS,
-        settings={
-            "policy": {"rules_file": "policy-rules.yaml", "subscribers_file": "subscribers.yaml"}
-        },
+        settings={"policy": dict(DEV_POLICY_SETTINGS)},
         port=port,
-        extra={"bridge": {"permissions": {SERVER_NAME: "user", admin: "admin"}}},
+        extra={"bridge": {"permissions": {SERVER_NAME: "user", DEV_ADMIN: "admin"}}},
     )
+
+
+def _update_bridge_folder(bridge_dir: Path) -> None:
+    """Give a folder made by an older ``anywhere dev`` what a new one has, without
+    undoing anything set since: the admin and the demonstration rules, where unset."""
+    config_path = bridge_dir / "config.yaml"
+    data = yaml.safe_load(config_path.read_text("utf-8")) or {}
+    changed = []
+    permissions = data.setdefault("bridge", {}).setdefault("permissions", {})
+    if DEV_ADMIN not in permissions:
+        permissions[DEV_ADMIN] = "admin"
+        changed.append(f"{DEV_ADMIN} is an admin of the bot")
+    plugins = data.setdefault("plugins", {})
+    if "policy" in plugins.get("enabled", []):
+        policy = plugins.setdefault("settings", {}).setdefault("policy", {})
+        if not any(policy.get(key) for key in DEV_POLICY_SETTINGS):
+            _copy_demo_policy_files(bridge_dir)
+            policy.update(DEV_POLICY_SETTINGS)
+            rules = bridge_dir / "policy-rules.yaml"
+            changed.append(f"the demonstration rules in {rules} are loaded")
+    if changed:
+        write_private_file(config_path, yaml.safe_dump(data, sort_keys=False))
+        say(f"Updated {config_path}: " + "; ".join(changed) + ".")
 
 
 async def run_dev(workdir: Path, people: list[str] | None = None) -> int:
@@ -183,6 +214,11 @@ async def run_dev(workdir: Path, people: list[str] | None = None) -> int:
         if not config_path.exists():
             say(f"Creating the dev stack in {workdir} ...")
             _write_bridge_folder(workdir / "bridge", synapse_url, state["bridge_port"])
+        elif state.get("config_version", 1) < DEV_CONFIG_VERSION:
+            _update_bridge_folder(workdir / "bridge")
+        if state.get("config_version") != DEV_CONFIG_VERSION:
+            state["config_version"] = DEV_CONFIG_VERSION
+            write_private_file(workdir / "dev-state.json", json.dumps(state, indent=2))
         config = load_config(config_path)
         setup_logging(config["logging.format"], config["logging.level"])
 

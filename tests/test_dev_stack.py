@@ -4,6 +4,7 @@ second start after a crash resumes; the demo people, the admin and the demo rule
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -313,3 +314,41 @@ def test_dev_sh_installs_only_when_pyproject_changed_and_says_what_it_does(tmp_p
     third = dev_sh()  # the failed install is not taken for a done one
     assert "Installing Anywhere" in third.stdout and "Anywhere is running" in third.stdout
     assert pip_runs() == 5
+
+
+async def test_a_folder_from_an_older_dev_stack_gets_the_admin_and_the_demo_rules(tmp_path):
+    """What `anywhere dev` wrote before the demo people and rules: the state with one
+    password, a config without an admin or rules. The next start keeps the demo login
+    and adds the rest, once."""
+    from bridge.devstack import DEV_PLUGINS
+    from bridge.testing.stack import write_bridge_files
+    from bridge.testing.synapse import free_port
+
+    workdir = tmp_path / "dev"
+    workdir.mkdir()
+    state = {"synapse_port": free_port(), "bridge_port": free_port(), "demo_password": "old-pw"}
+    (workdir / "dev-state.json").write_text(json.dumps(state))
+    write_bridge_files(
+        workdir / "bridge",
+        synapse_url=f"http://127.0.0.1:{state['synapse_port']}",
+        server_name="localhost",
+        enabled=DEV_PLUGINS,
+        port=state["bridge_port"],
+    )
+    dev = Dev(workdir)
+    try:
+        shown = dev.running()
+        assert shown["@demo:localhost"] == "old-pw"
+        assert "@demo2:localhost" in shown
+        assert "is an admin of the bot; the demonstration rules in" in dev.output
+        demo = await log_in(shown["homeserver"], "@demo:localhost", "old-pw")
+        try:
+            room = await demo.dm(shown["bot"])
+            assert "Background jobs:" in await ask(demo, room, shown["bot"], "!jobs")
+            answer = await ask(demo, room, shown["bot"], "!policy explain call.place")
+            assert "demo-verify-before-calling" in answer
+        finally:
+            await demo.close()
+    finally:
+        assert dev.interrupt() == 0, dev.output
+    assert json.loads((workdir / "dev-state.json").read_text())["config_version"] == 2
