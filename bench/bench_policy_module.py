@@ -377,8 +377,8 @@ def main() -> int:
     )
     print(
         f"Hung bridge: {hung_bridge.requests} exchanges tried in {hung_seconds:.0f} s "
-        f"({periods:.1f} breaker periods of {breaker:g} s; the first tries, before any "
-        "facts, are facts_refresh_seconds apart) — none on an event's path"
+        f"({periods:.1f} breaker periods of {breaker:g} s: one timeout per period) — none "
+        "on an event's path"
     )
     return 0
 

@@ -283,6 +283,7 @@ class PolicyGate:
             if config.ignore_users
             else None
         )
+        self._warn_if_empty()
         if config.facts_cache_seconds is not None:
             logger.warning(
                 "Anywhere policy: facts_cache_seconds is obsolete and ignored: facts are kept "
@@ -408,7 +409,16 @@ class PolicyGate:
             len(self.engine.ruleset),
             path,
         )
+        self._warn_if_empty()
         return True
+
+    def _warn_if_empty(self) -> None:
+        if self.has_rules and not len(self.engine.ruleset):
+            logger.warning(
+                "Anywhere policy: %s holds no rules: the module restricts nothing, every "
+                "action is allowed",
+                self.config.rules_file,
+            )
 
     def covers(self, action: str) -> bool:
         return action in self._covered

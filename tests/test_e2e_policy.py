@@ -172,6 +172,9 @@ async def test_invalid_new_rules_keep_the_old_ones_by_command_and_by_sighup(poli
     await log_lines(policy_stack, LOADED_LOG, loaded)
     body = await ask(boss, room, bot, "!policy explain call.place @caller:localhost", "Decision:")
     assert "wifi-only-now" in body and "kr-plan" not in body
+    rules.write_text("# nothing yet\n")
+    body = await ask(boss, room, bot, "!policy reload", "reloaded")
+    assert "0 rules" in body and "nothing is restricted, every action is allowed" in body
     rules.write_text(RULES)
     await ask(boss, room, bot, "!policy reload", "reloaded")
 
@@ -189,6 +192,22 @@ async def test_facts_for_the_synapse_module_need_the_operator_token(policy_stack
         async with http.get(url, params={"user": "nonsense"}, headers=headers) as resp:
             assert resp.status == 400
     assert facts["carrier"] == "SKT" and facts["plan_price"] == 45000
+
+
+async def test_a_subscriber_file_with_bad_facts_is_refused_with_the_line(policy_stack, person):
+    boss, room = await person("boss")
+    subscribers = policy_stack.workdir / "subscribers.yaml"
+    subscribers.write_text(
+        SUBSCRIBERS + '"@cheap:localhost": {carrier: skt, plan_price: "45,000"}\n'
+    )
+    try:
+        body = await ask(boss, room, policy_stack.bot_id, "!policy reload", "invalid")
+        assert "the old ones stay in force" in body
+        assert "subscribers.yaml:3: @cheap:localhost.carrier" in body and "'SKT'" in body
+        assert "plan_price: expected a positive number, found '45,000'" in body
+    finally:
+        subscribers.write_text(SUBSCRIBERS)
+    await ask(boss, room, policy_stack.bot_id, "!policy reload", "reloaded")
 
 
 async def test_the_module_exchange_sends_changes_since_its_cursor(policy_stack, person):

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bridge import hookimpl
 from bridge.web import require_operator
-from policy import Engine, Request
+from policy import Engine, Request, load_ruleset
 from policy.audit import AuditLog
 from policy.errors import PolicyConfigError
 from policy.rulesfile import read_rules_file
@@ -105,13 +105,21 @@ class PolicyPlugin:
         keeps the rules in force when the new ones are invalid. Returns the version."""
         rules_path = self._path("rules_file")
         rules, version = read_rules_file(rules_path) if rules_path else ([], "none")
-        subscribers = read_subscribers(self._path("subscribers_file"))
         key = f"{rules_path}" if rules_path else "plugins.settings.policy.rules_file"
+        # Everything is checked before anything is put in force.
+        ruleset = load_ruleset(rules, extra_types=self.extra_types, key=key, version=version)
+        carriers = {c for r in ruleset for c in getattr(r, "carriers", None) or ()}
+        subscribers = read_subscribers(self._path("subscribers_file"), carriers)
         self.engine.reload(rules, extra_types=self.extra_types, key=key, version=version)
         self.facts.subscribers = subscribers
         log.info(
             "policy rules in force", version=version, rules=len(rules), subscribers=len(subscribers)
         )
+        if not rules:
+            log.warning(
+                "no policy rules: nothing is restricted, every action is allowed",
+                rules_file=str(rules_path) if rules_path else None,
+            )
         return version
 
     def _on_sighup(self) -> None:

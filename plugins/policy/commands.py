@@ -54,9 +54,11 @@ def build(plugin: PolicyPlugin) -> list[Command]:
             except PolicyConfigError as exc:
                 await ctx.reply(f"The new rules are invalid; the old ones stay in force:\n{exc}")
                 return
+            count = len(plugin.engine.ruleset.rules)
+            empty = " There are no rules: nothing is restricted, every action is allowed."
             await ctx.reply(
-                f"Policy rules reloaded (version {version}, "
-                f"{len(plugin.engine.ruleset.rules)} rules)."
+                f"Policy rules reloaded (version {version}, {count} rules)."
+                + (empty if not count else "")
             )
             return
         if not args.action:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,13 +13,13 @@ import yaml
 
 from policy import facts as F
 from policy.errors import PolicyConfigError, Problem
+from policy.rules.params import Invalid, positive_number, upper_code
+from policy.rules.params import text as text_param
 
 from .module_link import FactsFeed
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
-
-SUBSCRIBER_KEYS = {F.CARRIER, F.CARRIER_COUNTRY, F.PLAN_PRICE, F.PLAN_CURRENCY}
 
 
 def today() -> str:
@@ -28,12 +30,17 @@ def this_month() -> str:
     return datetime.now(UTC).strftime("%Y-%m")
 
 
-def read_subscribers(path: Path | None) -> dict[str, dict[str, Any]]:
-    """The subscriber directory: ``{user_id: {carrier, carrier_country, plan_price, ...}}``."""
+def read_subscribers(path: Path | None, carriers: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """The subscriber directory: ``{user_id: {carrier, carrier_country, plan_price,
+    plan_currency}}``, checked like rules: every problem at once, each with its line and
+    what was expected. ``carriers``: the carrier names the rules use — a name that matches
+    one only when upper/lower case is ignored (``skt``) is a mistake."""
     if path is None:
         return {}
     try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
+        text = path.read_text("utf-8")
+        data = yaml.safe_load(text) or {}
+        lines = _key_lines(text)
     except OSError as exc:
         raise PolicyConfigError(
             [Problem(str(path), "a readable subscribers file", exc.strerror or str(exc))]
@@ -42,23 +49,71 @@ def read_subscribers(path: Path | None) -> dict[str, dict[str, Any]]:
         raise PolicyConfigError([Problem(str(path), "valid YAML", str(exc))]) from exc
     if not isinstance(data, dict):
         raise PolicyConfigError([Problem(str(path), "a mapping of user IDs", type(data).__name__)])
+    by_folded = {c.casefold(): c for c in carriers}
+    problems: list[Problem] = []
     directory = {}
     for user_id, entry in data.items():
+        where = f"{path}:{lines.get(str(user_id), '?')}: {user_id}"
+        if not isinstance(user_id, str) or not user_id.startswith("@") or ":" not in user_id:
+            problems.append(Problem(where, "a Matrix user ID (@name:server)", user_id))
+            continue
         if not isinstance(entry, dict):
-            raise PolicyConfigError([Problem(f"{path}: {user_id}", "a mapping", entry)])
-        unknown = set(entry) - SUBSCRIBER_KEYS
-        if unknown:
-            raise PolicyConfigError(
-                [
+            problems.append(Problem(where, f"a mapping with keys among {_KEYS}", entry))
+            continue
+        clean: dict[str, Any] = {}
+        for key, value in entry.items():
+            check = _SUBSCRIBER_CHECKS.get(key)
+            if check is None:
+                hint = difflib.get_close_matches(str(key), SUBSCRIBER_KEYS, n=1, cutoff=0.5)
+                problems.append(
                     Problem(
-                        f"{path}: {user_id}.{sorted(unknown)[0]}",
-                        f"one of {', '.join(sorted(SUBSCRIBER_KEYS))}",
-                        sorted(unknown)[0],
+                        f"{where}.{key}",
+                        f"one of {_KEYS}",
+                        hint=f"did you mean {hint[0]!r}?" if hint else "",
                     )
-                ]
-            )
-        directory[str(user_id)] = dict(entry)
+                )
+                continue
+            try:
+                clean[key] = check(value)
+            except Invalid as exc:
+                problems.append(Problem(f"{where}.{key}", exc.expected, exc.found, exc.hint))
+                continue
+            if key == F.CARRIER and value not in by_folded.values():
+                same = by_folded.get(str(value).casefold())
+                if same is not None:
+                    problems.append(
+                        Problem(
+                            f"{where}.{key}",
+                            "a carrier name as the rules write it",
+                            value,
+                            f"did you mean {same!r}?",
+                        )
+                    )
+        directory[user_id] = clean
+    if problems:
+        raise PolicyConfigError(problems)
     return directory
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line (1-based) of each top-level key of a YAML mapping."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+
+
+_SUBSCRIBER_CHECKS = {
+    F.CARRIER: text_param,
+    F.CARRIER_COUNTRY: upper_code(2, "ISO 3166-1 country"),
+    F.PLAN_PRICE: positive_number,
+    F.PLAN_CURRENCY: upper_code(3, "ISO 4217 currency"),
+}
+SUBSCRIBER_KEYS = tuple(_SUBSCRIBER_CHECKS)
+_KEYS = ", ".join(SUBSCRIBER_KEYS)
 
 
 class FactGatherer:

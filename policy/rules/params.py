@@ -44,7 +44,7 @@ class Param:
 
 def _number_hint(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN and infinity are not thresholds; write the number itself"
+        return "NaN and infinity are not allowed; write the number itself"
     if isinstance(value, str):
         return "write numbers without thousands separators"
     return ""

@@ -23,12 +23,12 @@ from policy.rules import PlanThreshold
         (
             [{"type": "plan_threshold", "thresholds": {"3g": float("nan")}}],
             "policy.rules[0].thresholds.3g: expected a positive number, found nan"
-            " — NaN and infinity are not thresholds; write the number itself",
+            " — NaN and infinity are not allowed; write the number itself",
         ),
         (
             [{"type": "mvoip_quota", "monthly_mb": float("inf")}],
             "policy.rules[0].monthly_mb: expected a positive number, found inf"
-            " — NaN and infinity are not thresholds; write the number itself",
+            " — NaN and infinity are not allowed; write the number itself",
         ),
         (
             [{"type": "plan_threshold", "actions": ["call.answer", "call.plase"]}],

@@ -152,6 +152,12 @@ def test_the_obsolete_cache_option_is_accepted_and_warned_about(tmp_path: Path, 
     assert "facts_cache_seconds is obsolete" in caplog.text
 
 
+def test_an_empty_rules_file_is_said_loudly(tmp_path: Path, caplog) -> None:
+    with caplog.at_level("WARNING", logger="policy.synapse_module"):
+        gate = make_gate(tmp_path, [])
+    assert gate.has_rules and "holds no rules: the module restricts nothing" in caplog.text
+
+
 def test_sync_answer_parsing() -> None:
     assert parse_sync_answer(200, b'{"cursor": "a:1", "users": {}}') == {
         "cursor": "a:1",
