@@ -314,7 +314,7 @@ async def restore(request: web.Request, user: str) -> web.Response:
     node = await drive.tree.node(required(body, "node_id"))
     if node.folder_id != folder.id:
         raise NotFound("that item is not in this folder's trash")
-    restored = await drive.tree.restore(folder, node, user)
+    restored = await drive.restore(user, folder, node)  # the copyright rule applies
     return node_response(restored, await drive.tree.path_of(restored))
 
 

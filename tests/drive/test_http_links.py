@@ -1,14 +1,18 @@
 """Links to files shared into a room (files too large for the homeserver) follow the
-file's and the share's current state: trashed, restored, the sharer's access revoked."""
+file's and the share's current state: trashed, restored, the sharer's access revoked;
+and restoring over HTTP shares no more than !drive restore does."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from urllib.parse import quote
 
 import aiohttp
 import pytest
 
+from .media import mp3
 from .people import Api, sha
 
 pytestmark = pytest.mark.e2e
@@ -112,3 +116,29 @@ async def test_a_link_of_the_old_form_is_refused_with_what_to_do(person, drive_s
     url = f"{drive_stack.bridge.url}/_anywhere/drive/v1/shared/%21room%3Alocalhost/n/1/abcdef"
     status, body = await fetch(url, alice)
     assert status == 410 and "shared again" in body["error"]
+
+
+async def test_restoring_audio_over_http_into_a_shared_folder_is_refused(person, api, drive_stack):
+    """The HTTP restore applies the copyright rule as !drive restore does. The folder is
+    shared the way shares made before the folder check were: a member row written
+    straight into the bridge's database."""
+    alice, bob = await person(), await person()
+    a = api(alice)
+    fid = await a.folder("Music")
+    await a.json("POST", f"/folders/{fid}/mkdir", json={"path": "old"})
+    status, _, _ = await a.call("PUT", f"/folders/{fid}/files/old/song.bin", data=mp3())
+    assert status == 201  # not shared yet: allowed
+    _, _, trashed = await a.json("DELETE", f"/folders/{fid}/files/old")
+    database = drive_stack.workdir / "bridge" / "data" / "anywhere.db"
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+        db.execute(
+            "INSERT INTO drive_member (folder_id, user_id, role, state, invited_by, updated_at) "
+            "VALUES (?, ?, 'viewer', 'joined', ?, 0)",
+            (fid, bob.id, alice.id),
+        )
+    restore = {"node_id": trashed["id"]}
+    status, _, body = await a.json("POST", f"/folders/{fid}/restore", json=restore)
+    assert status == 403 and body["errcode"] == "DRIVE_CONTENT_REFUSED", body
+    assert "old/song.bin (in the trash) is refused" in body["error"]
+    _, _, trash = await a.json("GET", f"/folders/{fid}/trash")
+    assert [t["path"] for t in trash["trash"]] == ["old"]
