@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from importlib import resources
@@ -94,6 +95,21 @@ def _process_state(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
+def _command_line(pid: int) -> list[str]:
+    """The arguments ``pid`` was started with (Linux: /proc; elsewhere: ps)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        pass
+    try:
+        ps = subprocess.run(
+            ["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return ps.stdout.split()
+
+
 def stop_leftover_synapse(synapse_dir: Path, timeout: float = 30.0) -> int | None:
     """Stop a Synapse that a killed ``anywhere dev`` left running on this folder's
     database (its pid file says which, its command line must name this folder's
@@ -103,13 +119,8 @@ def stop_leftover_synapse(synapse_dir: Path, timeout: float = 30.0) -> int | Non
         pid = int(pid_path.read_text("ascii").strip())
     except (OSError, ValueError):
         return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        cmdline = []
-    if _process_state(pid) in (None, "Z") or str(synapse_dir / "homeserver.yaml").encode() not in (
-        cmdline
-    ):
+    config = str(synapse_dir / "homeserver.yaml")
+    if _process_state(pid) in (None, "Z") or config not in _command_line(pid):
         return None  # gone, or the pid now belongs to something else: leave it alone
     say(f"A Synapse left running by the previous run (pid {pid}): restarting it ...")
     sig = signal.SIGTERM
