@@ -4,7 +4,9 @@ A drive path is relative to a shared folder (``reports/2024/q1.pdf``). Paths nev
 a real filesystem (content is stored by hash), but they are refused here anyway when
 they could not be held by the people's own computers, so that sync never meets a name
 it cannot write: Windows' reserved names and characters, trailing dots and spaces,
-control characters, and names longer than 255 bytes. Two names in one folder that
+control characters, and names longer than 255 bytes. The sync client's state folder
+name (``.anywhere-sync``, in any case) is reserved too: a drive item of that name would
+land in every member's sync state. Two names in one folder that
 differ only by case or by Unicode normalisation (``Café`` in NFC and NFD) collide on
 macOS and Windows, so they collide here too (see :func:`name_key`).
 """
@@ -25,6 +27,7 @@ WINDOWS_RESERVED = {
 FORBIDDEN_CHARS = set('<>:"|?*\\')
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 64
+SYNC_STATE_DIR = ".anywhere-sync"  # the PC sync client's own folder in each synced folder
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 
 
@@ -57,6 +60,11 @@ def check_name(name: str) -> str:
         raise InvalidName(f"{name!r} is a reserved device name on Windows; rename it")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise InvalidName(f"{name[:40]!r}... is longer than {MAX_NAME_BYTES} bytes; shorten it")
+    if name_key(name) == SYNC_STATE_DIR:
+        raise InvalidName(
+            f"{name!r} is reserved: the PC sync client keeps its own state in a folder of "
+            "that name; choose another name"
+        )
     return name
 
 

@@ -382,3 +382,81 @@ async def test_a_folder_renamed_locally_is_moved_on_the_server(pc):
     assert box.files() == {"archive/a.txt", "archive/b.txt", "keep.txt", "also.txt", "more.txt"}
     assert not (box.root / "papers").exists()
     assert (await box.sync()).summary() == "Everything is in sync."
+
+
+async def test_a_linked_folder_is_never_written_through_and_its_files_stay_on_the_server(
+    pc, tmp_path
+):
+    """``Team/docs -> ~/.ssh``: an editor's docs/authorized_keys must not land in ~/.ssh,
+    and must not be deleted on the server by the next sync either."""
+    box = await pc()
+    outside = tmp_path / "dot-ssh"
+    outside.mkdir()
+    (outside / "authorized_keys").write_bytes(b"the person's own key")
+    box.write("a.txt", b"a")
+    box.write("kept/old.txt", b"synced while kept was a real folder")
+    await box.sync()
+    (box.root / "docs").symlink_to(outside, target_is_directory=True)
+    await box.api.json("POST", f"/folders/{box.folder}/mkdir", json={"path": "docs"})
+    await box.server_put("docs/authorized_keys", b"ssh-ed25519 AAAA mallory")
+    (box.root / "kept" / "old.txt").unlink()
+    (box.root / "kept").rmdir()
+    (box.root / "kept").symlink_to(outside, target_is_directory=True)
+
+    report = await box.sync()
+    assert sorted(os.listdir(outside)) == ["authorized_keys"]
+    assert (outside / "authorized_keys").read_bytes() == b"the person's own key"
+    assert any(
+        s.startswith("docs/authorized_keys: docs is a symbolic link here") for s in report.skipped
+    ), report
+    assert any(s.startswith("kept/old.txt: kept is a symbolic link here") for s in report.skipped)
+
+    report = await box.sync()  # the next sync deletes nothing on the server
+    assert not {"delete_remote", "delete_remote_dir"} & set(report.done), report
+    assert await box.server_get("docs/authorized_keys") == b"ssh-ed25519 AAAA mallory"
+    assert await box.server_get("kept/old.txt") == b"synced while kept was a real folder"
+    assert (outside / "authorized_keys").read_bytes() == b"the person's own key"
+
+    (box.root / "docs").unlink()  # the link replaced by a real folder: it syncs again
+    report = await box.sync()
+    assert box.read("docs/authorized_keys") == b"ssh-ed25519 AAAA mallory"
+    assert not any(s.startswith("docs/") for s in report.skipped)
+
+
+async def test_the_sync_state_folder_name_is_refused_over_http_and_from_chat(person, drive_stack):
+    alice = await person()
+    api = Api(drive_stack, alice)
+    room = await alice.new_folder("Reserved")
+    _, _, folders = await api.json("GET", "/folders")
+    folder = next(f["id"] for f in folders["folders"] if f["name"] == "Reserved")
+    for method, path, kwargs in [
+        ("PUT", f"/folders/{folder}/files/.anywhere-sync/manifest.db", {"data": b"x"}),
+        ("PUT", f"/folders/{folder}/files/sub/.Anywhere-Sync", {"data": b"x"}),
+        ("POST", f"/folders/{folder}/mkdir", {"json": {"path": ".anywhere-sync"}}),
+    ]:
+        status, _, body = await api.json(method, path, **kwargs)
+        assert status == 400, (path, body)
+        assert "is reserved: the PC sync client keeps its own state" in body["error"], body
+    _, _, tree = await api.json("GET", f"/folders/{folder}/tree")
+    assert tree["nodes"] == []  # nothing was made, not even "sub"
+    await alice.ask(room, "!drive mkdir Reserved/.anywhere-sync", "is reserved")
+    answer = await alice.saved(room, await alice.send_file(room, ".anywhere-sync", b"lock"))
+    assert answer.startswith("Not saved:") and "is reserved" in answer
+
+
+async def test_on_a_disk_that_folds_case_a_new_local_file_is_kept_as_a_conflicted_copy(pc):
+    """A new remote Report.txt and a new local report.txt are one file on macOS and
+    Windows: the local one becomes a conflicted copy instead of being overwritten. (Linux
+    disks tell them apart, so the test tells the sync the disk folds case.)"""
+    box = await pc()
+    await box.server_put("Report.txt", b"the team's report")
+    box.write("report.txt", b"my own notes")
+    report = await box.sync(case_insensitive=True)
+    assert report.done == {"conflict": 1}, report
+    copies = [f for f in box.files() if f.startswith("report (conflicted copy laptop ")]
+    assert len(copies) == 1, box.files()
+    assert box.read(copies[0]) == b"my own notes"
+    assert await box.server_get(copies[0]) == b"my own notes"
+    assert box.read("Report.txt") == b"the team's report"
+    assert box.files() == {"Report.txt", copies[0]}
+    assert (await box.sync(case_insensitive=True)).summary() == "Everything is in sync."

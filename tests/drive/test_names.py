@@ -64,3 +64,12 @@ def test_names_differing_only_by_case_or_normalisation_share_a_key():
     assert name_key(nfc) == name_key(nfd)
     assert name_key("Straße") == name_key("STRASSE")
     assert name_key("report") != name_key("report2")
+
+
+@pytest.mark.parametrize(
+    "path", [".anywhere-sync", ".anywhere-sync/manifest.db", "a/.Anywhere-Sync", ".ANYWHERE-SYNC"]
+)
+def test_the_sync_clients_state_folder_name_is_reserved_at_any_depth(path):
+    with pytest.raises(InvalidName, match="is reserved: the PC sync client keeps its own state"):
+        split_path(path)
+    assert split_path("a/anywhere-sync") == ["a", "anywhere-sync"]  # only that exact name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from plugins.drive.names import name_key
 from plugins.drive.sync.engine import conflict_name
 from plugins.drive.sync.local import LocalItem
 from plugins.drive.sync.manifest import Entry
@@ -77,3 +78,24 @@ def test_conflicted_copies_keep_the_extension_and_name_the_device():
     )
     assert conflict_name("docs/report.final.pdf", "laptop", 0).endswith(").pdf")
     assert conflict_name("Makefile", "pc", 0).startswith("Makefile (conflicted copy pc ")
+
+
+def test_on_a_disk_that_folds_case_a_server_file_does_not_overwrite_a_local_one():
+    local = {"report.txt": here("report.txt", "mine")}
+    remote = {"Report.txt": there("theirs")}
+    plan = make_plan({}, local, remote, lambda item: item.sha256, fold=name_key)
+    assert [(a.kind, a.path, a.local.path) for a in plan.actions] == [
+        ("conflict", "Report.txt", "report.txt")
+    ]
+    # where the disk tells them apart, they are two files
+    assert plan_for({}, local, remote) == [("download", "Report.txt"), ("upload", "report.txt")]
+
+
+def test_on_a_disk_that_folds_case_a_case_only_rename_is_still_a_rename():
+    manifest = {"report.txt": entry("report.txt", "x")}
+    local = {"report.txt": here("report.txt", "x")}
+    remote = {"Report.txt": there("x")}
+    plan = make_plan(manifest, local, remote, lambda item: item.sha256, fold=name_key)
+    assert [(a.kind, a.path, a.dest) for a in plan.actions] == [
+        ("rename_local", "report.txt", "Report.txt")
+    ]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import os
 import signal
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .credentials import LoginError, load, login, save
 from .engine import NeedsForce, Sync
@@ -59,11 +61,69 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_sync)
 
 
-def cmd_login(args: argparse.Namespace) -> int:
+def plain_http_warning(url: str, what: str) -> str | None:
+    """A warning when ``url`` is plain http:// to a host other than this computer: the
+    password or token would cross the network readable, and anyone in the middle could
+    answer in the server's place."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return None
+    host = parts.hostname or ""
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost" or host.endswith(".localhost")
+    if local:
+        return None
+    return (
+        f"warning: {what} {url} is plain http:// to another computer: your "
+        f"{'password' if what == '--homeserver' else 'token and files'} would cross the "
+        "network unencrypted, and anyone in the middle could answer in its place; use "
+        "https:// (ask your operator)"
+    )
+
+
+def _password(args: argparse.Namespace) -> str | None:
     if args.password_file:
-        password = Path(args.password_file).read_text("utf-8").strip()
-    else:
-        password = os.environ.get("ANYWHERE_DRIVE_PASSWORD") or getpass.getpass("Password: ")
+        return Path(args.password_file).read_text("utf-8").strip()
+    if os.environ.get("ANYWHERE_DRIVE_PASSWORD"):
+        return os.environ["ANYWHERE_DRIVE_PASSWORD"]
+    if os.name != "posix" or _has_terminal():
+        try:
+            return getpass.getpass("Password: ")
+        except EOFError:
+            return None
+    # No terminal (a scheduler, a container): a password piped in on stdin, if any.
+    if sys.stdin is None or sys.stdin.closed:
+        return None
+    return sys.stdin.readline().rstrip("\r\n") or None
+
+
+def _has_terminal() -> bool:
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    for url, what in ((args.homeserver, "--homeserver"), (args.bridge, "--bridge")):
+        if warning := plain_http_warning(url, what):
+            print(warning, file=sys.stderr)
+    try:
+        password = _password(args)
+    except OSError as exc:
+        print(f"anywhere drive login: cannot read --password-file: {exc}", file=sys.stderr)
+        return 1
+    if password is None:
+        print(
+            "anywhere drive login: no password: there is no terminal to ask for it on, and "
+            "none was piped in. Pass --password-file FILE (a file holding only the "
+            "password), set ANYWHERE_DRIVE_PASSWORD, or pipe it on stdin",
+            file=sys.stderr,
+        )
+        return 1
     try:
         credentials = asyncio.run(
             login(args.homeserver, args.user, password, args.bridge, args.device_name)
@@ -101,10 +161,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
             await remote.close()
         for line in report.notes:
             print(f"note: {line}")
+        for line in report.skipped:
+            print(f"skipped: {line}", file=sys.stderr)
         for line in report.errors:
             print(f"error: {line}", file=sys.stderr)
         print(report.summary())
-        return 1 if report.errors else 0
+        return 1 if report.errors or report.skipped else 0
 
     async def main() -> int:
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,13 +29,19 @@ def config_path() -> Path:
 
 
 def save(credentials: Credentials, path: Path | None = None) -> Path:
+    """Write the login readable by the user only, from the moment the file exists: a new
+    file made 0600 (``mkstemp``: never one left over, whatever its mode), then renamed
+    over the old one."""
     path = path or config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(asdict(credentials), handle, indent=2)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(asdict(credentials), handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -54,11 +61,19 @@ def load(path: Path | None = None) -> Credentials:
 async def login(
     homeserver: str, user: str, password: str, bridge_url: str, device_name: str
 ) -> Credentials:
-    from nio import AsyncClient, LoginResponse  # only for logging in: slow to import
+    import aiohttp  # only for logging in: slow to import
+    from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
-    client = AsyncClient(homeserver.rstrip("/"), user)
+    # A few tries, not nio's default of retrying an unreachable homeserver forever.
+    config = AsyncClientConfig(max_timeouts=3, max_timeout_retry_wait_time=2, request_timeout=30)
+    client = AsyncClient(homeserver.rstrip("/"), user, config=config)
     try:
         response = await client.login(password, device_name=device_name)
+    except (aiohttp.ClientError, OSError) as exc:
+        raise LoginError(
+            f"cannot reach the homeserver at {homeserver} ({exc or type(exc).__name__}); "
+            "check --homeserver"
+        ) from exc
     finally:
         await client.close()
     if not isinstance(response, LoginResponse):

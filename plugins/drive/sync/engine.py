@@ -1,22 +1,28 @@
 """Running a sync: lock, scan, compare, apply item by item (the manifest advancing after
-each), and stop before a run that looks like a mistake (a mass delete, an empty side)."""
+each), and stop before a run that looks like a mistake (a mass delete, an empty side).
+
+Nothing from the server is trusted to name a local path: the tree's paths are checked
+(:class:`~.remote.Tree`), paths at or under a symbolic link in the local folder are set
+aside (neither written nor deleted on either side), and every local write goes through
+:class:`~.disk.LocalFolder`, which never follows a link. What is set aside or refused is
+reported as skipped."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .local import STATE_DIR, LocalItem, ensure_hash, scan
+from ..names import InvalidName, name_key, split_path
+from .disk import LocalFolder, Unsafe
+from .local import STATE_DIR, LocalItem, ensure_hash, folds_case, scan
 from .lock import SyncLock
 from .manifest import Entry, Manifest
 from .plan import Action, Plan, make_plan
-from .remote import Progress, Remote, RemoteError
+from .remote import Progress, Remote, RemoteError, Tree
 
 ProgressFactory = Callable[[str, int], Progress | None]
 
@@ -30,14 +36,17 @@ class Report:
     done: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # server items not synced, and why
 
     def count(self, kind: str) -> None:
         self.done[kind] = self.done.get(kind, 0) + 1
 
     def summary(self) -> str:
-        if not self.done and not self.errors:
+        if not self.done and not self.errors and not self.skipped:
             return "Everything is in sync."
         parts = [f"{kind.replace('_', ' ')}: {n}" for kind, n in sorted(self.done.items())]
+        if self.skipped:
+            parts.append(f"skipped: {len(self.skipped)}")
         if self.errors:
             parts.append(f"errors: {len(self.errors)}")
         return "; ".join(parts)
@@ -64,10 +73,14 @@ class Sync:
         device: str = "pc",
         force: bool = False,
         progress: ProgressFactory | None = None,
+        case_insensitive: bool | None = None,
     ) -> None:
+        """``case_insensitive``: whether the local disk folds case (None: ask the disk)."""
         self.remote = remote
         self.folder = folder_id
         self.root = root
+        self.disk = LocalFolder(root)
+        self.case_insensitive = case_insensitive
         self.device = device
         self.force = force
         self.progress = progress or (lambda name, size: None)
@@ -98,19 +111,25 @@ class Sync:
                 "use an empty local folder for this one"
             )
         manifest.set_meta("folder", self.folder)
-        entries = manifest.entries()
+        entries = self._checked_entries(manifest)
         remote, cursor = await self._remote_state(manifest, entries)
-        local, warnings = scan(self.root, entries)
-        self.report.notes.extend(warnings)
+        found = scan(self.root, entries)
+        self.report.notes.extend(found.warnings)
+        local = found.items
+        self._set_aside_links(found.links, entries, remote)
         self._remote_dirs |= {p for p, n in remote.items() if n["kind"] == "dir"}
-        plan = make_plan(entries, local, remote, lambda item: ensure_hash(self.root, item))
+        plan = make_plan(
+            entries, local, remote, lambda item: ensure_hash(self.root, item),
+            fold=name_key if self._folds_case() else None,
+        )  # fmt: skip
         self.report.notes.extend(plan.clashes)
         self._check_safety(plan, entries, local, remote)
-        (self.state / "tmp").mkdir(parents=True, exist_ok=True)
         files_first = sorted(plan.actions, key=_order)
         for action in files_first:
             try:
                 await self._apply(action, manifest)
+            except Unsafe as exc:
+                self.report.skipped.append(f"{action.dest or action.path}: {exc}")
             except RemoteError as exc:
                 if exc.status == 412:
                     self.report.notes.append(
@@ -118,14 +137,28 @@ class Sync:
                     )
                 else:
                     self.report.errors.append(f"{action.path}: {exc}")
-        if not self.report.errors:
+        # What was skipped is not in the manifest: the next run lists the tree again.
+        if not self.report.errors and not self.report.skipped:
             manifest.set_meta("cursor", str(cursor))
+
+    def _checked_entries(self, manifest: Manifest) -> dict[str, Entry]:
+        """The manifest's entries; one whose path could leave the folder (written by a
+        client without these checks, from a hostile server's answer) is forgotten."""
+        entries = manifest.entries()
+        for path in list(entries):
+            try:
+                split_path(path)
+            except InvalidName as exc:
+                del entries[path]
+                manifest.forget(path)
+                self.report.notes.append(f"forgot {path!r} from an earlier sync: {exc}")
+        return entries
 
     async def _remote_state(
         self, manifest: Manifest, entries: dict[str, Entry]
     ) -> tuple[dict[str, dict[str, Any]], int]:
-        """The server's tree; when nothing changed since the last complete run, the
-        manifest already is that tree and the listing is skipped."""
+        """The server's tree, checked; when nothing changed since the last complete run,
+        the manifest already is that tree and the listing is skipped."""
         stored = manifest.get_meta("cursor")
         if stored is not None:
             feed = await self.remote.changes(self.folder, int(stored))
@@ -136,8 +169,40 @@ class Sync:
                     for p, e in entries.items()
                 }  # fmt: skip
                 return tree, int(stored)
-        listing = await self.remote.tree(self.folder)
-        return {n["path"]: n for n in listing["nodes"]}, int(listing["cursor"])
+        listing: Tree = await self.remote.tree(self.folder)
+        self.report.skipped.extend(listing.refused)
+        return listing.nodes, listing.cursor
+
+    def _set_aside_links(
+        self, links: set[str], entries: dict[str, Entry], remote: dict[str, dict[str, Any]]
+    ) -> None:
+        """Paths at or under a symbolic link here are neither written (the link is not
+        followed) nor deleted on the server (they are not gone, only not reachable)."""
+        if not links:
+            return
+
+        def link_above(path: str) -> str | None:
+            parts = path.split("/")
+            return next(
+                (p for i in range(1, len(parts) + 1) if (p := "/".join(parts[:i])) in links),
+                None,
+            )
+
+        for path in sorted(set(entries) | set(remote)):
+            link = link_above(path)
+            if link is None:
+                continue
+            entries.pop(path, None)
+            if remote.pop(path, None) is not None:
+                self.report.skipped.append(
+                    f"{path}: {link} is a symbolic link here, and the sync never writes "
+                    "through one; replace the link with a real folder to sync this path"
+                )
+
+    def _folds_case(self) -> bool:
+        if self.case_insensitive is None:
+            self.case_insensitive = folds_case(self.state)
+        return self.case_insensitive
 
     def _check_safety(
         self,
@@ -178,7 +243,7 @@ class Sync:
     async def _upload(
         self, local_path: str, remote_path: str, manifest: Manifest, node: dict | None
     ) -> None:
-        source = self.root / local_path
+        source = self.root / local_path  # a path the scan found: no link on the way
         before = source.stat()
         await self._remote_parent(remote_path)
         size = before.st_size
@@ -203,21 +268,21 @@ class Sync:
 
     async def _do_download(self, action: Action, manifest: Manifest) -> None:
         node = action.remote
-        target = self.root / _disk(action)
-        if action.local is not None and _changed_since_scan(target, action.local):
+        target = _disk(action)
+        if action.local is not None and self._changed_since_scan(target, action.local):
             self.report.notes.append(f"{action.path} changed during the sync; next run")
             return
-        tmp = self.state / "tmp" / secrets.token_hex(8)
+        tmp = f"{STATE_DIR}/tmp/{secrets.token_hex(8)}"
         try:
-            await self.remote.download(
-                self.folder, action.path, tmp, node["sha256"],
-                self.progress(action.path, node.get("size", 0)),
-            )  # fmt: skip
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            with self.disk.create(tmp) as handle:
+                await self.remote.download(
+                    self.folder, action.path, handle, node["sha256"],
+                    self.progress(action.path, node.get("size", 0)),
+                )  # fmt: skip
+            self.disk.move(tmp, target)
         finally:
-            tmp.unlink(missing_ok=True)
-        info = target.stat()
+            self.disk.unlink(tmp)
+        info = self.disk.lstat(target)
         manifest.put(
             Entry(action.path, node["id"], "file", node["revision"], node["sha256"],
                   info.st_size, info.st_mtime_ns)
@@ -231,19 +296,23 @@ class Sync:
         )  # fmt: skip
 
     async def _do_conflict(self, action: Action, manifest: Manifest) -> None:
-        copy = conflict_name(action.path, self.device)
-        os.replace(self.root / _disk(action), self.root / copy)
+        """Yours becomes a conflicted copy (uploaded too); the server's takes the name.
+        ``action.local`` may be a file whose name differs from the server's only by case
+        (on a disk that folds case, writing one would overwrite the other)."""
+        mine = action.local.path if action.local is not None else action.path
+        copy = conflict_name(mine, self.device)
+        self.disk.move(_disk(action), copy)
         await self._upload(copy, copy, manifest, None)
         await self._do_download(Action("download", action.path, remote=action.remote), manifest)
-        self.report.notes.append(f"conflict: your version of {action.path} is now {copy}")
+        self.report.notes.append(f"conflict: your version of {mine} is now {copy}")
 
     async def _do_delete_remote(self, action: Action, manifest: Manifest) -> None:
         await self.remote.delete(self.folder, action.path, action.remote["revision"])
         manifest.forget(action.path)
 
     async def _do_delete_local(self, action: Action, manifest: Manifest) -> None:
-        target = self.root / _disk(action)
-        if action.local is not None and _changed_since_scan(target, action.local):
+        target = _disk(action)
+        if action.local is not None and self._changed_since_scan(target, action.local):
             return
         self._to_local_trash(_disk(action))
         manifest.forget(action.path)
@@ -253,11 +322,9 @@ class Sync:
 
     async def _do_rename_local(self, action: Action, manifest: Manifest) -> None:
         node, entry = action.remote, action.entry
-        target = self.root / action.dest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.root / _disk(action), target)
+        self.disk.move(_disk(action), action.dest)
         manifest.forget(action.path)
-        info = target.stat()
+        info = self.disk.lstat(action.dest)
         manifest.put(
             Entry(action.dest, node["id"], "file", node["revision"], entry.sha256,
                   info.st_size, info.st_mtime_ns)
@@ -281,7 +348,7 @@ class Sync:
         manifest.put(Entry(action.path, node["id"], "dir", node["revision"], None, 0, 0))
 
     async def _do_mkdir_local(self, action: Action, manifest: Manifest) -> None:
-        (self.root / action.path).mkdir(parents=True, exist_ok=True)
+        self.disk.mkdir(action.path)
         node = action.remote
         manifest.put(Entry(action.path, node["id"], "dir", node["revision"], None, 0, 0))
 
@@ -294,21 +361,27 @@ class Sync:
         manifest.forget(action.path)
 
     async def _do_delete_local_dir(self, action: Action, manifest: Manifest) -> None:
-        target = self.root / _disk(action)
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        elif target.exists():
-            self._to_local_trash(_disk(action))
+        target = _disk(action)
+        if self.disk.is_empty_dir(target):
+            self.disk.rmdir(target)
+        else:
+            self._to_local_trash(target)
         manifest.forget(action.path)
 
     def _to_local_trash(self, path: str) -> None:
         """Local deletions are moves into .anywhere-sync/trash/: nothing is lost."""
-        target = self.root / path
-        if not target.exists():
+        if self.disk.lstat(path) is None:
             return
-        trash = self.state / "trash" / time.strftime("%Y%m%d-%H%M%S") / path
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(target), str(trash))
+        trash = f"{STATE_DIR}/trash/{time.strftime('%Y%m%d-%H%M%S')}/{path}"
+        if self.disk.lstat(trash) is not None:  # a folder of that name went there already
+            trash += f" {secrets.token_hex(3)}"
+        self.disk.move(path, trash)
+
+    def _changed_since_scan(self, path: str, item: LocalItem) -> bool:
+        info = self.disk.lstat(path)
+        if info is None:
+            return True
+        return info.st_size != item.size or info.st_mtime_ns != item.mtime_ns
 
 
 ORDER = [
@@ -328,11 +401,3 @@ def _order(action: Action) -> tuple[int, int, str]:
 def _disk(action: Action) -> str:
     """Where the action's local file is on this disk (its drive path in NFC may differ)."""
     return action.local.disk if action.local is not None else action.path
-
-
-def _changed_since_scan(path: Path, item: LocalItem) -> bool:
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return True
-    return info.st_size != item.size or info.st_mtime_ns != item.mtime_ns

@@ -10,10 +10,10 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..names import InvalidName, check_name, name_key
+from ..names import SYNC_STATE_DIR, InvalidName, check_name, name_key
 from .manifest import Entry
 
-STATE_DIR = ".anywhere-sync"
+STATE_DIR = SYNC_STATE_DIR
 CHUNK = 1 << 20
 
 
@@ -41,12 +41,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def scan(root: Path, manifest: dict[str, Entry]) -> tuple[dict[str, LocalItem], list[str]]:
+@dataclass
+class Scan:
+    """What a scan found: ``items`` to sync, ``warnings`` for what it skipped, and
+    ``links``, the paths that are symbolic links (nothing is synced at or under them)."""
+
+    items: dict[str, LocalItem]
+    warnings: list[str]
+    links: set[str]
+
+
+def scan(root: Path, manifest: dict[str, Entry]) -> Scan:
     """Every file and folder under ``root`` (paths with ``/``, in NFC), and warnings for
     what is skipped: symlinks, names other computers cannot hold, and names in one folder
     that differ only by case or normalisation (the drive holds one of them)."""
     items: dict[str, LocalItem] = {}
     warnings: list[str] = []
+    links: set[str] = set()
     stack = [("", "", root)]
     while stack:
         prefix, disk_prefix, directory = stack.pop()
@@ -76,6 +87,7 @@ def scan(root: Path, manifest: dict[str, Entry]) -> tuple[dict[str, LocalItem], 
             info = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(info.st_mode):
                 warnings.append(f"skipped {disk}: symbolic links are not synced")
+                links.add(rel)
             elif stat.S_ISDIR(info.st_mode):
                 items[rel] = LocalItem(rel, "dir", disk=disk)
                 stack.append((rel, disk, Path(entry.path)))
@@ -85,7 +97,19 @@ def scan(root: Path, manifest: dict[str, Entry]) -> tuple[dict[str, LocalItem], 
                 if known and known.size == item.size and known.mtime_ns == item.mtime_ns:
                     item.sha256 = known.sha256  # unchanged since the last sync
                 items[rel] = item
-    return items, warnings
+    return Scan(items, warnings, links)
+
+
+def folds_case(directory: Path) -> bool:
+    """Whether the disk holding ``directory`` takes ``A`` and ``a`` for one name (macOS
+    and Windows do by default): a probe file is made and looked up in lower case."""
+    probe = directory / f"Case-Probe-{os.getpid()}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    try:
+        return os.path.lexists(directory / probe.name.lower())
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def ensure_hash(root: Path, item: LocalItem) -> str:

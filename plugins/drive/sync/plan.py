@@ -5,7 +5,9 @@ function it is given, so every rule can be tested on its own.
 The rules: a side that did not change since the manifest follows the other; both
 changed to the same content → nothing to do; to different content → a conflict (the
 server keeps the name, the local file becomes a conflicted copy); an edit beats a
-delete; a rename on one side is replayed on the other. Clocks are never compared.
+delete; a rename on one side is replayed on the other. Clocks are never compared. On a
+disk that folds case, a server file and a different local file whose names differ only
+by case are one file there: the local one becomes a conflicted copy, as in a conflict.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ def make_plan(
     local: dict[str, LocalItem],
     remote: dict[str, dict[str, Any]],
     hash_of: Callable[[LocalItem], str],
+    *,
+    fold: Callable[[str], str] | None = None,
 ) -> Plan:
+    """``fold``: the key two paths are one file under on the local disk, when it folds
+    case (:func:`~plugins.drive.names.name_key`); None when the disk tells them apart."""
     plan = Plan()
     handled: set[str] = set()
     files = {p for p, e in manifest.items() if e.kind == "file"}
@@ -86,6 +92,9 @@ def make_plan(
             handled |= {p, q}
             del added[q]
 
+    if fold is not None:
+        _plan_case_collisions(plan, handled, manifest, local, remote, fold)
+
     for path in sorted(files - handled):
         entry, item, node = manifest.get(path), local.get(path), remote.get(path)
         if (item and item.kind != "file") or (node and node["kind"] != "file"):
@@ -97,6 +106,30 @@ def make_plan(
 
     _plan_dirs(plan, manifest, local, remote)
     return plan
+
+
+def _plan_case_collisions(
+    plan: Plan,
+    handled: set[str],
+    manifest: dict[str, Entry],
+    local: dict[str, LocalItem],
+    remote: dict[str, dict[str, Any]],
+    fold: Callable[[str], str],
+) -> None:
+    """A server file P new to this disk, and a local file Q (not on the server) with
+    fold(P) == fold(Q): downloading P would overwrite Q, so Q is kept as a conflicted
+    copy and P downloaded (the conflict action)."""
+    by_key = {fold(p): p for p, i in local.items() if i.kind == "file" and p not in handled}
+    for path, node in sorted(remote.items()):
+        if node["kind"] != "file" or path in local or path in handled:
+            continue
+        mine = by_key.get(fold(path))
+        if mine is None or mine == path or mine in remote or mine in handled:
+            continue
+        plan.actions.append(
+            Action("conflict", path, remote=node, local=local[mine], entry=manifest.get(path))
+        )
+        handled |= {path, mine}
 
 
 def _decide(

@@ -12,11 +12,14 @@ import hashlib
 import http.client
 import json
 import os
+import re
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
+from ..names import InvalidName, split_path
 from .credentials import Credentials
 
 PREFIX = "/_anywhere/drive/v1"
@@ -101,6 +104,13 @@ class Remote:
                     body = reopen() if reopen else body
                     continue
                 raise Unreachable(f"cannot reach the drive at {self.base}: {exc}") from exc
+            except ssl.SSLCertVerificationError as exc:
+                self._drop()
+                raise Unreachable(
+                    f"cannot reach the drive at {self.base}: its certificate is not trusted "
+                    f"({exc.verify_message}); nothing was sent. If your operator uses a "
+                    "private certificate authority, point SSL_CERT_FILE at its certificate"
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
                 raise Unreachable(f"cannot reach the drive at {self.base}: {exc}") from exc
@@ -126,11 +136,21 @@ class Remote:
         ids = ", ".join(f"{f['id']} (owner {f['owner']})" for f in joined)
         raise RemoteError(400, "M_BAD_REQUEST", f"several folders are named {ref!r}: {ids}")
 
-    async def tree(self, folder: str) -> dict[str, Any]:
-        return await self._call("GET", f"/folders/{folder}/tree")
+    async def tree(self, folder: str) -> Tree:
+        """The folder's tree as the server tells it, every path checked (see :class:`Tree`)."""
+        listing = await self._call("GET", f"/folders/{folder}/tree")
+        if not isinstance(listing, dict) or not isinstance(listing.get("nodes"), list):
+            raise _malformed("/tree", "no list of nodes")
+        cursor = listing.get("cursor")
+        if not isinstance(cursor, int) or isinstance(cursor, bool):
+            raise _malformed("/tree", "no cursor number")
+        return Tree.from_nodes(listing["nodes"], cursor)
 
     async def changes(self, folder: str, since: int) -> dict[str, Any]:
-        return await self._call("GET", f"/folders/{folder}/changes?{urlencode({'since': since})}")
+        feed = await self._call("GET", f"/folders/{folder}/changes?{urlencode({'since': since})}")
+        if not isinstance(feed, dict) or not isinstance(feed.get("changes"), list):
+            raise _malformed("/changes", "no list of changes")
+        return feed
 
     async def mkdir(self, folder: str, path: str) -> dict[str, Any]:
         return await self._post(f"/folders/{folder}/mkdir", {"path": path})
@@ -181,23 +201,91 @@ class Remote:
                 handle.close()
 
     async def download(
-        self, folder: str, path: str, dest: Path, sha256: str, progress: Progress | None = None
+        self, folder: str, path: str, dest: BinaryIO, sha256: str, progress: Progress | None = None
     ) -> None:
-        """Fetch into ``dest`` and check the content is the ``sha256`` the tree named."""
+        """Fetch into the open file ``dest`` and check the content is the ``sha256`` the
+        tree named."""
 
         def save(resp: http.client.HTTPResponse) -> str:
             digest = hashlib.sha256()
-            with open(dest, "wb") as handle:
-                while chunk := resp.read(CHUNK):
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    if progress:
-                        progress(len(chunk))
+            dest.seek(0)
+            dest.truncate()
+            while chunk := resp.read(CHUNK):
+                dest.write(chunk)
+                digest.update(chunk)
+                if progress:
+                    progress(len(chunk))
+            dest.flush()
             return digest.hexdigest()
 
         got = await self._call("GET", f"/folders/{folder}/files/{quote(path)}", sink=save)
         if got != sha256:
             raise RemoteError(409, "DRIVE_CHANGED", f"{path} changed while it was downloaded")
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Tree:
+    """A folder's tree from the server, trusted no further than checked: every path is
+    checked as the server checks names (:func:`~plugins.drive.names.split_path`: no
+    ``..``, nothing absolute, no reserved or unholdable name) and every node's fields
+    have their types. What fails is left out and said in ``refused``, so a compromised
+    server or anyone in the middle cannot steer a write, and nothing crashes on it."""
+
+    def __init__(self, nodes: dict[str, dict[str, Any]], cursor: int, refused: list[str]):
+        self.nodes, self.cursor, self.refused = nodes, cursor, refused
+
+    @classmethod
+    def from_nodes(cls, nodes: list[Any], cursor: int) -> Tree:
+        checked: dict[str, dict[str, Any]] = {}
+        refused: list[str] = []
+        for node in nodes:
+            shown = repr(node.get("path")) if isinstance(node, dict) else repr(node)[:80]
+            try:
+                path = check_node(node)
+            except InvalidName as exc:
+                refused.append(f"{shown} from the drive: {exc}; nothing was written for it")
+                continue
+            if path in checked:
+                refused.append(f"{shown} from the drive: the path is listed twice; kept the first")
+                continue
+            checked[path] = {**node, "path": path}
+        return cls(checked, cursor, refused)
+
+
+def check_node(node: Any) -> str:
+    """The node's path (in NFC) when the node is one the sync can act on; else
+    :class:`InvalidName` saying what is wrong with it."""
+    if not isinstance(node, dict):
+        raise InvalidName("a node must be an object")
+    path = "/".join(split_path(node.get("path")))
+    kind = node.get("kind")
+    if kind not in ("file", "dir"):
+        raise InvalidName(f"its kind {kind!r} is neither 'file' nor 'dir'")
+    if not isinstance(node.get("id"), str) or not node["id"]:
+        raise InvalidName("it has no id")
+    if not _is_int(node.get("revision")):
+        raise InvalidName("its revision is not a number")
+    if kind == "file":
+        if not isinstance(node.get("sha256"), str) or not _SHA256.match(node["sha256"]):
+            raise InvalidName("its sha256 is not a SHA-256 in hex")
+        if not _is_int(node.get("size")) or node["size"] < 0:
+            raise InvalidName("its size is not a number of bytes")
+    return path
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _malformed(what: str, detail: str) -> RemoteError:
+    return RemoteError(
+        502,
+        "M_BAD_RESPONSE",
+        f"the drive's {what} answer is malformed ({detail}); nothing was changed — check "
+        "that --bridge in `anywhere drive login` is this bridge",
+    )
 
 
 def _answer(resp: http.client.HTTPResponse, data: bytes, base: str) -> Any:
