@@ -160,18 +160,21 @@ def _localpart(value: str) -> str:
     return value
 
 
+def _shows_default(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and action.default not in (
+        None,
+        False,
+        [],
+        argparse.SUPPRESS,
+    )
+
+
 class HelpWithDefaults(argparse.HelpFormatter):
     """Help text that ends with each option's default, where it has one worth showing."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help
-        default = action.default
-        if (
-            text
-            and "%(default)" not in text
-            and action.option_strings
-            and default not in (None, False, [], argparse.SUPPRESS)
-        ):
+        if text and _shows_default(action) and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -182,6 +185,12 @@ class AnywhereParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpWithDefaults)
         super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and _shows_default(action):
+            action.help = "(default: %(default)s)"  # an option without help still shows it
+        return action
 
 
 def _version() -> str:
