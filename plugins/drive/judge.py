@@ -58,7 +58,8 @@ def probe_media(data: bytes, timeout: float = PROBE_SECONDS) -> str | None:
         container = av.open(
             io.BytesIO(data),
             "r",
-            options={"formatprobesize": str(len(data)), "probesize": str(len(data))},
+            # all of the prefix (FFmpeg stops at its end; below 2048 it refuses to probe)
+            options={"formatprobesize": str(PROBE_BYTES), "probesize": str(PROBE_BYTES)},
             timeout=timeout,
         )
     except (av.FFmpegError, ValueError, OSError, EOFError):

@@ -106,6 +106,8 @@ def sniff(head: bytes) -> str | None:
         return "audio"
     if len(head) >= 12 and head[4:8] == b"ftyp":
         brand = head[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"avif"):
+            return "image"  # HEIC/AVIF still pictures (phone photos); their sequences are video
         return "audio" if brand in (b"M4A ", b"M4B ", b"M4P ", b"F4A ") else "video"
     if head.startswith(b"\x1a\x45\xdf\xa3") or head.startswith(b"\x00\x00\x01\xba"):
         return "video"  # Matroska/WebM, MPEG program stream

@@ -91,3 +91,23 @@ def animated_gif(frames: int = 6) -> bytes:
         for packet in stream.encode(None):
             muxer.mux(packet)
     return out.getvalue()
+
+
+@functools.cache
+def pictures(container: str, codec: str, frames: int) -> bytes:
+    """``frames`` 64x64 pictures encoded with ``codec`` into ``container`` (AVIF: one is a
+    still image, as phones take them; more are an image sequence)."""
+    out = io.BytesIO()
+    with av.open(out, "w", format=container) as muxer:
+        stream = muxer.add_stream(codec, rate=1)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for n in range(frames):
+            frame = av.VideoFrame(64, 64, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([100 + n]) * plane.buffer_size)
+            frame.pts = n
+            for packet in stream.encode(frame):
+                muxer.mux(packet)
+        for packet in stream.encode(None):
+            muxer.mux(packet)
+    return out.getvalue()

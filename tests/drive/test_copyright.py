@@ -15,7 +15,15 @@ from plugins.drive.errors import ContentRefused
 from plugins.drive.judge import JUDGE_VERSION, UNJUDGED, judge_prefix
 
 from .conftest import chunks_of
-from .media import animated_gif, flv_audio, mp3, mp3_with_junk_in_front, mpegts_audio, mpegts_video
+from .media import (
+    animated_gif,
+    flv_audio,
+    mp3,
+    mp3_with_junk_in_front,
+    mpegts_audio,
+    mpegts_video,
+    pictures,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 ALICE, BOB = "@alice:test", "@bob:test"
@@ -43,12 +51,15 @@ async def test_audio_that_prefix_magic_misses_is_judged_audio(make):
 async def test_video_in_a_container_magic_misses_is_judged_video_even_with_junk_in_front():
     assert judge_prefix(mpegts_video()) == "video"
     assert judge_prefix(b"junk" + mpegts_video()) == "video"
+    assert judge_prefix(pictures("mp4", "libx264", 10)) == "video"  # tiny, 10 frames
+    assert judge_prefix(pictures("avif", "libsvtav1", 10)) == "video"  # a sequence
 
 
 async def test_documents_pictures_and_random_bytes_are_not_judged_media():
     assert judge_prefix(b"%PDF-1.4\n" + os.urandom(200_000)) == "document"
     assert judge_prefix(b"\x89PNG\r\n\x1a\n" + os.urandom(5000)) == "image"
     assert judge_prefix(animated_gif()) == "image"  # many frames, still a picture
+    assert judge_prefix(pictures("avif", "libsvtav1", 1)) == "image"  # a phone's photo
     assert judge_prefix(b"the plan for tomorrow\n" * 500) is None
     for _ in range(20):
         assert judge_prefix(os.urandom(100_000)) in (None, "document", "image", "archive")
