@@ -51,11 +51,19 @@ def write_private_file(path: Path, text: str, *, exclusive: bool = False) -> Non
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        if exclusive:
-            os.link(temp, path)  # fails if path appeared meanwhile; never overwrites
-            temp.unlink()
-        else:
+        if not exclusive:
             os.replace(temp, path)
+            return
+        try:
+            os.link(temp, path)  # fails if path appeared meanwhile; never overwrites
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links
+            if path.exists():
+                raise FileExistsError(path) from None
+            os.replace(temp, path)
+            return
+        temp.unlink()
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
