@@ -179,3 +179,25 @@ def test_a_plugin_setting_from_the_environment_names_the_variable(config_file):
 
     with pytest.raises(ConfigError, match="ANYWHERE__PLUGINS__SETTINGS__HELLO__GREETING"):
         apply_plugin_sections(config, {"hello": ConfigSection({"greeting": "Hi"}, validate)})
+
+
+def test_the_errors_of_every_plugin_section_are_reported_together(config_file):
+    write(config_file, plugins__settings={"hello": {"greting": "Hey"}, "bye": {"words": 5}})
+    config = load_config(config_file, environ={})
+    config.data["plugins"]["enabled"] += ["hello", "bye"]
+
+    def validate(section, prefix):
+        raise ConfigError(f"{prefix}.words", "a string", section["words"])
+
+    with pytest.raises(ConfigErrors) as err:
+        apply_plugin_sections(
+            config,
+            {
+                "hello": ConfigSection({"greeting": "Hi"}),
+                "bye": ConfigSection({"words": "Bye"}, validate),
+            },
+        )
+    assert [e.key for e in err.value.errors] == [
+        "plugins.settings.hello.greting",
+        "plugins.settings.bye.words",
+    ]
