@@ -82,6 +82,12 @@ def probe_media(data: bytes, timeout: float = PROBE_SECONDS) -> str | None:
                 if (ctx.width or 0) * (ctx.height or 0) > MAX_PIXELS:
                     return "video"  # too large to decode safely: media all the same
         frames = {s.index: 0 for s in streams}
+        has_video = any(s.type == "video" for s in streams)
+
+        def settled() -> bool:  # video decodes, or audio does and there is no video
+            real = {s.type for s in streams if frames[s.index] >= MIN_FRAMES}
+            return "video" in real or ("audio" in real and not has_video)
+
         try:
             for count, packet in enumerate(container.demux(streams)):
                 if count >= MAX_PACKETS:
@@ -90,7 +96,7 @@ def probe_media(data: bytes, timeout: float = PROBE_SECONDS) -> str | None:
                     frames[packet.stream.index] += len(packet.decode())
                 except (av.FFmpegError, ValueError):
                     continue
-                if any(n >= MIN_FRAMES for n in frames.values()):
+                if settled():
                     break
         except (av.FFmpegError, ValueError, OSError, EOFError):
             pass  # the prefix ends mid-packet, or the rest is damaged: judge what decoded
