@@ -111,3 +111,30 @@ def pictures(container: str, codec: str, frames: int) -> bytes:
         for packet in stream.encode(None):
             muxer.mux(packet)
     return out.getvalue()
+
+
+@functools.cache
+def movie_with_sound(frames: int = 24) -> bytes:
+    """A second of Matroska with Opus sound and MPEG-4 video, sound muxed first."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="matroska") as muxer:
+        sound = muxer.add_stream("libopus", rate=48000)
+        sound.layout = "mono"
+        picture = muxer.add_stream("mpeg4", rate=24)
+        picture.width, picture.height, picture.pix_fmt = 160, 120, "yuv420p"
+        for n in range(frames):
+            chunk = av.AudioFrame(format="s16", layout="mono", samples=2000)
+            chunk.planes[0].update(bytes(4000))
+            chunk.sample_rate, chunk.pts = 48000, n * 2000
+            for packet in sound.encode(chunk):
+                muxer.mux(packet)
+            frame = av.VideoFrame(160, 120, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([n * 9 % 256]) * plane.buffer_size)
+            frame.pts = n
+            for packet in picture.encode(frame):
+                muxer.mux(packet)
+        for stream in (sound, picture):
+            for packet in stream.encode(None):
+                muxer.mux(packet)
+    return out.getvalue()

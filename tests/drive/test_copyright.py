@@ -18,6 +18,7 @@ from .conftest import chunks_of
 from .media import (
     animated_gif,
     flv_audio,
+    movie_with_sound,
     mp3,
     mp3_with_junk_in_front,
     mpegts_audio,
@@ -53,6 +54,7 @@ async def test_video_in_a_container_magic_misses_is_judged_video_even_with_junk_
     assert judge_prefix(b"junk" + mpegts_video()) == "video"
     assert judge_prefix(pictures("mp4", "libx264", 10)) == "video"  # tiny, 10 frames
     assert judge_prefix(pictures("avif", "libsvtav1", 10)) == "video"  # a sequence
+    assert judge_prefix(movie_with_sound()) == "video"  # its sound comes first
 
 
 async def test_documents_pictures_and_random_bytes_are_not_judged_media():
