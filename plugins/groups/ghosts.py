@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from mautrix.errors import MatrixRequestError
 
 from .connector import FileData, RemoteUser
+from .limits import RemoteLimits, address_and_domain
 
 if TYPE_CHECKING:
     from mautrix.appservice import IntentAPI
@@ -52,8 +53,9 @@ def clean_name(name: str, fallback: str) -> str:
 
 
 class Ghosts:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, limits: RemoteLimits) -> None:
         self.bridge = bridge
+        self.limits = limits
         self.prefix = bridge.config["appservice.ghost_prefix"]
         self.domain = bridge.config["homeserver.domain"]
         self._names: dict[str, str | None] = {}
@@ -77,14 +79,18 @@ class Ghosts:
 
     async def ensure(self, network: str, user: RemoteUser, *, rename: bool = True) -> IntentAPI:
         """The ghost's intent, registered, with the person's current display name
-        (``rename=False``: only if it has none yet)."""
+        (``rename=False``: only if it has none yet). A new ghost counts against its
+        remote address's and domain's limits: :class:`Refused` when one is reached."""
         user_id = self.user_id(network, user.id)
         intent = self.bridge.intent(user_id)
         name = clean_name(user.name, user.id)
         if user_id not in self._names:
-            self._names[user_id] = await self.bridge.db.fetchval(
+            row = await self.bridge.db.fetchrow(
                 "SELECT displayname FROM groups_ghost WHERE user_id = $1", user_id
             )
+            if row is None:
+                await self._add(network, user.id, user_id)
+            self._names[user_id] = row["displayname"] if row else None
             await intent.ensure_registered()
         if self._names[user_id] != name and (rename or self._names[user_id] is None):
             try:
@@ -103,6 +109,29 @@ class Ghosts:
             )
             self._names[user_id] = name
         return intent
+
+    async def _add(self, network: str, remote_id: str, user_id: str) -> None:
+        """Count a new ghost (refused past the limits) and keep its row."""
+        address, domain = address_and_domain(remote_id)
+        counts = []
+        for column, value in (("address", address), ("domain", domain)):
+            counts.append(
+                await self.bridge.db.fetchval(
+                    f"SELECT count(*) FROM groups_ghost WHERE network = $1 AND {column} = $2",
+                    network,
+                    value,
+                )
+            )
+        self.limits.check("ghosts", remote_id, (counts[0], counts[1]))
+        await self.bridge.db.execute(
+            "INSERT INTO groups_ghost (user_id, network, remote_id, address, domain) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO NOTHING",
+            user_id,
+            network,
+            remote_id,
+            address,
+            domain,
+        )
 
     async def set_avatar(
         self,

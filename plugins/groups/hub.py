@@ -15,6 +15,7 @@ from mautrix.errors import MatrixRequestError
 from mautrix.types import RoomCreatePreset
 
 from bridge import CommandError, EventContext, MatrixEvent
+from bridge.commands import LEVELS, level_for
 
 from .connector import (
     DIRECT,
@@ -33,6 +34,7 @@ from .connector import (
     capabilities,
 )
 from .ghosts import Ghosts
+from .limits import RemoteLimits, address_and_domain
 from .outbox import Outbox
 from .people import MatrixPeople
 from .remote import RemoteEvents
@@ -48,9 +50,15 @@ class Hub(RemoteEvents):
         self.bridge = bridge
         self.settings = settings
         self.log = bridge.log.bind(plugin="groups")
-        self.ghosts = Ghosts(bridge)
+        self.limits = RemoteLimits(settings["limits"])
+        self.ghosts = Ghosts(bridge, self.limits)
         self.connectors: dict[str, Connector] = {}
         self._portals_by_room: dict[str, Portal] = {}
+        # (network, remote_id, matrix_user) → portal, and how many direct portals each
+        # (network, remote address) and (network, remote domain) has
+        self._portals_by_remote: dict[tuple[str, str, str | None], Portal] = {}
+        self._direct_counts: dict[tuple[str, str], int] = {}
+        self._matrix_people: set[str] = set()  # local people known to exist
         self.people = MatrixPeople(self)
         self.outbox = Outbox(self)
         self._wake: dict[str, asyncio.Event] = {}
@@ -106,6 +114,22 @@ class Hub(RemoteEvents):
     # ----- portals -----
     def _remember(self, portal: Portal) -> None:
         self._portals_by_room[portal.room_id] = portal
+        self._portals_by_remote[(portal.network, portal.remote_id, portal.matrix_user)] = portal
+        if portal.kind == DIRECT:
+            for key in self._direct_keys(portal.network, portal.remote_id):
+                self._direct_counts[key] = self._direct_counts.get(key, 0) + 1
+
+    def _forget(self, portal: Portal) -> None:
+        self._portals_by_room.pop(portal.room_id, None)
+        self._portals_by_remote.pop((portal.network, portal.remote_id, portal.matrix_user), None)
+        if portal.kind == DIRECT:
+            for key in self._direct_keys(portal.network, portal.remote_id):
+                self._direct_counts[key] -= 1
+
+    @staticmethod
+    def _direct_keys(network: str, remote_id: str) -> list[tuple[str, str]]:
+        address, domain = address_and_domain(remote_id)
+        return [(network, "address " + address), (network, "domain " + domain)]
 
     async def portal_for_room(self, room_id: str) -> Portal | None:
         return self._portals_by_room.get(room_id)
@@ -113,14 +137,7 @@ class Hub(RemoteEvents):
     def portal_for_remote(
         self, network: str, remote_id: str, matrix_user: str | None = None
     ) -> Portal | None:
-        for portal in self._portals_by_room.values():
-            if (
-                portal.network == network
-                and portal.remote_id == remote_id
-                and portal.matrix_user == matrix_user
-            ):
-                return portal
-        return None
+        return self._portals_by_remote.get((network, remote_id, matrix_user))
 
     async def _save_portal(self, portal: Portal) -> None:
         key = (
@@ -182,16 +199,37 @@ class Hub(RemoteEvents):
         if isinstance(connector, GroupLinking):
             await connector.disconnect(portal)
         await self.bridge.db.execute("DELETE FROM groups_portal WHERE room_id = $1", room_id)
-        self._portals_by_room.pop(room_id, None)
+        self._forget(portal)
         return f"Unlinked from {portal.network}:{portal.remote_id}."
+
+    def may_use_bridge(self, user_id: str) -> bool:
+        """Whether ``bridge.permissions`` lets ``user_id`` use the bridge (level ``user``+)."""
+        return level_for(user_id, self.bridge.config["bridge.permissions"]) >= LEVELS["user"]
+
+    async def _check_matrix_person(self, user_id: str) -> None:
+        """Refuse unless ``user_id`` is a local person who exists and may use the bridge."""
+        if not self.may_use_bridge(user_id) or self.bridge.is_ours(user_id):
+            raise Refused(f"{user_id} cannot be reached through this bridge")
+        if user_id in self._matrix_people:
+            return
+        try:
+            await self.bridge.bot.get_profile(user_id)
+        except MatrixRequestError as exc:
+            raise Refused(f"there is no Matrix user {user_id}") from exc
+        self._matrix_people.add(user_id)
 
     async def direct_portal(self, network: str, remote: RemoteUser, matrix_user: str) -> Portal:
         """The 1:1 portal between ``remote`` and ``matrix_user``, created (by the ghost,
-        inviting the person) on first use."""
+        inviting the person) on first use. Raises :class:`Refused` (say why to the
+        sender) for a Matrix person who does not exist or may not use the bridge, and
+        when ``remote`` has reached its limits (``settings.limits``)."""
         async with self._dm_lock:
             portal = self.portal_for_remote(network, remote.id, matrix_user)
             if portal:
                 return portal
+            await self._check_matrix_person(matrix_user)
+            counts = [self._direct_counts.get(k, 0) for k in self._direct_keys(network, remote.id)]
+            self.limits.check("direct_chats", remote.id, (counts[0], counts[1]))
             ghost = await self.ghosts.ensure(network, remote)
             room_id = await ghost.create_room(
                 preset=RoomCreatePreset.TRUSTED_PRIVATE,
@@ -210,7 +248,21 @@ class Hub(RemoteEvents):
         if self.bridge.is_ours(event.sender):
             return True  # the bot inviting a ghost into a portal: the ghost joins by itself
         network, remote_id = parsed
-        ghost = await self.ghosts.ensure(network, RemoteUser(remote_id, remote_id), rename=False)
+        try:
+            if not self.may_use_bridge(event.sender):
+                raise Refused(f"{event.sender} may not use this bridge")
+            ghost = await self.ghosts.ensure(
+                network, RemoteUser(remote_id, remote_id), rename=False
+            )
+        except Refused as exc:
+            self.log.info(
+                "ghost invite refused", sender=event.sender, ghost=event.state_key, why=str(exc)
+            )
+            with contextlib.suppress(MatrixRequestError):
+                intent = self.bridge.intent(event.state_key)
+                await intent.ensure_registered()
+                await intent.leave_room(event.room_id, reason=f"Not bridged: {exc}")
+            return True
         if event.room_id not in self._portals_by_room and not event.content.get("is_direct"):
             await ghost.leave_room(
                 event.room_id,

@@ -70,4 +70,22 @@ async def v2_ghost_avatar(conn, scheme: Scheme) -> None:
     await conn.execute("ALTER TABLE groups_ghost ADD COLUMN avatar_hash TEXT")
 
 
-MIGRATIONS = Migrations("groups", [v1_groups, v2_ghost_avatar])
+async def v3_ghost_scope(conn, scheme: Scheme) -> None:
+    """ghosts counted per remote address and domain (plugins.settings.groups.limits)"""
+    from .limits import address_and_domain
+
+    await conn.execute("ALTER TABLE groups_ghost ADD COLUMN address TEXT")
+    await conn.execute("ALTER TABLE groups_ghost ADD COLUMN domain TEXT")
+    for row in await conn.fetch("SELECT user_id, remote_id FROM groups_ghost"):
+        address, domain = address_and_domain(row["remote_id"])
+        await conn.execute(
+            "UPDATE groups_ghost SET address = $1, domain = $2 WHERE user_id = $3",
+            address,
+            domain,
+            row["user_id"],
+        )
+    await conn.execute("CREATE INDEX groups_ghost_address ON groups_ghost (network, address)")
+    await conn.execute("CREATE INDEX groups_ghost_domain ON groups_ghost (network, domain)")
+
+
+MIGRATIONS = Migrations("groups", [v1_groups, v2_ghost_avatar, v3_ghost_scope])

@@ -8,6 +8,8 @@ from typing import Any
 from bridge.config import ConfigSection
 from bridge.errors import ConfigError
 
+from . import limits
+
 NETWORK_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
 
 DEFAULTS: dict[str, Any] = {
@@ -47,6 +49,10 @@ DEFAULTS: dict[str, Any] = {
         # services: the bridge fetches what XMPP people send.
         "file_url_prefixes": [],
     },
+    # What people of other networks can make the bridge create (see limits.py and
+    # docs/networks.md): direct chats and ghosts per remote address and domain, and how
+    # many new ones a minute.
+    "limits": dict(limits.DEFAULTS),
     # Settings of connectors from other plugins: {network name: {their settings}}.
     "networks": None,
 }
@@ -57,6 +63,7 @@ def validate(section: dict[str, Any], prefix: str) -> None:
         value = section[key]
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{prefix}.{key}", "a positive whole number", value)
+    limits.validate(section["limits"], f"{prefix}.limits")
     xmpp = section["xmpp"]
     if xmpp["enabled"]:
         jid = xmpp["component_jid"]

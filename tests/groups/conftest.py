@@ -36,8 +36,14 @@ ROOM_POST_RULES = """
 """
 
 
-def make_xmpp_stack(workdir, prosody, database_url: str | None = None) -> Stack:
-    """The bridge with basics, policy and groups, its XMPP component on ``prosody``."""
+REFUSED_PERSON = "@refused1:localhost"  # bridge.permissions: none
+
+
+def make_xmpp_stack(
+    workdir, prosody, database_url: str | None = None, limits: dict | None = None
+) -> Stack:
+    """The bridge with basics, policy and groups, its XMPP component on ``prosody``;
+    ``limits``: plugins.settings.groups.limits."""
     (workdir / "rules.yaml").write_text(ROOM_POST_RULES)
     settings = {
         "policy": {"rules_file": str(workdir / "rules.yaml")},
@@ -53,7 +59,9 @@ def make_xmpp_stack(workdir, prosody, database_url: str | None = None) -> Stack:
             }
         },
     }
-    extra: dict = {"bridge": {"permissions": {"localhost": "user"}}}
+    if limits:
+        settings["groups"]["limits"] = limits
+    extra: dict = {"bridge": {"permissions": {"localhost": "user", REFUSED_PERSON: "none"}}}
     if database_url:
         extra["database"] = {"url": database_url}
     return Stack(workdir, ["basics", "policy", "groups"], settings, extra)

@@ -931,3 +931,83 @@ async def test_read_markers_go_both_ways(xmpp_stack, prosody, xmpp_person, matri
         start=mark,
     )
     assert child_of(got, markers, "displayed").get("id") == first
+
+
+def bounced(to_jid):
+    """A predicate: an error message from the bridge's address ``to_jid``."""
+
+    def match(msg):
+        return msg["type"] == "error" and msg["from"].bare == to_jid
+
+    return match
+
+
+async def test_messages_to_matrix_people_who_do_not_exist_or_are_refused_open_nothing(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    frank = await xmpp_person("frank")
+    refused = await matrix_person("refused1")
+    mark = frank.mark()
+    for invented in ("nobody1", "nobody2", "nobody3"):
+        jid = f"{invented}=3alocalhost@{prosody.component}"
+        frank.send(jid, f"hello {invented}", "chat")
+        error = await frank.wait_for(bounced(jid), start=mark)
+        assert f"there is no Matrix user @{invented}:localhost" in error["error"]["text"]
+    refused_jid = f"refused1=3alocalhost@{prosody.component}"
+    frank.send(refused_jid, "hello refused", "chat")
+    error = await frank.wait_for(bounced(refused_jid), start=mark)
+    assert "cannot be reached through this bridge" in error["error"]["text"]
+    await refused.sync_once()  # the refusal came after the decision: an invite would be here
+    assert not refused.invites
+
+
+async def test_a_person_the_bridge_refuses_cannot_reach_xmpp_by_inviting_a_ghost(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    dave = await xmpp_person("dave")
+    refused = await matrix_person("refused1")
+    ghost = f"@anywhere_xmpp_dave=40{prosody.domain}:localhost"
+    room_id = await refused.create_room([ghost], direct=True)
+    left = await refused.wait_for(
+        room_id,
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == ghost
+            and e["content"].get("membership") == "leave"
+        ),
+    )
+    assert "may not use this bridge" in left["content"].get("reason", "")
+    mark = dave.mark()
+    await refused.send_text(room_id, "can you hear me?")
+    # a later message through the bridge, to know the first one had its chance
+    eve = await matrix_person("eve2", "Eve Two")
+    dm = await eve.create_room([ghost], direct=True)
+    await eve.wait_joined(dm, ghost)
+    await eve.send_text(dm, "marker from eve")
+    await dave.wait_for(lambda m: m["body"] == "marker from eve", start=mark)
+    assert not [m for m in dave.messages[mark:] if m["body"] == "can you hear me?"]
+
+
+async def test_nickname_changes_in_a_semi_anonymous_room_keep_one_ghost(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    erin = await xmpp_person("erin")
+    boss = await matrix_person("boss11", "Boss Nam")
+    # erin makes the room, so the bridge's relay is a plain participant: it sees
+    # nicknames and occupant ids (Prosody 0.12 stamps them), not addresses; without
+    # occupant ids see test_xmpp_stanzas.py
+    room, room_id = await linked_group(xmpp_stack, boss, [(erin, "Erin 1")], prosody)
+    senders = []
+    for n in (1, 2, 3):
+        if n > 1:
+            erin.client.make_presence(pto=f"{room}/Erin {n}").send()
+        erin.send(room, f"as Erin {n}", "groupchat")
+        event = await boss.wait_for(room_id, text_from(body=f"as Erin {n}"))
+        senders.append(event["sender"])
+    assert len(set(senders)) == 1
+    await boss.wait_for(
+        room_id,
+        lambda e: e.get("type") == "m.room.member"
+        and e.get("state_key") == senders[0]
+        and e["content"].get("displayname") == "Erin 3",
+    )

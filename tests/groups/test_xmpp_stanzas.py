@@ -111,3 +111,82 @@ def test_a_vcard_photo_and_its_announced_hash_are_read_and_bad_data_is_not():
     )
     assert stanzas.vcard_photo(bad) is None
     assert stanzas.vcard_photo(stanza(f'<iq xmlns="{NS}" type="result"/>')) is None
+
+
+def test_a_renaming_occupant_known_only_by_nickname_keeps_one_ghost():
+    """A room that shows neither addresses nor occupant ids (XEP-0421): each nickname
+    change would otherwise make a new ghost."""
+    from slixmpp.stanza import Message, Presence
+
+    from plugins.groups.connector import Portal
+    from plugins.groups.xmpp.connector import XmppConnector
+
+    room = "r@conf.example"
+    connector = XmppConnector()
+    connector.domain, connector.settings = "matrix.example", {"relay_nickname": "Matrix"}
+    connector._portals[room] = Portal("xmpp", room, "!room:example")
+    to = connector.relay_jid
+    muc = "http://jabber.org/protocol/muc#user"
+
+    def presence(nick, extra="", ptype=""):
+        kind = f' type="{ptype}"' if ptype else ""
+        return Presence(
+            xml=stanza(
+                f'<presence xmlns="{NS}" from="{room}/{nick}" to="{to}"{kind}>'
+                f'<x xmlns="{muc}"><item role="participant" affiliation="none"{extra}/>'
+                "</x></presence>"
+            )
+        )
+
+    def said(nick, body):
+        connector.on_message(
+            Message(
+                xml=stanza(
+                    f'<message xmlns="{NS}" from="{room}/{nick}" to="{to}" type="groupchat">'
+                    f"<body>{body}</body></message>"
+                )
+            )
+        )
+
+    def renamed(old, new):
+        code = f'<status xmlns="{muc}" code="303"/>'
+        rename = Presence(
+            xml=stanza(
+                f'<presence xmlns="{NS}" from="{room}/{old}" to="{to}" type="unavailable">'
+                f'<x xmlns="{muc}"><item role="participant" affiliation="none" nick="{new}"/>'
+                f"{code}</x></presence>"
+            )
+        )
+        connector.on_presence(rename)
+        connector.on_presence(presence(new))
+
+    connector.on_presence(presence("Erin"))
+    said("Erin", "one")
+    renamed("Erin", "Erin J")
+    said("Erin J", "two")
+    renamed("Erin J", "EJ")
+    said("EJ", "three")
+    connector.on_presence(presence("EJ", ptype="unavailable"))
+    connector.on_presence(presence("Erin J"))  # someone else takes an old nickname
+    said("Erin J", "four")
+
+    senders = []
+    while not connector._inbound.empty():
+        kind, item = connector._inbound.get_nowait()
+        if kind == "message":
+            body = stanzas.read_message(item[0].xml).body
+            senders.append((body, item[1].id, item[1].name))
+        else:
+            senders.append((kind, item[1].id, item[1].name))
+    ghost = f"{room}/Erin"
+    assert senders == [
+        ("membership", ghost, "Erin"),
+        ("one", ghost, "Erin"),
+        ("membership", ghost, "Erin J"),
+        ("two", ghost, "Erin J"),
+        ("membership", ghost, "EJ"),
+        ("three", ghost, "EJ"),
+        ("membership", ghost, "EJ"),  # EJ leaves
+        ("membership", f"{room}/Erin J", "Erin J"),  # a newcomer: not Erin's ghost
+        ("four", f"{room}/Erin J", "Erin J"),
+    ]

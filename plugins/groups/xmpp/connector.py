@@ -88,6 +88,9 @@ class XmppConnector(XmppInbound, Connector):
         self._joined: dict[tuple[str, str], str] = {}  # (room, occupant JID) → nick
         self._joining: dict[tuple[str, str], asyncio.Future] = {}
         self._occupants: dict[str, dict[str, str | None]] = {}  # room → nick → real JID
+        # room → nick → the ghost's remote ID of an occupant known only by nickname who
+        # renamed themselves (so a new nickname is not a new ghost)
+        self._nick_identity: dict[str, dict[str, str]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending_nicks: dict[tuple[str, str], str] = {}  # joins under way
         self._leaving: dict[tuple[str, str], asyncio.Future] = {}

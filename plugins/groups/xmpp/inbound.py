@@ -13,6 +13,7 @@ from slixmpp import JID
 from ..connector import (
     Message,
     Portal,
+    Refused,
     RemoteUser,
 )
 from . import stanzas
@@ -56,10 +57,17 @@ class XmppInbound:
         if not nick or self._is_ours(room, nick):
             return
         if ptype == "unavailable" and "303" in info.codes:
-            return  # a nickname change: the new name's presence follows
+            # a nickname change: the new name's presence follows, and a person the room
+            # shows only by nickname keeps their ghost under the new name
+            if info.new_nick and not info.real_jid:
+                names = self._nick_identity.setdefault(room, {})
+                names[info.new_nick] = names.pop(nick, f"{room}/{nick}")
+            return
         user = self._occupant_user(room, nick, info.real_jid, stanzas.occupant_id(presence.xml))
         membership = "leave" if ptype == "unavailable" else "join"
         self._inbound.put_nowait(("membership", (self._portals[room], user, membership)))
+        if membership == "leave":  # gone: their nickname may be someone else's next
+            self._nick_identity.get(room, {}).pop(nick, None)
         avatar = stanzas.photo_hash(presence.xml) if membership == "join" else None
         if avatar:  # XEP-0153: the occupant's vCard has this photo
             item = (self._portals[room], user, f"{room}/{nick}", avatar)
@@ -74,7 +82,7 @@ class XmppInbound:
             return RemoteUser(JID(real_jid).bare, nick)
         if occupant:
             return RemoteUser(f"{room}/~{occupant}", nick)
-        return RemoteUser(f"{room}/{nick}", nick)
+        return RemoteUser(self._nick_identity.get(room, {}).get(nick, f"{room}/{nick}"), nick)
 
     def _instant_room(self, room: str, owner: str) -> None:
         iq = self.xmpp.make_iq_set(ito=room, ifrom=owner)
@@ -85,7 +93,12 @@ class XmppInbound:
 
     def on_message(self, msg: Any) -> None:
         frm, to = msg["from"], msg["to"]
+        sender = None
         if msg["type"] == "groupchat" and to.full == self.relay_jid:
+            if frm.resource:  # who sent it, as the room shows them now (names change)
+                real = self._occupants.get(frm.bare, {}).get(frm.resource)
+                occupant = stanzas.occupant_id(msg.xml)
+                sender = self._occupant_user(frm.bare, frm.resource, real, occupant)
             incoming_id = stanzas.read_message(msg.xml).id
             if stanzas.is_bridge_id(incoming_id):
                 # ours, live or from the room's history: remembered so that a message a
@@ -94,7 +107,7 @@ class XmppInbound:
             waiter = self._subject_waits.get(frm.bare)
             if waiter and not waiter.done() and stanzas.has_subject(msg.xml):
                 waiter.set_result(None)
-        self._inbound.put_nowait(("message", msg))
+        self._inbound.put_nowait(("message", (msg, sender)))
 
     async def _handle_inbound(self) -> None:
         """Messages and room presences, one at a time, in the order they came."""
@@ -102,17 +115,19 @@ class XmppInbound:
             kind, item = await self._inbound.get()
             try:
                 if kind == "message":
-                    await self._handle_message(item)
+                    await self._handle_message(*item)
                 elif kind == "avatar":
                     await self.avatars.remote_photo(*item)
                 else:
                     await self.hub.remote_membership(*item)
+            except Refused as exc:
+                log.warning("an XMPP stanza was not bridged", kind=kind, why=str(exc))
             except Exception:
                 log.exception(
                     "an XMPP stanza could not be bridged", kind=kind, item=str(item)[:2000]
                 )
 
-    async def _handle_message(self, msg: Any) -> None:
+    async def _handle_message(self, msg: Any, occupant_user: RemoteUser | None) -> None:
         mtype = msg["type"]
         if mtype == "error":
             return
@@ -124,9 +139,7 @@ class XmppInbound:
                 return  # one copy (the relay's) per room message; the subject has no nick
             if self._is_ours(frm.bare, frm.resource) or stanzas.is_bridge_id(incoming.id):
                 return  # our own puppets' messages, reflected by the room
-            real = self._occupants.get(frm.bare, {}).get(frm.resource)
-            occupant = stanzas.occupant_id(msg.xml)
-            sender = self._occupant_user(frm.bare, frm.resource, real, occupant)
+            sender = occupant_user
             chat = frm.bare
         else:
             matrix_user = self.matrix_user_of(to)
@@ -134,13 +147,27 @@ class XmppInbound:
                 return
             sender = RemoteUser(frm.bare, incoming.nick or frm.user)
             if incoming.body or incoming.oob_url or incoming.location or incoming.retract:
-                portal = await self.hub.direct_portal(self.network, sender, matrix_user)
+                try:
+                    portal = await self.hub.direct_portal(self.network, sender, matrix_user)
+                except Refused as exc:
+                    log.info("a 1:1 message was refused", sender=sender.id, why=str(exc))
+                    self._bounce(msg, str(exc))
+                    return
             else:  # typing or a reaction never opens a chat by itself
                 portal = self.hub.portal_for_remote(self.network, sender.id, matrix_user)
                 if portal is None:
                     return
             chat = frm.bare
         await self._bridge_incoming(portal, sender, chat, incoming)
+
+    def _bounce(self, msg: Any, text: str) -> None:
+        """Answer a message that will not be bridged with an error saying why."""
+        error = msg.reply(clear=False)
+        error["type"] = "error"
+        error["error"]["type"] = "cancel"
+        error["error"]["condition"] = "not-acceptable"
+        error["error"]["text"] = f"Not delivered: {text}"
+        error.send()
 
     def _is_ours(self, room: str, nick: str) -> bool:
         if nick == self.settings["relay_nickname"]:
