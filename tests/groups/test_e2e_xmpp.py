@@ -1007,7 +1007,9 @@ async def test_nickname_changes_in_a_semi_anonymous_room_keep_one_ghost(
     assert len(set(senders)) == 1
     await boss.wait_for(
         room_id,
-        lambda e: e.get("type") == "m.room.member"
-        and e.get("state_key") == senders[0]
-        and e["content"].get("displayname") == "Erin 3",
+        lambda e: (
+            e.get("type") == "m.room.member"
+            and e.get("state_key") == senders[0]
+            and e["content"].get("displayname") == "Erin 3"
+        ),
     )
