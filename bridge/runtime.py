@@ -235,7 +235,8 @@ class Bridge:
             default_retry_count=5,
         )
 
-    async def _start_web(self) -> None:
+    def build_web_app(self) -> web.Application:
+        """The web server's app: the core's routes and every enabled plugin's."""
         app = build_app(self)
         for name, func in self.plugins.impls("anywhere_web_routes"):
             try:
@@ -244,6 +245,10 @@ class Bridge:
                 raise PluginLoadError(
                     f"plugin {name!r} failed to add its web routes: {exc}"
                 ) from exc
+        return app
+
+    async def _start_web(self) -> None:
+        app = self.build_web_app()
         self._runner = web.AppRunner(app, access_log=None, **server_options())
         await self._runner.setup()
         host, port = self.config["appservice.hostname"], self.config["appservice.port"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hmac
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -232,18 +233,25 @@ async def test_a_bridge_asks_the_homeserver_once_about_a_token_it_refused(config
 
 
 @contextlib.asynccontextmanager
-async def running_web_server(config_file, monkeypatch, plugins: str = "[basics, policy]"):
+async def running_web_server(
+    config_file,
+    monkeypatch,
+    plugins: str = "[basics, policy]",
+    *,
+    homeserver_url: str = "http://127.0.0.1:9",
+    data_dir=None,
+):
     """The bridge's web server as ``anywhere run`` starts it (``Bridge._start_web``),
     without the rest of the bridge."""
     port = free_port()
-    config = load_config(
-        config_file,
-        environ={
-            "ANYWHERE__APPSERVICE__PORT": str(port),
-            "ANYWHERE__PLUGINS__ENABLED": plugins,
-            "ANYWHERE__HOMESERVER__URL": "http://127.0.0.1:9",
-        },
-    )
+    environ = {
+        "ANYWHERE__APPSERVICE__PORT": str(port),
+        "ANYWHERE__PLUGINS__ENABLED": plugins,
+        "ANYWHERE__HOMESERVER__URL": homeserver_url,
+    }
+    if data_dir is not None:
+        environ["ANYWHERE__DATA_DIR"] = str(data_dir)
+    config = load_config(config_file, environ=environ)
     bridge = Bridge(config)
     bridge.http = aiohttp.ClientSession()
     await bridge._start_web()
@@ -309,3 +317,59 @@ async def test_oversized_headers_are_refused(config_file, monkeypatch, header):
         answer = await read_until_closed(reader)
         writer.close()
     assert answer.split(b" ", 2)[1] in (b"400", b"431")
+
+
+# ----- authentication (keep it so; every route: tests/test_e2e_core.py) -----
+
+
+async def test_the_appservice_checks_its_token_before_reading_the_body(config_file, monkeypatch):
+    """A request with a wrong hs_token is answered while its body has not arrived (a
+    handler that read the body first would wait for it)."""
+    async with running_web_server(config_file, monkeypatch) as (_, port):
+        for method, path in [
+            ("PUT", "/_matrix/app/v1/transactions/t1"),
+            ("POST", "/_matrix/app/v1/ping"),
+        ]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{".encode()
+            )
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 30)
+            writer.close()
+            assert status_line.startswith(b"HTTP/1.1 403 "), (path, status_line)
+
+
+async def test_tokens_are_compared_in_constant_time(config_file, monkeypatch):
+    """Every token check (hs_token, operations.token) goes through hmac.compare_digest."""
+    compared: list[bytes] = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append(a)
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    async with (
+        running_web_server(config_file, monkeypatch) as (bridge, port),
+        aiohttp.ClientSession() as http,
+    ):
+        base = f"http://127.0.0.1:{port}"
+        for n, (method, path) in enumerate(
+            [
+                ("PUT", "/_matrix/app/v1/transactions/t1"),
+                ("GET", "/_matrix/app/v1/users/@a:x"),
+                ("GET", "/_matrix/app/v1/rooms/%23a:x"),
+                ("POST", "/_matrix/app/v1/ping"),
+                ("GET", "/health"),
+                ("GET", "/metrics"),
+                ("GET", "/_anywhere/policy/facts"),
+                ("POST", "/_anywhere/policy/sync"),
+            ]
+        ):
+            token = f"guess{n}"
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.request(method, base + path, headers=headers, json={}) as resp:
+                assert resp.status == 403, path
+            assert token.encode() in compared, f"{path}: token not compared in constant time"

@@ -13,7 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.runtime import HANDLED_FLUSH_SECONDS
+from bridge.config import load_config
+from bridge.runtime import HANDLED_FLUSH_SECONDS, Bridge
 
 pytestmark = pytest.mark.e2e
 
@@ -465,3 +466,35 @@ async def test_after_synapse_restarts_every_command_is_answered_exactly_once(
     # failure logged may be the second try's "Cannot connect").
     cut_off = re.findall(r"Request #\d+ failed with ", bridge_log)
     assert len(doubled) <= len(cut_off), f"pings answered more than once: {doubled}"
+
+
+# Served without a token, each documented: the drive API's description (docs/drive.md).
+PUBLIC_ROUTES = {"/_anywhere/drive/v1/openapi.json"}
+# Links the bot gives carry their own signature instead of a token (docs/drive.md): a
+# wrong signature is refused like a missing token.
+SIGNED_ROUTES = ("/_anywhere/drive/v1/shared/",)
+
+
+async def test_every_route_of_the_running_bridge_refuses_a_missing_or_wrong_token(
+    anywhere_stack,
+):
+    """The routes the running bridge serves, core and plugins (as its config builds
+    them): a route added without authentication fails here. (The drive's routes, with
+    the drive running, are also checked in tests/drive/test_http_routes.py.)"""
+    stack = anywhere_stack
+    app = Bridge(load_config(stack.config_path, environ={})).build_web_app()
+    routes = sorted({(r.method, r.resource.canonical) for r in app.router.routes()})
+    assert ("PUT", "/_matrix/app/v1/transactions/{txn_id}") in routes
+    assert ("GET", "/_anywhere/policy/facts") in routes  # the plugins' routes are there
+    refused_anyway = []
+    async with aiohttp.ClientSession() as http:
+        for method, path in routes:
+            if path in PUBLIC_ROUTES:
+                continue
+            url = stack.bridge.url + re.sub(r"\{[^}]*\}", "x", path)
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                async with http.request(method, url, headers=headers, data=b"{}") as resp:
+                    refused = (401, 403, 404) if path.startswith(SIGNED_ROUTES) else (401, 403)
+                    if resp.status not in refused:
+                        refused_anyway.append((method, path, headers, resp.status))
+    assert refused_anyway == []
