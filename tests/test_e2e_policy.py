@@ -277,3 +277,25 @@ async def test_an_email_the_homeserver_verified_counts_once_the_admin_token_is_s
     finally:
         rules.write_text(RULES)
         os.kill(stack.bridge.proc.pid, signal.SIGHUP)
+
+
+async def test_with_network_from_providers_only_self_reports_do_not_count(policy_stack, person):
+    stack = policy_stack
+    caller, room = await person("caller")
+    await ask(caller, room, stack.bot_id, "!network wifi", "Noted: you are on wifi")
+    original = stack.config_path.read_text()
+    config = yaml.safe_load(original)
+    config["plugins"]["settings"]["policy"]["network_source"] = "providers"
+    stack.config_path.write_text(yaml.safe_dump(config))
+    stack.bridge.stop()
+    stack.bridge.start()
+    try:
+        refused = await ask(caller, room, stack.bot_id, "!network wifi", "is off")
+        assert "gets it from your carrier (network_source: providers)" in refused
+        body = await ask(caller, room, stack.bot_id, "!policy explain call.place", "Decision:")
+        assert "network=" not in body  # the earlier self-report is not used
+        assert "Decision: DENY by kr-plan [network_unknown]" in body
+    finally:
+        stack.config_path.write_text(original)
+        stack.bridge.stop()
+        stack.bridge.start()

@@ -219,7 +219,11 @@ class PolicyPlugin:
     async def _record(self, event) -> None:
         if not self.facts.seen_today(event.sender):
             await self.facts.saw_user(event.sender)
-        if event.type == "org.anywhere.network" and event.state_key == event.sender:
+        if (
+            event.type == "org.anywhere.network"
+            and event.state_key == event.sender
+            and self.facts.network_reported
+        ):
             network = event.content.get("network")
             if network in commands.NETWORKS:
                 await self.facts.set_network(event.sender, network)
@@ -228,7 +232,7 @@ class PolicyPlugin:
     async def anywhere_record_usage(
         self, bridge: Bridge, user_id: str, metric: str, amount: float
     ) -> None:
-        if metric == "mvoip_mb" and await self.facts.network(user_id) == "wifi":
+        if metric == "mvoip_mb" and await self.facts.module_network(user_id) == "wifi":
             return  # calls on Wi-Fi use no mobile data (an unknown network counts)
         await self.facts.add_usage(user_id, metric, amount)
 

@@ -76,6 +76,11 @@ def build(plugin: PolicyPlugin) -> list[Command]:
     @command("network", help="Tell the bridge which network you are on now (for call rules)")
     @argument("network", choices=list(NETWORKS))
     async def network_cmd(ctx: EventContext, args: argparse.Namespace) -> None:
+        if not plugin.facts.network_reported:
+            raise CommandError(
+                "your network is not taken from what you say here: this homeserver's operator "
+                "gets it from your carrier (network_source: providers), so !network is off"
+            )
         await plugin.facts.set_network(ctx.event.sender, args.network)
         await ctx.reply(f"Noted: you are on {args.network}.")
 

@@ -149,7 +149,7 @@ class FactGatherer:
         (sent apart)."""
         db = self.bridge.db
         facts: dict[str, Any] = dict(self._subscribers.get(user_id, {}))
-        network = await self.network(user_id)
+        network = await self.module_network(user_id)
         if network:
             facts[F.NETWORK] = network
         used = await db.fetchval(
@@ -175,8 +175,9 @@ class FactGatherer:
         def person(user_id: str) -> dict[str, Any]:
             return snapshot.setdefault(user_id, {F.MVOIP_MB_USED: 0.0, F.VERIFIED_METHODS: []})
 
-        for row in await db.fetch("SELECT user_id, network FROM policy_network"):
-            person(row["user_id"])[F.NETWORK] = row["network"]
+        if self.network_reported:
+            for row in await db.fetch("SELECT user_id, network FROM policy_network"):
+                person(row["user_id"])[F.NETWORK] = row["network"]
         for row in await db.fetch(
             "SELECT user_id, amount FROM policy_usage WHERE month = $1 AND metric = $2",
             this_month(),
@@ -192,7 +193,35 @@ class FactGatherer:
             if methods:
                 known = person(user_id)[F.VERIFIED_METHODS]
                 person(user_id)[F.VERIFIED_METHODS] = sorted(set(known) | set(methods))
+        if not self.network_reported:
+            for user_id, facts in snapshot.items():
+                network = await self.module_network(user_id)
+                if network:
+                    facts[F.NETWORK] = network
         return snapshot
+
+    @property
+    def network_reported(self) -> bool:
+        """Whether people's own reports (``!network``) are the network fact's source."""
+        return self.settings["network_source"] == "reported"
+
+    async def module_network(self, user_id: str) -> str | None:
+        """The network the Synapse module should know for ``user_id``: the reported one,
+        or what the fact providers say (asked as for a call)."""
+        if self.network_reported:
+            return await self.network(user_id)
+        network = None
+        for _, provided in await self.bridge.plugins.acall_each(
+            "anywhere_policy_facts",
+            bridge=self.bridge,
+            actor=user_id,
+            action="call.place",
+            target=None,
+            context={"purpose": "synapse_module"},
+        ):
+            if isinstance(provided, dict) and provided.get(F.NETWORK):
+                network = provided[F.NETWORK]
+        return network
 
     async def saw_users(self, day: str, users: list[str]) -> None:
         """People the Synapse module saw active on ``day`` (UTC): counted like those the
@@ -217,7 +246,7 @@ class FactGatherer:
     ) -> dict[str, Any]:
         db = self.bridge.db
         facts: dict[str, Any] = dict(self._subscribers.get(actor, {}))
-        network = await self.network(actor)
+        network = await self.network(actor) if self.network_reported else None
         if network:
             facts[F.NETWORK] = network
         used = await db.fetchval(

@@ -101,7 +101,8 @@ class ModuleLink:
     async def answer(self, cursor: str | None) -> dict[str, Any]:
         feed = self.facts.feed
         current = feed.cursor
-        changed = feed.changed_since(cursor)
+        # Network facts from providers change without the bridge knowing: send everyone.
+        changed = feed.changed_since(cursor) if self.facts.network_reported else None
         if changed is None:
             users = await self.facts.module_snapshot()
         else:

@@ -8,6 +8,7 @@ from bridge.config import ConfigSection
 from bridge.errors import ConfigError
 
 SENDERS = ("log", "file", "http")
+NETWORK_SOURCES = ("reported", "providers")
 
 DEFAULTS: dict[str, Any] = {
     # YAML file with the rule list (docs/policy.md); relative to the config file. Empty:
@@ -19,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     # Rooms (IDs) and people (IDs, or globs such as "@*:ministry.example") of public
     # institutions: the `public_institution` fact is true for them.
     "public_institutions": [],
+    # Where the `network` fact comes from: "reported" (people say it with `!network` or an
+    # org.anywhere.network state event; self-reported, see docs/policy.md) or "providers"
+    # (only anywhere_policy_facts plugins, e.g. the carrier's own API; `!network` is off).
+    "network_source": "reported",
     "audit_retention_days": 90,
     # A person refused by the Synapse module is told why in their direct chat with the
     # bot, once per rule and this many minutes.
@@ -62,6 +67,10 @@ def validate(section: dict[str, Any], prefix: str) -> None:
         value = verification[key]
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{prefix}.verification.{key}", "a positive whole number", value)
+    if section["network_source"] not in NETWORK_SOURCES:
+        raise ConfigError(
+            f"{prefix}.network_source", " or ".join(NETWORK_SOURCES), section["network_source"]
+        )
     notice = section["refusal_notice_minutes"]
     if isinstance(notice, bool) or not isinstance(notice, int) or notice <= 0:
         raise ConfigError(f"{prefix}.refusal_notice_minutes", "a positive whole number", notice)

@@ -28,10 +28,13 @@ def test_no_blocking_allows_calls_on_any_network():
         ({"network": "lte", "plan_price": 52000}, "allow", "plan_allows_mvoip"),
         ({"network": "lte", "plan_price": 51000}, "deny", "plan_below_mvoip_threshold"),
         ({"network": "wifi", "plan_price": 10000}, None, "wifi"),
-        ({"plan_price": 10000}, None, "network_unknown"),
-        ({"network": "5g", "plan_price": 10000}, None, "no_threshold"),
-        ({"network": "3g"}, None, "plan_unknown"),
-        ({"network": "3g", "plan_price": 30, "plan_currency": "USD"}, None, "currency_mismatch"),
+        # Unknown facts are decided as the carriers did (when_unknown: deny by default).
+        ({"plan_price": 10000}, "deny", "network_unknown"),
+        ({"network": "3g"}, "deny", "plan_unknown"),
+        ({"network": "3g", "plan_price": 30, "plan_currency": "USD"}, "deny", "currency_mismatch"),
+        # A generation without a threshold of its own gets the highest one.
+        ({"network": "5g", "plan_price": 10000}, "deny", "plan_below_mvoip_threshold"),
+        ({"network": "5g", "plan_price": 54000}, "allow", "plan_allows_mvoip"),
     ],
 )
 def test_plan_threshold_blocks_mobile_voip_below_the_korean_defaults(facts, outcome, code):
@@ -54,7 +57,55 @@ def test_plan_threshold_ignores_subscribers_of_other_carriers():
 def test_plan_threshold_uses_configured_thresholds():
     rule = PlanThreshold("custom", thresholds={"5g": 70000}, currency="krw")
     assert verdict_of(rule, **KR, network="5g", plan_price=69000).outcome == "deny"
-    assert verdict_of(rule, **KR, network="3g", plan_price=1).code == "no_threshold"
+    assert verdict_of(rule, **KR, network="3g", plan_price=69000).outcome == "deny"
+
+
+@pytest.mark.parametrize(
+    ("when_unknown", "outcome"), [("deny", "deny"), ("allow", "allow"), ("skip", None)]
+)
+@pytest.mark.parametrize(
+    ("facts", "code"),
+    [
+        ({"carrier_country": "KR", "network": "3g", "plan_price": 60000}, "carrier_unknown"),
+        ({**KR, "plan_price": 60000}, "network_unknown"),
+        ({**KR, "network": "lte"}, "plan_unknown"),
+    ],
+)
+def test_each_unknown_fact_is_decided_as_when_unknown_says(facts, code, when_unknown, outcome):
+    rule = PlanThreshold("kr-plan", carriers=["SKT"], when_unknown=when_unknown)
+    verdict = verdict_of(rule, **facts)
+    assert (verdict.outcome, verdict.code) == (outcome, code)
+    if outcome == "deny":
+        assert "is not known" in verdict.reason and "`!network" in verdict.reason
+
+
+def test_an_unknown_carrier_on_wifi_is_not_refused():
+    rule = PlanThreshold("kr-plan", carriers=["SKT"])
+    assert verdict_of(rule, network="wifi").code == "wifi"
+    assert verdict_of(WifiOnly("att", carriers=["AT&T"]), network="wifi") is None
+    verdict = verdict_of(WifiOnly("att", carriers=["AT&T"]), network="lte")
+    assert (verdict.outcome, verdict.code) == ("deny", "carrier_unknown")
+
+
+@pytest.mark.parametrize(
+    ("price", "used", "outcome", "code", "remaining"),
+    [
+        (30000, 0, "deny", "mvoip_not_in_plan", None),
+        (54000, 150, "allow", "mvoip_quota_remaining", 50),
+        (79000, 150, "allow", "mvoip_quota_remaining", 350),
+        (79000, 500, "deny", "mvoip_quota_exhausted", None),
+        (None, 0, "deny", "plan_unknown", None),
+    ],
+)
+def test_the_allowance_can_depend_on_the_plan(price, used, outcome, code, remaining):
+    rule = MvoipQuota("kr-quota", monthly_mb={54000: 200, 79000: 500})
+    facts = {**KR, "network": "lte", "mvoip_mb_used_this_month": used}
+    if price is not None:
+        facts["plan_price"] = price
+    verdict = verdict_of(rule, **facts)
+    assert (verdict.outcome, verdict.code) == (outcome, code)
+    if remaining is not None:
+        assert verdict.obligations["mvoip_remaining_mb"] == remaining
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_mismatches_are_listed_and_exit_non_zero(tmp_path):
                     "name": "default removed",
                     "action": "call.place",
                     "facts": {"network": "3g", "plan_price": None},
-                    "expect": {"outcome": "allow", "rule": "no_blocking"},
+                    "expect": {"outcome": "deny", "rule": "kr-plan", "code": "plan_unknown"},
                 },
             ],
         },

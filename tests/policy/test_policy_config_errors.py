@@ -54,8 +54,8 @@ from policy.rules import PlanThreshold
         ),
         (
             [{"type": "mvoip_quota"}],
-            "policy.rules[0].monthly_mb: expected a positive number of MB per month"
-            " — it is required",
+            "policy.rules[0].monthly_mb: expected a number of MB per month, or {minimum plan "
+            "price: MB} — it is required",
         ),
         (
             [{"type": "plan_treshold"}],
@@ -73,7 +73,7 @@ from policy.rules import PlanThreshold
         (
             [{"type": "plan_threshold", "treshold": 5}],
             "policy.rules[0].treshold: expected one of the keys of a plan_threshold rule "
-            "(type, id, mode, actions, scope, carriers, thresholds, currency)"
+            "(type, id, mode, actions, scope, carriers, when_unknown, thresholds, currency)"
             " — did you mean 'thresholds'?",
         ),
         (
