@@ -86,12 +86,17 @@ class RequireVerified(Rule):
 class DailyUsersThreshold(RequireVerified):
     """``require_verified`` that applies only while the service has at least
     ``daily_active_users`` (default 100,000, the 2007 Korean law). Without the
-    ``daily_active_users`` fact it has no opinion."""
+    ``daily_active_users`` fact, ``when_unknown`` decides: ``skip`` (the default: no
+    opinion — the count is known from the bridge and the Synapse module once anyone was
+    active today) or ``require`` (as if the threshold were reached)."""
 
     type_name = "threshold"
     params = {
         **RequireVerified.params,
         "daily_active_users": Param(positive_int, 100_000, "a positive whole number of users"),
+        "when_unknown": Param(
+            one_of("skip", "require"), "skip", "skip or require when the count is unknown"
+        ),
     }
 
     def prepare(self) -> None:
@@ -109,11 +114,15 @@ class DailyUsersThreshold(RequireVerified):
         """Below the threshold (or with the count unknown) the person's facts cannot
         change this rule's verdict."""
         users = request.facts.get(DAILY_ACTIVE_USERS)
-        return users is not None and users >= self.daily_active_users
+        if users is None:
+            return self.when_unknown == "require"
+        return users >= self.daily_active_users
 
     def evaluate(self, request: Request) -> Verdict | None:
         users = request.facts.get(DAILY_ACTIVE_USERS)
         if users is None:
+            if self.when_unknown == "require":
+                return super().evaluate(request)
             return self._unknown
         if users < self.daily_active_users:
             return self._below

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from policy import Request
+from policy.rules import DailyUsersThreshold
+
 VERIFY_GROUPS = {"type": "require_verified", "id": "verify", "actions": ["group.create"]}
 
 
@@ -93,3 +96,11 @@ def test_person_required_to_verify_is_told_how(decide, methods, told):
 def test_public_institution_scope(decide, public_institution, facts, outcome):
     rule = {"type": "require_verified", "scope": {"public_institution": public_institution}}
     assert decide([rule], "room.post", **facts).outcome == outcome
+
+
+def test_the_threshold_with_an_unknown_count_follows_when_unknown():
+    request = Request("@kim:example.kr", "room.post", facts={"verified_methods": []})
+    assert DailyUsersThreshold("t").evaluate(request).code == "dau_unknown"
+    strict = DailyUsersThreshold("t", when_unknown="require")
+    assert strict.evaluate(request).code == "verification_required"
+    assert strict.needs_facts(request) and not DailyUsersThreshold("t").needs_facts(request)
