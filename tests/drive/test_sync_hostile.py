@@ -42,6 +42,7 @@ class FakeDrive:
         self.dirs = dirs
         self.raw_nodes = raw_nodes
         self.before_download: Callable[[str], Awaitable[None]] | None = None
+        self.before_write: Callable[[str], Awaitable[None]] | None = None
         self.downloads: list[str] = []
         self.writes: list[tuple[str, str]] = []
         self._runner: web.AppRunner | None = None
@@ -97,6 +98,10 @@ class FakeDrive:
 
     async def _write(self, request: web.Request) -> web.Response:
         self.writes.append((request.method, request.path))
+        if self.before_write is not None:
+            await self.before_write(request.path)
+        if request.path.endswith("/mkdir"):
+            return web.json_response({"id": "new", "kind": "dir", "revision": 1}, status=201)
         return web.json_response({"errcode": "M_FORBIDDEN", "error": "read-only"}, status=403)
 
 
@@ -297,6 +302,41 @@ async def test_a_folder_swapped_for_a_link_during_the_download_is_not_written_th
         line.startswith("docs/authorized_keys: docs is a symbolic link here")
         for line in report.skipped
     ), report
+
+
+async def test_a_folder_swapped_for_a_link_before_an_upload_is_not_read_through(serve, home):
+    """The same race on the way out: ``up`` is a real folder at the scan and a link to
+    ~/.ssh when its file is read for the upload; nothing from ~/.ssh is sent."""
+    team = home / "Team"
+    (team / "up").mkdir()
+    (team / "up" / "authorized_keys").write_text("a harmless file")
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    drive = FakeDrive({})
+
+    async def swap(path: str) -> None:  # the sync makes the folder before the upload
+        (team / "up" / "authorized_keys").unlink()
+        (team / "up").rmdir()
+        (team / "up").symlink_to(home / ".ssh")
+
+    drive.before_write = swap
+    url = await serve(drive)
+
+    report = await run_sync(url, team)
+
+    assert [method for method, _ in drive.writes] == ["POST"]  # the mkdir; no PUT
+    assert any(line.startswith("up/authorized_keys: up is a symbolic link here") for line in
+               report.skipped), report  # fmt: skip
+
+
+async def test_two_server_paths_that_differ_only_by_case_keep_the_first(serve, home):
+    url = await serve(FakeDrive({"Report.txt": b"first", "report.txt": b"second"}))
+    report = await run_sync(url, home / "Team")
+    assert (home / "Team" / "Report.txt").read_bytes() == b"first"
+    assert not (home / "Team" / "report.txt").exists()
+    assert report.skipped == [
+        "'report.txt' from the drive: it is listed already (as 'Report.txt'; names differing "
+        "only by case or accents are one name on the drive)"
+    ]
 
 
 async def test_https_with_a_self_signed_certificate_is_refused_unless_trusted(

@@ -1,13 +1,14 @@
 """Writing inside the local folder, and only there.
 
 Every write the sync makes (a download put in place, a rename, a new folder, a move to
-the local trash) goes through :class:`LocalFolder`, which takes paths relative to the
-folder and walks them one component at a time from an open descriptor of the folder
-(``os.open(name, O_NOFOLLOW | O_DIRECTORY, dir_fd=parent)``). A component that is a
-symbolic link, ``..``, or absolute is refused with :class:`Unsafe` instead of followed,
-so neither a path from the server nor a link someone made inside the folder (``docs ->
-~/.ssh``) can make a write land outside — and a link swapped in after the scan is
-refused as well, since nothing is resolved by path.
+the local trash), and every read of a file it uploads, goes through
+:class:`LocalFolder`, which takes paths relative to the folder and walks them one
+component at a time from an open descriptor of the folder (``os.open(name,
+O_NOFOLLOW | O_DIRECTORY, dir_fd=parent)``). A component that is a symbolic link,
+``..``, or absolute is refused with :class:`Unsafe` instead of followed, so neither a
+path from the server nor a link someone made inside the folder (``docs -> ~/.ssh``) can
+make a write land outside (or an upload read from outside) — and a link swapped in
+after the scan is refused as well, since nothing is resolved by path.
 """
 
 from __future__ import annotations
@@ -104,10 +105,11 @@ class LocalFolder:
 
     # ----- what the sync does -----
     def lstat(self, path: str) -> os.stat_result | None:
-        """The item at ``path`` itself (a link is not followed); None when absent."""
+        """The item at ``path`` itself (a link is not followed); None when absent,
+        ``Unsafe`` when a folder on the way is a link."""
         try:
             fd, name = self._parent(path, create=False)
-        except (FileNotFoundError, Unsafe):
+        except FileNotFoundError:
             return None
         try:
             return os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -115,6 +117,23 @@ class LocalFolder:
             return None
         finally:
             os.close(fd)
+
+    def open_read(self, path: str) -> BinaryIO:
+        """The regular file at ``path``, open for reading (a link or a device is refused)."""
+        fd, name = self._parent(path, create=False)
+        try:
+            handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.EMLINK):
+                raise
+            raise Unsafe(f"{path} is a symbolic link here; links are not synced") from None
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise Unsafe(f"{path} is not a regular file here; only files are synced")
+        os.set_blocking(handle, True)
+        return os.fdopen(handle, "rb")
 
     def create(self, path: str) -> BinaryIO:
         """A new file at ``path`` (its folders made), open for writing."""

@@ -9,7 +9,9 @@ reported as skipped."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -243,16 +245,17 @@ class Sync:
     async def _upload(
         self, local_path: str, remote_path: str, manifest: Manifest, node: dict | None
     ) -> None:
-        source = self.root / local_path  # a path the scan found: no link on the way
-        before = source.stat()
+        before = self.disk.lstat(local_path)
+        if before is None or not stat.S_ISREG(before.st_mode):
+            raise Unsafe(f"{local_path} is no longer a file here; the next run sorts it out")
         await self._remote_parent(remote_path)
-        size = before.st_size
         result = await self.remote.upload(
             self.folder,
             remote_path,
-            source,
+            lambda: self.disk.open_read(local_path),
+            before.st_size,
             node["revision"] if node else None,
-            self.progress(remote_path, size),
+            self.progress(remote_path, before.st_size),
         )
         manifest.put(
             Entry(remote_path, result["id"], "file", result["revision"], result["sha256"],
@@ -282,7 +285,7 @@ class Sync:
             self.disk.move(tmp, target)
         finally:
             self.disk.unlink(tmp)
-        info = self.disk.lstat(target)
+        info = self._written(target)
         manifest.put(
             Entry(action.path, node["id"], "file", node["revision"], node["sha256"],
                   info.st_size, info.st_mtime_ns)
@@ -324,7 +327,7 @@ class Sync:
         node, entry = action.remote, action.entry
         self.disk.move(_disk(action), action.dest)
         manifest.forget(action.path)
-        info = self.disk.lstat(action.dest)
+        info = self._written(action.dest)
         manifest.put(
             Entry(action.dest, node["id"], "file", node["revision"], entry.sha256,
                   info.st_size, info.st_mtime_ns)
@@ -376,6 +379,12 @@ class Sync:
         if self.disk.lstat(trash) is not None:  # a folder of that name went there already
             trash += f" {secrets.token_hex(3)}"
         self.disk.move(path, trash)
+
+    def _written(self, path: str) -> os.stat_result:
+        info = self.disk.lstat(path)
+        if info is None:
+            raise Unsafe(f"{path} was gone right after it was written; the next run retries")
+        return info
 
     def _changed_since_scan(self, path: str, item: LocalItem) -> bool:
         info = self.disk.lstat(path)

@@ -11,15 +11,13 @@ import asyncio
 import hashlib
 import http.client
 import json
-import os
 import re
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
-from ..names import InvalidName, split_path
+from ..names import InvalidName, name_key, split_path
 from .credentials import Credentials
 
 PREFIX = "/_anywhere/drive/v1"
@@ -174,18 +172,20 @@ class Remote:
         self,
         folder: str,
         path: str,
-        source: Path,
+        open_source: Callable[[], BinaryIO],
+        size: int,
         revision: int | None,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """PUT the file, streamed; ``revision`` None means "create, do not overwrite"."""
+        """PUT the file (``open_source()`` opens it, again for a retry), streamed;
+        ``revision`` None means "create, do not overwrite"."""
         headers = _if_match(revision) if revision is not None else {"If-None-Match": "*"}
-        headers["Content-Length"] = str(os.path.getsize(source))
+        headers["Content-Length"] = str(size)
         headers["Content-Type"] = "application/octet-stream"
         handles: list[BinaryIO] = []
 
         def reopen() -> _Reader:
-            handles.append(open(source, "rb"))  # noqa: SIM115 - closed below
+            handles.append(open_source())
             return _Reader(handles[-1], progress)
 
         try:
@@ -239,6 +239,7 @@ class Tree:
     @classmethod
     def from_nodes(cls, nodes: list[Any], cursor: int) -> Tree:
         checked: dict[str, dict[str, Any]] = {}
+        keys: dict[str, str] = {}  # name_key -> path: the drive never holds two of one key
         refused: list[str] = []
         for node in nodes:
             shown = repr(node.get("path")) if isinstance(node, dict) else repr(node)[:80]
@@ -247,9 +248,14 @@ class Tree:
             except InvalidName as exc:
                 refused.append(f"{shown} from the drive: {exc}; nothing was written for it")
                 continue
-            if path in checked:
-                refused.append(f"{shown} from the drive: the path is listed twice; kept the first")
+            key = name_key(path)
+            if key in keys:
+                refused.append(
+                    f"{shown} from the drive: it is listed already (as {keys[key]!r}; names "
+                    "differing only by case or accents are one name on the drive)"
+                )
                 continue
+            keys[key] = path
             checked[path] = {**node, "path": path}
         return cls(checked, cursor, refused)
 
