@@ -216,14 +216,15 @@ async def test_the_demo_people_the_admin_and_the_demonstration_rules(tmp_path):
 
             explain = "!policy explain call.place"
             answer = await ask(demo, room, bot, explain)
-            assert "Decision: REQUIRE_VERIFICATION by demo-verify-before-calling" in answer
+            assert "Decision: DENY by demo-carrier-plan [network_unknown]" in answer
+            assert "!network wifi" in answer
             await ask(demo, room, bot, "!network 3g")
             answer = await ask(demo, room, bot, explain)
             assert "Decision: DENY by demo-carrier-plan [plan_below_mvoip_threshold]" in answer
             assert "45,000 KRW" in answer and "!network wifi" in answer
             await ask(demo, room, bot, "!network wifi")
             answer = await ask(demo, room, bot, explain)
-            assert "Decision: REQUIRE_VERIFICATION" in answer
+            assert "Decision: REQUIRE_VERIFICATION by demo-verify-before-calling" in answer
 
             mark = len(dev.output)
             await ask(demo, room, bot, "!verify phone +82 10 1234 5678")
