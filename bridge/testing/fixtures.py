@@ -15,10 +15,13 @@ pytest-asyncio, as Anywhere's own pyproject.toml does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
 
 import asyncpg
 import pytest
@@ -27,6 +30,20 @@ import pytest_asyncio
 from .stack import MatrixUser, Stack
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def running_under_ci() -> bool:
+    """``CI=true`` (as GitHub Actions, GitLab CI and most others set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Skip the test for a missing requirement (PostgreSQL, Chromium, root, an npm
+    package), saying which; under ``CI=true`` fail it instead, so that a CI run never
+    passes with part of the suite silently left out."""
+    if running_under_ci():
+        pytest.fail(f"{reason} (required: CI=true is set)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +102,8 @@ async def anywhere_database_url(request, tmp_path) -> AsyncIterator[str]:
     """A database URL, once for SQLite (a file in ``tmp_path``) and once for a fresh
     PostgreSQL database (created on ``ANYWHERE_TEST_PG``, default
     postgresql://postgres@127.0.0.1:5432/postgres, and dropped afterwards). Tests that
-    take it run on both; PostgreSQL is skipped only where none is reachable."""
+    take it run on both; PostgreSQL is skipped only where none is reachable (and fails
+    under ``CI=true``)."""
     if request.param == "sqlite":
         yield f"sqlite:{tmp_path / 'anywhere.db'}"
         return
@@ -97,12 +115,29 @@ async def anywhere_database_url(request, tmp_path) -> AsyncIterator[str]:
 async def postgres_database() -> AsyncIterator[str]:
     """A fresh PostgreSQL database on ``ANYWHERE_TEST_PG`` (default
     postgresql://postgres@127.0.0.1:5432/postgres), dropped afterwards; the test is
-    skipped where no PostgreSQL is reachable."""
+    skipped where no PostgreSQL is reachable (failed under ``CI=true``)."""
     url = await create_postgres_database()
     try:
         yield url
     finally:
         await drop_postgres_database(url)
+
+
+@contextlib.contextmanager
+def postgres_database_blocking() -> Iterator[str]:
+    """``postgres_database`` for synchronous fixtures (e.g. a session-scoped stack):
+    the database is made and dropped on a thread of its own, so it works whether or not
+    an event loop runs in the caller's thread."""
+
+    def run(coroutine):
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+
+    url = run(create_postgres_database())
+    try:
+        yield url
+    finally:
+        run(drop_postgres_database(url))
 
 
 async def create_postgres_database() -> str:
@@ -111,7 +146,9 @@ async def create_postgres_database() -> str:
     try:
         admin = await asyncpg.connect(admin_url, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL reachable at {admin_url} ({exc})")
+        skip_unless_ci(
+            f"no PostgreSQL reachable at {admin_url} ({exc}); set ANYWHERE_TEST_PG to one"
+        )
     name = f"anywhere_test_{secrets.token_hex(4)}"
     try:
         await admin.execute(f"CREATE DATABASE {name}")

@@ -3,15 +3,12 @@ and — for the end-to-end tests — a stack of its own with the drive plugin en
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
-import asyncpg
 import pytest
 import pytest_asyncio
 
+from bridge.testing.fixtures import postgres_database_blocking
 from bridge.testing.stack import Stack
 from plugins.drive.schema import DRIVE_MIGRATIONS
 from plugins.drive.service import Drive
@@ -20,8 +17,6 @@ from storage import open_database, run_migrations
 from storage.blobs import open_blob_store
 
 from .people import DrivePerson
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
@@ -92,35 +87,11 @@ def mem_drive_stack(tmp_path_factory) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def pg_drive_stack(tmp_path_factory) -> Iterator[Stack]:
     """The same with the bridge's database on PostgreSQL (a database made for it)."""
-
-    def admin(sql: str) -> None:
-        """Run one statement as the PostgreSQL admin (in a thread of its own: the tests'
-        event loop may be running)."""
-
-        async def run() -> None:
-            conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, run()).result()
-
-    name = f"anywhere_drive_e2e_{secrets.token_hex(4)}"
-    try:
-        admin(f"CREATE DATABASE {name}")
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL reachable at 127.0.0.1:5432 ({exc})")
     workdir = tmp_path_factory.mktemp("drive-pg")
-    stack = _drive_stack(
-        workdir, f"osfs://{workdir / 'drive-store'}", f"postgresql://postgres@127.0.0.1:5432/{name}"
-    )
-    try:
+    with postgres_database_blocking() as database_url:
+        stack = _drive_stack(workdir, f"osfs://{workdir / 'drive-store'}", database_url)
         with stack:
             yield stack
-    finally:
-        admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["osfs", "mem", "postgresql"])

@@ -3,17 +3,16 @@ and in memory for tests."""
 
 from __future__ import annotations
 
-import secrets
+import contextlib
 
-import asyncpg
 import pytest
 import pytest_asyncio
 
+from bridge.testing.fixtures import postgres_database
 from policy import Engine, Request
 from policy.audit import MIGRATION_COMPONENT, MIGRATION_STEPS, AuditLog, MemoryAuditLog
 from storage import Migrations, open_database, run_migrations
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RULES = [
     {"type": "plan_threshold", "id": "kr-plan"},
     {"type": "mvoip_quota", "id": "quota", "monthly_mb": 100, "mode": "dry-run"},
@@ -26,25 +25,17 @@ async def audit(request, tmp_path):
     if request.param == "memory":
         yield MemoryAuditLog()
         return
-    if request.param == "sqlite":
-        db = await open_database(f"sqlite:{tmp_path / 'audit.db'}")
-        admin = name = None
-    else:
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:{tmp_path / 'audit.db'}"
+        else:
+            url = await stack.enter_async_context(postgres_database())
+        db = await open_database(url)
         try:
-            admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-        except (OSError, asyncpg.PostgresError) as exc:
-            pytest.skip(f"no PostgreSQL reachable at 127.0.0.1:5432 ({exc})")
-        name = f"anywhere_policy_test_{secrets.token_hex(4)}"
-        await admin.execute(f"CREATE DATABASE {name}")
-        db = await open_database(f"postgresql://postgres@127.0.0.1:5432/{name}")
-    try:
-        await run_migrations(db, [Migrations(MIGRATION_COMPONENT, MIGRATION_STEPS)])
-        yield AuditLog(db)
-    finally:
-        await db.stop()
-        if admin is not None:
-            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-            await admin.close()
+            await run_migrations(db, [Migrations(MIGRATION_COMPONENT, MIGRATION_STEPS)])
+            yield AuditLog(db)
+        finally:
+            await db.stop()
 
 
 def make_engine(start: float = 1_700_000_000.0) -> Engine:
