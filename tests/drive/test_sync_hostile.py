@@ -22,6 +22,7 @@ from aiohttp import web
 
 from plugins.drive.sync.credentials import Credentials
 from plugins.drive.sync.engine import Sync
+from plugins.drive.sync.manifest import Entry, Manifest
 from plugins.drive.sync.remote import Remote, Unreachable
 
 PREFIX = "/_anywhere/drive/v1"
@@ -357,3 +358,44 @@ async def test_https_with_a_self_signed_certificate_is_refused_unless_trusted(
     report = await run_sync(url, home / "Team")
     assert report.done == {"download": 1}
     assert (home / "Team" / "ok.txt").read_bytes() == b"over https"
+
+
+async def test_a_manifest_holding_paths_from_an_unchecked_answer_is_cleaned_once(serve, home):
+    """A client without the checks may have stored a hostile server's paths in its
+    manifest: they are forgotten (and said) on the first run, then not checked again."""
+    team = home / "Team"
+    manifest = Manifest(team / ".anywhere-sync" / "manifest.db")
+    manifest.set_meta("folder", FOLDER)
+    for path in ("../x", str(home / ".bashrc")):
+        manifest.put(Entry(path, "n9", "file", 1, "0" * 64, 1, 1))
+    manifest.close()
+    url = await serve(FakeDrive({"ok.txt": b"fine"}))
+
+    report = await run_sync(url, team)
+    assert [n.split(":")[0] for n in report.notes] == [
+        "forgot '../x' from an earlier sync",
+        f"forgot {str(home / '.bashrc')!r} from an earlier sync",
+    ]
+    assert report.done == {"download": 1}
+    assert (home / ".bashrc").read_text() == "the person's own .bashrc\n"
+    again = await run_sync(url, team)
+    assert not again.notes
+
+
+async def test_login_to_a_homeserver_with_a_self_signed_certificate_is_refused(serve, tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    url = await serve(FakeDrive({}), context)
+    env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
+    env |= {"XDG_CONFIG_HOME": str(tmp_path / "config"), "ANYWHERE_DRIVE_PASSWORD": "pw"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "plugins.drive.sync", "login", "--homeserver", url,
+        "--user", "@kim:hs", "--bridge", url,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert f"the homeserver at {url} has a certificate that is not trusted" in err.decode()
+    assert "SSL_CERT_FILE" in err.decode() and "Traceback" not in err.decode()
+    assert not (tmp_path / "config" / "anywhere" / "drive.json").exists()

@@ -47,7 +47,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--homeserver", required=True, help="your homeserver, e.g. https://example.org")
     p.add_argument("--user", required=True, help="your Matrix ID or user name")
     p.add_argument("--bridge", required=True, help="the bridge's web address (ask your operator)")
-    p.add_argument("--password-file", help="read the password from this file (else prompted)")
+    p.add_argument(
+        "--password-file",
+        help="read the password from this file (default: ANYWHERE_DRIVE_PASSWORD, else asked "
+        "on the terminal, else read from stdin)",
+    )
     p.add_argument("--device-name", default=f"Anywhere drive sync on {socket.gethostname()}")
     p.set_defaults(func=cmd_login)
     s = sub.add_parser("sync", help="two-way sync of a local folder with a drive folder")

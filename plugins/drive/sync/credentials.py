@@ -69,6 +69,12 @@ async def login(
     client = AsyncClient(homeserver.rstrip("/"), user, config=config)
     try:
         response = await client.login(password, device_name=device_name)
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise LoginError(
+            f"the homeserver at {homeserver} has a certificate that is not trusted "
+            f"({exc.certificate_error}); nothing was sent. If your operator uses a private "
+            "certificate authority, point SSL_CERT_FILE at its certificate"
+        ) from exc
     except (aiohttp.ClientError, OSError) as exc:
         raise LoginError(
             f"cannot reach the homeserver at {homeserver} ({exc or type(exc).__name__}); "

@@ -144,9 +144,12 @@ class Sync:
             manifest.set_meta("cursor", str(cursor))
 
     def _checked_entries(self, manifest: Manifest) -> dict[str, Entry]:
-        """The manifest's entries; one whose path could leave the folder (written by a
-        client without these checks, from a hostile server's answer) is forgotten."""
+        """The manifest's entries. A manifest written by a client that did not check the
+        server's paths is checked once: an entry whose path could leave the folder (from
+        a hostile server's answer) is forgotten. Later entries come from checked paths."""
         entries = manifest.entries()
+        if manifest.get_meta("paths_checked") == "1":
+            return entries
         for path in list(entries):
             try:
                 split_path(path)
@@ -154,6 +157,7 @@ class Sync:
                 del entries[path]
                 manifest.forget(path)
                 self.report.notes.append(f"forgot {path!r} from an earlier sync: {exc}")
+        manifest.set_meta("paths_checked", "1")
         return entries
 
     async def _remote_state(
