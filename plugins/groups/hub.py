@@ -35,6 +35,7 @@ from .connector import (
 )
 from .ghosts import Ghosts
 from .limits import RemoteLimits, address_and_domain
+from .links import LinkFetcher
 from .outbox import Outbox
 from .people import MatrixPeople
 from .remote import RemoteEvents
@@ -51,6 +52,9 @@ class Hub(RemoteEvents):
         self.settings = settings
         self.log = bridge.log.bind(plugin="groups")
         self.limits = RemoteLimits(settings["limits"])
+        self.links = LinkFetcher(
+            settings["max_file_bytes"], settings["fetch_private_addresses"], self.log
+        )
         self.ghosts = Ghosts(bridge, self.limits)
         self.connectors: dict[str, Connector] = {}
         self._portals_by_room: dict[str, Portal] = {}
@@ -98,6 +102,7 @@ class Hub(RemoteEvents):
                 await task
         for connector in self.connectors.values():
             await connector.stop()
+        await self.links.close()
 
     def network_up(self, network: str) -> None:
         """Connectors call this after (re)connecting: queued messages go out now."""

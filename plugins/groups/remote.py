@@ -9,9 +9,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
-import aiohttp
 from mautrix.api import Method, Path
 from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType
@@ -228,24 +226,8 @@ class RemoteEvents:
                 map_id,
             )
 
-    async def fetch_url(self, url: str) -> FileData | None:
-        """Download a file a network message links to (HTTP(S) only, size-capped), for
-        the media repository; None when it cannot be fetched."""
-        if not url.startswith(("http://", "https://")):
-            return None
-        limit = self.settings["max_file_bytes"]
-        try:
-            async with self.bridge.http.get(url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
-                if resp.status != 200 or (resp.content_length or 0) > limit:
-                    return None
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(65536):
-                    data.extend(chunk)
-                    if len(data) > limit:
-                        return None
-                mimetype = resp.content_type or "application/octet-stream"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.log.warning("could not fetch a linked file", url=url, error=str(exc))
-            return None
-        name = unquote(url.rsplit("/", 1)[-1].split("?", 1)[0]) or "file"
-        return FileData(name, mimetype, bytes(data))
+    async def fetch_url(self, url: str, allowed_prefixes: list[str]) -> FileData | None:
+        """Download a file a network message links to, if it is under one of
+        ``allowed_prefixes`` (size-capped; see :mod:`plugins.groups.links`), for the media
+        repository; None when it may not or cannot be fetched."""
+        return await self.links.fetch(url, allowed_prefixes)

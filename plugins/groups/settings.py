@@ -9,6 +9,7 @@ from bridge.config import ConfigSection
 from bridge.errors import ConfigError
 
 from . import limits
+from .links import BadLink, prefix_place
 
 NETWORK_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
 
@@ -22,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "max_body_chars": 20000,
     # The largest file carried between networks, in bytes.
     "max_file_bytes": 20 * 1024 * 1024,
+    # Whether files linked from other networks may be fetched from addresses that are
+    # not public (loopback, private networks, link-local): only for a test or an upload
+    # service on your own network, as the bridge fetches what remote people send.
+    "fetch_private_addresses": False,
     "xmpp": {
         "enabled": False,
         # The component's address as the XMPP server knows it (Prosody:
@@ -44,8 +49,9 @@ DEFAULTS: dict[str, Any] = {
         # a notice.
         "upload_jid": "",
         # Files XMPP people link to (XEP-0066) are fetched into Matrix only from URLs
-        # starting with one of these (your upload service's, e.g.
-        # https://upload.example.org/); other links stay links. Never list internal
+        # under one of these (your upload service's, e.g.
+        # https://upload.example.org:5281/file_share/): same scheme, host and port, and
+        # a path below the prefix's folder; other links stay links. Never list internal
         # services: the bridge fetches what XMPP people send.
         "file_url_prefixes": [],
     },
@@ -79,6 +85,21 @@ def validate(section: dict[str, Any], prefix: str) -> None:
             )
         if not 0 < xmpp["port"] < 65536:
             raise ConfigError(f"{prefix}.xmpp.port", "a TCP port", xmpp["port"])
+        for n, url in enumerate(xmpp["file_url_prefixes"]):
+            try:
+                prefix_place(str(url))
+            except BadLink as exc:
+                raise ConfigError(
+                    f"{prefix}.xmpp.file_url_prefixes[{n}]",
+                    "an http(s) URL of your upload service, e.g. "
+                    "https://upload.example.org:5281/file_share/",
+                    url,
+                    hint=str(exc),
+                ) from exc
+    if not isinstance(section["fetch_private_addresses"], bool):
+        raise ConfigError(
+            f"{prefix}.fetch_private_addresses", "true or false", section["fetch_private_addresses"]
+        )
     networks = section["networks"]
     if networks is None:
         section["networks"] = {}

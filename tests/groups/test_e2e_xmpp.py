@@ -1013,3 +1013,39 @@ async def test_nickname_changes_in_a_semi_anonymous_room_keep_one_ghost(
             and e["content"].get("displayname") == "Erin 3"
         ),
     )
+
+
+async def test_a_file_link_with_user_at_host_is_not_fetched_from_the_other_host(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    from aiohttp import web
+
+    hits = []
+
+    async def secret(request):
+        hits.append(request.path)
+        return web.Response(body=PNG, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/secret.png", secret)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    internal = site._server.sockets[0].getsockname()[1]
+    try:
+        alice = await xmpp_person("alice")
+        boss = await matrix_person("boss12", "Boss Ahn")
+        room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice L")], prosody)
+        # the configured prefix is http://127.0.0.1:HTTP_PORT (no trailing /)
+        url = f"http://127.0.0.1:{prosody.http_port}@127.0.0.1:{internal}/secret.png"
+        oob = xml("jabber:x:oob", "x")
+        link = xml("jabber:x:oob", "url")
+        link.text = url
+        oob.append(link)
+        alice.send(room, url, "groupchat", extra=[oob])
+        event = await boss.wait_for(room_id, text_from(body=url))
+        assert event["content"]["msgtype"] == "m.text"  # it stays a link
+        assert hits == []  # and the internal service was never asked
+    finally:
+        await runner.cleanup()

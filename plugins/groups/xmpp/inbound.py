@@ -16,6 +16,7 @@ from ..connector import (
     Refused,
     RemoteUser,
 )
+from ..links import is_allowed
 from . import stanzas
 from .stanzas import element
 
@@ -207,10 +208,10 @@ class XmppInbound:
             message.reply_to = f"{chat}#{incoming.reply_to}"
         if incoming.location is not None:
             message.location = incoming.location
-        elif incoming.oob_url and incoming.oob_url.startswith(
-            tuple(self.settings["file_url_prefixes"]) or ("\0",)
-        ):
-            message.file = await self.hub.fetch_url(incoming.oob_url)
+        elif incoming.oob_url and is_allowed(incoming.oob_url, self.settings["file_url_prefixes"]):
+            message.file = await self.hub.fetch_url(
+                incoming.oob_url, self.settings["file_url_prefixes"]
+            )
             if message.file is None:
                 message.text = incoming.body or incoming.oob_url
         if not message.text and message.file is None and message.location is None:
