@@ -68,10 +68,22 @@ async def linked_group(stack, boss, xmpp_people_and_nicks, prosody):
     await wait_invited(boss, room_id)
     await boss.client.join(room_id)
     await boss.wait_joined(room_id, boss.user_id)
+    marks = [len(person.presences) for person, _ in xmpp_people_and_nicks]
     reply = await ask(boss, room_id, bot, f"!group link xmpp:{room}", "Linked")
     assert f"xmpp:{room}" in reply
-    await asyncio.sleep(0.5)  # the bridge's relay settles in the room
+    for (person, _), mark in zip(xmpp_people_and_nicks, marks, strict=True):
+        # the room has the bridge's relay as an occupant (and told everyone)
+        await wait_presence(person, relay_joined(room), start=mark)
     return room, room_id
+
+
+def relay_joined(room, joined=True):
+    def match(presence):
+        return presence["from"].full == f"{room}/Matrix" and (
+            (presence["type"] != "unavailable") == joined
+        )
+
+    return match
 
 
 async def test_a_muc_and_a_portal_carry_text_both_ways_with_names_and_no_echo(
@@ -82,7 +94,6 @@ async def test_a_muc_and_a_portal_carry_text_both_ways_with_names_and_no_echo(
     room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice X")], prosody)
 
     mark = alice.mark()
-    await asyncio.sleep(0.5)  # the relay's join settles before the first message
     alice.send(room, "hello from xmpp", "groupchat")
     event = await boss.wait_for(room_id, text_from(body="hello from xmpp"))
     ghost = event["sender"]
@@ -94,8 +105,11 @@ async def test_a_muc_and_a_portal_carry_text_both_ways_with_names_and_no_echo(
     assert got["type"] == "groupchat"
     assert got["from"].full == f"{room}/Boss Kim"
 
-    await asyncio.sleep(2)  # time for an echo, if there were one
-    await boss.sync_once()
+    # later markers each way: an echo of either message would have come before them
+    alice.send(room, "marker from xmpp", "groupchat")
+    await boss.wait_for(room_id, text_from(body="marker from xmpp"))
+    await boss.send_text(room_id, "marker from matrix")
+    await alice.wait_for(lambda m: m["body"] == "marker from matrix", start=mark)
     assert len(bodies(boss, room_id, "hello from xmpp")) == 1
     assert [e["sender"] for e in bodies(boss, room_id, "hello from matrix")] == [boss.user_id]
     from_alice = [m for m in alice.messages[mark:] if m["body"] == "hello from xmpp"]
@@ -475,8 +489,12 @@ async def test_hostile_input_is_refused_or_cleaned_and_the_bridge_keeps_going(
     # a 50 MB body: the XMPP server cuts that client off; the bridge never sees it whole
     big = await xmpp_person("carol")
     await big.join(room, "Carol Big")
+    cut_off = asyncio.get_running_loop().create_future()
+    big.client.add_event_handler(
+        "disconnected", lambda _: cut_off.done() or cut_off.set_result(True)
+    )
     big.send(room, "z" * 50_000_000, "groupchat")
-    await asyncio.sleep(3)
+    await asyncio.wait_for(cut_off, 60)  # the server has dealt with it
 
     bob.send(room, "still working", "groupchat")
     await boss.wait_for(room_id, text_from(body="still working"))
@@ -533,11 +551,22 @@ async def test_replies_cross_both_ways_and_unlink_stops_the_bridge(
     reply = child_of(thanks, "urn:xmpp:reply:0", "reply")
     assert reply is not None and reply.get("id") == answer_id(carol, "I will")
 
+    presences = len(carol.presences)
     body = await ask(boss, room_id, xmpp_stack.bot_id, "!group unlink", "Unlinked")
     assert f"xmpp:{room}" in body
+    # the relay has left the room: the room no longer sends the bridge anything
+    await wait_presence(carol, relay_joined(room, joined=False), start=presences)
     carol.send(room, "anyone still there?", "groupchat")
     await boss.send_text(room_id, "after unlink")
-    await asyncio.sleep(2)
+    # the bridge handles a room's events in order: once the command after it is
+    # answered, "after unlink" has been handled (and nothing was queued for XMPP) ...
+    await ask(boss, room_id, xmpp_stack.bot_id, "!group list", "groups")
+    # ... and had it been queued for XMPP, it would go out before a later message (the
+    # outbox sends in order): a marker through a still-linked room
+    other_room, other_id = await linked_group(xmpp_stack, boss, [(carol, "Carol S")], prosody)
+    mark2 = carol.mark()
+    await boss.send_text(other_id, "marker after unlink")
+    await carol.wait_for(lambda m: m["body"] == "marker after unlink", start=mark2)
     await boss.sync_once()
     assert not bodies(boss, room_id, "anyone still there?")
     assert not [m for m in carol.messages[mark:] if m["body"] == "after unlink"]
