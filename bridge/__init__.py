@@ -4,6 +4,7 @@ What plugin authors import::
 
     from bridge import hookimpl, command, argument, ConfigSection, ConfigError
     from bridge import Namespaces, Migrations
+    from bridge import Decision, Host, CONTRACT_VERSION   # the typed surface: bridge/api.py
 
 The names are imported on first use, so that ``anywhere`` subcommands which need none of
 the runtime (the drive's sync client, ``anywhere policy test``) start quickly.
@@ -17,6 +18,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "CONTRACT_VERSION": ".api",
+    "BadSignature": ".api",
+    "BridgeInfo": ".api",
+    "Decision": ".api",
+    "Host": ".api",
+    "MediaError": ".api",
     "Command": ".commands",
     "CommandError": ".commands",
     "argument": ".commands",
@@ -27,12 +34,19 @@ _EXPORTS = {
     "EventContext": ".events",
     "MatrixEvent": ".events",
     "hookimpl": ".hookspecs",
+    "hookspec": ".hookspecs",
     "Namespace": ".namespaces",
     "Namespaces": ".namespaces",
     "Migrations": "storage.migrations",
 }
 
 __all__ = [
+    "CONTRACT_VERSION",
+    "BadSignature",
+    "BridgeInfo",
+    "Decision",
+    "Host",
+    "MediaError",
     "Command",
     "CommandError",
     "ConfigError",
@@ -46,17 +60,19 @@ __all__ = [
     "argument",
     "command",
     "hookimpl",
+    "hookspec",
 ]
 
 if TYPE_CHECKING:
     from storage.migrations import Migrations
 
+    from .api import CONTRACT_VERSION, BadSignature, BridgeInfo, Decision, Host, MediaError
     from .commands import Command, CommandError, argument, command
     from .config import ConfigSection
     from .doctor import DoctorCheck
     from .errors import ConfigError
     from .events import EventContext, MatrixEvent
-    from .hookspecs import hookimpl
+    from .hookspecs import hookimpl, hookspec
     from .namespaces import Namespace, Namespaces
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from mautrix.types import EventType
 
 if TYPE_CHECKING:
-    from .runtime import Bridge
+    from .api import Host
 
 
 class MatrixEvent:
@@ -74,12 +74,12 @@ class MatrixEvent:
 
 @dataclass(slots=True)
 class EventContext:
-    """What a handler gets besides the event: the bridge, and sends that are safe to
-    repeat. Every send made through the context carries a transaction id derived from
-    the event being handled, so handling the same event again after a crash does not
-    post twice."""
+    """What a handler gets besides the event: the bridge's services (``ctx.bridge``, a
+    :class:`bridge.api.Host`), and sends that are safe to repeat. Every send made through
+    the context carries a transaction id derived from the event being handled, so
+    handling the same event again after a crash does not post twice."""
 
-    bridge: Bridge
+    bridge: Host
     event: MatrixEvent
     plugin: str = ""
     _sends: int = field(default=0, init=False)

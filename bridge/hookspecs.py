@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -25,13 +26,13 @@ if TYPE_CHECKING:
     from storage.blobs import BlobStore
     from storage.migrations import Migrations
 
+    from .api import Decision, Host
     from .commands import Command
     from .config import Config, ConfigSection
     from .doctor import DoctorCheck
     from .events import EventContext, MatrixEvent
     from .jobs import Job
     from .namespaces import Namespaces
-    from .runtime import Bridge
 
 PROJECT = "anywhere"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -74,13 +75,13 @@ def anywhere_migrations() -> Migrations | None:
 
 
 @hookspec
-def anywhere_startup(bridge: Bridge) -> Awaitable[None] | None:
+def anywhere_startup(bridge: Host) -> Awaitable[None] | None:
     """Called once the database is migrated and the homeserver answers, before the first
     event is handled. Start background tasks here (keep a handle; stop them at shutdown)."""
 
 
 @hookspec
-def anywhere_shutdown(bridge: Bridge) -> Awaitable[None] | None:
+def anywhere_shutdown(bridge: Host) -> Awaitable[None] | None:
     """Called once when the bridge stops (SIGTERM, Ctrl-C). Stop tasks, close sessions."""
 
 
@@ -125,7 +126,7 @@ def anywhere_job_handlers() -> dict[str, Callable[[Job], Awaitable[None]]] | Non
 
 
 @hookspec(firstresult=True)
-def anywhere_query_user(bridge: Bridge, user_id: str) -> Awaitable[bool] | bool | None:
+def anywhere_query_user(bridge: Host, user_id: str) -> Awaitable[bool] | bool | None:
     """The homeserver asks whether ``user_id`` (inside our namespaces) exists.
 
     Return True (after creating the user if needed) to claim it; None to pass.
@@ -133,13 +134,13 @@ def anywhere_query_user(bridge: Bridge, user_id: str) -> Awaitable[bool] | bool 
 
 
 @hookspec(firstresult=True)
-def anywhere_query_room_alias(bridge: Bridge, alias: str) -> Awaitable[bool] | bool | None:
+def anywhere_query_room_alias(bridge: Host, alias: str) -> Awaitable[bool] | bool | None:
     """The homeserver asks whether room ``alias`` exists. Create the room and return True
     to claim it; None to pass."""
 
 
 @hookspec
-def anywhere_web_routes(bridge: Bridge, app: web.Application) -> None:
+def anywhere_web_routes(bridge: Host, app: web.Application) -> None:
     """Add HTTP routes to the bridge's web server.
 
     Called once at start-up. Put routes under ``/_anywhere/<plugin name>/``. Every route
@@ -150,20 +151,21 @@ def anywhere_web_routes(bridge: Bridge, app: web.Application) -> None:
 
 @hookspec(firstresult=True)
 def anywhere_authorize(
-    bridge: Bridge, actor: str, action: str, target: str | None, context: dict[str, Any]
-) -> Awaitable[Any] | Any | None:
+    bridge: Host, actor: str, action: str, target: str | None, context: dict[str, Any]
+) -> Awaitable[Decision | None] | Decision | None:
     """Decide whether ``actor`` may do ``action`` (``call.place``, ``drive.share``, ...).
 
     Called by the runtime and by plugins through ``bridge.authorize(...)`` before they act.
-    The first plugin that returns a decision object (with ``allowed`` and ``reason``)
-    decides; None means no opinion, and with no opinion at all the action is allowed.
-    The policy engine implements this hook.
+    The first plugin that returns a :class:`bridge.Decision` (``allowed``, ``reason``,
+    ``rule``) decides; None means no opinion, and with no opinion at all the action is
+    allowed. ``bridge.authorize`` always answers a ``Decision``. The policy engine
+    implements this hook.
     """
 
 
 @hookspec
 def anywhere_policy_facts(
-    bridge: Bridge, actor: str, action: str, target: str | None, context: dict[str, Any]
+    bridge: Host, actor: str, action: str, target: str | None, context: dict[str, Any]
 ) -> Awaitable[dict[str, Any]] | dict[str, Any] | None:
     """Contribute facts for a policy decision (fact names: ``policy/facts.py``).
 
@@ -173,7 +175,7 @@ def anywhere_policy_facts(
 
 
 @hookspec
-def anywhere_record_usage(bridge: Bridge, user_id: str, metric: str, amount: float) -> None:
+def anywhere_record_usage(bridge: Host, user_id: str, metric: str, amount: float) -> None:
     """Report something a person used, for rules with monthly caps.
 
     Call it as ``await bridge.record_usage(user_id, "mvoip_mb", 1.5)``; the policy plugin
@@ -190,22 +192,33 @@ def anywhere_call_modes() -> dict[str, type] | None:
     """
 
 
-@hookspec
-def anywhere_blob_stores(bridge: Bridge) -> dict[str, Callable[[str], BlobStore]] | None:
-    """Return ``{URL scheme: opener}`` to keep the drive's file content in a store of
-    your own (see docs/drive.md, "Storage backends").
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "anywhere_blob_stores(bridge) is deprecated and goes in the next release: implement "
+        "anywhere_drive_blob_stores(bridge), declared by the drive (plugins/drive/hookspecs.py)"
+    )
+)
+def anywhere_blob_stores(bridge: Host) -> dict[str, Callable[[str], BlobStore]] | None:
+    """Deprecated: the drive's ``anywhere_drive_blob_stores`` (plugins/drive/hookspecs.py)
+    is the same hook, declared by its owner. Still read by the drive for one release, with
+    a DeprecationWarning when a plugin implementing it is registered."""
 
-    Called once when the drive starts. When ``plugins.settings.drive.storage_url`` has
-    your scheme (``yours://...``), ``opener(url)`` gets that whole URL and returns a
-    :class:`storage.blobs.BlobStore`; raise :class:`storage.blobs.BlobError` saying what
-    to fix when the URL is wrong. A plugin's scheme comes before PyFilesystem2's openers;
-    a scheme given twice stops start-up with both plugins named. Check a store against
-    the contract with :func:`bridge.testing.blobstore.check_blob_store`.
+
+@hookspec
+def anywhere_hookspecs() -> ModuleType | list[ModuleType] | None:
+    """Return the module (or modules) declaring the extension hooks this plugin offers
+    to other plugins, as pytest's ``pytest_addhooks`` does.
+
+    Called once, right when the plugin is registered; the runtime adds the module's
+    ``@hookspec`` functions (made with ``pluggy.HookspecMarker("anywhere")``, or
+    :data:`bridge.hookspecs.hookspec`) with pluggy's ``add_hookspecs``. Call your hooks
+    through ``bridge.extensions.collect(...)`` (``{name: value}`` contributions) or
+    your own loop; document them in docs/plugins.md.
     """
 
 
 @hookspec
-def anywhere_network_connectors(bridge: Bridge) -> list[Any] | None:
+def anywhere_network_connectors(bridge: Host) -> list[Any] | None:
     """Return connector instances (subclasses of
     :class:`plugins.groups.connector.Connector`) for the networks this plugin bridges
     (see docs/networks.md).
@@ -217,7 +230,7 @@ def anywhere_network_connectors(bridge: Bridge) -> list[Any] | None:
 
 
 @hookspec
-def anywhere_doctor(bridge: Bridge) -> Awaitable[list[DoctorCheck]] | list[DoctorCheck] | None:
+def anywhere_doctor(bridge: Host) -> Awaitable[list[DoctorCheck]] | list[DoctorCheck] | None:
     """Return this plugin's checks for ``anywhere doctor``: a list of
     :class:`bridge.doctor.DoctorCheck` (``DoctorCheck.ok(name, text)``,
     ``.warn(name, text, fix)``, ``.fail(name, text, fix)``), each printed as one line.

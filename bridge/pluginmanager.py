@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from .api import contract_problem
 from .errors import PluginLoadError
 
 ENTRY_POINT_GROUP = "anywhere.plugins"
@@ -27,11 +28,45 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
 
     def register(self, plugin: Any, name: str) -> None:
+        """Register ``plugin`` and add the hook specifications it offers to others
+        (``anywhere_hookspecs``). Hooks of plugins loaded later are checked by
+        :meth:`check_hooks` once all are in, so that a plugin may implement an extension
+        hook of a plugin loaded after it."""
+        needed = getattr(plugin, "anywhere_contract", None)
+        if needed is not None:
+            problem = contract_problem(name, needed)
+            if problem:
+                raise PluginLoadError(problem)
         try:
             self.pm.register(plugin, name=name)
-            self.pm.check_pending()
+            for module in self._offered_hookspecs(name):
+                self.pm.add_hookspecs(module)
         except (ValueError, pluggy.PluginValidationError) as exc:
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
             raise PluginLoadError(f"plugin {name!r} could not be registered: {exc}") from exc
+
+    def _offered_hookspecs(self, name: str) -> list[Any]:
+        for impl in self.pm.hook.anywhere_hookspecs.get_hookimpls():
+            if impl.plugin_name == name:
+                given = impl.function()
+                if given is None:
+                    return []
+                return list(given) if isinstance(given, list | tuple) else [given]
+        return []
+
+    def check_hooks(self) -> None:
+        """Refuse an ``anywhere_`` hook implementation that no loaded plugin specifies
+        (misspelt, or an extension hook of a plugin that is not enabled)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin)
+            raise PluginLoadError(
+                f"plugin {name!r} implements a hook nobody declares: {exc}; check "
+                "its spelling (bridge/hookspecs.py, docs/plugins.md), or enable the plugin "
+                "that offers it, or mark the implementation @hookimpl(optionalhook=True)"
+            ) from exc
 
     def load_enabled(self, enabled: list[str]) -> None:
         """Load each enabled plugin by its entry-point name, or stop with the reason."""
@@ -54,13 +89,18 @@ class PluginManager:
                     f"plugin {name!r} ({entry.value}) failed to import: {type(exc).__name__}: {exc}"
                 ) from exc
             self.register(plugin, name)
+        self.check_hooks()
 
     def names(self) -> list[str]:
         return [name for name, _ in self.pm.list_name_plugin()]
 
     def impls(self, hook_name: str) -> Iterator[tuple[str, Any]]:
-        """(plugin name, function) for each implementation of a hook, in call order."""
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls()[::-1]:
+        """(plugin name, function) for each implementation of a hook, in call order (none
+        for a hook no loaded plugin declares or implements)."""
+        caller = getattr(self.pm.hook, hook_name, None)
+        if caller is None:
+            return
+        for impl in caller.get_hookimpls()[::-1]:
             yield impl.plugin_name, impl.function
 
     def call_each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
@@ -78,12 +118,16 @@ class PluginManager:
         hook_name: str,
         what: str,
         taken: dict[str, str] | None = None,
+        *,
+        key: Callable[[str], str] | None = None,
         **kwargs: Any,
     ) -> dict[str, tuple[str, Any]]:
         """``{name: (plugin, value)}`` merged from a hook whose implementations return
-        ``{name: value}`` dicts. A name two plugins give (or one of ``taken``, ``{name:
-        owner}``) stops start-up with both plugins named; ``what`` says what the names
-        are in that message ("call mode", "blob store for the URL scheme")."""
+        ``{name: value}`` dicts: the one place contributions to an extension hook are
+        gathered. A name two plugins give (or one of ``taken``, ``{name: owner}``) stops
+        start-up with both plugins named; ``what`` says what the names are in that
+        message ("call mode", "blob store for the URL scheme"). ``key`` makes names
+        that differ only by it (``str.lower``) the same name."""
         owners = dict(taken or {})
         found: dict[str, tuple[str, Any]] = {}
         for plugin, given in self.call_each(hook_name, **kwargs):
@@ -92,6 +136,8 @@ class PluginManager:
                     f"plugin {plugin!r}: {hook_name} must return a dict, found {given!r}"
                 )
             for name, value in (given or {}).items():
+                if key is not None:
+                    name = key(name) if isinstance(name, str) else name
                 if name in owners:
                     raise PluginLoadError(
                         f"plugin {plugin!r} gives the {what} {name!r}, which plugin "

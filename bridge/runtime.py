@@ -23,6 +23,7 @@ from storage import open_database, run_migrations
 from storage.database import trace_logger
 
 from . import metrics
+from .api import Decision
 from .commands import Command
 from .config import Config, ConfigSection, apply_plugin_sections
 from .errors import AnywhereError, ConfigError, PluginLoadError
@@ -33,6 +34,7 @@ from .namespaces import Namespaces
 from .pluginmanager import PluginManager
 from .registration import check_namespaces
 from .schema import CORE_MIGRATIONS
+from .services import HTTP_TIMEOUT, DirectChats, Extensions, Media, Permissions, Signer, bridge_info
 from .web import AccessTokens, UnknownToken, build_app, server_options
 
 log = structlog.get_logger("anywhere")
@@ -51,16 +53,6 @@ class _StateStore(MemoryStateStore):
 
     async def registered(self, user_id: str) -> None:
         self._registered.add(user_id)
-
-
-class Decision:
-    """The answer of :meth:`Bridge.authorize` when no policy plugin gives one."""
-
-    allowed = True
-    outcome = "allow"
-    reason = "no policy rule applies"
-    rule_id = None
-    code = "no_rule"
 
 
 def load_plugins(config: Config, manager: PluginManager | None = None) -> PluginManager:
@@ -85,8 +77,10 @@ def plugin_namespaces(config: Config, manager: PluginManager) -> dict[str, Names
 
 
 class Bridge:
-    """What plugins get: ``config``, ``db``, ``bot``, ``intent()``, ``http``, ``log``,
-    ``settings()``, ``authorize()``."""
+    """The running bridge. Plugins get it typed as :class:`bridge.api.Host`: the services
+    (``info``, ``permissions``, ``signer``, ``direct_chats``, ``media``, ``extensions``,
+    ``db``, ``http``, ``jobs``, ``log``, ``bot``, ``intent()``, ``settings()``,
+    ``authorize()``), never its config or tokens."""
 
     def __init__(self, config: Config, plugins: PluginManager | None = None) -> None:
         self.config = config
@@ -112,6 +106,15 @@ class Bridge:
         self._domain = config["homeserver.domain"]
         self._bot_localpart = config["appservice.bot.localpart"]
         self._ghost_prefix = config["appservice.ghost_prefix"]
+        # the services plugins get (bridge/api.py); the secrets stay inside them
+        self.info = bridge_info(config)
+        self.permissions = Permissions(config["bridge.permissions"], lambda: self.commands)
+        self.signer = Signer(config["appservice.as_token"])
+        self.direct_chats = DirectChats(lambda: self.db)
+        self.media = Media(
+            config["homeserver.url"], config["appservice.as_token"], lambda: self.http
+        )
+        self.extensions = Extensions(self.plugins)
 
     # ----- what plugins use -----
     def settings(self, plugin: str) -> dict[str, Any]:
@@ -145,7 +148,7 @@ class Bridge:
         action: str,
         target: str | None = None,
         context: dict[str, Any] | None = None,
-    ) -> Any:
+    ) -> Decision:
         """Ask the policy plugins; allow when none has an opinion."""
         decision = await self.plugins.first_result(
             "anywhere_authorize",
@@ -155,7 +158,7 @@ class Bridge:
             target=target,
             context=context or {},
         )
-        return decision if decision is not None else Decision()
+        return Decision.of(decision)
 
     async def record_usage(self, user_id: str, metric: str, amount: float) -> None:
         """Tell the plugins that count usage (policy caps) what ``user_id`` used."""
@@ -188,7 +191,7 @@ class Bridge:
 
     # ----- life cycle -----
     async def start(self) -> None:
-        self.http = aiohttp.ClientSession()
+        self.http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
         self.api = self._make_api()
         self.db = await open_database(self.config.database_url)
         migrations = [CORE_MIGRATIONS] + [

@@ -1,5 +1,6 @@
 """The docs show code that runs: keep docs/plugins.md and the example plugin in step."""
 
+import importlib
 import re
 from pathlib import Path
 
@@ -21,13 +22,33 @@ def test_the_hello_world_in_the_docs_is_the_tested_example_plugin():
     assert len(example.strip().splitlines()) <= 12
 
 
+def hookspec_modules() -> list:
+    """The core's hookspecs and every built-in plugin's own (``plugins/*/hookspecs.py``)."""
+    owned = sorted((ROOT / "plugins").glob("*/hookspecs.py"))
+    assert owned, "no plugin declares hooks of its own"
+    return [hookspecs] + [
+        importlib.import_module(f"plugins.{path.parent.name}.hookspecs") for path in owned
+    ]
+
+
 def test_every_hook_is_documented_for_plugin_authors():
     docs = (ROOT / "docs" / "plugins.md").read_text()
-    hooks = [name for name in dir(hookspecs) if name.startswith("anywhere_")]
-    assert hooks
-    for name in hooks:
-        assert f"`{name}(" in docs, f"{name} is missing from docs/plugins.md"
-        assert getattr(hookspecs, name).__doc__, f"{name} has no docstring in hookspecs.py"
+    for module in hookspec_modules():
+        hooks = [name for name in dir(module) if name.startswith("anywhere_")]
+        assert hooks, module.__name__
+        for name in hooks:
+            assert f"`{name}(" in docs, (
+                f"{name} ({module.__name__}) is missing from docs/plugins.md"
+            )
+            assert getattr(module, name).__doc__, f"{name} has no docstring in {module.__name__}"
+
+
+def test_every_hook_the_docs_list_is_declared():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    declared = {name for module in hookspec_modules() for name in dir(module)}
+    listed = set(re.findall(r"^\| `(anywhere_\w+)\(", docs, re.M))
+    assert listed
+    assert listed <= declared, f"docs/plugins.md lists hooks nobody declares: {listed - declared}"
 
 
 @pytest.mark.e2e

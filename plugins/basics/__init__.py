@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from bridge import EventContext, argument, command, hookimpl
-from bridge.commands import LEVELS, level_for
 
 
 @command("ping", help="Check that the bot answers")
@@ -16,13 +15,13 @@ async def ping(ctx: EventContext, args: argparse.Namespace) -> None:
 
 @command("whoami", help="Show your Matrix ID and what you may do here")
 async def whoami(ctx: EventContext, args: argparse.Namespace) -> None:
-    permissions = ctx.bridge.config["bridge.permissions"]
-    level = level_for(ctx.event.sender, permissions)
-    name = next((k for k, v in LEVELS.items() if v == level), "none")
+    name = ctx.bridge.permissions.level_name(ctx.event.sender)
     await ctx.reply(f"You are {ctx.event.sender}, with the {name} permission level.")
 
 
 class BasicsPlugin:
+    anywhere_contract = "1.0"
+
     @hookimpl
     def anywhere_commands(self):
         return [ping, whoami]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
     from storage.blobs import BlobOpener, BlobStore
 
     from .rooms import FolderRooms
@@ -26,38 +26,43 @@ TRASH_SWEEP_SECONDS = 3600
 URL_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")  # RFC 3986
 
 
-def collect_blob_openers(bridge: Bridge) -> dict[str, BlobOpener]:
-    """``{scheme: opener}`` from every plugin's ``anywhere_blob_stores``."""
+def collect_blob_openers(bridge: Host) -> dict[str, BlobOpener]:
+    """``{scheme: opener}`` from every plugin's ``anywhere_drive_blob_stores`` (and, for
+    one more release, the deprecated ``anywhere_blob_stores``); schemes in any letter
+    case are one scheme."""
     from bridge.errors import PluginLoadError
 
     openers: dict[str, BlobOpener] = {}
-    owners: dict[str, str] = {}
-    given = bridge.plugins.collect(
-        "anywhere_blob_stores", "blob store for the URL scheme", bridge=bridge
-    )
-    for scheme, (name, opener) in given.items():
-        key = str(scheme).lower()
-        if not URL_SCHEME.fullmatch(key) or not callable(opener):
-            raise PluginLoadError(
-                f"plugin {name!r}: anywhere_blob_stores must map URL schemes (a letter, "
-                f"then letters, digits, +, - or .) to openers, found {scheme!r}: {opener!r}"
-            )
-        if key in openers:  # the same scheme in other letters
-            raise PluginLoadError(
-                f"plugin {name!r} gives the blob store for the URL scheme {key!r}, which "
-                f"plugin {owners[key]!r} gives already: keep one of them"
-            )
-        openers[key], owners[key] = opener, name
+    taken: dict[str, str] = {}
+    for hook in ("anywhere_drive_blob_stores", "anywhere_blob_stores"):
+        given = bridge.extensions.collect(
+            hook, "blob store for the URL scheme", taken, key=str.lower, bridge=bridge
+        )
+        for scheme, (name, opener) in given.items():
+            if not (isinstance(scheme, str) and URL_SCHEME.fullmatch(scheme) and callable(opener)):
+                raise PluginLoadError(
+                    f"plugin {name!r}: {hook} must map URL schemes (a letter, then "
+                    f"letters, digits, +, - or .) to openers, found {scheme!r}: {opener!r}"
+                )
+            openers[scheme], taken[scheme] = opener, name
     return openers
 
 
 class DrivePlugin:
+    anywhere_contract = "1.0"
+
     def __init__(self) -> None:
-        self.bridge: Bridge | None = None
+        self.bridge: Host | None = None
         self.blobs: BlobStore | None = None
         self.drive: Drive | None = None
         self.rooms: FolderRooms | None = None
         self._trash_task: asyncio.Task | None = None
+
+    @hookimpl
+    def anywhere_hookspecs(self):
+        from . import hookspecs
+
+        return hookspecs
 
     @hookimpl
     def anywhere_config_section(self):
@@ -72,7 +77,7 @@ class DrivePlugin:
         return DRIVE_MIGRATIONS
 
     @hookimpl
-    async def anywhere_startup(self, bridge: Bridge) -> None:
+    async def anywhere_startup(self, bridge: Host) -> None:
         from storage.blobs import open_blob_store
 
         from .doctor import storage_url
@@ -130,13 +135,13 @@ class DrivePlugin:
             await asyncio.sleep(TRASH_SWEEP_SECONDS)
 
     @hookimpl
-    async def anywhere_doctor(self, bridge: Bridge):
+    async def anywhere_doctor(self, bridge: Host):
         from .doctor import check_storage
 
         return [await check_storage(bridge)]
 
     @hookimpl
-    async def anywhere_shutdown(self, bridge: Bridge) -> None:
+    async def anywhere_shutdown(self, bridge: Host) -> None:
         if self._trash_task is not None:
             self._trash_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -176,7 +181,7 @@ class DrivePlugin:
         add_parsers(subparsers)
 
     @hookimpl
-    def anywhere_web_routes(self, bridge: Bridge, app) -> None:
+    def anywhere_web_routes(self, bridge: Host, app) -> None:
         from .http_api import add_routes
 
         add_routes(self, app)

@@ -107,7 +107,7 @@ class DriveCommands:
 
     def help_text(self) -> str:
         """What ``!drive help`` and ``!help drive`` both answer."""
-        prefix = self.plugin.bridge.config["bridge.command_prefix"]
+        prefix = self.plugin.bridge.info.command_prefix
         return self._command.parser(prefix).format_help().strip()
 
     def parser(self, action: str) -> CommandParser:
@@ -230,7 +230,7 @@ class DriveCommands:
                 room = str((await self.plugin.bridge.bot.resolve_room_alias(room)).room_id)
             except Exception as exc:
                 raise CommandError(f"no room {args.room} ({exc})") from exc
-        bot = self.plugin.bridge.config.bot_mxid
+        bot = self.plugin.bridge.info.bot_user_id
         if not await self.rooms.is_joined(room, bot):
             raise CommandError(f"I am not in {args.room}: invite me there first")
         if not await self.rooms.is_joined(room, ctx.event.sender):

@@ -11,7 +11,7 @@ from bridge.doctor import DoctorCheck
 from storage.blobs import open_blob_store
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
 
 NAME = "drive storage"
 FIX = (
@@ -20,12 +20,12 @@ FIX = (
 )
 
 
-def storage_url(bridge: Bridge) -> str:
+def storage_url(bridge: Host) -> str:
     """``storage_url``, or the folder ``drive`` in the data folder when it is empty."""
-    return bridge.settings("drive")["storage_url"] or f"osfs://{bridge.config.data_dir / 'drive'}"
+    return bridge.settings("drive")["storage_url"] or f"osfs://{bridge.info.data_dir / 'drive'}"
 
 
-async def check_storage(bridge: Bridge) -> DoctorCheck:
+async def check_storage(bridge: Host) -> DoctorCheck:
     from . import collect_blob_openers
 
     url = storage_url(bridge)

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.commands import LEVELS, level_for
 from bridge.web import require_matrix_user
 from storage.blobs import BlobError
 
@@ -90,15 +89,13 @@ async def require_permitted(plugin: DrivePlugin, user: str) -> None:
     command's level in ``bridge.command_levels``) and the same policy question
     (``bot.command``, target ``drive``)."""
     bridge = plugin.bridge
-    level = level_for(user, bridge.config["bridge.permissions"])
-    if level == 0:
+    if not bridge.permissions.at_least(user, "user"):
         raise Denied(
             f"{user} may not use this bridge (bridge.permissions gives no access): ask the "
             "bridge operator"
         )
-    command = bridge.commands.get(DRIVE_COMMAND)
-    needed = command.level if command is not None else "user"
-    if level < LEVELS[needed]:
+    needed = bridge.permissions.command_level(DRIVE_COMMAND)
+    if not bridge.permissions.at_least(user, needed):
         raise Denied(
             f"the drive needs the {needed} permission level, which {user} does not have: "
             "ask the bridge operator"
@@ -106,9 +103,8 @@ async def require_permitted(plugin: DrivePlugin, user: str) -> None:
     decision = await bridge.authorize(
         user, "bot.command", DRIVE_COMMAND, {"command": DRIVE_COMMAND, "via": "http"}
     )
-    if not getattr(decision, "allowed", True):
-        reason = getattr(decision, "reason", "") or "the policy refuses it"
-        raise Denied(f"the drive is not allowed: {reason}")
+    if not decision.allowed:
+        raise Denied(f"the drive is not allowed: {decision.reason}")
 
 
 def plugin_of(request: web.Request) -> DrivePlugin:

@@ -4,7 +4,6 @@ mkdir, move, delete, versions, trash, and the change feed for sync clients."""
 from __future__ import annotations
 
 import dataclasses
-import hmac
 
 from aiohttp import web
 
@@ -184,8 +183,7 @@ async def download_shared(request: web.Request, user: str) -> web.StreamResponse
     room, node_id = request.match_info["room"], request.match_info["node"]
     sharer = request.match_info["sharer"]
     version = int(request.match_info["version"])
-    expected = plugin.rooms.link_signature(room, node_id, version, sharer)
-    if not hmac.compare_digest(expected, request.match_info["sig"]):
+    if not plugin.rooms.link_is_valid(room, node_id, version, sharer, request.match_info["sig"]):
         raise NotFound("this link is not valid")
     if not await plugin.rooms.is_joined(room, user):
         raise Denied("this file was shared in a room you are not in")

@@ -80,7 +80,7 @@ async def _membership(request: web.Request, user: str, action: str) -> web.Respo
     member = await plugin.drive.access.member(folder.id, user)
     if member is None or member.state != "invited":
         raise NotFound(f"you have no pending invitation to {folder.name!r}")
-    homeserver = plugin.bridge.config["homeserver.url"]
+    homeserver = plugin.bridge.info.homeserver_url
     room = quote(folder.room_id or "", safe="")
     endpoint = "join" if action == "accept" else "leave"
     url = f"{homeserver}/_matrix/client/v3/rooms/{room}/{endpoint}"

@@ -9,17 +9,13 @@ homeserver's media repository, or as a link when they are larger than it accepts
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
 from mautrix.types import EventType, RoomCreatePreset
 
-from bridge import EventContext, MatrixEvent
+from bridge import EventContext, MatrixEvent, MediaError
 from bridge.jobs import Job
 from storage.blobs import BlobError
 
@@ -29,27 +25,21 @@ from .names import InvalidName
 from .service import Drive
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
 
 FILE_MSGTYPES = frozenset({"m.file", "m.image", "m.audio", "m.video"})
-MEDIA_CONFIG_SECONDS = 300.0
+#: The signing purpose of shared links (the key it names signed links before the
+#: signing service existed, so links posted then still work).
+LINK_PURPOSE = "drive-links"
 
 
 SAVE_FROM_CHAT = "drive.save_from_chat"
 
 
 class FolderRooms:
-    def __init__(self, bridge: Bridge, drive: Drive) -> None:
+    def __init__(self, bridge: Host, drive: Drive) -> None:
         self.bridge = bridge
         self.drive = drive
-        self._upload_limit: tuple[int | None, float] | None = None
-
-    @property
-    def homeserver(self) -> str:
-        return self.bridge.config["homeserver.url"]
-
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.bridge.config['appservice.as_token']}"}
 
     # ----- folders and their rooms -----
     async def create_folder(self, owner: str, name: str) -> Folder:
@@ -84,7 +74,7 @@ class FolderRooms:
         decision = await self.bridge.authorize(
             actor, "drive.invite", user_id, {"folder": folder.id}
         )
-        if not getattr(decision, "allowed", True):
+        if not decision.allowed:
             raise DriveError(f"inviting {user_id} is refused: {decision.reason}")
         before = await self.drive.access.member(folder.id, user_id)
         member = await self.drive.access.invite(folder, actor, user_id, role)
@@ -201,48 +191,37 @@ class FolderRooms:
             await ctx.reply(text)
 
     async def download(self, mxc: str) -> AsyncIterator[bytes]:
-        server, _, media_id = mxc.removeprefix("mxc://").partition("/")
-        url = (
-            f"{self.homeserver}/_matrix/client/v1/media/download/"
-            f"{quote(server)}/{quote(media_id)}?allow_redirect=true"
-        )
-        async with self.bridge.http.get(url, headers=self._auth()) as resp:
-            if resp.status >= 500:  # the homeserver's trouble: the job tries again later
-                raise ConnectionError(f"the homeserver could not give the file ({resp.status})")
-            if resp.status != 200:
-                raise DriveError(f"the homeserver did not give the file ({resp.status})")
-            async for chunk in resp.content.iter_chunked(1 << 20):
+        try:
+            async for chunk in self.bridge.media.download(mxc):
                 yield chunk
+        except MediaError as exc:
+            if exc.temporary:  # the homeserver's trouble: the job tries again later
+                raise ConnectionError(str(exc)) from exc
+            raise DriveError(str(exc)) from exc
 
     # ----- files into chat -----
     async def upload_limit(self) -> int | None:
-        if self._upload_limit and self._upload_limit[1] > time.monotonic():
-            return self._upload_limit[0]
-        limit = None
-        try:
-            async with self.bridge.http.get(
-                f"{self.homeserver}/_matrix/client/v1/media/config", headers=self._auth()
-            ) as resp:
-                if resp.status == 200:
-                    limit = (await resp.json()).get("m.upload.size")
-        except aiohttp.ClientError:
-            limit = None
-        self._upload_limit = (limit, time.monotonic() + MEDIA_CONFIG_SECONDS)
-        return limit
+        return await self.bridge.media.upload_limit()
+
+    @staticmethod
+    def _link_message(room_id: str, node_id: str, version: int, sharer: str) -> str:
+        return f"{room_id}|{node_id}|{version}|{sharer}"
 
     def link_signature(self, room_id: str, node_id: str, version: int, sharer: str) -> str:
-        key = hashlib.sha256(b"drive-links|" + self.bridge.config["appservice.as_token"].encode())
-        message = f"{room_id}|{node_id}|{version}|{sharer}".encode()
-        return hmac.new(key.digest(), message, hashlib.sha256).hexdigest()[:32]
+        message = self._link_message(room_id, node_id, version, sharer)
+        return self.bridge.signer.signature(message, LINK_PURPOSE)
+
+    def link_is_valid(
+        self, room_id: str, node_id: str, version: int, sharer: str, signature: str
+    ) -> bool:
+        message = self._link_message(room_id, node_id, version, sharer)
+        return self.bridge.signer.verify(message, LINK_PURPOSE, signature)
 
     def link(self, node: Node, room_id: str, sharer: str) -> str:
         """A link to this version of the file for the members of ``room_id`` (they log in
         with their Matrix account; nobody else can use it), working while the file is
         out of the trash and ``sharer`` (who posted it) still has access to its folder."""
-        base = self.drive.settings.public_url or (
-            f"http://{self.bridge.config['appservice.hostname']}:"
-            f"{self.bridge.config['appservice.port']}"
-        )
+        base = self.drive.settings.public_url or self.bridge.info.bridge_url
         sig = self.link_signature(room_id, node.id, node.version_no, sharer)
         return (
             f"{base.rstrip('/')}/_anywhere/drive/v1/shared/{quote(room_id, safe='')}/"

@@ -10,6 +10,7 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
+from bridge.api import Decision
 from storage.blobs import BlobStore, BlobWriter
 
 from .access import Access
@@ -31,17 +32,12 @@ from .settings import DriveSettings
 
 __all__ = ["NEARLY_FULL", "Drive", "Quota", "allow_everything"]
 
-Authorize = Callable[[str, str, str | None, dict[str, Any]], Awaitable[Any]]
+Authorize = Callable[[str, str, str | None, dict[str, Any]], Awaitable[Decision]]
 
 
-async def allow_everything(actor: str, action: str, target: str | None, context: dict) -> Any:
+async def allow_everything(actor: str, action: str, target: str | None, context: dict) -> Decision:
     """The answer of a bridge without a policy plugin."""
-
-    class Allowed:
-        allowed = True
-        reason = "no policy rule applies"
-
-    return Allowed()
+    return Decision.allow()
 
 
 class Drive:
@@ -376,9 +372,8 @@ class Drive:
         decision = await self._authorize(
             actor, "drive.share", target, {**kinds.facts(), **(context or {})}
         )
-        if not getattr(decision, "allowed", True):
-            reason = getattr(decision, "reason", "") or "the policy refuses it"
-            raise ContentRefused(f"sharing {target} is refused: {reason}")
+        if not decision.allowed:
+            raise ContentRefused(f"sharing {target} is refused: {decision.reason}")
         blocked = kinds.blocked_by(self.settings.share_blocked_kinds)
         if blocked:
             kind, how = blocked

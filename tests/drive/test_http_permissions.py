@@ -10,7 +10,9 @@ from collections.abc import Iterator
 import pytest
 import pytest_asyncio
 
+from bridge.api import Decision
 from bridge.commands import Command
+from bridge.services import Permissions
 from bridge.testing.stack import Stack
 from plugins.drive.errors import Denied
 from plugins.drive.http_common import require_permitted
@@ -122,23 +124,19 @@ async def test_a_person_the_policy_refuses_the_drive_command_is_refused_over_htt
 # ----- the gate's logic alone (the runtime's answers given, no stack) -----
 
 
-class _Decision:
-    def __init__(self, allowed: bool, reason: str = "") -> None:
-        self.allowed, self.reason = allowed, reason
-
-
 class _Runtime:
-    """What require_permitted reads of the runtime: config, the commands, authorize."""
+    """What require_permitted reads of the runtime: the permissions service (built on the
+    config's permissions and the commands), authorize."""
 
     def __init__(self, permissions: dict, drive_level: str = "user", refuse: str = "") -> None:
-        self.config = {"bridge.permissions": permissions}
-        self.commands = {"drive": Command("drive", None, level=drive_level)}
+        commands = {"drive": Command("drive", None, level=drive_level)}
+        self.permissions = Permissions(permissions, lambda: commands)
         self.refuse = refuse
         self.asked: list[tuple] = []
 
     async def authorize(self, actor, action, target=None, context=None):
         self.asked.append((actor, action, target, context))
-        return _Decision(not self.refuse, self.refuse)
+        return Decision(not self.refuse, self.refuse)
 
 
 class _Plugin:

@@ -13,9 +13,10 @@ from anywhere_mirror import MirrorPlugin, open_mirror
 from bridge import hookimpl
 from bridge.errors import ConfigError, PluginLoadError
 from bridge.pluginmanager import PluginManager
+from bridge.services import Extensions
 from bridge.testing.blobstore import check_blob_store
 from bridge.testing.stack import Stack
-from plugins.drive import collect_blob_openers
+from plugins.drive import DrivePlugin, collect_blob_openers
 from storage.blobs import BlobError, open_blob_store
 from storage.blobs_fs import blob_path
 
@@ -41,7 +42,7 @@ class Bridge:
     """The bits of the bridge that collecting blob stores reads."""
 
     def __init__(self, plugins):
-        self.plugins = plugins
+        self.extensions = Extensions(plugins)
 
     def settings(self, name):
         return {"copies": ["mem://", "mem://"]}
@@ -59,14 +60,48 @@ class BadScheme:
         return {"no spaces://": lambda url: None}
 
 
-def test_a_scheme_two_plugins_give_stops_start_up_naming_both():
+def with_drive() -> PluginManager:
+    """A plugin manager with the drive, which declares ``anywhere_drive_blob_stores``."""
     plugins = PluginManager()
+    plugins.register(DrivePlugin(), "drive")
+    return plugins
+
+
+class OldStyle:
+    @hookimpl
+    def anywhere_blob_stores(self, bridge):
+        return {"old": lambda url: open_blob_store("mem://")}
+
+
+def test_the_deprecated_hook_name_still_works_with_a_warning_naming_the_new_one():
+    plugins = with_drive()
+    with pytest.warns(DeprecationWarning, match=r"implement anywhere_drive_blob_stores\(bridge\)"):
+        plugins.register(OldStyle(), "old_style")
+    plugins.register(MirrorPlugin(), "mirror_store")
+    plugins.check_hooks()
+    assert set(collect_blob_openers(Bridge(plugins))) == {"old", "mirror"}
+
+
+def test_a_store_plugin_may_load_before_the_drive_but_not_without_it():
+    plugins = PluginManager()
+    plugins.register(MirrorPlugin(), "mirror_store")  # before the hook is declared
+    plugins.register(DrivePlugin(), "drive")
+    plugins.check_hooks()
+    assert set(collect_blob_openers(Bridge(plugins))) == {"mirror"}
+    alone = PluginManager()
+    alone.register(MirrorPlugin(), "mirror_store")
+    with pytest.raises(PluginLoadError, match="'mirror_store' implements a hook nobody declares"):
+        alone.check_hooks()
+
+
+def test_a_scheme_two_plugins_give_stops_start_up_naming_both():
+    plugins = with_drive()
     plugins.register(MirrorPlugin(), "mirror_store")
     plugins.register(SameScheme(), "copycat")
     with pytest.raises(PluginLoadError, match="blob store for the URL scheme 'mirror'") as caught:
         collect_blob_openers(Bridge(plugins))
     assert "'copycat'" in str(caught.value) and "'mirror_store'" in str(caught.value)
-    plugins = PluginManager()
+    plugins = with_drive()
     plugins.register(BadScheme(), "odd")
     with pytest.raises(PluginLoadError, match="plugin 'odd': anywhere_blob_stores must map"):
         collect_blob_openers(Bridge(plugins))
@@ -74,7 +109,7 @@ def test_a_scheme_two_plugins_give_stops_start_up_naming_both():
 
 @pytest.mark.asyncio(loop_scope="function")
 async def test_the_opener_gets_the_url_and_pyfilesystem2_keeps_the_rest():
-    plugins = PluginManager()
+    plugins = with_drive()
     plugins.register(MirrorPlugin(), "mirror_store")
     openers = collect_blob_openers(Bridge(plugins))
     assert set(openers) == {"mirror"}

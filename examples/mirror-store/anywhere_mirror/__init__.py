@@ -122,12 +122,14 @@ def validate(section: dict, prefix: str) -> None:
 
 
 class MirrorPlugin:
+    anywhere_contract = "1.0"  # bridge.api: the services and hooks used here
+
     @hookimpl
     def anywhere_config_section(self):
         return ConfigSection({"copies": []}, validate)
 
     @hookimpl
-    def anywhere_blob_stores(self, bridge):
+    def anywhere_drive_blob_stores(self, bridge):
         copies = bridge.settings("mirror_store")["copies"]
         return {SCHEME: lambda url: open_mirror(url, copies)}
 
