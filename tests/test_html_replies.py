@@ -48,7 +48,7 @@ async def answers_to(texts: list[str], config_file, monkeypatch) -> list[dict]:
     core = CorePlugin()
     manager.register(core, "core")
     manager.register(HostilePlugin(), "hostile")
-    config = load_config(config_file, environ={"ANYWHERE__PLUGINS__ENABLED": "[]"})
+    config = load_config(config_file, environ={})
     bridge = Bridge(config, manager)
     core.anywhere_startup(bridge)
     core.rooms = DirectChats()
