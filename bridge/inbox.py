@@ -279,8 +279,8 @@ class Inbox:
                 if event_ids and known is not None and parse_json(known) == event_ids:
                     return False
                 seq = await self._store_under_reused_id(txn_id, received_at, raw_body, listed)
-                if not self._reusing_ids:
-                    log.warning(
+                if not self._reusing_ids:  # a notice, not a warning: nothing is wrong
+                    log.info(
                         "the homeserver reused a transaction id for new events; storing "
                         "them as a new transaction (Synapse on SQLite numbers its "
                         "transactions again after a restart)",

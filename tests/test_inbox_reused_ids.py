@@ -70,8 +70,8 @@ async def test_a_reused_id_with_other_events_is_a_new_transaction_and_a_replay_i
         notices = [e for e in logs if "reused a transaction id" in e["event"]]
         # once when the homeserver starts reusing ids, not for every transaction
         assert [(n["log_level"], n["txn_id"]) for n in notices] == [
-            ("warning", "1"),
-            ("warning", "1"),
+            ("info", "1"),
+            ("info", "1"),
         ]
         rows = await db.fetch("SELECT txn_id, superseded, event_ids FROM inbox ORDER BY seq")
         assert [(r["txn_id"], bool(r["superseded"]), r["event_ids"]) for r in rows] == [
