@@ -1,8 +1,9 @@
 """The drive's blob store: file content kept by its SHA-256, on a filesystem named by URL.
 
 Anywhere code talks to :class:`BlobStore` only; :func:`open_blob_store` picks the
-implementation (today PyFilesystem2, see :mod:`storage.blobs_fs`), so the filesystem
-library can be swapped without touching the drive.
+implementation by URL scheme (``s3://``: :mod:`storage.blobs_s3`; anything else:
+PyFilesystem2, see :mod:`storage.blobs_fs`), so a library can be swapped without touching
+the drive.
 
 Content is written to a temporary name while it streams in and moved to its final,
 content-addressed name only once it is complete and hashed: a reader never sees a
@@ -120,11 +121,16 @@ def open_blob_store(url: str, openers: Mapping[str, BlobOpener] | None = None) -
     """Open the blob store at ``url``.
 
     A scheme in ``openers`` (what plugins give through ``anywhere_blob_stores``) is
-    opened by its opener; anything else by PyFilesystem2: ``osfs:///var/lib/anywhere/drive``,
-    ``mem://``, or any opener that is installed, such as ``s3://`` from fs-s3fs.
+    opened by its opener; ``s3://bucket/prefix?endpoint=...`` by Anywhere's S3 store
+    (:mod:`storage.blobs_s3`); anything else by PyFilesystem2:
+    ``osfs:///var/lib/anywhere/drive``, ``mem://``, or any opener that is installed.
     """
     scheme = url.partition("://")[0].lower()
     opener = (openers or {}).get(scheme)
+    if opener is None and scheme == "s3":
+        from .blobs_s3 import S3BlobStore
+
+        return S3BlobStore.open(url)
     if opener is None:
         from .blobs_fs import FSBlobStore
 
