@@ -114,7 +114,7 @@ class Bridge:
         self.media = Media(
             config["homeserver.url"], config["appservice.as_token"], lambda: self.http
         )
-        self.extensions = Extensions(self.plugins)
+        self.extensions = Extensions(self.plugins.collect)
 
     # ----- what plugins use -----
     def settings(self, plugin: str) -> dict[str, Any]:

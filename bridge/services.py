@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from .commands import Command
     from .config import Config
-    from .pluginmanager import PluginManager
 
 MEDIA_CONFIG_SECONDS = 300.0
 #: The shared session's default: no total limit (a large file may take long), but a
@@ -187,10 +186,11 @@ class Media:
 
 
 class Extensions:
-    """Contributions to extension hooks, through the plugin manager's one helper."""
+    """Contributions to extension hooks, through the plugin manager's one helper
+    (``PluginManager.collect``, handed in as ``collect``)."""
 
-    def __init__(self, manager: PluginManager) -> None:
-        self._manager = manager
+    def __init__(self, collect: Callable[..., dict[str, tuple[str, Any]]]) -> None:
+        self._collect = collect
 
     def collect(
         self,
@@ -201,4 +201,4 @@ class Extensions:
         key: Callable[[str], str] | None = None,
         **kwargs: Any,
     ) -> dict[str, tuple[str, Any]]:
-        return self._manager.collect(hook_name, what, taken, key=key, **kwargs)
+        return self._collect(hook_name, what, taken, key=key, **kwargs)

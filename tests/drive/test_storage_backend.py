@@ -42,7 +42,7 @@ class Bridge:
     """The bits of the bridge that collecting blob stores reads."""
 
     def __init__(self, plugins):
-        self.extensions = Extensions(plugins)
+        self.extensions = Extensions(plugins.collect)
 
     def settings(self, name):
         return {"copies": ["mem://", "mem://"]}

@@ -1,0 +1,235 @@
+"""The layering the plugin contract promises, checked on the source's imports (every
+import counts: at module level, inside functions and under ``TYPE_CHECKING``).
+
+- no module under ``plugins/`` imports ``bridge.runtime`` (plugins get ``bridge.api``);
+- nothing imports ``bridge.testing`` but ``bridge/testing`` itself, ``tests/``, ``bench/``
+  and plugins' own test helpers (``plugins/**/testing.py``);
+- no plugin imports another plugin;
+- no import circle between the modules of one folder.
+
+What is not true yet is listed below as known exceptions, each with why: the lists may
+only shrink (a test fails when an exception is no longer needed, so it gets removed)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bridge", "plugins", "policy", "storage")
+
+# ----- known exceptions (remove entries as the code is migrated; never add) -----
+
+#: plugins still typed against, or reaching into, the runtime object (issue 15: to be
+#: moved onto bridge.api's Host like the drive and basics)
+PLUGINS_IMPORTING_RUNTIME = {
+    "plugins.calls.manager",
+    "plugins.calls.plugin",
+    "plugins.groups",
+    "plugins.groups.ghosts",
+    "plugins.groups.hub",
+    "plugins.groups.rooms",
+    "plugins.groups.xmpp.archive",
+    "plugins.policy",
+    "plugins.policy.direct",
+    "plugins.policy.facts",
+    "plugins.policy.module_link",
+    "plugins.policy.senders",
+}
+
+#: the production CLI runs on the test harness (issue 15: the dev stack is to own its
+#: Synapse harness, and the fixtures to build on it)
+IMPORTING_TESTING = {
+    "bridge.cli",  # bridge.testing.synapse, for `anywhere dev`
+    "bridge.devstack",  # bridge.testing.stack and .synapse
+}
+
+#: plugins importing another plugin
+PLUGIN_TO_PLUGIN: set[tuple[str, str]] = set()
+
+#: import circles between modules of one folder, each as the sorted modules in it; a
+#: circle found must lie inside one of these (so they can only shrink or split)
+CIRCLES: set[tuple[str, ...]] = {
+    # the runtime builds everything, and these type themselves against it or import its
+    # parts for types (doctor -> runtime, web -> runtime, core -> runtime; hookspecs ->
+    # doctor, jobs; jobs -> pluginmanager -> hookspecs): issue 15's cut of the runtime
+    (
+        "bridge.core",
+        "bridge.doctor",
+        "bridge.hookspecs",
+        "bridge.jobs",
+        "bridge.pluginmanager",
+        "bridge.runtime",
+        "bridge.web",
+    ),
+    # a call mode is given the whole CallManager (issue 15: a CallHost for call modes)
+    ("plugins.calls.manager", "plugins.calls.modes"),
+    # the groups hub split by line count (issue 15: composed of parts)
+    (
+        "plugins.groups.connector",
+        "plugins.groups.convert",
+        "plugins.groups.ghosts",
+        "plugins.groups.hub",
+        "plugins.groups.limits",
+        "plugins.groups.links",
+        "plugins.groups.outbox",
+        "plugins.groups.people",
+        "plugins.groups.remote",
+    ),
+    ("plugins.groups.xmpp.avatars", "plugins.groups.xmpp.connector"),
+    ("plugins.policy.facts", "plugins.policy.module_link"),
+    # open_blob_store's default opens a filesystem store, which is a BlobStore
+    ("storage.blobs", "storage.blobs_fs"),
+}
+
+
+# ----- the graph -----
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def source_files(*folders: str) -> dict[str, Path]:
+    files = {}
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if ".egg-info" not in str(path):
+                files[module_name(path)] = path
+    return files
+
+
+OURS = source_files(*PACKAGES)
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """The modules ``name`` imports (``from a import b`` is ``a.b`` when that is a module)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in OURS else target)
+    return found
+
+
+GRAPH = {name: imports_of(name, path) for name, path in OURS.items()}
+
+
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def plugin_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "plugins" and len(parts) > 1 else None
+
+
+# ----- the checks -----
+
+
+def test_no_plugin_imports_the_runtime():
+    found = {
+        name
+        for name, imported in GRAPH.items()
+        if within(name, "plugins") and any(within(m, "bridge.runtime") for m in imported)
+    }
+    assert found - PLUGINS_IMPORTING_RUNTIME == set(), "plugins must use bridge.api, not Bridge"
+    assert PLUGINS_IMPORTING_RUNTIME - found == set(), "migrated: remove from the known list"
+
+
+def test_only_tests_bench_and_test_helpers_import_the_test_harness():
+    everything = source_files(*PACKAGES, "tests", "bench", "examples")
+    found = set()
+    for name, path in everything.items():
+        allowed = (
+            within(name, "bridge.testing")
+            or within(name, "tests")
+            or within(name, "bench")
+            or (within(name, "plugins") and path.name == "testing.py")
+        )
+        if not allowed and any(within(m, "bridge.testing") for m in imports_of(name, path)):
+            found.add(name)
+    assert found - IMPORTING_TESTING == set(), "production code must not run on bridge.testing"
+    assert IMPORTING_TESTING - found == set(), "fixed: remove from the known list"
+
+
+def test_no_plugin_imports_another_plugin():
+    found = set()
+    for name, imported in GRAPH.items():
+        mine = plugin_of(name)
+        for module in imported:
+            theirs = plugin_of(module)
+            if mine and theirs and theirs != mine:
+                found.add((mine, theirs))
+    assert found - PLUGIN_TO_PLUGIN == set(), "plugins talk through hooks, not imports"
+    assert PLUGIN_TO_PLUGIN - found == set(), "fixed: remove from the known list"
+
+
+def circles_in_folders() -> set[tuple[str, ...]]:
+    """Strongly connected groups (Tarjan) of the graph restricted to edges between
+    modules of one folder. A package's ``__init__`` is left out: it is imported before
+    any module of its folder anyway, and re-exports them lazily."""
+    folder = {name: OURS[name].parent for name in OURS}
+    nodes = [n for n in OURS if OURS[n].name != "__init__.py"]
+    edges = {
+        n: {m for m in GRAPH[n] if m in folder and m != n and m in nodes and folder[m] == folder[n]}
+        for n in nodes
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: set[tuple[str, ...]] = set()
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in edges[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.add(tuple(sorted(group)))
+
+    for node in nodes:
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_import_circles_between_modules_of_one_folder():
+    found = circles_in_folders()
+    new = {c for c in found if not any(set(c) <= set(known) for known in CIRCLES)}
+    assert new == set(), "an import circle: give the shared part its own module"
+    gone = {k for k in CIRCLES if not any(set(c) <= set(k) for c in found)}
+    assert gone == set(), "broken: remove from the known list"
+
+
+def test_the_graph_sees_imports_under_type_checking_and_relative_ones():
+    assert "bridge.api" in GRAPH["bridge.events"]  # under TYPE_CHECKING
+    assert "bridge.services" in GRAPH["bridge.runtime"]  # relative
+    assert "plugins.drive.hookspecs" in GRAPH["plugins.drive"]  # inside a function
