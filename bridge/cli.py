@@ -29,6 +29,8 @@ def render_config(domain: str, homeserver_url: str, port: int | None = None) -> 
     text = example_text()
     while PLACEHOLDER in text:
         text = text.replace(PLACEHOLDER, _new_token(), 1)
+    # The policy plugin's key for phone-number hashes: its own secret, not in the registration.
+    text = re.sub(r'(?m)^(        salt: )""$', lambda m: m[1] + _new_token(), text)
     # Functions as replacements: the values are inserted as they are, never as escapes.
     text = re.sub(r"(?m)^(  url: )http://127\.0\.0\.1:8008$", lambda m: m[1] + homeserver_url, text)
     text = re.sub(r"(?m)^(  domain: )example\.org$", lambda m: m[1] + domain, text)

@@ -77,6 +77,12 @@ def new_salt() -> bytes:
     return secrets.token_bytes(32)
 
 
+def key_id(salt: bytes) -> str:
+    """A short public name of a key, stored with what it hashed (not the key itself), so
+    that records keep being checked with the key they were made with after it changes."""
+    return hmac.new(salt, b"anywhere-key-id", hashlib.sha256).hexdigest()[:8]
+
+
 def hash_phone(number: str, salt: bytes) -> str:
     """A keyed hash (HMAC-SHA256) of an already normalized number."""
     return hmac.new(salt, b"phone:" + number.encode(), hashlib.sha256).hexdigest()
@@ -148,6 +154,9 @@ class PendingVerification:
     expires_at: float
     attempts: int = 0
     send_times: tuple[float, ...] = ()
+    key_id: str = ""
+    """The :func:`key_id` of the salt the hashes were made with ("": the deployment's
+    legacy key, from before keys had ids)."""
 
     @classmethod
     def start(
@@ -159,6 +168,7 @@ class PendingVerification:
         limits: VerificationLimits = DEFAULT_LIMITS,
         previous: PendingVerification | None = None,
         code: str | None = None,
+        key: str = "",
     ) -> tuple[PendingVerification, str]:
         """A new pending verification for the normalized ``phone`` and the code to send.
 
@@ -183,6 +193,7 @@ class PendingVerification:
             sent_at=now,
             expires_at=now + limits.code_ttl,
             send_times=(*recent, now),
+            key_id=key,
         )
         return pending, code
 

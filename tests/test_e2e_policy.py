@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
+from nio import RoomPreset
 
 from bridge.testing.stack import Stack
 
@@ -116,7 +117,10 @@ async def test_an_unverified_person_is_refused_until_verify_completes(policy_sta
     refused = await ask(newcomer, room, bot, "!ping", "not allowed")
     assert "!verify phone" in refused
     sent = await ask(newcomer, room, bot, "!verify phone 010 1234 5678", "code was sent")
-    assert "5678" not in sent  # the number is not repeated in full
+    assert "ending in 78." in sent and "5678" not in sent  # two digits, not eight
+    # In a direct chat the person made as a plain private chat the bot has no power to
+    # redact: it says so.
+    assert "please delete it yourself" in sent
     outbox = policy_stack.workdir / "outbox.jsonl"
     lines = [json.loads(line) for line in outbox.read_text().splitlines()]
     code = [entry for entry in lines if entry["user_id"] == newcomer.user_id][-1]["code"]
@@ -295,6 +299,123 @@ async def test_with_network_from_providers_only_self_reports_do_not_count(policy
         body = await ask(caller, room, stack.bot_id, "!policy explain call.place", "Decision:")
         assert "network=" not in body  # the earlier self-report is not used
         assert "Decision: DENY by kr-plan [network_unknown]" in body
+    finally:
+        stack.config_path.write_text(original)
+        stack.bridge.stop()
+        stack.bridge.start()
+
+
+async def trusted_dm(user, bot_id: str) -> str:
+    """A direct chat made as Element makes one (trusted_private_chat: the bot gets the
+    same power level as the person, so it may redact)."""
+    response = await user.client.room_create(
+        invite=[bot_id], is_direct=True, preset=RoomPreset.trusted_private_chat
+    )
+    await user.wait_joined(response.room_id, bot_id)
+    return response.room_id
+
+
+async def test_the_number_is_taken_out_of_the_history_and_verifies_one_account(
+    policy_stack, person
+):
+    bot = policy_stack.bot_id
+    async with policy_stack.people() as new_person:
+        first = await new_person("numbered1")
+        room = await trusted_dm(first, bot)
+        mark = first.mark(room)
+        command = await first.send_text(room, "!verify phone +82 10 5555 0123")
+        reply = await first.wait_for_notice(room, bot, "code was sent", start=mark)
+        body = reply["content"]["body"]
+        assert "ending in 23." in body and "0123" not in body
+        assert "I removed your message with the number from this chat's history" in body
+        redaction = await first.wait_for(
+            room, lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == command
+        )
+        assert redaction["sender"] == bot
+
+        code = last_code(policy_stack, first.user_id)
+        await ask(first, room, bot, f"!verify code {code}", "verified")
+
+        # The same number for a second account: refused before any code is sent.
+        second = await new_person("numbered2")
+        room2 = await trusted_dm(second, bot)
+        refused = await ask(second, room2, bot, "!verify phone 010-5555-0123", "already")
+        assert "already verifies another account here" in refused
+        assert "at most 1" in refused
+        assert last_code(policy_stack, second.user_id) is None
+
+
+def last_code(stack, user_id: str) -> str | None:
+    outbox = stack.workdir / "outbox.jsonl"
+    lines = [json.loads(line) for line in outbox.read_text().splitlines()]
+    mine = [entry for entry in lines if entry["user_id"] == user_id]
+    return mine[-1]["code"] if mine else None
+
+
+async def test_explaining_in_a_group_room_answers_in_the_direct_chat(policy_stack, person):
+    bot = policy_stack.bot_id
+    asker, dm = await person("explainer")
+    await ask(asker, dm, bot, "!network 3g", "Noted: you are on 3g")
+    group = await asker.create_room([bot], name="team")
+    await asker.wait_joined(group, bot)
+    mark = asker.mark(dm)
+    reply = await ask(asker, group, bot, "!policy explain call.place", "sent it to our direct")
+    assert "network" not in reply.split("(")[0]
+    private = await asker.wait_for_notice(dm, bot, "Decision:", start=mark)
+    assert "network=3g" in private["content"]["body"] and group in private["content"]["body"]
+    said_in_group = [e.get("content", {}).get("body") or "" for e in asker.timeline[group]]
+    assert not any("network=3g" in text for text in said_in_group)
+
+
+def restart_with_salt(stack, salt: str) -> None:
+    config = yaml.safe_load(stack.config_path.read_text())
+    config["plugins"]["settings"]["policy"]["verification"]["salt"] = salt
+    stack.config_path.write_text(yaml.safe_dump(config))
+    stack.bridge.stop()
+    stack.bridge.start()
+
+
+async def test_a_new_secret_keeps_old_verifications_and_rehashes_them(policy_stack, person):
+    """Records and codes made with the key derived from the hs_token (no salt set) keep
+    working after the operator sets a dedicated secret; the next verification re-hashes."""
+    stack = policy_stack
+    bot = stack.bot_id
+    original = stack.config_path.read_text()
+    db_path = stack.workdir / "bridge" / "data" / "anywhere.db"
+    restart_with_salt(stack, "")  # as deployed before the salt existed
+    try:
+        async with stack.people() as new_person:
+            old = await new_person("rekeyed1")
+            room = await trusted_dm(old, bot)
+            await ask(old, room, bot, "!verify phone +82 10 7777 0001", "code was sent")
+            await ask(old, room, bot, f"!verify code {last_code(stack, old.user_id)}", "verified")
+            pending = await new_person("rekeyed2")
+            room2 = await trusted_dm(pending, bot)
+            await ask(pending, room2, bot, "!verify phone +82 10 7777 0002", "code was sent")
+            before = (
+                sqlite3.connect(db_path)
+                .execute("SELECT phone_hash FROM policy_verified WHERE user_id = ?", (old.user_id,))
+                .fetchone()[0]
+            )
+
+            restart_with_salt(stack, "a-new-random-secret")
+            # A code sent before the change still verifies.
+            code = last_code(stack, pending.user_id)
+            await ask(pending, room2, bot, f"!verify code {code}", "verified")
+            # The old record still counts for one-number-one-account...
+            intruder = await new_person("rekeyed3")
+            room3 = await trusted_dm(intruder, bot)
+            refused = await ask(intruder, room3, bot, "!verify phone +82 10 7777 0001", "already")
+            assert "already verifies another account" in refused
+            # ... and is hashed with the new key at the next verification.
+            await ask(old, room, bot, "!verify phone +82 10 7777 0001", "code was sent")
+            await ask(old, room, bot, f"!verify code {last_code(stack, old.user_id)}", "verified")
+            after = (
+                sqlite3.connect(db_path)
+                .execute("SELECT phone_hash FROM policy_verified WHERE user_id = ?", (old.user_id,))
+                .fetchone()[0]
+            )
+            assert after != before
     finally:
         stack.config_path.write_text(original)
         stack.bridge.stop()

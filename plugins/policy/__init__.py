@@ -25,11 +25,14 @@ from policy import Engine, Request, load_ruleset
 from policy.audit import AuditLog
 from policy.errors import PolicyConfigError
 from policy.rulesfile import read_rules_file
+from policy.verification import key_id
 
 from . import commands
+from .direct import DirectChats
 from .facts import FactGatherer, read_subscribers
 from .module_link import BadExchange, ModuleLink
 from .schema import MIGRATIONS
+from .senders import dev_sender_warning, prune_outbox
 from .settings import SECTION
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ class PolicyPlugin:
         self.facts: FactGatherer | None = None
         self.audit: AuditLog | None = None
         self.link: ModuleLink | None = None
+        self.direct: DirectChats | None = None
         self.extra_types: dict[str, type] = {}
         self._prune_task: asyncio.Task | None = None
 
@@ -71,7 +75,9 @@ class PolicyPlugin:
         self.bridge = bridge
         self.facts = FactGatherer(bridge, self.settings)
         self.audit = AuditLog(bridge.db)
-        self.link = ModuleLink(bridge, self.settings, self.facts, self.audit)
+        self.direct = DirectChats(bridge)
+        self.link = ModuleLink(bridge, self.settings, self.facts, self.audit, self.direct)
+        self._warn_about_verification()
         for _, types in bridge.plugins.call_each("anywhere_policy_rule_types"):
             for type_name, cls in (types or {}).items():
                 self.extra_types[type_name] = cls
@@ -145,6 +151,9 @@ class PolicyPlugin:
         await db.execute(
             "DELETE FROM policy_verified WHERE verified_at < $1", int((now - retention) * 1000)
         )
+        outbox = self.settings["verification"]["outbox"]
+        if outbox:
+            prune_outbox(Path(outbox), now - self.settings["verification"]["code_ttl"])
         day = time.strftime("%Y-%m-%d", time.gmtime(now - 2 * 86400))
         await db.execute("DELETE FROM policy_active_user WHERE day < $1", day)
         notice_period = self.settings["refusal_notice_minutes"] * 60
@@ -192,10 +201,37 @@ class PolicyPlugin:
     def explain(self, actor: str, action: str, facts: dict[str, Any], room_id: str | None):
         return self.engine.explain(Request(actor, action, None, room_id=room_id, facts=facts))
 
-    def salt(self) -> bytes:
+    def verification_keys(self) -> dict[str, bytes]:
+        """The keys phone numbers and codes are hashed with, by :func:`key_id`: the
+        configured ``verification.salt`` first (new hashes use it), then the legacy key
+        derived from ``appservice.hs_token`` (id ""), with which records made before the
+        salt was set keep being checked — they are hashed again with the new key when
+        the person next verifies."""
+        keys: dict[str, bytes] = {}
         configured = self.settings["verification"]["salt"]
-        secret = configured or "anywhere-verification:" + self.bridge.config["appservice.hs_token"]
-        return hashlib.sha256(secret.encode()).digest()
+        if configured:
+            salt = hashlib.sha256(configured.encode()).digest()
+            keys[key_id(salt)] = salt
+        legacy = "anywhere-verification:" + self.bridge.config["appservice.hs_token"]
+        keys[""] = hashlib.sha256(legacy.encode()).digest()
+        return keys
+
+    def _warn_about_verification(self) -> None:
+        verification = self.settings["verification"]
+        if not verification["salt"]:
+            log.warning(
+                "verification.salt is empty: phone numbers are hashed with a key derived "
+                "from appservice.hs_token, which registration.yaml holds too — whoever has "
+                "it and the database can find the numbers. Set a random secret there "
+                "(`anywhere init` writes one); verified people stay verified."
+            )
+        warning = dev_sender_warning(
+            verification,
+            self.bridge.config["homeserver.domain"],
+            self.bridge.config["homeserver.url"],
+        )
+        if warning:
+            log.warning(warning)
 
     # ----- the rest of the bridge -----
     @hookimpl

@@ -18,6 +18,7 @@ from policy.verification import (
     PendingVerification,
     SendLimited,
     VerificationLimits,
+    hash_phone,
     normalize_phone,
 )
 
@@ -69,9 +70,21 @@ def build(plugin: PolicyPlugin) -> list[Command]:
         user = args.user or sender
         if user != sender and not is_admin:
             raise CommandError("only admins may explain decisions for someone else")
-        facts = await plugin.facts.gather(user, args.action, None, {"room_id": ctx.event.room_id})
-        text = plugin.explain(user, args.action, facts, ctx.event.room_id)
-        await ctx.reply(text, f"<pre>{html.escape(text)}</pre>")
+        room_id = ctx.event.room_id
+        facts = await plugin.facts.gather(user, args.action, None, {"room_id": room_id})
+        text = plugin.explain(user, args.action, facts, room_id)
+        formatted = f"<pre>{html.escape(text)}</pre>"
+        if await plugin.direct.is_direct_with(room_id, sender):
+            await ctx.reply(text, formatted)
+            return
+        # A person's facts (plan, network, verification) are for them only: the answer
+        # goes to the asker's direct chat with the bot, never to a room others read.
+        dm = await plugin.direct.room_for(sender)
+        await ctx.notice(dm, f"(asked in {room_id})\n{text}", formatted)
+        await ctx.reply(
+            "The explanation shows personal facts (plan, network, verification), so I sent "
+            "it to our direct chat."
+        )
 
     @command("network", help="Tell the bridge which network you are on now (for call rules)")
     @argument("network", choices=list(NETWORKS))
@@ -110,35 +123,49 @@ def build(plugin: PolicyPlugin) -> list[Command]:
                 )
             )
         previous = await _load_pending(db, sender)
+        keys = plugin.verification_keys()
         if args.step == "phone":
+            redacted = await _redact_number(ctx)
             settings = plugin.settings["verification"]
+            primary_id, primary = next(iter(keys.items()))
             try:
                 phone = normalize_phone(args.value, settings["default_country_code"])
+                await _check_accounts_per_number(plugin, sender, phone, keys, now)
                 pending, code = PendingVerification.start(
-                    phone, salt=plugin.salt(), now=now, limits=limits(), previous=previous
+                    phone,
+                    salt=primary,
+                    key=primary_id,
+                    now=now,
+                    limits=limits(),
+                    previous=previous,
                 )
             except InvalidPhoneNumber as exc:
-                raise CommandError(f"{exc}") from exc
+                raise CommandError(f"{exc}{redacted}") from exc
             except SendLimited as exc:
-                raise CommandError(str(exc)) from exc
+                raise CommandError(f"{exc}{redacted}") from exc
             try:
                 await send_code(plugin.bridge, settings, sender, phone, code)
             except SendFailed as exc:
-                raise CommandError(f"the code could not be sent ({exc}); try again later") from exc
+                raise CommandError(
+                    f"the code could not be sent ({exc}); try again later{redacted}"
+                ) from exc
             await _save_pending(db, sender, pending)
             await ctx.reply(
-                f"A code was sent to {phone[:-4]}····. Send !verify code CODE "
-                f"within {settings['code_ttl'] // 60} minutes."
+                f"A code was sent to your number ending in {phone[-2:]}. Send !verify code "
+                f"CODE within {settings['code_ttl'] // 60} minutes.{redacted}"
             )
             return
         if previous is None:
             raise CommandError("no code is waiting; send !verify phone NUMBER first")
-        state, outcome = previous.check(
-            args.value.strip(), salt=plugin.salt(), now=now, limits=limits()
-        )
+        salt = keys.get(previous.key_id, keys[""])
+        state, outcome = previous.check(args.value.strip(), salt=salt, now=now, limits=limits())
         await _save_pending(db, sender, state)
         if outcome.verified:
             record = state.verified_record(now)
+            others = await _accounts_with(plugin, sender, [record.phone_hash], now)
+            allowed = plugin.settings["verification"]["accounts_per_number"]
+            if len(others) >= allowed:
+                raise CommandError(_too_many_accounts(allowed))
             await db.execute(
                 "INSERT INTO policy_verified (user_id, method, verified_at, phone_hash) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET "
@@ -156,6 +183,58 @@ def build(plugin: PolicyPlugin) -> list[Command]:
     for cmd in (network_cmd, verify_cmd):
         cmd.policy_exempt = True  # never lock people out of the way to get through
     return [policy_cmd, network_cmd, verify_cmd]
+
+
+async def _redact_number(ctx: EventContext) -> str:
+    """Take the command with the phone number out of the room's history; the sentence
+    that tells the person (appended to the answer)."""
+    try:
+        await ctx.bridge.bot.redact(
+            ctx.event.room_id, ctx.event.event_id, reason="a phone number: kept out of history"
+        )
+    except Exception as exc:  # no power to redact here, the homeserver refused...
+        ctx.log.warning("could not redact a !verify phone command", error=str(exc))
+        return (
+            " I could not remove your message with the number from this chat's history "
+            "(I may lack the power to): please delete it yourself."
+        )
+    return " I removed your message with the number from this chat's history."
+
+
+async def _accounts_with(plugin, user_id: str, hashes: list[str], now: float) -> set[str]:
+    """The other accounts verified (within the retention) by a number with these hashes."""
+    retention = plugin.settings["verification"]["retention_days"] * 86400
+    found = set()
+    for phone_hash in hashes:
+        rows = await plugin.bridge.db.fetch(
+            "SELECT user_id FROM policy_verified WHERE phone_hash = $1 AND user_id <> $2 "
+            "AND verified_at > $3",
+            phone_hash,
+            user_id,
+            int((now - retention) * 1000),
+        )
+        found.update(row["user_id"] for row in rows)
+    return found
+
+
+def _too_many_accounts(allowed: int) -> str:
+    others = "another account" if allowed == 1 else f"{allowed} other accounts"
+    return (
+        f"this phone number already verifies {others} here, and one number may verify at "
+        f"most {allowed}. Verify with your own number; if this is your number, ask the "
+        "homeserver's operator."
+    )
+
+
+async def _check_accounts_per_number(
+    plugin, user_id: str, phone: str, keys: dict[str, bytes], now: float
+) -> None:
+    """Refuse before sending a code when the number already verifies as many other
+    accounts as one number may (old records: hashed with the legacy key)."""
+    hashes = [hash_phone(phone, salt) for salt in keys.values()]
+    allowed = plugin.settings["verification"]["accounts_per_number"]
+    if len(await _accounts_with(plugin, user_id, hashes, now)) >= allowed:
+        raise CommandError(_too_many_accounts(allowed))
 
 
 async def _load_pending(db, user_id: str) -> PendingVerification | None:

@@ -18,13 +18,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from mautrix.types import EventType, RoomCreatePreset
+from mautrix.types import EventType
 
 from policy.audit import AuditEntry, AuditLog
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
 
+    from .direct import DirectChats
     from .facts import FactGatherer
 
 log = structlog.get_logger("anywhere.policy.module")
@@ -74,9 +75,15 @@ class ModuleLink:
     """Answers the module's exchanges; tells refused people why."""
 
     def __init__(
-        self, bridge: Bridge, settings: dict[str, Any], facts: FactGatherer, audit: AuditLog
+        self,
+        bridge: Bridge,
+        settings: dict[str, Any],
+        facts: FactGatherer,
+        audit: AuditLog,
+        direct: DirectChats,
     ) -> None:
         self.bridge = bridge
+        self.direct = direct
         self.settings = settings
         self.facts = facts
         self.audit = audit
@@ -159,7 +166,7 @@ class ModuleLink:
             key,
             int(now * 1000),
         )
-        room_id = await self._direct_chat(entry.actor)
+        room_id = await self.direct.room_for(entry.actor)
         minutes = self.settings["refusal_notice_minutes"]
         where = f"rule {entry.rule_id}" if entry.rule_id else "policy"
         text = (
@@ -175,29 +182,6 @@ class ModuleLink:
             txn_id=f"anywhere.policy.{entry.decision_id}",
         )
         log.info("refusal notice sent", user_id=entry.actor, rule=key, room_id=room_id)
-
-    async def _direct_chat(self, user_id: str) -> str:
-        """The bot's direct chat with ``user_id`` (the runtime's ``bot_room`` record),
-        created like the core plugin does when there is none."""
-        db = self.bridge.db
-        room_id = await db.fetchval(
-            "SELECT room_id FROM bot_room WHERE is_direct AND dm_user = $1", user_id
-        )
-        if room_id:
-            return room_id
-        room_id = await self.bridge.bot.create_room(
-            preset=RoomCreatePreset.TRUSTED_PRIVATE,
-            is_direct=True,
-            invitees=[user_id],
-            name=self.bridge.config["appservice.bot.displayname"],
-        )
-        await db.execute(
-            "INSERT INTO bot_room (room_id, is_direct, dm_user) VALUES ($1, TRUE, $2) "
-            "ON CONFLICT (room_id) DO NOTHING",
-            room_id,
-            user_id,
-        )
-        return room_id
 
 
 _ACTION_WORDS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.config import ConfigSection
+from bridge.config import PLACEHOLDER, ConfigSection
 from bridge.errors import ConfigError
 
 SENDERS = ("log", "file", "http")
@@ -40,8 +40,11 @@ DEFAULTS: dict[str, Any] = {
         "max_attempts": 5,
         "max_sends": 3,
         "retention_days": 365,
-        # Secret for hashing phone numbers; empty derives one from appservice.hs_token.
+        # Secret key for hashing phone numbers (`anywhere init` writes a random one); empty
+        # falls back to a key derived from appservice.hs_token (a warning says why not).
         "salt": "",
+        # How many accounts one phone number may verify (real-name systems: one).
+        "accounts_per_number": 1,
         # An admin access token lets the bridge read people's verified email addresses
         # and phone numbers (3PIDs) from Synapse's admin API.
         "homeserver_admin_token": "",
@@ -63,7 +66,16 @@ def validate(section: dict[str, Any], prefix: str) -> None:
         raise ConfigError(
             f"{prefix}.verification.http_url", "the SMS gateway's URL", verification["http_url"]
         )
-    for key in ("code_ttl", "max_attempts", "max_sends", "retention_days"):
+    if verification["salt"] == PLACEHOLDER:
+        raise ConfigError(
+            f"{prefix}.verification.salt",
+            "a random secret",
+            PLACEHOLDER,
+            "run `anywhere init` to generate one, or set it yourself",
+        )
+    if not isinstance(verification["salt"], str):
+        raise ConfigError(f"{prefix}.verification.salt", "a string", verification["salt"])
+    for key in ("code_ttl", "max_attempts", "max_sends", "retention_days", "accounts_per_number"):
         value = verification[key]
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{prefix}.verification.{key}", "a positive whole number", value)
