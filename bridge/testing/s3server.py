@@ -32,6 +32,14 @@ def moto_installed() -> bool:
     )
 
 
+def require_moto() -> None:
+    """Skip a test when moto[server] is missing; under ``CI=true`` fail it instead."""
+    if not moto_installed():
+        from .fixtures import skip_unless_ci
+
+        skip_unless_ci("moto[server] is not installed (pip install -e '.[test]')")
+
+
 class S3Server:
     """``python -m moto.server`` on 127.0.0.1, with its output in ``workdir/s3.log``."""
 

@@ -11,8 +11,7 @@ import re
 import pytest
 
 from bridge.testing.blobstore import check_blob_store
-from bridge.testing.fixtures import skip_unless_ci
-from bridge.testing.s3server import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server, moto_installed
+from bridge.testing.s3server import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server, require_moto
 from storage.blobs import BlobError, BlobNotFound, open_blob_store
 from storage.blobs_s3 import MIN_PART_SIZE, PARTS_IN_FLIGHT, S3BlobStore
 
@@ -21,8 +20,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    if not moto_installed():
-        skip_unless_ci("moto[server] is not installed: pip install -e '.[test]'")
+    require_moto()
     with S3Server(tmp_path_factory.mktemp("s3")) as server:
         yield server
 
