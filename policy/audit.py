@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import time
+from calendar import timegm as calendar_timegm
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -104,6 +107,23 @@ class AuditEntry:
             request=request.to_dict(),
             verdicts=verdicts,
             dry_run_verdicts=tuple(v for v in verdicts if v["dry_run"]),
+        )
+
+    @property
+    def source(self) -> str:
+        """Who decided: ``synapse`` (the homeserver module) or ``bridge``."""
+        context = self.request.get("context") if isinstance(self.request, Mapping) else None
+        source = context.get("source") if isinstance(context, Mapping) else None
+        return source if isinstance(source, str) else "bridge"
+
+    def line(self) -> str:
+        """One line for a chat message: time, outcome, action, who, where, rule, id."""
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.decided_at_ms / 1000))
+        rule = f"{self.rule_id} " if self.rule_id else ""
+        dry = f" (dry-run: {len(self.dry_run_verdicts)})" if self.dry_run_verdicts else ""
+        return (
+            f"{when} {self.outcome.upper()} {self.action} by {self.actor} ({self.source}) "
+            f"{rule}[{self.code}] {self.decision_id}{dry}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -199,17 +219,25 @@ class AuditLog:
         )
         return AuditEntry.from_row(row) if row is not None else None
 
-    async def recent(self, *, actor: str | None = None, limit: int = 20) -> list[AuditEntry]:
-        """The latest decisions, newest first; only ``actor``'s when given."""
+    async def recent(
+        self, *, actor: str | None = None, since: float | None = None, limit: int = 20
+    ) -> list[AuditEntry]:
+        """The latest decisions, newest first; only ``actor``'s when given, only those made
+        at or after the Unix time ``since`` when given."""
+        since_ms = round(since * 1000) if since is not None else 0
         if actor is None:
             rows = await self.db.fetch(
-                f"SELECT {_COLUMNS} FROM policy_audit ORDER BY decided_at DESC LIMIT $1", limit
+                f"SELECT {_COLUMNS} FROM policy_audit WHERE decided_at >= $1 "
+                "ORDER BY decided_at DESC LIMIT $2",
+                since_ms,
+                limit,
             )
         else:
             rows = await self.db.fetch(
-                f"SELECT {_COLUMNS} FROM policy_audit WHERE actor = $1 "
-                "ORDER BY decided_at DESC LIMIT $2",
+                f"SELECT {_COLUMNS} FROM policy_audit WHERE actor = $1 AND decided_at >= $2 "
+                "ORDER BY decided_at DESC LIMIT $3",
                 actor,
+                since_ms,
                 limit,
             )
         return [AuditEntry.from_row(row) for row in rows]
@@ -237,10 +265,41 @@ class MemoryAuditLog:
     async def get(self, decision_id: str) -> AuditEntry | None:
         return next((e for e in self.entries if e.decision_id == decision_id), None)
 
-    async def recent(self, *, actor: str | None = None, limit: int = 20) -> list[AuditEntry]:
-        found = [e for e in self.entries if actor is None or e.actor == actor]
+    async def recent(
+        self, *, actor: str | None = None, since: float | None = None, limit: int = 20
+    ) -> list[AuditEntry]:
+        cutoff = round(since * 1000) if since is not None else 0
+        found = [
+            e
+            for e in self.entries
+            if (actor is None or e.actor == actor) and e.decided_at_ms >= cutoff
+        ]
         return sorted(found, key=lambda e: e.decided_at_ms, reverse=True)[:limit]
 
     async def prune(self, before: float) -> None:
         cutoff = round(before * 1000)
         self.entries = [e for e in self.entries if e.decided_at_ms >= cutoff]
+
+
+_RELATIVE = re.compile(r"^(\d+)([mhd])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """``since`` for audit queries: ``30m``, ``12h``, ``7d`` (ago), or a UTC date or time
+    (``2026-12-01``, ``2026-12-01T18:00``, ``...Z``). Raises ValueError saying what to
+    write."""
+    value = text.strip()
+    relative = _RELATIVE.match(value)
+    if relative:
+        return now - int(relative[1]) * _UNITS[relative[2]]
+    for layout in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            parsed = time.strptime(value.removesuffix("Z"), layout)
+        except ValueError:
+            continue
+        return float(calendar_timegm(parsed))
+    raise ValueError(
+        f"{text!r} is not a time: write 30m, 12h or 7d (ago), or a UTC date such as "
+        "2026-12-01 or 2026-12-01T18:00"
+    )

@@ -420,3 +420,62 @@ async def test_a_new_secret_keeps_old_verifications_and_rehashes_them(policy_sta
         stack.config_path.write_text(original)
         stack.bridge.stop()
         stack.bridge.start()
+
+
+async def test_admins_read_the_audit_of_bridge_and_module_decisions(policy_stack, person):
+    stack = policy_stack
+    bot = stack.bot_id
+    boss, room = await person("boss")
+    user, user_room = await person("someone")
+    assert "admin" in await ask(user, user_room, bot, "!policy audit", "admin permission")
+    newcomer, newcomer_room = await person("newcomer7")
+    await ask(newcomer, newcomer_room, bot, "!ping", "not allowed")  # audited by the bridge
+    # A decision of the Synapse module, as its exchange delivers it.
+    module_entry = {
+        "decision_id": "module-test-1",
+        "decided_at_ms": int(time.time() * 1000),
+        "ruleset_version": "v",
+        "actor": newcomer.user_id,
+        "action": "call.place",
+        "target": None,
+        "room_id": "!r:localhost",
+        "outcome": "deny",
+        "rule_id": "kr-plan",
+        "code": "plan_below_mvoip_threshold",
+        "reason": "SKT blocks calls",
+        "request": {"actor": newcomer.user_id, "context": {"source": "synapse"}},
+        "verdicts": [],
+        "dry_run_verdicts": [],
+    }
+    headers = {"Authorization": f"Bearer {stack.bridge.ops_token}"}
+    async with aiohttp.ClientSession() as http:
+        sync = f"{stack.bridge.url}/_anywhere/policy/sync"
+        async with http.post(sync, json={"decisions": [module_entry]}, headers=headers) as resp:
+            assert resp.status == 200
+
+        body = await ask(boss, room, bot, f"!policy audit {newcomer.user_id} 1h", "decisions")
+        lines = body.splitlines()
+        assert lines[0] == f"The latest 2 decisions of {newcomer.user_id} since 1h, newest first:"
+        assert "DENY call.place by" in lines[1] and "(synapse) kr-plan" in lines[1]
+        assert "REQUIRE_VERIFICATION bot.command" in lines[2]
+        assert "(bridge) verify-first" in lines[2]
+        empty = await ask(boss, room, bot, f"!policy audit {newcomer.user_id} 2099-01-01", "No")
+        assert empty == f"No decisions of {newcomer.user_id} since 2099-01-01 in the audit log."
+        bad = await ask(boss, room, bot, "!policy audit yesterday", "not a time")
+        assert "write 30m, 12h or 7d" in bad
+
+        audit = f"{stack.bridge.url}/_anywhere/policy/audit"
+        async with http.get(audit, params={"user": newcomer.user_id}) as resp:
+            assert resp.status == 401
+        params = {"user": newcomer.user_id, "since": "1h"}
+        async with http.get(audit, params=params, headers=headers) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "application/x-ndjson"
+            entries = [json.loads(line) for line in (await resp.text()).splitlines()]
+        assert [(e["source"], e["outcome"]) for e in entries] == [
+            ("synapse", "deny"),
+            ("bridge", "require_verification"),
+        ]
+        async with http.get(audit, params={"since": "soon"}, headers=headers) as resp:
+            assert resp.status == 400
+            assert "is not a time" in (await resp.json())["error"]

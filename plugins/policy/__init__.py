@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import signal
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from aiohttp import web
 from bridge import hookimpl
 from bridge.web import require_operator
 from policy import Engine, Request, load_ruleset
-from policy.audit import AuditLog
+from policy.audit import AuditLog, parse_since
 from policy.errors import PolicyConfigError
 from policy.rulesfile import read_rules_file
 from policy.verification import key_id
@@ -276,6 +277,29 @@ class PolicyPlugin:
     def anywhere_web_routes(self, bridge: Bridge, app: web.Application) -> None:
         app.router.add_get("/_anywhere/policy/facts", self._facts_endpoint)
         app.router.add_post("/_anywhere/policy/sync", self._sync_endpoint)
+        app.router.add_get("/_anywhere/policy/audit", self._audit_endpoint)
+
+    async def _audit_endpoint(self, request: web.Request) -> web.StreamResponse:
+        """Decisions of the bridge and the Synapse module as JSON lines, newest first
+        (operator token): ?user=@a:b&since=7d&limit=1000."""
+        require_operator(request)
+        query = request.query
+        user = query.get("user")
+        try:
+            if user is not None and (not user.startswith("@") or ":" not in user):
+                raise ValueError(f"user: {user!r} is not a user ID (@name:server)")
+            since = parse_since(query["since"], time.time()) if "since" in query else None
+            limit = int(query.get("limit", "1000"))
+            if not 1 <= limit <= 100_000:
+                raise ValueError(f"limit: expected 1 to 100000, found {limit}")
+        except ValueError as exc:
+            return web.json_response({"errcode": "M_INVALID_PARAM", "error": str(exc)}, status=400)
+        entries = await self.audit.recent(actor=user, since=since, limit=limit)
+        body = "".join(
+            json.dumps({**entry.to_json(), "source": entry.source}, ensure_ascii=False) + "\n"
+            for entry in entries
+        )
+        return web.Response(text=body, content_type="application/x-ndjson")
 
     async def _sync_endpoint(self, request: web.Request) -> web.Response:
         """The Synapse module's exchange (operator token): see plugins/policy/module_link."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bridge import Command, CommandError, EventContext, argument, command
 from bridge.commands import LEVELS, level_for
+from policy.audit import parse_since
 from policy.errors import PolicyConfigError
 from policy.facts import NETWORK_TYPES
 from policy.verification import (
@@ -40,13 +41,27 @@ def build(plugin: PolicyPlugin) -> list[Command]:
             retention=v["retention_days"] * 86400,
         )
 
-    @command("policy", help="Explain what the rules decide for an action, or reload them")
-    @argument("what", choices=["explain", "reload"], help="explain ACTION, or reload (admin)")
-    @argument("action", nargs="?", help="an action such as call.place or group.create")
-    @argument("user", nargs="?", help="whose facts to use (admins only; default: you)")
+    @command(
+        "policy",
+        help="Explain what the rules decide for an action; admins: reload them, read the audit",
+    )
+    @argument(
+        "what",
+        choices=["explain", "reload", "audit"],
+        help="explain ACTION [@user]; reload (admin); audit [@user] [since] (admin)",
+    )
+    @argument(
+        "action", nargs="?", help="explain: an action such as call.place; audit: @user or since"
+    )
+    @argument("user", nargs="?", help="explain: whose facts (admins; default: you); audit: since")
     async def policy_cmd(ctx: EventContext, args: argparse.Namespace) -> None:
         sender = ctx.event.sender
         is_admin = level_for(sender, ctx.bridge.config["bridge.permissions"]) >= LEVELS["admin"]
+        if args.what == "audit":
+            if not is_admin:
+                raise CommandError("reading the audit log needs the admin permission level")
+            await _audit(plugin, ctx, [a for a in (args.action, args.user) if a])
+            return
         if args.what == "reload":
             if not is_admin:
                 raise CommandError("reloading the rules needs the admin permission level")
@@ -183,6 +198,42 @@ def build(plugin: PolicyPlugin) -> list[Command]:
     for cmd in (network_cmd, verify_cmd):
         cmd.policy_exempt = True  # never lock people out of the way to get through
     return [policy_cmd, network_cmd, verify_cmd]
+
+
+AUDIT_LINES = 20
+
+
+async def _audit(plugin: PolicyPlugin, ctx: EventContext, words: list[str]) -> None:
+    """``!policy audit [@person] [since]``: the latest decisions of the bridge and of the
+    Synapse module, newest first, in the admin's direct chat (they show people's facts)."""
+    person = next((w for w in words if w.startswith("@")), None)
+    others = [w for w in words if w is not person]
+    if person is not None and ":" not in person:
+        raise CommandError(f"{person!r} is not a user ID: write it like @kim:example.org")
+    since = None
+    if others:
+        try:
+            since = parse_since(others[0], time.time())
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+    entries = await plugin.audit.recent(actor=person, since=since, limit=AUDIT_LINES)
+    whose = f" of {person}" if person else ""
+    after = f" since {others[0]}" if others else ""
+    if not entries:
+        text = f"No decisions{whose}{after} in the audit log."
+    else:
+        text = f"The latest {len(entries)} decisions{whose}{after}, newest first:\n" + "\n".join(
+            entry.line() for entry in entries
+        )
+    room_id, sender = ctx.event.room_id, ctx.event.sender
+    formatted = f"<pre>{html.escape(text)}</pre>"
+    if await plugin.direct.is_direct_with(room_id, sender):
+        await ctx.reply(text, formatted)
+        return
+    await ctx.notice(await plugin.direct.room_for(sender), text, formatted)
+    await ctx.reply(
+        "The audit shows people's decisions and facts, so I sent it to our direct chat."
+    )
 
 
 async def _redact_number(ctx: EventContext) -> str:

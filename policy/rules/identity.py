@@ -17,8 +17,10 @@ from .params import Param, one_of, positive_int, string_set
 _HOW_TO_VERIFY = {
     "code": "send `!verify phone NUMBER` to the bot, then `!verify code CODE` with the code "
     "you receive",
-    "msisdn": "add and verify a phone number in your Matrix account settings",
-    "email": "add and verify an email address in your Matrix account settings",
+    "msisdn": "have a phone number verified on your account by your homeserver (ask its "
+    "operator: most homeservers cannot send the text message themselves)",
+    "email": "have an email address verified on your account by your homeserver (in your "
+    "account settings if it offers that, else ask its operator)",
 }
 _METHOD_LABELS = {"code": "one-time code", "msisdn": "phone number", "email": "email"}
 

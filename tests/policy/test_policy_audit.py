@@ -10,7 +10,14 @@ import pytest_asyncio
 
 from bridge.testing.fixtures import postgres_database
 from policy import Engine, Request
-from policy.audit import MIGRATION_COMPONENT, MIGRATION_STEPS, AuditLog, MemoryAuditLog
+from policy.audit import (
+    MIGRATION_COMPONENT,
+    MIGRATION_STEPS,
+    AuditEntry,
+    AuditLog,
+    MemoryAuditLog,
+    parse_since,
+)
 from storage import Migrations, open_database, run_migrations
 
 RULES = [
@@ -96,3 +103,44 @@ async def test_recent_is_newest_first_per_actor_and_prune_deletes_old(audit):
 @pytest.mark.asyncio(loop_scope="function")
 async def test_unknown_decision_id_is_none(audit):
     assert await audit.get("nope") is None
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_since_filters_and_module_entries_are_stored_once_with_their_source(audit):
+    engine = make_engine(start=1_700_000_000.0)
+    for _ in range(3):
+        decision = engine.evaluate(Request("@kim:example.org", "call.place", facts=FACTS))
+        await audit.record(Request("@kim:example.org", "call.place", facts=FACTS), decision)
+    assert len(await audit.recent(since=1_700_000_001.0)) == 2
+    if isinstance(audit, MemoryAuditLog):
+        return
+    entry = (await audit.recent(limit=1))[0]
+    data = entry.to_json()
+    data["decision_id"] = "from-synapse-1"
+    data["request"] = {**data["request"], "context": {"source": "synapse"}}
+    module_entry = AuditEntry.from_json(data)
+    assert await audit.record_entry(module_entry) is True
+    assert await audit.record_entry(module_entry) is False  # an exchange sent again
+    stored = await audit.get("from-synapse-1")
+    assert stored.source == "synapse" and entry.source == "bridge"
+    assert "DENY call.place by @kim:example.org (synapse) kr-plan" in stored.line()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", 1_000_000.0 - 1800),
+        ("12h", 1_000_000.0 - 43200),
+        ("7d", 1_000_000.0 - 7 * 86400),
+        ("2026-12-01", 1_796_083_200.0),
+        ("2026-12-01T18:00", 1_796_148_000.0),
+        ("2026-12-01T18:00:30Z", 1_796_148_030.0),
+    ],
+)
+def test_since_is_relative_or_a_utc_time(text, expected):
+    assert parse_since(text, now=1_000_000.0) == expected
+
+
+def test_a_bad_since_says_what_to_write():
+    with pytest.raises(ValueError, match="write 30m, 12h or 7d"):
+        parse_since("yesterday", now=0)

@@ -73,8 +73,14 @@ def test_threshold_records_why_it_did_not_apply(decide):
     ("methods", "told"),
     [
         (["code"], ["`!verify phone NUMBER`", "`!verify code CODE`"]),
-        (["email"], ["verify an email address"]),
-        (["msisdn", "code"], ["phone number in your Matrix account", "`!verify phone NUMBER`"]),
+        (["email"], ["email address verified on your account by your homeserver"]),
+        (
+            ["msisdn", "code"],
+            [
+                "phone number verified on your account by your homeserver (ask its operator",
+                "`!verify phone NUMBER`",
+            ],
+        ),
     ],
 )
 def test_person_required_to_verify_is_told_how(decide, methods, told):
