@@ -88,4 +88,16 @@ async def v3_ghost_scope(conn, scheme: Scheme) -> None:
     await conn.execute("CREATE INDEX groups_ghost_domain ON groups_ghost (network, domain)")
 
 
-MIGRATIONS = Migrations("groups", [v1_groups, v2_ghost_avatar, v3_ghost_scope])
+async def v4_xmpp_room_position(conn, scheme: Scheme) -> None:
+    """the archive id of the last message of each linked XMPP room the bridge handled"""
+    await conn.execute(
+        """CREATE TABLE groups_xmpp_room (
+            room       TEXT PRIMARY KEY,
+            archive_id TEXT NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS = Migrations(
+    "groups", [v1_groups, v2_ghost_avatar, v3_ghost_scope, v4_xmpp_room_position]
+)

@@ -22,3 +22,16 @@ async def test_the_example_connector_in_the_docs_is_complete_and_declares_linkin
     sender = type("Sender", (), {"displayname": "Ana"})()
     remote_id = await connector.handle_matrix_message(portal, sender, Message("$e", "hi"))
     assert remote_id == "general#1" and connector.lines == ["general <Ana> hi"]
+
+
+def test_the_tests_run_prosody_with_the_configuration_the_docs_give():
+    from plugins.groups.xmpp.testing import CONFIG
+
+    block = re.findall(r"```lua\n(.*?)```", DOC.read_text(), re.S)[0]
+    muc = block[block.index('Component "conference.example.org" "muc"') :].splitlines()
+    harness = CONFIG.replace("{{", "{").replace("}}", "}")
+    start = harness.index('Component "{muc}" "muc"')
+    harness_muc = harness[start:].splitlines()
+    assert harness_muc[1 : len(muc)] == muc[1:]  # the same settings, nothing more
+    assert not harness_muc[len(muc)].startswith(" ")
+    assert "history" not in harness  # Prosody's default room history (20)

@@ -3,9 +3,11 @@
 Every Matrix person appears in XMPP as their own address on the component
 (``alice=3aexample.org@matrix.example.org``) and as their own occupant in a room, with
 their display name as nickname. One relay occupant per linked room receives the room's
-messages once for everybody on Matrix; joining with history after every (re)connection
-catches up with what was said while the bridge or the server was away (the hub drops
-what it has already seen). Messages to a Matrix person's address open a 1:1 portal.
+messages once for everybody on Matrix; after every (re)connection it catches up with
+what was said while the bridge or the server was away from the room's archive
+(``archive.py``; the join history in rooms without one), and only then does the outbox
+send (the hub drops what it has already seen). Messages to a Matrix person's address
+open a 1:1 portal.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from ..connector import (
     NetworkUnavailable,
     Portal,
     Refused,
+    RemoteUser,
 )
 from ..ghosts import escape, unescape
 from . import stanzas
+from .archive import RoomArchives
 from .avatars import Avatars
 from .inbound import XmppInbound
 from .stanzas import (
@@ -98,13 +102,19 @@ class XmppConnector(XmppInbound, Connector):
         self._in_room: set[tuple[str, str]] = set()  # (room, id) of our messages seen there
         self._typing: dict[str, set[str]] = {}  # portal room → Matrix people typing there
         self._remote_typing: set[tuple[str, str]] = set()  # (portal room, XMPP person)
+        # rooms catching up from their archive → live messages held until it is done
+        self._catching_up: dict[str, list[tuple[Any, RemoteUser | None]]] = {}
+        self._archived_rooms: dict[str, bool] = {}  # room → has an archive (this connection)
+        self._ready = False  # rejoined every room and caught up: the outbox may send
         self.avatars = Avatars(self)
+        self.archives: RoomArchives | None = None
 
     # ----- the required interface -----
     async def start(self, hub: Hub, settings: dict[str, Any]) -> None:
         self.hub, self.settings = hub, settings
         self.domain = settings["component_jid"]
         self.matrix_domain = hub.bridge.config["homeserver.domain"]
+        self.archives = RoomArchives(hub.bridge)
         self._inbound_task = asyncio.create_task(self._handle_inbound())
         self._task = asyncio.create_task(self._run())
 
@@ -147,6 +157,8 @@ class XmppConnector(XmppInbound, Connector):
     async def disconnect(self, portal: Portal) -> None:
         room = portal.remote_id
         self._portals.pop(room, None)
+        if self.archives is not None:
+            await self.archives.forget(room)
         if self.connected:
             for (joined_room, occupant), nick in list(self._joined.items()):
                 if joined_room == room:
@@ -240,8 +252,8 @@ class XmppConnector(XmppInbound, Connector):
                 "files need an HTTP upload service: the operator sets "
                 "plugins.settings.groups.xmpp.upload_jid"
             )
-        if not self.connected or self.xmpp is None:
-            raise NetworkUnavailable("not connected to the XMPP server")
+        if not self._ready or self.xmpp is None:
+            raise NetworkUnavailable("not connected to the XMPP server, or catching up")
         url = await self._upload(self.puppet_jid(sender.user_id), message.file)
         oob = element(stanzas.NS_OOB, "x")
         oob.append(element(stanzas.NS_OOB, "url", url))
@@ -347,6 +359,7 @@ class XmppConnector(XmppInbound, Connector):
                 self.connected = True
                 log.info("connected to the XMPP server", component=self.domain)
                 await self._rejoin_all()
+                self._ready = True  # every room caught up: what the outbox sends is new
                 self.hub.network_up(self.network)
                 await self._state
                 log.warning("disconnected from the XMPP server; reconnecting")
@@ -357,9 +370,11 @@ class XmppConnector(XmppInbound, Connector):
                     port=self.settings["port"],
                     retry_in=delay,
                 )
-            self.connected = False
+            self.connected = self._ready = False
             self._joined.clear()
             self._occupants.clear()
+            self._catching_up.clear()  # the archive has those: the next catch-up gets them
+            self._archived_rooms.clear()
             for future in (*self._joining.values(), *self._leaving.values()):
                 if not future.done():
                     future.set_exception(NetworkUnavailable("disconnected"))
@@ -388,7 +403,41 @@ class XmppConnector(XmppInbound, Connector):
 
         await asyncio.gather(*(rejoin(room) for room in list(self._portals)))
 
+    async def _send_iq(
+        self, to: str, itype: str, payload: ET.Element, timeout: float = 15.0
+    ) -> Any:
+        """An iq from the relay, its answer (slixmpp raises IqError/IqTimeout)."""
+        if self.xmpp is None:
+            raise NetworkUnavailable("not connected to the XMPP server")
+        make = self.xmpp.make_iq_get if itype == "get" else self.xmpp.make_iq_set
+        iq = make(ito=to, ifrom=self.relay_jid)
+        iq.append(payload)
+        return await iq.send(timeout=timeout)
+
     async def _join_relay(self, room: str, *, fresh: bool = False) -> None:
+        """The relay into ``room``, caught up with what the room said since the bridge
+        last handled one of its messages: from the room's archive, or (a room without
+        one) from the join history."""
+        if room not in self._archived_rooms:
+            self._archived_rooms[room] = await self.archives.has_archive(self._send_iq, room)
+            if not self._archived_rooms[room]:
+                log.warning(
+                    "the room has no message archive (XEP-0313; Prosody: muc_mam): after a "
+                    "restart the bridge catches up from the join history only, so nothing "
+                    "is lost only while less was said than the room's history keeps",
+                    room=room,
+                )
+        if self._archived_rooms[room]:
+            self._catching_up.setdefault(room, [])
+            try:
+                await self._join(room, self.relay_jid, self.settings["relay_nickname"], relay=True)
+                await self.archives.catch_up(
+                    self._send_iq, room, lambda aid, msg: self._archived(room, aid, msg)
+                )
+            finally:
+                for item in self._catching_up.pop(room, []):
+                    self._inbound.put_nowait(("message", item))
+            return
         if fresh:
             # leave first: after a crash the server may still count the relay as present,
             # and only a fresh join sends the history that fills the gap
@@ -432,7 +481,8 @@ class XmppConnector(XmppInbound, Connector):
                 future = asyncio.get_running_loop().create_future()
                 self._joining[key] = future
                 self._pending_nicks[key] = candidate
-                history = self.settings["history_on_join"] if relay else 0
+                archived = self._archived_rooms.get(room, False)
+                history = self.settings["history_on_join"] if relay and not archived else 0
                 extra = [stanzas.muc_join(history)]
                 if photo is not None:
                     extra.append(stanzas.vcard_update(photo))
@@ -478,6 +528,8 @@ class XmppConnector(XmppInbound, Connector):
     ) -> str:
         if not self.connected or self.xmpp is None:
             raise NetworkUnavailable("not connected to the XMPP server")
+        if not self._ready:
+            raise NetworkUnavailable("rejoining the rooms and catching up")
         occupant = self.puppet_jid(sender.user_id)
         if portal.kind == DIRECT:
             to, mtype, chat = portal.remote_id, "chat", portal.remote_id

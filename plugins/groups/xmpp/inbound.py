@@ -18,6 +18,7 @@ from ..connector import (
 )
 from ..links import is_allowed
 from . import stanzas
+from .archive import archive_id_of
 from .stanzas import element
 
 log = structlog.get_logger("anywhere.groups.xmpp")
@@ -94,6 +95,8 @@ class XmppInbound:
 
     def on_message(self, msg: Any) -> None:
         frm, to = msg["from"], msg["to"]
+        if to.full == self.relay_jid and self.archives and self.archives.on_result(msg.xml):
+            return  # one result of an archive query: the query hands it on
         sender = None
         if msg["type"] == "groupchat" and to.full == self.relay_jid:
             if frm.resource:  # who sent it, as the room shows them now (names change)
@@ -108,7 +111,18 @@ class XmppInbound:
             waiter = self._subject_waits.get(frm.bare)
             if waiter and not waiter.done() and stanzas.has_subject(msg.xml):
                 waiter.set_result(None)
+            held = self._catching_up.get(frm.bare)
+            if held is not None:  # after what the archive query brings
+                held.append((msg, sender))
+                return
         self._inbound.put_nowait(("message", (msg, sender)))
+
+    def _archived(self, room: str, archive_id: str, message: ET.Element) -> None:
+        """A message from the room's archive (catching up), handled in order."""
+        incoming_id = stanzas.read_message(message).id
+        if stanzas.is_bridge_id(incoming_id):
+            self._in_room.add((room, incoming_id))
+        self._inbound.put_nowait(("archived", (room, archive_id, message)))
 
     async def _handle_inbound(self) -> None:
         """Messages and room presences, one at a time, in the order they came."""
@@ -117,6 +131,8 @@ class XmppInbound:
             try:
                 if kind == "message":
                     await self._handle_message(*item)
+                elif kind == "archived":
+                    await self._handle_archived(*item)
                 elif kind == "avatar":
                     await self.avatars.remote_photo(*item)
                 else:
@@ -128,6 +144,23 @@ class XmppInbound:
                     "an XMPP stanza could not be bridged", kind=kind, item=str(item)[:2000]
                 )
 
+    async def _handle_archived(self, room: str, archive_id: str, message: ET.Element) -> None:
+        portal = self._portals.get(room)
+        frm = JID(message.get("from", ""))
+        if portal is None or frm.bare != room:
+            return
+        try:
+            if frm.resource and message.get("type") == "groupchat":
+                incoming = stanzas.read_message(message)
+                incoming.delayed = True
+                if not stanzas.is_bridge_id(incoming.id):
+                    real = stanzas.muc_user_jid(message)
+                    occupant = stanzas.occupant_id(message)
+                    sender = self._occupant_user(room, frm.resource, real, occupant)
+                    await self._bridge_incoming(portal, sender, room, incoming)
+        finally:
+            await self.archives.handled(room, archive_id)
+
     async def _handle_message(self, msg: Any, occupant_user: RemoteUser | None) -> None:
         mtype = msg["type"]
         if mtype == "error":
@@ -138,28 +171,31 @@ class XmppInbound:
             portal = self._portals.get(frm.bare)
             if portal is None or to.full != self.relay_jid or not frm.resource:
                 return  # one copy (the relay's) per room message; the subject has no nick
-            if self._is_ours(frm.bare, frm.resource) or stanzas.is_bridge_id(incoming.id):
-                return  # our own puppets' messages, reflected by the room
-            sender = occupant_user
-            chat = frm.bare
-        else:
-            matrix_user = self.matrix_user_of(to)
-            if matrix_user is None or not frm.user:
+            archive_id = archive_id_of(msg.xml, frm.bare)
+            try:
+                if self._is_ours(frm.bare, frm.resource) or stanzas.is_bridge_id(incoming.id):
+                    return  # our own puppets' messages, reflected by the room
+                await self._bridge_incoming(portal, occupant_user, frm.bare, incoming)
+            finally:
+                if archive_id:  # catching up after a restart starts after it
+                    await self.archives.handled(frm.bare, archive_id)
+            return
+        matrix_user = self.matrix_user_of(to)
+        if matrix_user is None or not frm.user:
+            return
+        sender = RemoteUser(frm.bare, incoming.nick or frm.user)
+        if incoming.body or incoming.oob_url or incoming.location or incoming.retract:
+            try:
+                portal = await self.hub.direct_portal(self.network, sender, matrix_user)
+            except Refused as exc:
+                log.info("a 1:1 message was refused", sender=sender.id, why=str(exc))
+                self._bounce(msg, str(exc))
                 return
-            sender = RemoteUser(frm.bare, incoming.nick or frm.user)
-            if incoming.body or incoming.oob_url or incoming.location or incoming.retract:
-                try:
-                    portal = await self.hub.direct_portal(self.network, sender, matrix_user)
-                except Refused as exc:
-                    log.info("a 1:1 message was refused", sender=sender.id, why=str(exc))
-                    self._bounce(msg, str(exc))
-                    return
-            else:  # typing or a reaction never opens a chat by itself
-                portal = self.hub.portal_for_remote(self.network, sender.id, matrix_user)
-                if portal is None:
-                    return
-            chat = frm.bare
-        await self._bridge_incoming(portal, sender, chat, incoming)
+        else:  # typing or a reaction never opens a chat by itself
+            portal = self.hub.portal_for_remote(self.network, sender.id, matrix_user)
+            if portal is None:
+                return
+        await self._bridge_incoming(portal, sender, frm.bare, incoming)
 
     def _bounce(self, msg: Any, text: str) -> None:
         """Answer a message that will not be bridged with an error saying why."""

@@ -101,6 +101,8 @@ class Incoming:
 def read_message(xml: ET.Element) -> Incoming:
     body_el = xml.find("{jabber:component:accept}body")
     if body_el is None:
+        body_el = xml.find("{jabber:client}body")  # a message forwarded from an archive
+    if body_el is None:
         body_el = xml.find("body")
     body = clean_text(body_el.text or "") if body_el is not None else ""
     origin = child(xml, NS_SID, "origin-id")
@@ -316,6 +318,13 @@ def occupant_id(xml: ET.Element) -> str | None:
     """The room's stable, anonymous ID of an occupant (XEP-0421), if it gives one."""
     el = child(xml, NS_OCCUPANT_ID, "occupant-id")
     return el.get("id") if el is not None and el.get("id") else None
+
+
+def muc_user_jid(xml: ET.Element) -> str | None:
+    """The sender's real address a room shows in a message (``<x muc#user><item jid>``)."""
+    x = child(xml, NS_MUC_USER, "x")
+    item = x.find(f"{{{NS_MUC_USER}}}item") if x is not None else None
+    return item.get("jid") if item is not None and item.get("jid") else None
 
 
 def has_subject(xml: ET.Element) -> bool:

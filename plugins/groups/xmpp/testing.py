@@ -48,9 +48,7 @@ limits = {{ c2s = {{ rate = "100mb/s" }}; component = {{ rate = "100mb/s" }} }}
 VirtualHost "{domain}"
 
 Component "{muc}" "muc"
-    muc_room_default_history_length = 100
-    max_history_messages = 100
-    restrict_room_creation = false
+    modules_enabled = {{ "muc_mam" }}
 
 Component "{upload}" "http_file_share"
     http_file_share_size_limit = 20971520
