@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridge import EventContext, MatrixEvent
+from bridge.commands import level_for
 
 from .ice import IceServers, limit_gathering
 from .mixer import Conference
 from .modes import MODES, CallMode
-from .sdp import candidates_in_sdp, mids_by_mline, usermedia_metadata
+from .sdp import candidates_in_sdp, mids_by_mline, offer_problem, usermedia_metadata
 from .session import MediaSession
 from .signalling import Candidate, SignallingError, call_content, parse_call_event
 from .state import (
@@ -33,8 +34,11 @@ from .state import (
     End,
     Ignore,
     MetadataChanged,
+    Refusal,
+    Refuse,
     Renegotiate,
     Route,
+    new_party_id,
 )
 from .tracks import listen
 
@@ -42,6 +46,16 @@ if TYPE_CHECKING:
     from bridge.runtime import Bridge
 
 INVITE_LIFETIME_MS = 60_000
+#: The state events of a MatrixRTC call (Element Call, Element X): the stable name and
+#: the MSC3401 one clients send today.
+RTC_MEMBER_TYPES = ("m.call.member", "org.matrix.msc3401.call.member")
+RTC_NOTICE = (
+    "Someone started a MatrixRTC call (Element Call, as Element X places calls) here. "
+    "Anywhere does not take part in those yet: the echo test, voice memos and room "
+    "conferences answer 1:1 voice calls, which Element Web, Element Desktop, classic "
+    "Element on Android and iOS, SchildiChat, Nheko and FluffyChat place. Use one of "
+    "those to call."
+)
 _END = Candidate("", None, None)
 
 
@@ -102,7 +116,11 @@ class CallManager:
         self.modes = modes or dict(MODES)
         self.settings = settings
         self.log = bridge.log.bind(plugin="calls")
-        self.book = CallBook(is_ours=bridge.is_ours, max_calls=int(settings["max_calls"]))
+        self.book = CallBook(
+            is_ours=bridge.is_ours,
+            max_calls=int(settings["max_calls"]),
+            max_per_person=int(settings["max_calls_per_person"]),
+        )
         self.live: dict[tuple[str, str], LiveCall] = {}
         self.conferences: dict[str, Conference] = {}
         self.conference_users: dict[str, str] = {}  # ghost user -> conference room
@@ -142,27 +160,86 @@ class CallManager:
             self.conferences[room_id] = Conference(room_id)
         return self.conferences[room_id]
 
-    async def route(self, room_id: str, invitee: str | None) -> Route | None:
-        """Who of ours answers an invite in ``room_id`` addressed to ``invitee``."""
+    def is_call_target(self, user_id: str) -> bool:
+        return (
+            user_id == self.bridge.config.bot_mxid
+            or user_id == self.memo_user
+            or user_id in self.conference_users
+        )
+
+    async def route(self, room_id: str, invitee: str | None, caller: str) -> Route | Refusal | None:
+        """Who of ours answers ``caller``'s invite in ``room_id`` addressed to ``invitee``
+        (None: not for us), or why that one refuses it.
+
+        Without an invitee (version 0, and Element's 1:1 calls: a two-person room has
+        nobody to name) the call is for one of ours when it is the only other member.
+        With one, the invitee must be joined in the room: nobody of ours answers from a
+        room it is not in. Either way the room's members are read as one of ours who is
+        in the room, never as the bot alone (it is not in a direct chat with the memo or
+        a conference user)."""
+        if invitee is not None and not self.is_call_target(invitee):
+            return None
+        seen = await self.members(room_id, prefer=invitee)
+        if seen is None:
+            return None
+        members = seen[1]
+        if invitee is None:
+            ours = [m for m in members if self.bridge.is_ours(m)]
+            if len(members) != 2 or len(ours) != 1 or not self.is_call_target(ours[0]):
+                return None
+            invitee = ours[0]
+        elif invitee not in members:
+            return None
+        return await self._admit(self._target(invitee, room_id), caller)
+
+    def _target(self, callee: str, room_id: str) -> Route:
+        if callee == self.memo_user:
+            return Route(callee, "memo", room_id)
+        if callee in self.conference_users:
+            return Route(callee, "conference", self.conference_users[callee])
+        return Route(callee, "echo")
+
+    async def _admit(self, route: Route, caller: str) -> Route | Refusal:
+        """Whether ``caller`` may make this call at all: the bridge's permissions for
+        every target; for a conference, membership of its room, read when the call
+        arrives (a member who leaves is hung up: :meth:`on_member`)."""
+        if level_for(caller, self.bridge.config["bridge.permissions"]) == 0:
+            return Refusal(route.callee, "you may not use this bridge's calls")
+        if route.mode == "conference" and not await self.is_member(route.key, caller):
+            return Refusal(
+                route.callee,
+                f"only members of the conference's room ({route.key}) may join its "
+                "conference; ask to be invited to that room",
+            )
+        return route
+
+    async def is_member(self, conference_room: str, user_id: str) -> bool:
+        """True when ``user_id`` is joined in ``conference_room``, as its conference
+        user sees the room."""
+        users = [u for u, room in self.conference_users.items() if room == conference_room]
+        seen = await self.members(conference_room, prefer=users[0] if users else None)
+        return seen is not None and user_id in seen[1]
+
+    async def members(self, room_id: str, prefer: str | None = None) -> tuple[str, set[str]] | None:
+        """(one of ours joined in ``room_id``, the room's joined members as it sees
+        them), or None when none of ours is in the room. Asked as the ``prefer``red
+        user, the users of ours the room is known for, the bot and the memo user."""
         bot = self.bridge.config.bot_mxid
-        if invitee is not None:
-            if invitee == bot:
-                return Route(bot, "echo")
-            if invitee == self.memo_user:
-                return Route(invitee, "memo", room_id)
-            if invitee in self.conference_users:
-                return Route(invitee, "conference", self.conference_users[invitee])
-            return None
-        # No invitee (version 0, or a client that leaves it out): answer only in a room
-        # where one of ours is the only other member, as a 1:1 call there means us.
-        try:
-            members = await self.bridge.bot.get_joined_members(room_id)
-        except Exception:
-            return None
-        ours = [m for m in members if self.bridge.is_ours(str(m))]
-        if len(members) != 2 or len(ours) != 1:
-            return None
-        return await self.route(room_id, str(ours[0]))
+        known = await self.bridge.db.fetch(
+            "SELECT user_id FROM calls_room_user WHERE room_id = $1", room_id
+        )
+        candidates = [prefer, *(row["user_id"] for row in known), bot, self.memo_user]
+        for user in dict.fromkeys(u for u in candidates if u):
+            intent = self.bridge.bot if user == bot else self.bridge.intent(user)
+            try:
+                # never ensure_joined: asking must not make anyone of ours join the room
+                joined = await intent.get_joined_members(room_id, ensure_joined=False)
+            except Exception:
+                continue
+            members = {str(m) for m in joined}
+            if user in members:
+                return user, members
+        return None
 
     # ----- events -----
     async def on_call_event(self, event: MatrixEvent, ctx: EventContext) -> None:
@@ -171,22 +248,113 @@ class CallManager:
         try:
             parsed = parse_call_event(event.raw)
         except SignallingError as exc:
-            ctx.log.warning("ignoring a malformed call event", type=event.type, problem=str(exc))
+            ctx.log.warning("malformed call event", type=event.type, problem=str(exc))
+            await self._unusable(event, ctx, str(exc))
             return
+        if parsed.skipped_candidates:
+            ctx.log.warning("unreadable ICE candidates skipped", count=parsed.skipped_candidates)
         route = None
-        if parsed.kind == "invite" and not self.bridge.is_ours(parsed.sender):
-            route = await self.route(parsed.room_id, parsed.invitee)
+        if parsed.kind == "invite":
+            route = await self.route(parsed.room_id, parsed.invitee, parsed.sender)
         for action in self.book.handle(parsed, route):
             await self._perform(action, ctx)
 
-    async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
-        if event.content.get("membership") not in ("leave", "ban"):
+    async def _unusable(self, event: MatrixEvent, ctx: EventContext, problem: str) -> None:
+        """A call event that cannot be read. An invite for one of ours with a call_id is
+        refused with the reason, so the caller does not ring until their own timeout; a
+        renegotiation of a call in progress ends it. Events without a call_id, and those
+        for others, are only logged."""
+        call_id = event.content.get("call_id")
+        if not isinstance(call_id, str) or not call_id:
             return
+        if event.type == "m.call.negotiate":
+            call = self.book.find(event.room_id, call_id)
+            live = self.live.get(call.id) if call else None
+            if live is not None and call.their_user == event.sender:
+                await self._hang_up_unusable(live, f"the new offer cannot be used: {problem}")
+            return
+        if event.type != "m.call.invite":
+            return
+        invitee = event.content.get("invitee")
+        route = await self.route(
+            event.room_id, invitee if isinstance(invitee, str) else None, event.sender
+        )
+        if route is None or not self.book.refused(event.room_id, call_id):
+            return
+        version = "0" if event.content.get("version") in (0, "0") else "1"
+        reason = f"the invite cannot be used: {problem}"
+        await self._refuse(ctx, event.room_id, call_id, version, route.callee, reason)
+
+    async def _refuse(
+        self,
+        ctx: EventContext,
+        room_id: str,
+        call_id: str,
+        version: str,
+        callee: str,
+        reason: str,
+    ) -> None:
+        """Refuse an invite as ``callee``: ``m.call.reject`` (a hangup for version 0,
+        which has no reject), then a notice saying why."""
+        as_user = None if callee == self.bridge.config.bot_mxid else callee
+        content = call_content(call_id, new_party_id(), version)
+        kind = "m.call.hangup" if version == "0" else "m.call.reject"
+        content["reason"] = "user_hangup" if version == "0" else "unknown_error"
+        await ctx.send(room_id, content, kind, as_user=as_user)
+        notice = {"msgtype": "m.notice", "body": f"Your call was not answered: {reason}."}
+        await ctx.send(room_id, notice, as_user=as_user)
+        ctx.log.info("call refused", call_id=call_id, reason=reason)
+
+    async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
+        membership = event.content.get("membership")
         user = event.state_key or ""
         if self.bridge.is_ours(user):
+            await self._track_ours(event.room_id, user, membership)
+            return
+        if membership not in ("leave", "ban"):
             return
         for action in self.book.member_left(event.room_id, user):
             await self._perform(action, ctx)
+
+    async def _track_ours(self, room_id: str, user: str, membership: object) -> None:
+        """Remember the rooms the memo and conference users are in, so that a call in
+        one of them is read as the user who is there (see :meth:`members`)."""
+        if user not in (self.memo_user, *self.conference_users):
+            return
+        if membership == "join":
+            await self.joined(room_id, user)
+        elif membership in ("leave", "ban"):
+            await self.bridge.db.execute(
+                "DELETE FROM calls_room_user WHERE room_id = $1 AND user_id = $2", room_id, user
+            )
+
+    async def joined(self, room_id: str, user: str) -> None:
+        await self.bridge.db.execute(
+            "INSERT INTO calls_room_user (room_id, user_id) VALUES ($1, $2) "
+            "ON CONFLICT (room_id, user_id) DO NOTHING",
+            room_id,
+            user,
+        )
+
+    async def on_rtc_member(self, event: MatrixEvent, ctx: EventContext) -> None:
+        """A MatrixRTC call (Element Call, Element X) started in a room with one of ours:
+        say once in that room what is not supported and which clients reach the calls."""
+        content = event.content
+        if self.bridge.is_ours(event.sender) or not content or content.get("memberships") == []:
+            return  # someone leaving the call (empty content), or our own
+        seen = await self.members(event.room_id)
+        if seen is None:
+            return
+        first = await self.bridge.db.fetchval(
+            "INSERT INTO calls_rtc_notice (room_id) VALUES ($1) "
+            "ON CONFLICT (room_id) DO NOTHING RETURNING room_id",
+            event.room_id,
+        )
+        if first is None:
+            return
+        speaker = seen[0]
+        as_user = None if speaker == self.bridge.config.bot_mxid else speaker
+        await ctx.send(event.room_id, {"msgtype": "m.notice", "body": RTC_NOTICE}, as_user=as_user)
 
     async def _perform(self, action: Action, ctx: EventContext | None) -> None:
         live = self.live.get(action.call.id) if hasattr(action, "call") else None
@@ -197,10 +365,13 @@ class CallManager:
             await self._answer(action.call, ctx)
         elif isinstance(action, Busy):
             await self._busy(action, ctx)
+        elif isinstance(action, Refuse):
+            event = action.event
+            await self._refuse(
+                ctx, event.room_id, event.call_id, event.version, action.callee, action.reason
+            )
         elif isinstance(action, AddCandidates) and live and live.session:
-            bad = await live.session.add_candidates(action.candidates)
-            if bad:
-                live.ctx.log.warning("unusable ICE candidates skipped", count=bad)
+            await self._add_candidates(live, action.candidates)
         elif isinstance(action, Accepted) and live and live.session:
             try:
                 await self._accepted(live, action.sdp)
@@ -294,12 +465,17 @@ class CallManager:
         return call
 
     async def _renegotiate(self, live: LiveCall, offer_sdp: str) -> None:
-        """Hold, resume or a media change: answer the new offer; the call goes on as it
-        was when the offer cannot be used."""
-        try:
-            sdp = await live.session.answer(offer_sdp)
-        except Exception as exc:
-            live.ctx.log.warning("could not answer a renegotiation offer", problem=str(exc))
+        """Hold, resume or a media change: answer the new offer. An offer that cannot be
+        used (no audio line, media lines changed or missing, garbage) ends the call with
+        the reason: answering it would leave both sides without media."""
+        problem = offer_problem(offer_sdp, live.session.pc.remoteDescription)
+        if problem is None:
+            try:
+                sdp = await live.session.answer(offer_sdp)
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            await self._hang_up_unusable(live, f"the new offer cannot be used: {problem}")
             return
         await live.send_call(
             "negotiate",
@@ -307,6 +483,12 @@ class CallManager:
             sdp_stream_metadata=usermedia_metadata(sdp),
             lifetime=INVITE_LIFETIME_MS,
         )
+
+    async def _hang_up_unusable(self, live: LiveCall, problem: str) -> None:
+        live.ctx.log.warning("hanging up a call", call_id=live.call.call_id, problem=problem)
+        with contextlib.suppress(Exception):
+            await live.notice(f"Call ended: {problem}.")
+        await self.hang_up(live, "unknown_error")
 
     async def _accepted(self, live: LiveCall, sdp: str) -> None:
         await live.session.accept(sdp)
@@ -342,12 +524,22 @@ class CallManager:
         live.spawn(self._watch(live))
 
     async def _watch(self, live: LiveCall) -> None:
-        """Hang up when media never connects; keep statistics fresh for the report."""
+        """Hang up when media never connects, or when the call reaches its mode's
+        longest length; keep statistics fresh."""
         deadline = time.monotonic() + float(self.settings["connect_timeout"])
+        longest = live.mode.max_seconds() if live.mode else float(self.settings["max_call_seconds"])
         while live.ended_at is None:
             await asyncio.sleep(1)
             if live.connected_at is None and time.monotonic() > deadline:
                 await self.hang_up(live, "ice_failed")
+                return
+            if live.connected_at is not None and live.duration >= longest:
+                with contextlib.suppress(Exception):
+                    await live.notice(
+                        f"Call ended: {longest:g} s is the longest a call may last here "
+                        f"(mode: {live.call.mode}). Call again to go on."
+                    )
+                await self.hang_up(live, "user_hangup")
                 return
             if live.connected_at is not None and live.session:
                 await live.session.measure()
@@ -356,9 +548,14 @@ class CallManager:
         call = live.call
         pending, call.pending_candidates = call.pending_candidates, []
         if pending:
-            await live.session.add_candidates(pending)
+            await self._add_candidates(live, pending)
         if call.remote_end_of_candidates:
             await live.session.add_candidates([_END])
+
+    async def _add_candidates(self, live: LiveCall, candidates: Any) -> None:
+        bad = await live.session.add_candidates(candidates)
+        if bad:
+            live.ctx.log.warning("unusable ICE candidates skipped", count=bad)
 
     async def _send_our_candidates(self, live: LiveCall, sdp: str) -> None:
         found = [c.to_content() for c in candidates_in_sdp(sdp)]

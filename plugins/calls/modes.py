@@ -2,7 +2,8 @@
 
 A mode is made per call (``mode_class(manager, live)``) and offers ``track`` (what we
 send), ``on_audio(samples)`` (what we hear, mono 48 kHz), ``on_connected()`` and
-``on_end(reason)``. New modes register in :data:`MODES`.
+``on_end(reason)``, and may shorten ``max_seconds()``. New modes register in
+:data:`MODES`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class CallMode:
         self.live = live
         self.track: Any = None
 
+    def max_seconds(self) -> float:
+        """The longest a call in this mode may last once connected (then the bridge
+        hangs up): ``max_call_seconds``, unless the mode has a limit of its own."""
+        return float(self.manager.settings["max_call_seconds"])
+
     def on_audio(self, samples: array) -> None:
         """Audio from the other side (called for every decoded frame)."""
 
@@ -46,6 +52,10 @@ class EchoTest(CallMode):
         settings = manager.settings
         self.greeting = Greeting(settings["greeting_hz"], settings["greeting_ms"], self.fifo.take)
         self.track = PacedTrack(self.greeting)
+
+    def max_seconds(self) -> float:
+        settings = self.manager.settings
+        return float(min(settings["echo_max_seconds"], settings["max_call_seconds"]))
 
     def on_audio(self, samples: array) -> None:
         if self.greeting.done:

@@ -21,7 +21,7 @@ from bridge.commands import level_for
 from bridge.errors import PluginLoadError
 from bridge.namespaces import user_regex
 
-from .manager import CallManager
+from .manager import RTC_MEMBER_TYPES, CallManager
 from .modes import MODES, CallMode
 from .settings import SECTION
 from .signalling import CALL_EVENT_TYPES
@@ -40,6 +40,20 @@ async def v1_conferences(conn: Any, scheme: Any) -> None:
             user_id TEXT NOT NULL UNIQUE
         )"""
     )
+
+
+async def v2_rooms_and_rtc_notices(conn: Any, scheme: Any) -> None:
+    """the rooms the memo and conference users are in; rooms told about MatrixRTC"""
+    await conn.execute(
+        """CREATE TABLE calls_room_user (
+            room_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            PRIMARY KEY (room_id, user_id)
+        )"""
+    )
+    await conn.execute("CREATE TABLE calls_rtc_notice (room_id TEXT PRIMARY KEY)")
+    # the conference users are in their rooms already
+    await conn.execute("INSERT INTO calls_room_user SELECT room_id, user_id FROM calls_conference")
 
 
 def collect_modes(plugins: PluginManager) -> dict[str, type[CallMode]]:
@@ -75,7 +89,7 @@ class CallsPlugin:
 
     @hookimpl
     def anywhere_migrations(self) -> Migrations:
-        return Migrations("calls", [v1_conferences])
+        return Migrations("calls", [v1_conferences, v2_rooms_and_rtc_notices])
 
     @hookimpl
     async def anywhere_startup(self, bridge: Bridge) -> None:
@@ -97,6 +111,8 @@ class CallsPlugin:
     def anywhere_event_handlers(self) -> dict[str, Any]:
         handlers: dict[str, Any] = dict.fromkeys(CALL_EVENT_TYPES, self.on_call_event)
         handlers["m.room.member"] = self.on_member
+        for event_type in RTC_MEMBER_TYPES:
+            handlers[event_type] = self.on_rtc_member
         return handlers
 
     @hookimpl
@@ -107,30 +123,57 @@ class CallsPlugin:
     async def on_call_event(self, event: MatrixEvent, ctx: EventContext) -> None:
         await self.manager.on_call_event(event, ctx)
 
+    async def on_rtc_member(self, event: MatrixEvent, ctx: EventContext) -> None:
+        await self.manager.on_rtc_member(event, ctx)
+
     async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
         user = event.state_key or ""
         ghosts = (self.manager.memo_user, *self.manager.conference_users)
         if event.content.get("membership") == "invite" and user in ghosts:
-            # the memo user joins any room it is invited to; a conference user joins the
-            # direct chats people open with it, to call it from clients that only call in
-            # two-person rooms
-            intent = self.bridge.intent(user)
-            await intent.ensure_registered()
-            if level_for(event.sender, self.bridge.config["bridge.permissions"]) == 0:
-                await intent.leave_room(event.room_id, reason="You may not use this bridge")
-                return
-            await intent.join_room(event.room_id)
-            if user == self.manager.memo_user:
-                await intent.set_displayname("Voice memo")
+            await self.on_ghost_invite(event, user)
             return
         await self.manager.on_member(event, ctx)
+
+    async def on_ghost_invite(self, event: MatrixEvent, user: str) -> None:
+        """The memo user joins any room a permitted person invites it to; a conference
+        user joins the direct chats its room's members open with it, to call it from
+        clients that only call in two-person rooms (nobody else: they may not listen)."""
+        intent = self.bridge.intent(user)
+        await intent.ensure_registered()
+        refusal = None
+        if level_for(event.sender, self.bridge.config["bridge.permissions"]) == 0:
+            refusal = "You may not use this bridge"
+        elif user in self.manager.conference_users:
+            room = self.manager.conference_users[user]
+            if not await self.manager.is_member(room, event.sender):
+                refusal = f"Only members of {room} may call its conference"
+        if refusal is not None:
+            await intent.leave_room(event.room_id, reason=refusal)
+            return
+        await intent.join_room(event.room_id)
+        await self.manager.joined(event.room_id, user)
+        if user == self.manager.memo_user:
+            await intent.set_displayname("Voice memo")
 
     # ----- commands -----
     def call_command(self) -> Command:
         @command("call", help="Voice calls: a voice memo, or a conference for this room")
-        @argument("what", choices=["memo", "conference"], help="what to start")
+        @argument(
+            "what",
+            nargs="?",
+            choices=["memo", "conference"],
+            metavar="memo|conference",
+            help="memo: the bot calls you and posts what you say as a voice message; "
+            "conference: an audio conference for this room's members",
+        )
         @argument("--seconds", type=int, help="memo: longest recording, in seconds")
         async def call(ctx: EventContext, args: argparse.Namespace) -> None:
+            if args.what is None:
+                raise CommandError(
+                    "say what to start: `!call memo` (the bot calls you and posts what "
+                    "you say as a voice message) or `!call conference` (an audio "
+                    "conference for this room); to test your line, call the bot"
+                )
             if args.what == "memo":
                 await self.start_memo(ctx, args.seconds)
             else:
@@ -149,8 +192,14 @@ class CallsPlugin:
         if not decision.allowed:
             await ctx.reply(f"I can't call you: {decision.reason}")
             return
-        if len(self.manager.book.active) >= self.manager.book.max_calls:
+        book = self.manager.book
+        if len(book.active) >= book.max_calls:
             raise CommandError("all lines are busy; try again in a few minutes")
+        if book.calls_of(person) >= book.max_per_person:
+            raise CommandError(
+                f"you are in {book.calls_of(person)} calls already (the most one person may "
+                "be in at once); hang up one first"
+            )
         await ctx.reply(
             f"Calling you now: speak after the tone (up to {seconds or limit} s), then hang "
             "up. Your voice memo is posted here. (You can also invite "
@@ -178,9 +227,10 @@ class CallsPlugin:
                 room,
                 user,
             )
+            await self.manager.joined(room, user)
         self.manager.conference_users[user] = room
         await ctx.reply(
             f"Conference ready: call {user} to join. Everyone who calls it hears everyone "
-            "else. If your client only calls in two-person rooms, open a direct chat with "
-            f"{user} and call there."
+            "else; only this room's members may join. If your client only calls in "
+            f"two-person rooms (Element), open a direct chat with {user} and call there."
         )

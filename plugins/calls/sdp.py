@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from aiortc.sdp import SessionDescription
+
 from .signalling import Candidate
 
 
@@ -66,3 +70,20 @@ def usermedia_metadata(sdp: str, *, audio_muted: bool = False) -> dict[str, dict
         stream: {"purpose": "m.usermedia", "audio_muted": audio_muted, "video_muted": True}
         for stream in stream_ids(sdp)
     }
+
+
+def offer_problem(offer_sdp: str, current: Any = None) -> str | None:
+    """What makes a renegotiation offer unusable, or None. ``current`` is the remote
+    description in use (aiortc's ``RTCSessionDescription``): a new offer keeps its media
+    lines, in order and kind, as RFC 8829 requires; it may add lines, never drop them."""
+    try:
+        kinds = [media.kind for media in SessionDescription.parse(offer_sdp).media]
+    except Exception as exc:
+        return f"its SDP cannot be read ({type(exc).__name__})"
+    if "audio" not in kinds:
+        return "its SDP has no audio line"
+    if current is not None:
+        before = [media.kind for media in SessionDescription.parse(current.sdp).media]
+        if kinds[: len(before)] != before:
+            return f"its media lines {kinds} do not keep the call's {before}"
+    return None

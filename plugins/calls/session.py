@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,16 @@ class Quality:
     def loss_percent(self) -> float:
         total = self.packets_received + self.packets_lost
         return 100.0 * self.packets_lost / total if total else 0.0
+
+
+def _is_address(host: str) -> bool:
+    if host.endswith(".local"):
+        return True  # an mDNS name, as browsers hide their host addresses
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class MediaSession:
@@ -65,7 +76,7 @@ class MediaSession:
 
     async def add_candidates(self, candidates: list[Candidate] | tuple[Candidate, ...]) -> int:
         """Add trickled candidates; an empty one is end-of-candidates. Returns how many
-        were unusable (logged by the caller, never fatal: others may still work)."""
+        were unusable (logged by the caller, never fatal: the others may still work)."""
         bad = 0
         for item in candidates:
             if item.is_end:
@@ -73,18 +84,20 @@ class MediaSession:
                 continue
             try:
                 candidate = candidate_from_sdp(item.candidate.removeprefix("candidate:"))
-            except (ValueError, IndexError):
+                if not _is_address(candidate.ip):
+                    raise ValueError(f"not an IP address or mDNS name: {candidate.ip!r}")
+                candidate.sdpMid = item.sdp_mid
+                candidate.sdpMLineIndex = item.sdp_mline_index
+                await self.pc.addIceCandidate(candidate)
+            except Exception:  # aiortc asserts on some garbage: skip just this one
                 bad += 1
-                continue
-            candidate.sdpMid = item.sdp_mid
-            candidate.sdpMLineIndex = item.sdp_mline_index
-            await self.pc.addIceCandidate(candidate)
         return bad
 
     async def measure(self) -> Quality:
-        """Refresh :attr:`quality` from the statistics (kept for the report at the end)."""
-        if self.pc.connectionState == "closed":
-            return self.quality
+        """Refresh :attr:`quality` from the statistics (kept for the report at the end).
+
+        aiortc keeps its counters after the connection closed (the other side hanging up
+        closes it first), so this reads the final figures also then."""
         with contextlib.suppress(Exception):
             report = await self.pc.getStats()
             for stats in report.values():

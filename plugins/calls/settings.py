@@ -17,6 +17,12 @@ DEFAULTS: dict[str, Any] = {
     "homeserver_turn": True,
     # Calls one bridge process carries at once; further invites are refused as busy.
     "max_calls": 20,
+    # Calls one person may be in at once (so nobody takes every line); beyond: busy.
+    "max_calls_per_person": 2,
+    # Longest a call may last once connected, in seconds (then the bridge hangs up).
+    "max_call_seconds": 4 * 3600,
+    # Longest echo/quality test call, in seconds.
+    "echo_max_seconds": 300,
     # Seconds to wait for media to connect before hanging up with ice_failed.
     "connect_timeout": 30,
     # Greeting tone that starts every call (Hz, milliseconds).
@@ -67,6 +73,9 @@ def validate(section: dict[str, Any], prefix: str) -> None:
     if not isinstance(section["homeserver_turn"], bool):
         raise ConfigError(f"{prefix}.homeserver_turn", "true or false", section["homeserver_turn"])
     _positive(section, prefix, "max_calls", maximum=10_000)
+    _positive(section, prefix, "max_calls_per_person", maximum=10_000)
+    _positive(section, prefix, "max_call_seconds", maximum=7 * 24 * 3600)
+    _positive(section, prefix, "echo_max_seconds", maximum=7 * 24 * 3600)
     _positive(section, prefix, "connect_timeout", maximum=600)
     _positive(section, prefix, "greeting_hz", maximum=20_000)
     _positive(section, prefix, "greeting_ms", maximum=10_000)

@@ -1,8 +1,9 @@
 """Matrix 1:1 VoIP events (``m.call.*``, spec version "1" and 0), parsed from raw content.
 
 Neither matrix-nio nor mautrix covers version 1 fully, so the bridge reads the content
-itself and refuses malformed events with a reason that names the field (logged; the
-caller's client is not told, as the spec has no error event).
+itself and refuses malformed events with a reason that names the field. An invite that
+cannot be used is refused (``m.call.reject``, a hangup for version 0) by the manager when
+it is addressed to one of ours; other malformed events are logged.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class CallEvent:
     sdp_type: str | None = None
     sdp: str | None = None
     candidates: tuple[Candidate, ...] = ()
+    skipped_candidates: int = 0  # items of a candidates event that could not be read
     selected_party_id: str | None = None
     reason: str | None = None
     stream_metadata: dict[str, Any] = field(default_factory=dict)
@@ -115,24 +117,29 @@ def _description(content: dict[str, Any], key: str, want: str | None) -> tuple[s
     return sdp_type, sdp
 
 
-def _candidates(content: dict[str, Any]) -> tuple[Candidate, ...]:
+def _candidates(content: dict[str, Any]) -> tuple[tuple[Candidate, ...], int]:
+    """The usable candidates of a candidates event, and how many were skipped: one bad
+    item does not cost the others (a client may send good ones after it)."""
     raw = content.get("candidates")
     if not isinstance(raw, list):
         raise SignallingError(f"candidates: expected a list, found {type(raw).__name__}")
-    out = []
-    for i, item in enumerate(raw):
+    out, skipped = [], 0
+    for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("candidate", ""), str):
-            raise SignallingError(f"candidates[{i}]: expected an object with a candidate string")
+            skipped += 1
+            continue
         mid, index = item.get("sdpMid"), item.get("sdpMLineIndex")
         if mid is not None and not isinstance(mid, str):
             mid = str(mid)
-        if index is not None and not isinstance(index, int):
-            raise SignallingError(f"candidates[{i}].sdpMLineIndex: expected an integer")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+            skipped += 1
+            continue
         text = item.get("candidate", "").strip().removeprefix("a=")
         if text and mid is None and index is None:
-            raise SignallingError(f"candidates[{i}]: needs sdpMid or sdpMLineIndex")
+            skipped += 1  # nothing says which media line it belongs to
+            continue
         out.append(Candidate(text, mid, index))
-    return tuple(out)
+    return tuple(out), skipped
 
 
 def parse_call_event(raw: dict[str, Any]) -> CallEvent:
@@ -170,7 +177,7 @@ def parse_call_event(raw: dict[str, Any]) -> CallEvent:
         fields["sdp_type"], fields["sdp"] = _description(content, "description", None)
         fields["lifetime_ms"] = _lifetime(content)
     elif kind == "candidates":
-        fields["candidates"] = _candidates(content)
+        fields["candidates"], fields["skipped_candidates"] = _candidates(content)
     elif kind == "select_answer":
         fields["selected_party_id"] = _str(content, "selected_party_id")
     elif kind in ("hangup", "reject"):

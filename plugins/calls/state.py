@@ -27,6 +27,15 @@ class Route:
     key: str = ""
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An invite for one of ours that is not to be answered: ``callee`` refuses it
+    (``m.call.reject``, a hangup for version 0) and tells the caller ``reason``."""
+
+    callee: str
+    reason: str
+
+
 @dataclass
 class Call:
     room_id: str
@@ -61,10 +70,19 @@ class Answer:
 
 @dataclass(frozen=True)
 class Busy:
-    """Refuse an invite because the process carries its limit of calls."""
+    """Refuse an invite because the process, or the caller, has its limit of calls."""
 
     event: CallEvent
     callee: str
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Refuse an invite for one of ours (not a member, no permission...), saying why."""
+
+    event: CallEvent
+    callee: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -107,7 +125,9 @@ class Ignore:
     why: str
 
 
-Action = Answer | Busy | AddCandidates | Accepted | Renegotiate | MetadataChanged | End | Ignore
+Action = (
+    Answer | Busy | Refuse | AddCandidates | Accepted | Renegotiate | MetadataChanged | End | Ignore
+)
 
 
 class CallBook:
@@ -115,7 +135,9 @@ class CallBook:
 
     ``is_ours(user_id)`` tells our own users (their events are echoes of what we sent).
     The manager works out beforehand who of ours would answer an invite (the ``route``
-    given to :meth:`handle`; None when the invite is not for us), as that may need I/O.
+    given to :meth:`handle`; None when the invite is not for us, a :class:`Refusal`
+    when one of ours refuses it), as that may need I/O. ``max_calls`` bounds the calls
+    of the process, ``max_per_person`` those of one caller, so nobody takes every line.
     """
 
     def __init__(
@@ -123,6 +145,7 @@ class CallBook:
         *,
         is_ours: Callable[[str], bool],
         max_calls: int,
+        max_per_person: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         buffer_ttl: float = 120.0,
         buffer_calls: int = 256,
@@ -130,6 +153,7 @@ class CallBook:
     ) -> None:
         self.is_ours = is_ours
         self.max_calls = max_calls
+        self.max_per_person = max_per_person or max_calls
         self.clock = clock
         self.calls: dict[tuple[str, str], Call] = {}
         self._early: OrderedDict[tuple[str, str], tuple[float, str, list[Candidate]]] = (
@@ -149,7 +173,11 @@ class CallBook:
         return self.calls.get((room_id, call_id))
 
     # ----- incoming events -----
-    def handle(self, event: CallEvent, route: Route | None = None) -> list[Action]:
+    def calls_of(self, user_id: str) -> int:
+        """How many calls ``user_id`` is in (ringing or connected)."""
+        return sum(1 for c in self.active if c.their_user == user_id)
+
+    def handle(self, event: CallEvent, route: Route | Refusal | None = None) -> list[Action]:
         if self.is_ours(event.sender):
             return [Ignore("our own echo")]
         key = (event.room_id, event.call_id)
@@ -170,7 +198,7 @@ class CallBook:
         handler = getattr(self, f"_on_{event.kind}")
         return handler(call, event)
 
-    def _invite(self, event: CallEvent, route: Route | None) -> list[Action]:
+    def _invite(self, event: CallEvent, route: Route | Refusal | None) -> list[Action]:
         key = (event.room_id, event.call_id)
         if key in self.calls or key in self._ended:
             return [Ignore("invite seen before")]
@@ -180,6 +208,9 @@ class CallBook:
             return [Ignore(f"expired invite: {age} ms old, lifetime {event.lifetime_ms} ms")]
         if route is None:
             return [Ignore(f"invite for {event.invitee or 'someone else'}, not for us")]
+        if isinstance(route, Refusal):
+            self._remember_ended(key)  # a repeat of the invite is not refused twice
+            return [Refuse(event, route.callee, route.reason)]
         actions: list[Action] = []
         mode, mode_key, options = route.mode, route.key, {}
         glare = self._outgoing_to(event.room_id, event.sender)
@@ -190,7 +221,7 @@ class CallBook:
             mode, mode_key, options = glare.mode, glare.key, glare.options
             actions.append(End(glare, "replaced", notify=False))
             self._finish(glare)
-        if len(self.active) >= self.max_calls:
+        if len(self.active) >= self.max_calls or self.calls_of(event.sender) >= self.max_per_person:
             return [*actions, Busy(event, route.callee)]
         call = Call(
             room_id=event.room_id,
@@ -303,10 +334,12 @@ class CallBook:
         return [End(call, reason, notify)]
 
     def member_left(self, room_id: str, user_id: str) -> list[Action]:
-        """The other side left the room: end every call with them there."""
+        """The other side left ``room_id``: end every call with them there, and every
+        call of theirs that belongs to that room (its conference, called from a direct
+        chat), as only the room's members may be in it."""
         actions: list[Action] = []
         for call in self.active:
-            if call.room_id == room_id and call.their_user == user_id:
+            if call.their_user == user_id and room_id in (call.room_id, call.key):
                 actions += self.end(call, "user_hangup")
         return actions
 
@@ -320,10 +353,22 @@ class CallBook:
         return actions
 
     # ----- internals -----
+    def refused(self, room_id: str, call_id: str) -> bool:
+        """An invite that could not be read is refused: True the first time, so that a
+        repeat of it is not refused again."""
+        key = (room_id, call_id)
+        if key in self._ended or key in self.calls:
+            return False
+        self._remember_ended(key)
+        return True
+
     def _finish(self, call: Call) -> None:
         call.state = "ended"
         self.calls.pop(call.id, None)
-        self._ended[call.id] = None
+        self._remember_ended(call.id)
+
+    def _remember_ended(self, key: tuple[str, str]) -> None:
+        self._ended[key] = None
         while len(self._ended) > 4096:
             self._ended.popitem(last=False)
 

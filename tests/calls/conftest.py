@@ -14,6 +14,8 @@ from plugins.calls.ice import limit_gathering
 CALL_SETTINGS = {
     "ice_addresses": ["127.0.0.1"],
     "max_calls": 3,
+    "max_calls_per_person": 2,
+    "echo_max_seconds": 15,
     "connect_timeout": 8,
     "memo_max_seconds": 4,
 }
@@ -43,7 +45,13 @@ def calls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ["basics", "policy", "calls"],
         settings={"calls": CALL_SETTINGS, "policy": {"rules_file": str(rules)}},
         bridge_extra={
-            "bridge": {"permissions": {"localhost": "user", "@outsider:localhost": "none"}}
+            "bridge": {
+                "permissions": {
+                    "localhost": "user",
+                    "@outsider:localhost": "none",
+                    "@nopermission:localhost": "none",
+                }
+            }
         },
     )
     with stack:
@@ -53,6 +61,11 @@ def calls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def calls_bot(calls_stack: Stack) -> str:
     return calls_stack.bot_id
+
+
+@pytest.fixture(scope="session")
+def memo_user(calls_stack: Stack) -> str:
+    return f"@{calls_stack.config['appservice']['ghost_prefix']}calls_memo:localhost"
 
 
 @pytest_asyncio.fixture

@@ -14,6 +14,8 @@ from plugins.calls.state import (
     End,
     Ignore,
     MetadataChanged,
+    Refusal,
+    Refuse,
     Renegotiate,
     Route,
 )
@@ -100,6 +102,14 @@ def test_a_version_0_invite_without_party_or_lifetime_is_accepted():
 def test_a_malformed_invite_is_refused_naming_the_field(content, field):
     with pytest.raises(SignallingError, match=field.replace(".", r"\.")):
         parse_call_event(invite(**content))
+
+
+def test_unreadable_candidates_are_skipped_one_by_one_and_counted():
+    items = [{"candidate": 7}, cand(), "x", {"candidate": "candidate:1 1 udp"}, cand("")]
+    items.append({"candidate": cand()["candidate"], "sdpMid": "0", "sdpMLineIndex": True})
+    event = parse_call_event(raw("candidates", candidates=items))
+    assert [c.candidate for c in event.candidates] == [cand()["candidate"], cand("")["candidate"]]
+    assert event.skipped_candidates == 4  # "candidate:1 1 udp" has no mid or index
 
 
 def test_end_of_candidates_is_an_empty_candidate():
@@ -240,3 +250,35 @@ def test_the_candidate_buffer_is_bounded(book):
     book.clock.now += 1000
     feed(book, raw("candidates", call_id="late", candidates=[cand()]))
     assert list(book._early) == [(ROOM, "late")]
+
+
+def test_a_refused_invite_is_refused_once_with_the_reason(book):
+    [refuse] = feed(book, invite(), route=Refusal("@conf:localhost", "members only"))
+    assert isinstance(refuse, Refuse) and refuse.callee == "@conf:localhost"
+    assert refuse.reason == "members only" and refuse.event.call_id == "c1"
+    assert kinds(feed(book, invite(), route=Refusal("@conf:localhost", "again"))) == ["Ignore"]
+    assert not book.active
+
+
+def test_an_unreadable_invite_is_refused_only_the_first_time(book):
+    assert book.refused(ROOM, "bad") is True
+    assert book.refused(ROOM, "bad") is False
+    feed(book, invite())
+    assert book.refused(ROOM, "c1") is False  # a call we know is not refused
+
+
+def test_one_caller_gets_busy_beyond_their_own_limit_others_do_not():
+    book = CallBook(is_ours=lambda u: u == BOT, max_calls=10, max_per_person=2, clock=Clock())
+    feed(book, invite(call_id="a"))
+    feed(book, invite(call_id="b"))
+    [busy] = feed(book, invite(call_id="c"))
+    assert isinstance(busy, Busy)
+    assert kinds(feed(book, invite(call_id="d") | {"sender": "@bob:localhost"})) == ["Answer"]
+
+
+def test_leaving_a_conference_room_ends_the_call_placed_from_a_direct_chat(book):
+    conference = Route("@conf:localhost", "conference", "!group:localhost")
+    [answer] = feed(book, invite(), route=conference)  # placed in ROOM, a direct chat
+    assert book.member_left("!other:localhost", ALICE) == []
+    [end] = book.member_left("!group:localhost", ALICE)
+    assert end.call is answer.call and end.notify

@@ -3,6 +3,7 @@ SDP helpers, audio helpers, the mixer and the call-mode hook."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from array import array
 from pathlib import Path
@@ -185,3 +186,47 @@ def test_the_mode_example_in_docs_calls_md_runs():
     parrot = parrot_class(SimpleNamespace(settings=DEFAULTS), live)
     parrot.on_audio(array("h", [1000] * FRAME_SAMPLES))
     assert len(parrot.fifo) == 96_000 + FRAME_SAMPLES  # two seconds of silence, then it
+
+
+async def test_the_statistics_are_read_after_the_other_side_closed_the_connection():
+    """A browser hanging up closes its peer connection before the hang-up event arrives;
+    aiortc then closes ours, and the quality report must still count every packet."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from plugins.calls.session import MediaSession
+    from plugins.calls.tracks import PacedTrack
+
+    states: list[str] = []
+    ours = MediaSession(
+        RTCConfiguration(iceServers=[]),
+        PacedTrack(lambda: tone(440, FRAME_SAMPLES)),
+        lambda track: None,
+        states.append,
+    )
+    caller = RTCPeerConnection()
+    caller.addTrack(PacedTrack(lambda: tone(660, FRAME_SAMPLES)))
+    received = asyncio.Event()
+
+    def on_track(track):
+        async def read():
+            for _ in range(25):  # half a second of the bot's audio
+                await track.recv()
+            received.set()
+
+        asyncio.ensure_future(read())
+
+    caller.on("track", on_track)
+    await caller.setLocalDescription(await caller.createOffer())
+    answer = await ours.answer(caller.localDescription.sdp)
+    await caller.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    await asyncio.wait_for(received.wait(), 30)
+    await caller.close()  # the caller hangs up: DTLS close, then our side closes
+    while "closed" not in states:
+        await asyncio.sleep(0.02)
+    quality = await ours.measure()
+    caller_sent = next(
+        s.packetsSent for s in (await caller.getStats()).values() if s.type == "outbound-rtp"
+    )
+    assert quality.packets_received > 0 and quality.packets_sent >= 25
+    assert abs(quality.packets_received - caller_sent) <= 2
+    await ours.close()
