@@ -317,7 +317,9 @@ class PolicyPlugin:
         return web.json_response(answer)
 
     async def _facts_endpoint(self, request: web.Request) -> web.Response:
-        """Facts for the Synapse module (operator token): ?user=@a:b&action=call.place"""
+        """A person's facts as the bridge would decide with them (operator token):
+        ?user=@a:b&action=call.place[&room=!r:b] — for operators checking what the rules
+        see. (The Synapse module gets its facts through the exchange, ``/sync``.)"""
         require_operator(request)
         user, action = request.query.get("user"), request.query.get("action", "")
         if not user or not user.startswith("@") or ":" not in user:
