@@ -165,7 +165,11 @@ def _copy_demo_policy_files(bridge_dir: Path) -> None:
 DEV_ADMIN = f"@{DEMO_PEOPLE[0]}:{SERVER_NAME}"
 DEV_POLICY_SETTINGS = {"rules_file": "policy-rules.yaml", "subscribers_file": "subscribers.yaml"}
 #: Raised when the dev stack's own settings change, so older folders get them once.
-DEV_CONFIG_VERSION = 2
+DEV_CONFIG_VERSION = 3
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def _write_bridge_folder(bridge_dir: Path, synapse_url: str, port: int) -> None:
@@ -179,7 +183,7 @@ def _write_bridge_folder(bridge_dir: Path, synapse_url: str, port: int) -> None:
         synapse_url=synapse_url,
         server_name=SERVER_NAME,
         enabled=DEV_PLUGINS,
-        settings={"policy": dict(DEV_POLICY_SETTINGS)},
+        settings={"policy": {**DEV_POLICY_SETTINGS, "verification": {"salt": _new_secret()}}},
         port=port,
         extra={"bridge": {"permissions": {SERVER_NAME: "user", DEV_ADMIN: "admin"}}},
     )
@@ -203,6 +207,10 @@ def _update_bridge_folder(bridge_dir: Path) -> None:
             policy.update(DEV_POLICY_SETTINGS)
             rules = bridge_dir / "policy-rules.yaml"
             changed.append(f"the demonstration rules in {rules} are loaded")
+        verification = policy.setdefault("verification", {})
+        if not verification.get("salt"):
+            verification["salt"] = _new_secret()
+            changed.append("phone numbers are hashed with a secret of their own")
     if changed:
         write_private_file(config_path, yaml.safe_dump(data, sort_keys=False))
         say(f"Updated {config_path}: " + "; ".join(changed) + ".")

@@ -133,6 +133,7 @@ async def test_dev_prints_a_working_login_and_ctrl_c_stops_everything(tmp_path):
     assert code == 0, dev.output
     assert "Stopped." in dev.output
     assert "Creating the dev stack in" in dev.output  # the first start says what it does
+    assert "verification.salt is empty" not in dev.output  # a secret of its own
     assert not port_open(homeserver), "Synapse is still running after Ctrl-C"
     assert_private(tmp_path / "dev")
 
@@ -342,6 +343,8 @@ async def test_a_folder_from_an_older_dev_stack_gets_the_admin_and_the_demo_rule
         assert shown["@demo:localhost"] == "old-pw"
         assert "@demo2:localhost" in shown
         assert "is an admin of the bot; the demonstration rules in" in dev.output
+        assert "phone numbers are hashed with a secret of their own" in dev.output
+        assert "verification.salt is empty" not in dev.output
         demo = await log_in(shown["homeserver"], "@demo:localhost", "old-pw")
         try:
             room = await demo.dm(shown["bot"])
@@ -352,4 +355,4 @@ async def test_a_folder_from_an_older_dev_stack_gets_the_admin_and_the_demo_rule
             await demo.close()
     finally:
         assert dev.interrupt() == 0, dev.output
-    assert json.loads((workdir / "dev-state.json").read_text())["config_version"] == 2
+    assert json.loads((workdir / "dev-state.json").read_text())["config_version"] == 3
