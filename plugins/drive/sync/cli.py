@@ -41,7 +41,9 @@ class ProgressBar:
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    drive = subparsers.add_parser("drive", help="the drive's PC sync client")
+    drive = subparsers.add_parser(
+        "drive", help="the drive's PC sync client; moving its storage (migrate-storage)"
+    )
     sub = drive.add_subparsers(dest="drive_command", required=True, metavar="COMMAND")
     p = sub.add_parser("login", help="log in with your Matrix account; the token is kept")
     p.add_argument("--homeserver", required=True, help="your homeserver, e.g. https://example.org")
@@ -63,6 +65,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--device", help="name used in conflicted copies (default: this host)")
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     s.set_defaults(func=cmd_sync)
+    from ..migrate_storage import add_parser as add_migrate_storage
+
+    add_migrate_storage(sub)
 
 
 def plain_http_warning(url: str, what: str) -> str | None:
