@@ -163,16 +163,16 @@ class CallsPlugin:
             nargs="?",
             choices=["memo", "conference"],
             metavar="memo|conference",
-            help="memo: the bot calls you and posts what you say as a voice message; "
+            help="memo: the bot calls you and records a voice message; "
             "conference: an audio conference for this room's members",
         )
         @argument("--seconds", type=int, help="memo: longest recording, in seconds")
         async def call(ctx: EventContext, args: argparse.Namespace) -> None:
             if args.what is None:
                 raise CommandError(
-                    "say what to start: `!call memo` (the bot calls you and posts what "
-                    "you say as a voice message) or `!call conference` (an audio "
-                    "conference for this room); to test your line, call the bot"
+                    "choose one: `!call memo` (the bot calls you and records a voice "
+                    "message) or `!call conference` (an audio conference for this "
+                    "room's members); to test your line, call the bot"
                 )
             if args.what == "memo":
                 await self.start_memo(ctx, args.seconds)

@@ -4,6 +4,7 @@ real Synapse, like Element would, and what comes back is measured."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 
 import pytest
@@ -296,3 +297,24 @@ async def test_an_offer_the_bridge_cannot_use_is_hung_up_with_unknown_error(pers
     await good.place(invitee=calls_bot)
     await assert_echo(good)
     await good.hang_up()
+
+
+async def test_the_quality_report_counts_the_packets_up_to_the_hang_up(person, calls_bot):
+    alice = await person()
+    room = await alice.dm(calls_bot)
+    call = CallPeer(alice, room)
+    await call.place(invitee=calls_bot)
+    await assert_echo(call)
+    # as a browser hangs up: its connection closes first, the hangup event follows
+    await call.pc.close()
+    stats = {s.type: s for s in (await call.pc.getStats()).values()}
+    sent, received = stats["outbound-rtp"].packetsSent, stats["inbound-rtp"].packetsReceived
+    mark = alice.mark(room)
+    await call.send("hangup", reason="user_hangup")
+    await call.close()
+    report = await alice.wait_for_notice(room, calls_bot, "Call quality test", start=mark)
+    counted = re.search(r"\((\d+) packets received, (\d+) sent\)", report["content"]["body"])
+    bot_received, bot_sent = int(counted[1]), int(counted[2])
+    assert abs(bot_received - sent) <= 3, (bot_received, sent)
+    # the bot goes on sending until the caller's close reaches it: at least as many
+    assert bot_sent >= received, (bot_sent, received)

@@ -128,3 +128,12 @@ async def test_the_memo_user_declines_invites_from_people_without_permission(per
             and e["content"].get("membership") == "leave"
         ),
     )
+
+
+async def test_call_without_an_argument_says_what_can_be_started(person, calls_bot):
+    alice = await person()
+    room = await alice.dm(calls_bot)
+    await alice.send_text(room, "!call")
+    reply = await alice.wait_for_notice(room, calls_bot, "!call memo")
+    body = reply["content"]["body"]
+    assert "!call conference" in body and "what" not in body
