@@ -19,7 +19,6 @@ from .commands import (
     HelpRequested,
     argument,
     command,
-    level_for,
     split_command,
     suggest,
 )
@@ -156,7 +155,7 @@ class CorePlugin:
     def help_text(self, user_id: str, name: str | None) -> tuple[str, str]:
         bridge = self.bridge
         prefix = bridge.config["bridge.command_prefix"]
-        level = level_for(user_id, bridge.config["bridge.permissions"])
+        level = bridge.permissions.level(user_id)
         if name:
             cmd = bridge.commands.get(name.removeprefix(prefix))
             if cmd is None or LEVELS[cmd.level] > level:
@@ -184,7 +183,7 @@ class CorePlugin:
     def unknown_text(self, name: str, user_id: str) -> str:
         bridge = self.bridge
         prefix = bridge.config["bridge.command_prefix"]
-        level = level_for(user_id, bridge.config["bridge.permissions"])
+        level = bridge.permissions.level(user_id)
         known = [k for k, c in bridge.commands.items() if LEVELS[c.level] <= level]
         guess = suggest(name, known)
         text = f"Unknown command {prefix}{name}."
@@ -221,7 +220,7 @@ class CorePlugin:
             return
         if not words:
             return
-        level = level_for(event.sender, bridge.config["bridge.permissions"])
+        level = bridge.permissions.level(event.sender)
         if level == 0:
             return  # not permitted to use the bot at all: ignore, as Synapse lets them talk
         name, argv = words[0], words[1:]
@@ -285,7 +284,7 @@ class CorePlugin:
         membership = event.content.get("membership")
         if membership != "invite":
             return
-        level = level_for(event.sender, bridge.config["bridge.permissions"])
+        level = bridge.permissions.level(event.sender)
         if level == 0:
             ctx.log.info("declining invite from a user without permission", sender=event.sender)
             await bridge.bot.leave_room(event.room_id, reason="You may not use this bot")
