@@ -71,7 +71,8 @@ class Reservations:
     def start(self, owner: str) -> Reservation:
         return Reservation(self, owner)
 
-    async def _grow(self, reservation: Reservation, total: int) -> bool:
+    async def grow(self, reservation: Reservation, total: int) -> bool:
+        """Let ``reservation`` hold ``total`` bytes, if they fit (see :meth:`Reservation.cover`)."""
         async with self._lock:
             extra = total - reservation.bytes
             if extra <= 0:
@@ -88,7 +89,9 @@ class Reservations:
             self._held[owner] = self.held(owner) + extra
             return True
 
-    def _release(self, reservation: Reservation) -> None:
+    def release(self, reservation: Reservation) -> None:
+        """End ``reservation``: what it charged stays counted as used until the owner's
+        last upload ends."""
         owner = reservation.owner
         left = self.held(owner) - reservation.bytes
         if owner in self._used:
@@ -114,10 +117,10 @@ class Reservation:
     async def cover(self, total: int) -> bool:
         """Hold at least ``total`` bytes; False (holding what it held) when they do not
         fit beside what is used and what other uploads hold."""
-        return await self.book._grow(self, total)
+        return await self.book.grow(self, total)
 
     def release(self) -> None:
-        self.book._release(self)
+        self.book.release(self)
 
     async def __aenter__(self) -> Reservation:
         return self
