@@ -133,7 +133,9 @@ class SynapseConfig:
                     "x_forwarded": False,
                     # "client" already serves the media repository and the
                     # /_synapse/admin API; Synapse skips a separate "media" entry.
-                    "resources": [{"names": ["client"], "compress": False}],
+                    # "openid": /_matrix/federation/v1/openid/userinfo, which the
+                    # drive's web app checks widgets' OpenID tokens with.
+                    "resources": [{"names": ["client", "openid"], "compress": False}],
                 }
             ],
             "database": {

@@ -183,8 +183,10 @@ class DrivePlugin:
     @hookimpl
     def anywhere_web_routes(self, bridge: Host, app) -> None:
         from .http_api import add_routes
+        from .webapp import pages
 
         add_routes(self, app)
+        pages.add_routes(bridge, app)
 
 
 plugin = DrivePlugin()

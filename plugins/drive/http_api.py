@@ -12,6 +12,7 @@ from . import http_files as files
 from . import http_shares as shares
 from .http_common import PLUGIN_KEY, PREFIX
 from .openapi import document
+from .webapp import sharing, uploads
 
 #: The routes open without a token (tests check that every other one needs one).
 PUBLIC_ROUTES = frozenset({f"{PREFIX}/openapi.json"})
@@ -50,6 +51,12 @@ def add_routes(plugin: DrivePlugin, app: web.Application) -> None:
     r.add_get(f"{folder}/trash", files.trash)
     r.add_delete(f"{folder}/trash", files.empty_trash)
     r.add_post(f"{folder}/restore", files.restore)
+    r.add_post(f"{folder}/share", sharing.share)
+    r.add_post(f"{folder}/uploads", uploads.start)
+    upload = f"{PREFIX}/uploads/{{upload}}"
+    r.add_get(upload, uploads.status)
+    r.add_patch(upload, uploads.append)
+    r.add_delete(upload, uploads.give_up)
     r.add_get(f"{PREFIX}/nodes/{{node}}/content", files.download_node)
     shared = f"{PREFIX}/shared/{{room}}/{{node}}/{{version:\\d+}}"
     r.add_get(f"{shared}/{{sharer}}/{{sig}}", files.download_shared)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.web import require_matrix_user
+from bridge.web import bearer_token, require_matrix_user
 from storage.blobs import BlobError
 
 from .errors import Denied, DriveError, PreconditionFailed, RangeNotSatisfiable, StaleRevision
@@ -49,7 +49,7 @@ def authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Str
         if plugin.drive is None:  # routes listen before the plugins start
             return error(503, "M_NOT_READY", "the drive is starting; try again in a moment")
         try:
-            user = await require_matrix_user(request)
+            user = await person_of(request)
             await require_permitted(plugin, user)
             return await handler(request, user)
         except DriveError as exc:
@@ -81,6 +81,17 @@ def authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Str
             )
 
     return wrapper
+
+
+async def person_of(request: web.Request) -> str:
+    """Who sends the request: their Matrix access token, or a drive session the web app
+    got as a widget (see :mod:`plugins.drive.webapp.sessions`)."""
+    from .webapp.sessions import DriveSessions
+
+    token = bearer_token(request)
+    if token and DriveSessions.is_session(token):
+        return DriveSessions(plugin_of(request).bridge.signer).user_for(token)
+    return await require_matrix_user(request)
 
 
 async def require_permitted(plugin: DrivePlugin, user: str) -> None:

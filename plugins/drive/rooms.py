@@ -23,6 +23,7 @@ from .errors import Denied, DriveError
 from .model import Folder, Node, human_size
 from .names import InvalidName
 from .service import Drive
+from .webapp import widget as webapp_widget
 
 if TYPE_CHECKING:
     from bridge.api import Host
@@ -45,14 +46,18 @@ class FolderRooms:
     async def create_folder(self, owner: str, name: str) -> Folder:
         """A new top-level folder and its room, with the owner invited."""
         name = await self.drive.access.check_new_folder(owner, name)
+        public_url = self.drive.settings.public_url
         room_id = await self.bridge.bot.create_room(
             preset=RoomCreatePreset.PRIVATE,
             name=f"{name} (drive)",
             topic=(
                 f"Shared drive folder {name!r}, owned by {owner}. Files sent here are "
-                "saved in the folder; send !drive help for the commands."
+                "saved in the folder; send !drive help for the commands. In the browser: "
+                f"{webapp_widget.app_url(self.bridge, public_url)}"
             ),
             invitees=[owner],
+            # A "Files" widget (Element) opening the web app on this folder.
+            initial_state=[webapp_widget.widget_state(self.bridge, public_url, name)],
             # Only the bot (the room's creator) invites and removes people: room
             # membership is the share.
             power_level_override={

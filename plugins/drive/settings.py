@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
     # The address people reach the bridge's web server at, for links to large files.
     # Empty: http://<appservice.hostname>:<appservice.port>.
     "public_url": "",
+    # Origins that may show the web app in a frame (the Element web clients the widget
+    # runs in), e.g. ["https://app.element.io"]; the bridge's own origin always may.
+    "webapp_frame_ancestors": [],
 }
 
 
@@ -56,6 +59,16 @@ def validate(section: dict[str, Any], prefix: str) -> None:
     public = section["public_url"]
     if not isinstance(public, str) or (public and not public.startswith(("http://", "https://"))):
         raise ConfigError(f"{prefix}.public_url", "an http:// or https:// URL", public)
+    ancestors = section["webapp_frame_ancestors"]
+    if not isinstance(ancestors, list) or not all(
+        isinstance(a, str) and a.startswith(("http://", "https://")) and a.count("/") == 2
+        for a in ancestors
+    ):
+        raise ConfigError(
+            f"{prefix}.webapp_frame_ancestors",
+            "a list of origins such as https://app.element.io (scheme and host, no path)",
+            ancestors,
+        )
 
 
 CONFIG_SECTION = ConfigSection(defaults=DEFAULTS, validate=validate)
