@@ -128,3 +128,30 @@ def test_permission_levels_and_a_commands_level_come_from_one_place():
     assert permissions.command_level("unknown") == "user"
     with pytest.raises(ValueError, match="unknown permission level 'boss'"):
         permissions.at_least("@kim:example.org", "boss")
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_direct_chats_are_what_the_core_recorded(anywhere_database_url):
+    from types import SimpleNamespace
+
+    from bridge.core import RoomBook
+    from bridge.schema import CORE_MIGRATIONS
+    from bridge.services import DirectChats
+    from storage import open_database, run_migrations
+
+    db = await open_database(anywhere_database_url)
+    try:
+        await run_migrations(db, [CORE_MIGRATIONS])
+        book = RoomBook(SimpleNamespace(db=db))  # the core plugin's writer
+        await book.remember("!dm:example.org", is_direct=True, dm_user="@ann:example.org")
+        await book.remember("!group:example.org", encrypted=True)
+        chats = DirectChats(lambda: db)
+        assert await chats.is_direct("!dm:example.org")
+        assert not await chats.is_direct("!group:example.org")
+        assert not await chats.is_direct("!unknown:example.org")
+        assert await chats.direct_chat_with("@ann:example.org") == "!dm:example.org"
+        assert await chats.direct_chat_with("@bob:example.org") is None
+    finally:
+        await db.stop()
+    with pytest.raises(RuntimeError, match="the bridge has not started"):
+        await DirectChats(lambda: None).is_direct("!dm:example.org")
