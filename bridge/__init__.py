@@ -30,7 +30,7 @@ _EXPORTS = {
     "command": ".commands",
     "ConfigSection": ".config",
     "ConfigError": ".errors",
-    "DoctorCheck": ".doctor",
+    "DoctorCheck": ".api",
     "EventContext": ".events",
     "MatrixEvent": ".events",
     "hookimpl": ".hookspecs",
@@ -66,10 +66,17 @@ __all__ = [
 if TYPE_CHECKING:
     from storage.migrations import Migrations
 
-    from .api import CONTRACT_VERSION, BadSignature, BridgeInfo, Decision, Host, MediaError
+    from .api import (
+        CONTRACT_VERSION,
+        BadSignature,
+        BridgeInfo,
+        Decision,
+        DoctorCheck,
+        Host,
+        MediaError,
+    )
     from .commands import Command, CommandError, argument, command
     from .config import ConfigSection
-    from .doctor import DoctorCheck
     from .errors import ConfigError
     from .events import EventContext, MatrixEvent
     from .hookspecs import hookimpl, hookspec

@@ -21,6 +21,8 @@ context (``ctx.reply``, ``ctx.send``, ``ctx.notice``), with sends that are safe 
   a default timeout), ``bridge.jobs`` (:class:`JobQueue`), ``bridge.log`` (structlog).
 - ``bridge.extensions`` (:class:`Extensions`) — collect what other plugins give to the
   extension hooks your plugin declares in its own hookspecs module.
+- :class:`DoctorCheck` — what ``anywhere_doctor`` returns; :class:`QueuedJob` — what a
+  job handler gets.
 
 :data:`CONTRACT_VERSION` is the version of this contract (docs/plugins.md, "Contract
 version"); a plugin declares the version it needs with ``anywhere_contract = "1.0"``.
@@ -78,6 +80,50 @@ class Decision:
             "no policy rule applies" if allowed else "the policy refuses it"
         )
         return cls(allowed, str(reason), None if rule is None else str(rule))
+
+
+@dataclass(frozen=True)
+class DoctorCheck:
+    """One line of ``anywhere doctor``, from a plugin's ``anywhere_doctor`` hook.
+
+    ``status`` is ``"ok"``, ``"warn"`` or ``"fail"``; ``fix`` says what to do when it is
+    not ok. Make them with :meth:`ok`, :meth:`warn` and :meth:`fail`.
+    """
+
+    name: str
+    status: str
+    text: str
+    fix: str = ""
+
+    @classmethod
+    def ok(cls, name: str, text: str) -> DoctorCheck:
+        return cls(name, "ok", text)
+
+    @classmethod
+    def warn(cls, name: str, text: str, fix: str = "") -> DoctorCheck:
+        return cls(name, "warn", text, fix)
+
+    @classmethod
+    def fail(cls, name: str, text: str, fix: str = "") -> DoctorCheck:
+        return cls(name, "fail", text, fix)
+
+
+@runtime_checkable
+class QueuedJob(Protocol):
+    """What a job handler gets (``anywhere_job_handlers``): the payload as enqueued, and
+    which try this is (1 on the first)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+    @property
+    def attempt(self) -> int: ...
 
 
 class BadSignature(ValueError):

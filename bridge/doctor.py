@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from .api import DoctorCheck
 from .config import Config, load_config
 from .errors import AnywhereError
 from .registration import build_registration
@@ -24,32 +24,6 @@ if TYPE_CHECKING:
 OK, FAIL, WARN = "ok  ", "FAIL", "warn"
 # the longest one plugin's checks may take
 PLUGIN_CHECK_SECONDS = 20.0
-
-
-@dataclass(frozen=True)
-class DoctorCheck:
-    """One line of ``anywhere doctor``, from a plugin's ``anywhere_doctor`` hook.
-
-    ``status`` is ``"ok"``, ``"warn"`` or ``"fail"``; ``fix`` says what to do when it is
-    not ok. Make them with :meth:`ok`, :meth:`warn` and :meth:`fail`.
-    """
-
-    name: str
-    status: str
-    text: str
-    fix: str = ""
-
-    @classmethod
-    def ok(cls, name: str, text: str) -> DoctorCheck:
-        return cls(name, "ok", text)
-
-    @classmethod
-    def warn(cls, name: str, text: str, fix: str = "") -> DoctorCheck:
-        return cls(name, "warn", text, fix)
-
-    @classmethod
-    def fail(cls, name: str, text: str, fix: str = "") -> DoctorCheck:
-        return cls(name, "fail", text, fix)
 
 
 class Report:

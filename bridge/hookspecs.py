@@ -26,12 +26,10 @@ if TYPE_CHECKING:
     from storage.blobs import BlobStore
     from storage.migrations import Migrations
 
-    from .api import Decision, Host
+    from .api import Decision, DoctorCheck, Host, QueuedJob
     from .commands import Command
     from .config import Config, ConfigSection
-    from .doctor import DoctorCheck
     from .events import EventContext, MatrixEvent
-    from .jobs import Job
     from .namespaces import Namespaces
 
 PROJECT = "anywhere"
@@ -112,7 +110,7 @@ def anywhere_event_handlers() -> dict[str, EventHandler] | None:
 
 
 @hookspec
-def anywhere_job_handlers() -> dict[str, Callable[[Job], Awaitable[None]]] | None:
+def anywhere_job_handlers() -> dict[str, Callable[[QueuedJob], Awaitable[None]]] | None:
     """Return ``{job kind: async def handler(job)}`` for the background jobs this plugin
     enqueues with ``await bridge.jobs.enqueue(kind, payload, key=...)`` (bridge/jobs.py).
 

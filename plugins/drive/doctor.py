@@ -7,7 +7,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from bridge.doctor import DoctorCheck
+from bridge.api import DoctorCheck
 from storage.blobs import open_blob_store
 
 if TYPE_CHECKING:

@@ -16,7 +16,6 @@ from urllib.parse import quote
 from mautrix.types import EventType, RoomCreatePreset
 
 from bridge import EventContext, MatrixEvent, MediaError
-from bridge.jobs import Job
 from storage.blobs import BlobError
 
 from .errors import Denied, DriveError
@@ -26,7 +25,7 @@ from .service import Drive
 from .webapp import widget as webapp_widget
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from bridge.api import Host, QueuedJob
 
 FILE_MSGTYPES = frozenset({"m.file", "m.image", "m.audio", "m.video"})
 #: The signing purpose of shared links (the key it names signed links before the
@@ -159,7 +158,7 @@ class FolderRooms:
             key=f"{SAVE_FROM_CHAT}:{event.event_id}",
         )
 
-    async def save_from_chat(self, job: Job) -> None:
+    async def save_from_chat(self, job: QueuedJob) -> None:
         """The job: fetch the file from the homeserver and store it as a new version
         (once per event: a repeat finds the file it saved), then say so in the room."""
         event = MatrixEvent(job.payload["event"], job.payload.get("txn_id", ""))
