@@ -4,7 +4,7 @@
 The module sends what it saw (local people active today, its refusals and dry-run
 results) and the cursor of the facts it has; the bridge records the activity (daily
 active users) and the decisions (audit log), tells each refused person why in their
-direct chat with the bot (once per rule and period), and answers with the facts that
+direct chat with the bot (once per rule, reason code and period), and answers with the facts that
 changed since the cursor — all of them when the cursor is from another run of the
 bridge or missing.
 """
@@ -143,7 +143,7 @@ class ModuleLink:
 
     async def _notify_one(self, entry: AuditEntry) -> None:
         period = self.settings["refusal_notice_minutes"] * 60
-        key = entry.rule_id or entry.code
+        key = f"{entry.rule_id}:{entry.code}" if entry.rule_id else entry.code
         now = time.time()
         db = self.bridge.db
         last = await db.fetchval(

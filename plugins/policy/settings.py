@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "network_source": "reported",
     "audit_retention_days": 90,
     # A person refused by the Synapse module is told why in their direct chat with the
-    # bot, once per rule and this many minutes.
+    # bot, once per rule, reason code and this many minutes.
     "refusal_notice_minutes": 60,
     "verification": {
         # How one-time codes reach people: log (the bridge's log), file (one JSON line per
