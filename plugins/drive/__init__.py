@@ -184,8 +184,10 @@ class DrivePlugin:
     def anywhere_web_routes(self, bridge: Host, app) -> None:
         from .http_api import add_routes
         from .webapp import pages
+        from .webdav.server import DavServer
 
         add_routes(self, app)
+        DavServer(self).add_routes(app)
         pages.add_routes(bridge, app)
 
 

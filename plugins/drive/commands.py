@@ -59,6 +59,13 @@ ACTIONS: dict[str, tuple[str, list[tuple[tuple, dict]]]] = {
     ),
     "leave": ("Leave a folder shared with you", [(("folder",), OPTIONAL)]),
     "members": ("Who has a folder, and who is invited", [(("folder",), OPTIONAL)]),
+    "apppassword": (
+        "App passwords for WebDAV (desktop mounts, rclone): create NAME, list, revoke NAME",
+        [
+            (("verb",), {"choices": ["create", "list", "revoke"]}),
+            (("name",), {"nargs": "?", "default": ""}),
+        ],
+    ),
 }  # fmt: skip
 
 
@@ -377,6 +384,46 @@ class DriveCommands:
     async def do_leave(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, _ = await self.where(ctx, args.folder)
         await ctx.reply(await self.rooms.leave(folder, ctx.event.sender))
+
+    async def do_apppassword(self, ctx: EventContext, args: argparse.Namespace) -> None:
+        """A password is shown once, so only in the person's direct chat with the bot."""
+        from .webdav.passwords import AppPasswords
+
+        store, user = AppPasswords(self.plugin.bridge.db), ctx.event.sender
+        if args.verb == "list":
+            found = await store.list(user)
+            if not found:
+                await ctx.reply(
+                    "You have no app passwords. Make one: !drive apppassword create NAME"
+                )
+                return
+            lines = ["Your app passwords (for WebDAV):"]
+            for p in found:
+                used = f"last used {when(p.last_used_at)}" if p.last_used_at else "never used"
+                lines.append(f"  {p.name} — made {when(p.created_at)}, {used}")
+            await ctx.reply("\n".join(lines))
+            return
+        if not args.name:
+            raise CommandError(f"name the app password: !drive apppassword {args.verb} NAME")
+        if args.verb == "revoke":
+            await store.revoke(user, args.name)
+            await ctx.reply(f"Revoked the app password {args.name}: it no longer signs in.")
+            return
+        if not await self.plugin.bridge.direct_chats.is_direct(ctx.event.room_id):
+            raise CommandError(
+                "an app password is shown only once, so I make them only in your direct chat "
+                "with me: send the command there"
+            )
+        secret = await store.create(user, args.name)
+        url = f"{self.plugin.bridge.info.bridge_url}/dav/"
+        public = self.drive.settings.public_url
+        if public:
+            url = f"{public.rstrip('/')}/dav/"
+        await ctx.reply(
+            f"App password {args.name} for WebDAV (shown this once; revoke it with "
+            f"!drive apppassword revoke {args.name}):\n  address: {url}\n  user name: {user}\n"
+            f"  password: {secret}"
+        )
 
     async def do_members(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, _ = await self.where(ctx, args.folder)

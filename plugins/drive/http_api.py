@@ -13,6 +13,7 @@ from . import http_shares as shares
 from .http_common import PLUGIN_KEY, PREFIX
 from .openapi import document
 from .webapp import sharing, uploads
+from .webdav import http_routes as app_passwords
 
 #: The routes open without a token (tests check that every other one needs one).
 PUBLIC_ROUTES = frozenset({f"{PREFIX}/openapi.json"})
@@ -31,6 +32,9 @@ def add_routes(plugin: DrivePlugin, app: web.Application) -> None:
     r = app.router
     r.add_get(f"{PREFIX}/openapi.json", openapi)
     r.add_get(f"{PREFIX}/quota", files.quota)
+    r.add_get(f"{PREFIX}/app-passwords", app_passwords.list_passwords)
+    r.add_post(f"{PREFIX}/app-passwords", app_passwords.create)
+    r.add_delete(f"{PREFIX}/app-passwords/{{name}}", app_passwords.revoke)
     r.add_get(f"{PREFIX}/folders", shares.list_folders)
     r.add_post(f"{PREFIX}/folders", shares.create_folder)
     r.add_get(f"{folder}/members", shares.members)

@@ -116,6 +116,46 @@ async def add_content_kinds(conn, scheme: Scheme) -> None:
     )
 
 
+async def add_webdav_tables(conn, scheme: Scheme) -> None:
+    """WebDAV: app passwords (SHA-256 of a random 256-bit secret), locks by folder and
+    path, and dead properties by node (see plugins/drive/webdav/)"""
+    await conn.execute(
+        """CREATE TABLE drive_app_password (
+            user_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            secret_sha256 TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            last_used_at BIGINT,
+            PRIMARY KEY (user_id, name)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE drive_dav_lock (
+            token TEXT PRIMARY KEY,
+            folder_id TEXT NOT NULL,
+            path TEXT NOT NULL,
+            path_key TEXT NOT NULL,
+            depth_infinity BOOLEAN NOT NULL,
+            exclusive BOOLEAN NOT NULL,
+            owner_xml TEXT,
+            user_id TEXT NOT NULL,
+            timeout_seconds BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL
+        )"""
+    )
+    await conn.execute("CREATE INDEX drive_dav_lock_folder ON drive_dav_lock (folder_id)")
+    await conn.execute(
+        """CREATE TABLE drive_dav_property (
+            node_id TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value_xml TEXT NOT NULL,
+            PRIMARY KEY (node_id, namespace, name)
+        )"""
+    )
+
+
 DRIVE_MIGRATIONS = Migrations(
-    "drive", [create_tables, add_usage_counter, add_pending_content, add_content_kinds]
+    "drive",
+    [create_tables, add_usage_counter, add_pending_content, add_content_kinds, add_webdav_tables],
 )

@@ -177,20 +177,40 @@ class Drive:
         self, user: str, source: Folder, node: Node, target: Folder, parent: Node, name: str
     ) -> Node:
         """Move ``node`` (a file, or a folder with what it holds) into another shared
-        folder: it is created at ``parent/name`` in ``target`` — with the current content
-        of each file, no bytes copied — and the original goes to ``source``'s trash, where
-        its older versions stay restorable. The size counts to ``target``'s owner (refused
-        over quota before anything changes) and leaves ``source``'s owner's quota when
-        its trash is emptied. Moving into a folder shared with others is sharing: the
-        copyright rule applies as for an upload."""
+        folder: it is copied to ``parent/name`` in ``target`` (see :meth:`copy`) and the
+        original goes to ``source``'s trash, where its older versions stay restorable. Its
+        size leaves ``source``'s owner's quota when that trash is emptied."""
         await self.access.require(source, user, write=True)
-        await self.access.require(target, user, write=True)
         if node.parent_id is None:
             raise DriveError("a shared folder itself cannot be moved; move what it holds")
+        made = await self.copy(user, source, node, target, parent, name)
+        await self.tree.trash(source, node, user)
+        return made
+
+    async def copy(
+        self,
+        user: str,
+        source: Folder,
+        node: Node,
+        target: Folder,
+        parent: Node,
+        name: str,
+        *,
+        recursive: bool = True,
+    ) -> Node:
+        """Copy ``node`` (a file, or a folder with what it holds unless not
+        ``recursive``) to ``parent/name`` in ``target`` (the same folder or another) —
+        with the current content of each file, no bytes copied. The size counts to
+        ``target``'s owner (refused over quota before anything changes). Copying into a
+        folder shared with others is sharing: the copyright rule applies as for an
+        upload."""
+        await self.access.require(source, user)
+        await self.access.require(target, user, write=True)
         name = check_name(name)
         if await self.tree.child(parent.id, name) is not None:
             raise Conflict(f"{name!r} already exists in {target.name}")
-        subtree = [("", node)] + (await self.tree.walk(source, node) if node.is_dir else [])
+        below = await self.tree.walk(source, node) if node.is_dir and recursive else []
+        subtree = [("", node)] + below
         files = [(rel, n) for rel, n in subtree if not n.is_dir]
         total = sum(n.size for _, n in files)
         limit = self.reservations.limit_beside(target.owner)
@@ -220,7 +240,6 @@ class Drive:
                 create_only=True,
                 quota=self.reservations.limit_beside(target.owner),
             )
-        await self.tree.trash(source, node, user)
         return made[""]
 
     async def empty_trash(

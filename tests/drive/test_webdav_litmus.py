@@ -1,0 +1,40 @@
+"""The litmus WebDAV test suite (Debian's ``litmus``) against ``/dav/`` on a real Synapse
+and bridge: its basic, copymove, props and locks groups pass."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+
+import pytest
+
+from .webdav_client import Dav, need_tool
+
+pytestmark = pytest.mark.e2e
+
+GROUPS = ("basic", "copymove", "props", "locks")
+
+
+@pytest.mark.parametrize("group", GROUPS)
+async def test_litmus_group_passes_against_dav(drive_stack, person, group, tmp_path):
+    litmus = need_tool("litmus")
+    dav = await Dav.of(drive_stack, await person())
+    url = await dav.folder(f"Litmus-{group}")
+    proc = await asyncio.create_subprocess_exec(
+        litmus,
+        url,
+        dav.login,
+        dav.password,
+        cwd=tmp_path,
+        env={**os.environ, "TESTS": group},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await proc.communicate())[0].decode("utf-8", "replace")
+    print(out)  # shown with -s, and on failure
+    counts = rf"summary for `{group}': of (\d+) tests run: (\d+) passed, (\d+) failed"
+    summary = re.search(counts, out)
+    assert summary, out
+    assert proc.returncode == 0 and summary.group(3) == "0", out
+    assert int(summary.group(1)) > 5, out
