@@ -14,6 +14,7 @@ from .conftest import make_xmpp_stack
 from .test_e2e_xmpp import (  # noqa: F401  (collected here again, against this module's stack)
     test_a_bridge_sigkill_loses_and_doubles_nothing,
     test_a_prosody_restart_mid_conversation_delivers_everything_once,
+    test_a_room_that_said_more_than_its_history_while_the_bridge_was_down,
 )
 
 pytestmark = pytest.mark.e2e
