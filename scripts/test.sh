@@ -26,6 +26,8 @@ fi
 need_apt=""
 command -v chromium >/dev/null || need_apt="$need_apt chromium"
 command -v prosody >/dev/null || need_apt="$need_apt prosody"
+command -v litmus >/dev/null || need_apt="$need_apt litmus"  # the drive's WebDAV tests
+command -v rclone >/dev/null || need_apt="$need_apt rclone"
 if [ -n "$need_apt" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq >/dev/null
