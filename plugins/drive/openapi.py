@@ -274,5 +274,25 @@ def document() -> dict[str, Any]:
                 "post": op("Decline an invitation (rejects the invite)", FOLDER)
             },
             "/quota": {"get": op("Your quota: used, limit, free (bytes)")},
+            "/app-passwords": {
+                "get": op(
+                    "Your app passwords for WebDAV (/dav/): name, created_at, last_used_at; "
+                    "never the passwords themselves"
+                ),
+                "post": op(
+                    "Make an app password for WebDAV (Basic auth at /dav/ with your Matrix "
+                    "user name); the answer {name, user, password} is the only time it is "
+                    "shown (only its SHA-256 is stored)",
+                    body=obj(name="string"),
+                    responses={"201": {"description": "Made"}, "409": error("Name taken")},
+                ),
+            },
+            "/app-passwords/{name}": {
+                "delete": op(
+                    "Revoke an app password: it no longer signs in",
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    responses={"204": {"description": "Revoked"}},
+                )
+            },
         },
     }
