@@ -46,6 +46,16 @@ if command -v npm >/dev/null && { [ ! -d "$BROWSER_MODULES/node_modules" ] ||
     npm install --prefix "$BROWSER_MODULES" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+# playwright-core, axe-core, matrix-js-sdk, matrix-widget-api and esbuild from npm, for
+# the drive web app's browser tests (tests/drive/test_webapp_*.py).
+WEBAPP_MODULES="${ANYWHERE_WEBAPP_MODULES:-$HOME/.cache/anywhere-drive-webapp}"
+if command -v npm >/dev/null && { [ ! -d "$WEBAPP_MODULES/node_modules" ] ||
+        ! cmp -s tests/drive/webapp/package.json "$WEBAPP_MODULES/package.json"; }; then
+    mkdir -p "$WEBAPP_MODULES"
+    cp tests/drive/webapp/package.json "$WEBAPP_MODULES/package.json"
+    npm install --prefix "$WEBAPP_MODULES" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 # Lint and formatting are part of the suite.
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
