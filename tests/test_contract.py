@@ -155,3 +155,33 @@ async def test_direct_chats_are_what_the_core_recorded(anywhere_database_url):
         await db.stop()
     with pytest.raises(RuntimeError, match="the bridge has not started"):
         await DirectChats(lambda: None).is_direct("!dm:example.org")
+
+
+def test_the_runtime_offers_everything_the_host_protocol_promises(config_file):
+    """bridge.api.Host is what plugins are told they get: the runtime must keep it."""
+    import inspect
+
+    from bridge import api
+    from bridge.config import load_config
+    from bridge.runtime import Bridge
+
+    runtime = Bridge(load_config(config_file))
+    promised = set(api.Host.__annotations__) | {
+        name for name, _ in inspect.getmembers(api.Host) if not name.startswith("_")
+    }
+    assert {"signer", "permissions", "media", "authorize", "settings"} <= promised
+    missing = {name for name in promised if not hasattr(type(runtime), name)} - {
+        name for name in promised if name in vars(runtime)
+    }
+    assert missing == set()
+    services = {
+        "permissions": api.Permissions,
+        "signer": api.Signer,
+        "direct_chats": api.DirectChats,
+        "media": api.Media,
+        "extensions": api.Extensions,
+    }
+    for name, protocol in services.items():
+        assert isinstance(getattr(runtime, name), protocol), name
+    assert isinstance(runtime.info, api.BridgeInfo)
+    assert not hasattr(runtime.signer, "secret") and not hasattr(runtime.media, "token")
