@@ -234,7 +234,7 @@ def anywhere_doctor(bridge: Host) -> Awaitable[list[DoctorCheck]] | list[DoctorC
     ``.warn(name, text, fix)``, ``.fail(name, text, fix)``), each printed as one line.
 
     Called by ``anywhere doctor`` after the core's checks, whether or not the bridge is
-    running. ``bridge`` is not started: read ``bridge.config`` and ``bridge.settings()``,
+    running. ``bridge`` is not started: read ``bridge.info`` and ``bridge.settings()``,
     and open and close what you check yourself (a server you connect to, a folder you
     write to — and leave it as you found it). May be async; 20 s at most. An exception
     is printed as a failed check naming the plugin.
