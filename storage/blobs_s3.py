@@ -18,7 +18,8 @@ A reader sees content only through its marker, which is written after the conten
 complete. An interrupted write leaves an incomplete multipart upload, or content with no
 marker; :meth:`S3BlobStore.sweep_partial` aborts and removes both. Parts stream as they
 fill: at most ``part_size`` bytes wait in the buffer and ``PARTS_IN_FLIGHT`` parts are
-being sent, whatever the size of the content.
+being sent, whatever the size of the content; a read keeps ``READ_AHEAD`` chunks
+ahead.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from .blobs import Blob, BlobError, BlobNotFound, BlobTooLarge, check_sha256
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part (all but the last)
 MAX_PART_SIZE = 5 * 1024**3
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
-PARTS_IN_FLIGHT = 4
+PARTS_IN_FLIGHT = 2
+READ_AHEAD = 4  # chunks read from S3 before the reader has taken them
 OBJECTS = "objects/"
 MARKERS = "blobs/"
 QUERY_KEYS = ("endpoint", "region", "credentials_file", "part_size")
@@ -277,6 +279,8 @@ class S3BlobStore:
     async def read(
         self, sha256: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:
+        """One GET of the whole range, read ``READ_AHEAD`` chunks ahead of the caller so
+        that S3 keeps sending while the caller sends on what it has."""
         token = await self._token(sha256)
         if end is not None and end <= start:
             return
@@ -293,10 +297,35 @@ class S3BlobStore:
                 ) from None
             raise
         body = response["Body"]
+        ahead: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(READ_AHEAD)
+
+        async def pump() -> None:
+            try:
+                # the socket gives small pieces; the caller gets about chunk_size each
+                pieces: list[bytes] = []
+                size = 0
+                async for piece in body.iter_chunks(chunk_size):
+                    pieces.append(piece)
+                    size += len(piece)
+                    if size >= chunk_size:
+                        await ahead.put(b"".join(pieces))
+                        pieces, size = [], 0
+                if pieces:
+                    await ahead.put(b"".join(pieces))
+                await ahead.put(None)
+            except Exception as exc:
+                await ahead.put(exc)
+
+        pumping = asyncio.create_task(pump())
         try:
-            async for chunk in body.iter_chunks(chunk_size):
+            while (chunk := await ahead.get()) is not None:
+                if isinstance(chunk, Exception):
+                    raise chunk
                 yield chunk
         finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
             body.close()
 
     async def head(self, sha256: str, length: int = 4096) -> bytes:
