@@ -111,11 +111,17 @@ async def widget_session(request: web.Request) -> web.Response:
             status = resp.status
     except Exception as exc:
         return error(503, "M_UNKNOWN", f"the homeserver could not check the OpenID token: {exc}")
-    if status == 404 and answer is None:
+    if status == 404:
         plugin.bridge.log.warning(
-            "the homeserver does not serve openid/userinfo: add the 'openid' resource to "
-            "its listener for the drive widget",
+            "the homeserver does not serve /_matrix/federation/v1/openid/userinfo: add the "
+            "'openid' resource to its listener for the drive's widget",
             plugin="drive",
+        )
+        return error(
+            503,
+            "M_UNKNOWN",
+            "the homeserver cannot check OpenID tokens (it does not serve the 'openid' "
+            "resource): ask its operator to add it, or sign in on the standalone page",
         )
     user = answer.get("sub") if isinstance(answer, dict) else None
     if not isinstance(user, str):
