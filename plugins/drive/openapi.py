@@ -38,6 +38,9 @@ IF_RANGE = {
 }
 
 
+UPLOAD = {"name": "upload", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def error(description: str) -> dict[str, Any]:
     """An error answer: every error body is JSON ``{"errcode", "error"}``."""
     return {"description": description, "content": ERROR_CONTENT}
@@ -274,6 +277,46 @@ def document() -> dict[str, Any]:
                 "post": op("Decline an invitation (rejects the invite)", FOLDER)
             },
             "/quota": {"get": op("Your quota: used, limit, free (bytes)")},
+            "/folders/{folder}/share": {
+                "post": op(
+                    "Post a file into a room (#alias:server or !id:server) you and the bot are "
+                    "in, as !drive share; the copyright rule applies",
+                    FOLDER,
+                    body=obj(path="string", room="string"),
+                    ok="Posted: {room, posted: file or link, path}",
+                )
+            },
+            "/folders/{folder}/uploads": {
+                "post": op(
+                    "Start a resumable upload of size bytes to path",
+                    FOLDER,
+                    body=obj(("mime",), path="string", size="integer", mime="string"),
+                    responses={
+                        "201": {"description": "Started: {id, offset, size, path, folder}"},
+                        "507": error("Does not fit in the owner's free quota"),
+                    },
+                )
+            },
+            "/uploads/{upload}": {
+                "get": op("Where a resumable upload is: offset, the bytes kept so far", UPLOAD),
+                "patch": op(
+                    "The next bytes of a resumable upload (application/offset+octet-stream); "
+                    "with the last byte the file is stored (done, node)",
+                    UPLOAD,
+                    {
+                        "name": "Upload-Offset",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                        "description": "The byte this piece starts at: the kept offset",
+                    },
+                    responses={
+                        "409": error("Not at the kept offset (Upload-Offset says where)"),
+                        "507": error("Over quota; nothing kept"),
+                    },
+                ),
+                "delete": op("Give up a resumable upload (its bytes are removed)", UPLOAD),
+            },
             "/app-passwords": {
                 "get": op(
                     "Your app passwords for WebDAV (/dav/): name, created_at, last_used_at; "
