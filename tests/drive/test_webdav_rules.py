@@ -137,6 +137,20 @@ async def test_a_put_over_quota_is_507_and_keeps_nothing(drive_stack, person):
     assert status == 404
     status, _, _ = await dav.call("PUT", url + "small.bin", data=b"fits")
     assert status == 201
+    asked = (
+        '<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:quota-used-bytes/>'
+        "<D:quota-available-bytes/></D:prop></D:propfind>"
+    )
+    status, _, body = await dav.call("PROPFIND", url, data=asked, headers={"Depth": "0"})
+    assert status == 207
+    assert b"<D:quota-used-bytes>4</D:quota-used-bytes>" in body
+    assert f"<D:quota-available-bytes>{E2E_QUOTA - 4}<".encode() in body
+    # a part of a file is never stored as the whole of it
+    status, _, body = await dav.call(
+        "PUT", url + "small.bin", data=b"X", headers={"Content-Range": "bytes 0-0/4"}
+    )
+    assert status == 400 and b"Content-Range" in body
+    assert (await dav.call("GET", url + "small.bin"))[2] == b"fits"
 
 
 async def test_an_mp3_put_into_a_shared_folder_is_403_with_the_reason(drive_stack, person):

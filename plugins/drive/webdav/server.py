@@ -46,6 +46,8 @@ LIVE = (
     "creationdate",
     "supportedlock",
     "lockdiscovery",
+    "quota-available-bytes",
+    "quota-used-bytes",
 )
 SUPPORTED_LOCK = (
     "<D:supportedlock>"
@@ -377,6 +379,8 @@ class DavServer:
             raise DavError(405, "files go inside a folder; PUT needs a path in one")
         if target.node is not None and target.node.is_dir:
             raise DavError(405, f"{target.where} is a folder")
+        if "Content-Range" in request.headers:  # RFC 9110 14.5: never store a part as all
+            raise DavError(400, "a PUT with Content-Range is not supported: send the whole file")
         tokens = await self.check_if(request, user, target)
         await self.parent_of(target)
         await self.check_locks(user, target, tokens, member_change=target.node is None)
@@ -519,9 +523,15 @@ class DavServer:
         lock_list = (
             await self.locks.in_folder(target.folder.id) if target.folder is not None else []
         )
+        quota = await self.drive.quota(target.folder.owner if target.folder else user)
         responses = []
         for entry, is_dir in entries:
             live = self.live_props(entry, is_dir, lock_list)
+            if is_dir:  # RFC 4331, asked for by name only: the folder owner's quota
+                live["quota-available-bytes"] = (
+                    f"<D:quota-available-bytes>{quota.free}</D:quota-available-bytes>"
+                )
+                live["quota-used-bytes"] = f"<D:quota-used-bytes>{quota.used}</D:quota-used-bytes>"
             dead = await self.props.of(entry.node.id) if entry.node is not None else {}
             found: list[str] = []
             missing: list[str] = []
@@ -530,7 +540,8 @@ class DavServer:
                     xml.empty_element(ns, n) for ns, n in dead
                 ]
             elif mode == "allprop":
-                found = list(live.values()) + list(dead.values())
+                found = [v for k, v in live.items() if not k.startswith("quota-")]
+                found += list(dead.values())
             else:
                 for ns, n in wanted:
                     if ns == xml.DAV and n in live:
