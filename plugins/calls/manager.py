@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bridge import EventContext, MatrixEvent
-from bridge.commands import level_for
 
 from .ice import IceServers, limit_gathering
 from .mixer import Conference
 from .modes import MODES, CallMode
+from .routing import CallRouter
 from .sdp import candidates_in_sdp, mids_by_mline, offer_problem, usermedia_metadata
 from .session import MediaSession
 from .signalling import Candidate, SignallingError, call_content, parse_call_event
@@ -34,7 +34,6 @@ from .state import (
     End,
     Ignore,
     MetadataChanged,
-    Refusal,
     Refuse,
     Renegotiate,
     Route,
@@ -123,8 +122,7 @@ class CallManager:
         )
         self.live: dict[tuple[str, str], LiveCall] = {}
         self.conferences: dict[str, Conference] = {}
-        self.conference_users: dict[str, str] = {}  # ghost user -> conference room
-        self.memo_user = ""  # calling it in a room records a memo for that room
+        self.router = CallRouter(bridge)
         turn = self._fetch_turn if settings["homeserver_turn"] else None
         self.ice = IceServers(settings["ice_servers"], turn)
         self._timer: asyncio.Task | None = None
@@ -160,87 +158,6 @@ class CallManager:
             self.conferences[room_id] = Conference(room_id)
         return self.conferences[room_id]
 
-    def is_call_target(self, user_id: str) -> bool:
-        return (
-            user_id == self.bridge.config.bot_mxid
-            or user_id == self.memo_user
-            or user_id in self.conference_users
-        )
-
-    async def route(self, room_id: str, invitee: str | None, caller: str) -> Route | Refusal | None:
-        """Who of ours answers ``caller``'s invite in ``room_id`` addressed to ``invitee``
-        (None: not for us), or why that one refuses it.
-
-        Without an invitee (version 0, and Element's 1:1 calls: a two-person room has
-        nobody to name) the call is for one of ours when it is the only other member.
-        With one, the invitee must be joined in the room: nobody of ours answers from a
-        room it is not in. Either way the room's members are read as one of ours who is
-        in the room, never as the bot alone (it is not in a direct chat with the memo or
-        a conference user)."""
-        if invitee is not None and not self.is_call_target(invitee):
-            return None
-        seen = await self.members(room_id, prefer=invitee)
-        if seen is None:
-            return None
-        members = seen[1]
-        if invitee is None:
-            ours = [m for m in members if self.bridge.is_ours(m)]
-            if len(members) != 2 or len(ours) != 1 or not self.is_call_target(ours[0]):
-                return None
-            invitee = ours[0]
-        elif invitee not in members:
-            return None
-        return await self._admit(self._target(invitee, room_id), caller)
-
-    def _target(self, callee: str, room_id: str) -> Route:
-        if callee == self.memo_user:
-            return Route(callee, "memo", room_id)
-        if callee in self.conference_users:
-            return Route(callee, "conference", self.conference_users[callee])
-        return Route(callee, "echo")
-
-    async def _admit(self, route: Route, caller: str) -> Route | Refusal:
-        """Whether ``caller`` may make this call at all: the bridge's permissions for
-        every target; for a conference, membership of its room, read when the call
-        arrives (a member who leaves is hung up: :meth:`on_member`)."""
-        if level_for(caller, self.bridge.config["bridge.permissions"]) == 0:
-            return Refusal(route.callee, "you may not use this bridge's calls")
-        if route.mode == "conference" and not await self.is_member(route.key, caller):
-            return Refusal(
-                route.callee,
-                f"only members of the conference's room ({route.key}) may join its "
-                "conference; ask to be invited to that room",
-            )
-        return route
-
-    async def is_member(self, conference_room: str, user_id: str) -> bool:
-        """True when ``user_id`` is joined in ``conference_room``, as its conference
-        user sees the room."""
-        users = [u for u, room in self.conference_users.items() if room == conference_room]
-        seen = await self.members(conference_room, prefer=users[0] if users else None)
-        return seen is not None and user_id in seen[1]
-
-    async def members(self, room_id: str, prefer: str | None = None) -> tuple[str, set[str]] | None:
-        """(one of ours joined in ``room_id``, the room's joined members as it sees
-        them), or None when none of ours is in the room. Asked as the ``prefer``red
-        user, the users of ours the room is known for, the bot and the memo user."""
-        bot = self.bridge.config.bot_mxid
-        known = await self.bridge.db.fetch(
-            "SELECT user_id FROM calls_room_user WHERE room_id = $1", room_id
-        )
-        candidates = [prefer, *(row["user_id"] for row in known), bot, self.memo_user]
-        for user in dict.fromkeys(u for u in candidates if u):
-            intent = self.bridge.bot if user == bot else self.bridge.intent(user)
-            try:
-                # never ensure_joined: asking must not make anyone of ours join the room
-                joined = await intent.get_joined_members(room_id, ensure_joined=False)
-            except Exception:
-                continue
-            members = {str(m) for m in joined}
-            if user in members:
-                return user, members
-        return None
-
     # ----- events -----
     async def on_call_event(self, event: MatrixEvent, ctx: EventContext) -> None:
         if self.bridge.is_ours(event.sender):
@@ -255,7 +172,7 @@ class CallManager:
             ctx.log.warning("unreadable ICE candidates skipped", count=parsed.skipped_candidates)
         route = None
         if parsed.kind == "invite":
-            route = await self.route(parsed.room_id, parsed.invitee, parsed.sender)
+            route = await self.router.route(parsed.room_id, parsed.invitee, parsed.sender)
         for action in self.book.handle(parsed, route):
             await self._perform(action, ctx)
 
@@ -276,7 +193,7 @@ class CallManager:
         if event.type != "m.call.invite":
             return
         invitee = event.content.get("invitee")
-        route = await self.route(
+        route = await self.router.route(
             event.room_id, invitee if isinstance(invitee, str) else None, event.sender
         )
         if route is None or not self.book.refused(event.room_id, call_id):
@@ -309,32 +226,12 @@ class CallManager:
         membership = event.content.get("membership")
         user = event.state_key or ""
         if self.bridge.is_ours(user):
-            await self._track_ours(event.room_id, user, membership)
+            await self.router.track(event.room_id, user, membership)
             return
         if membership not in ("leave", "ban"):
             return
         for action in self.book.member_left(event.room_id, user):
             await self._perform(action, ctx)
-
-    async def _track_ours(self, room_id: str, user: str, membership: object) -> None:
-        """Remember the rooms the memo and conference users are in, so that a call in
-        one of them is read as the user who is there (see :meth:`members`)."""
-        if user not in (self.memo_user, *self.conference_users):
-            return
-        if membership == "join":
-            await self.joined(room_id, user)
-        elif membership in ("leave", "ban"):
-            await self.bridge.db.execute(
-                "DELETE FROM calls_room_user WHERE room_id = $1 AND user_id = $2", room_id, user
-            )
-
-    async def joined(self, room_id: str, user: str) -> None:
-        await self.bridge.db.execute(
-            "INSERT INTO calls_room_user (room_id, user_id) VALUES ($1, $2) "
-            "ON CONFLICT (room_id, user_id) DO NOTHING",
-            room_id,
-            user,
-        )
 
     async def on_rtc_member(self, event: MatrixEvent, ctx: EventContext) -> None:
         """A MatrixRTC call (Element Call, Element X) started in a room with one of ours:
@@ -342,7 +239,7 @@ class CallManager:
         content = event.content
         if self.bridge.is_ours(event.sender) or not content or content.get("memberships") == []:
             return  # someone leaving the call (empty content), or our own
-        seen = await self.members(event.room_id)
+        seen = await self.router.members(event.room_id)
         if seen is None:
             return
         first = await self.bridge.db.fetchval(

@@ -17,7 +17,6 @@ from bridge import (
     command,
     hookimpl,
 )
-from bridge.commands import level_for
 from bridge.errors import PluginLoadError
 from bridge.namespaces import user_regex
 
@@ -95,11 +94,11 @@ class CallsPlugin:
     async def anywhere_startup(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.manager = CallManager(bridge, bridge.settings("calls"), collect_modes(bridge.plugins))
-        self.manager.memo_user = (
+        self.manager.router.memo_user = (
             f"@{ghost_prefix(bridge.config)}memo:{bridge.config['homeserver.domain']}"
         )
         for row in await bridge.db.fetch("SELECT room_id, user_id FROM calls_conference"):
-            self.manager.conference_users[row["user_id"]] = row["room_id"]
+            self.manager.router.conference_users[row["user_id"]] = row["room_id"]
         await self.manager.start()
 
     @hookimpl
@@ -128,7 +127,8 @@ class CallsPlugin:
 
     async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
         user = event.state_key or ""
-        ghosts = (self.manager.memo_user, *self.manager.conference_users)
+        router = self.manager.router
+        ghosts = (router.memo_user, *router.conference_users)
         if event.content.get("membership") == "invite" and user in ghosts:
             await self.on_ghost_invite(event, user)
             return
@@ -138,21 +138,22 @@ class CallsPlugin:
         """The memo user joins any room a permitted person invites it to; a conference
         user joins the direct chats its room's members open with it, to call it from
         clients that only call in two-person rooms (nobody else: they may not listen)."""
+        router = self.manager.router
         intent = self.bridge.intent(user)
         await intent.ensure_registered()
         refusal = None
-        if level_for(event.sender, self.bridge.config["bridge.permissions"]) == 0:
+        if not router.may_use(event.sender):
             refusal = "You may not use this bridge"
-        elif user in self.manager.conference_users:
-            room = self.manager.conference_users[user]
-            if not await self.manager.is_member(room, event.sender):
+        elif user in router.conference_users:
+            room = router.conference_users[user]
+            if not await router.is_member(room, event.sender):
                 refusal = f"Only members of {room} may call its conference"
         if refusal is not None:
             await intent.leave_room(event.room_id, reason=refusal)
             return
         await intent.join_room(event.room_id)
-        await self.manager.joined(event.room_id, user)
-        if user == self.manager.memo_user:
+        await router.joined(event.room_id, user)
+        if user == router.memo_user:
             await intent.set_displayname("Voice memo")
 
     # ----- commands -----
@@ -203,7 +204,7 @@ class CallsPlugin:
         await ctx.reply(
             f"Calling you now: speak after the tone (up to {seconds or limit} s), then hang "
             "up. Your voice memo is posted here. (You can also invite "
-            f"{self.manager.memo_user} to a room and call it.)"
+            f"{self.manager.router.memo_user} to a room and call it.)"
         )
         await self.manager.place(ctx, room, person, "memo", {"seconds": seconds or limit})
 
@@ -227,8 +228,8 @@ class CallsPlugin:
                 room,
                 user,
             )
-            await self.manager.joined(room, user)
-        self.manager.conference_users[user] = room
+            await self.manager.router.joined(room, user)
+        self.manager.router.conference_users[user] = room
         await ctx.reply(
             f"Conference ready: call {user} to join. Everyone who calls it hears everyone "
             "else; only this room's members may join. If your client only calls in "

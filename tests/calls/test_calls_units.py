@@ -230,3 +230,35 @@ async def test_the_statistics_are_read_after_the_other_side_closed_the_connectio
     assert quality.packets_received > 0 and quality.packets_sent >= 25
     assert abs(quality.packets_received - caller_sent) <= 2
     await ours.close()
+
+
+async def test_turn_credentials_never_reach_what_callers_are_sent():
+    """The homeserver's TURN credentials are used by the bridge's own peer connection;
+    what the bridge sends a caller (the answer's SDP and the candidates taken from it)
+    holds no trace of them. The TURN server here is unreachable: gathering gives up on
+    it after a few seconds."""
+    from aiortc import RTCPeerConnection
+
+    from plugins.calls.session import MediaSession
+    from plugins.calls.tracks import PacedTrack
+
+    secret = {"username": "1798000000:@anywhere:localhost", "password": "s3cret-turn-pass"}
+
+    async def fetch():
+        return {"uris": ["turn:127.0.0.1:9?transport=udp"], "ttl": 86400, **secret}
+
+    configuration = await IceServers([], fetch).configuration()
+    assert configuration.iceServers[0].credential == secret["password"]
+    session = MediaSession(
+        configuration, PacedTrack(lambda: tone(440, FRAME_SAMPLES)), lambda t: None, lambda s: None
+    )
+    caller = RTCPeerConnection()
+    caller.addTransceiver("audio")
+    await caller.setLocalDescription(await caller.createOffer())
+    answer = await session.answer(caller.localDescription.sdp)
+    sent = [answer, *(str(c.to_content()) for c in candidates_in_sdp(answer))]
+    for text in sent:
+        assert secret["password"] not in text and secret["username"] not in text
+        assert "1798000000" not in text
+    await caller.close()
+    await session.close()
