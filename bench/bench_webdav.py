@@ -60,16 +60,8 @@ async def copyto(rclone: str, config: Path, source: str, target: str) -> float:
     return time.perf_counter() - started
 
 
-async def up_and_down(rclone: str, config: Path, source: Path, remote: str, back: Path):
-    up = await copyto(rclone, config, str(source), f"{remote}big.bin")
-    down = await copyto(rclone, config, f"{remote}big.bin", str(back))
-    if back.stat().st_size != source.stat().st_size:
-        raise RuntimeError(f"{back} has {back.stat().st_size} bytes, not {source.stat().st_size}")
-    back.unlink()
-    return up, down
-
-
-async def bench_drive(rclone: str, config: Path, stack, source: Path, back: Path):
+async def drive_remote(rclone: str, stack) -> str:
+    """An rclone remote for a new person's folder ``Bench`` under /dav/."""
     user = await stack.user("bench")
     try:
         auth = {"Authorization": f"Bearer {user.client.access_token}"}
@@ -82,20 +74,17 @@ async def bench_drive(rclone: str, config: Path, stack, source: Path, back: Path
                 f"{stack.bridge.url}{PREFIX}/app-passwords", json={"name": "bench"}, headers=auth
             ) as resp:
                 password = (await resp.json())["password"]
-        login = user.user_id.removeprefix("@").partition(":")[0]
-        remote = (
-            f":webdav,url='{stack.bridge.url}/dav/Bench/',vendor=other,user='{login}',"
-            f"pass='{obscure(rclone, password)}':"
-        )
-        async with MemoryWatch(stack.bridge.proc.pid) as watch:
-            up, down = await up_and_down(rclone, config, source, remote, back)
-        return up, down, watch.growth_mib
     finally:
         await user.close()
+    login = user.user_id.removeprefix("@").partition(":")[0]
+    return (
+        f":webdav,url='{stack.bridge.url}/dav/Bench/',vendor=other,user='{login}',"
+        f"pass='{obscure(rclone, password)}':"
+    )
 
 
-async def bench_reference(rclone: str, config: Path, workdir: Path, source: Path, back: Path):
-    served = workdir / "served"
+def serve_reference(rclone: str, config: Path, served: Path) -> tuple[subprocess.Popen, str]:
+    """``rclone serve webdav`` of an empty folder, and an rclone remote for it."""
     served.mkdir()
     port = free_port()
     server = subprocess.Popen(
@@ -103,21 +92,32 @@ async def bench_reference(rclone: str, config: Path, workdir: Path, source: Path
          "--addr", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("rclone serve webdav did not start") from None
-                await asyncio.sleep(0.1)
-        remote = f":webdav,url='http://127.0.0.1:{port}/',vendor=other:"
-        return await up_and_down(rclone, config, source, remote, back)
-    finally:
-        server.terminate()
-        server.wait(10)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+            return server, f":webdav,url='http://127.0.0.1:{port}/',vendor=other:"
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("rclone serve webdav did not start") from None
+            time.sleep(0.1)
+
+
+async def measure(rclone: str, config: Path, stack, reference: str, source: Path, back: Path):
+    """Each transfer to the reference, then the same to /dav/ (the two alternate, so
+    that a change in the machine's load hits both alike)."""
+    drive = await drive_remote(rclone, stack)
+    times: dict[str, float] = {}
+    async with MemoryWatch(stack.bridge.proc.pid) as watch:
+        for name, remote in (("ref", reference), ("drive", drive)):
+            times[f"{name}_up"] = await copyto(rclone, config, str(source), f"{remote}big.bin")
+        for name, remote in (("ref", reference), ("drive", drive)):
+            times[f"{name}_down"] = await copyto(rclone, config, f"{remote}big.bin", str(back))
+            if back.stat().st_size != source.stat().st_size:
+                raise RuntimeError(f"{name}: {back.stat().st_size} bytes came back")
+            back.unlink()
+    return times, watch.growth_mib
 
 
 def main() -> int:
@@ -135,16 +135,22 @@ def main() -> int:
         for _ in range(args.size_mib):
             handle.write(os.urandom(CHUNK))
     stack = drive_stack(workdir)
+    server = None
     try:
-        ref_up, ref_down = asyncio.run(bench_reference(rclone, config, workdir, source, back))
+        server, reference = serve_reference(rclone, config, workdir / "served")
         stack.start()
-        up, down, growth = asyncio.run(bench_drive(rclone, config, stack, source, back))
+        load = os.getloadavg()[0]
+        times, growth = asyncio.run(measure(rclone, config, stack, reference, source, back))
     finally:
         stack.stop()
+        if server is not None:
+            server.terminate()
+            server.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
     mib = args.size_mib
-    print(f"{mib} MiB with rclone's webdav backend, one run:")
-    for direction, drive, ref in (("PUT", up, ref_up), ("GET", down, ref_down)):
+    print(f"{mib} MiB with rclone's webdav backend, one run (load average {load:.1f}):")
+    for direction, key in (("PUT", "up"), ("GET", "down")):
+        drive, ref = times[f"drive_{key}"], times[f"ref_{key}"]
         ratio = ref / drive
         verdict = "PASS" if ratio >= 1.0 else "FAIL"
         print(

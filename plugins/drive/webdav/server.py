@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import email.utils
 import html
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from ..http_common import STARTED_KEY, etag, file_tag, preconditions, require_pe
 from ..http_files import UPLOAD_CHUNK, _send_content
 from ..model import Folder, Node
 from ..names import InvalidName, check_name, name_key
+from ..streams import read_ahead
 from . import xml
 from .conditions import BadIfHeader, IfList, parse_if, submitted_tokens
 from .passwords import AppPasswords
@@ -386,15 +388,16 @@ class DavServer:
         await self.check_locks(user, target, tokens, member_change=target.node is None)
         path = "/".join(target.rel)
         verdict = preconditions(request, file_tag(target.node) if target.node else None, path)
-        node, added = await self.drive.upload(
-            user,
-            target.folder,
-            path,
-            _body(request),
-            declared_size=request.content_length,
-            mime=request.headers.get("Content-Type") or None,
-            if_match=int(verdict.matched.opaque) if verdict.matched is not None else None,
-        )
+        async with contextlib.aclosing(read_ahead(_body(request))) as body:
+            node, _ = await self.drive.upload(
+                user,
+                target.folder,
+                path,
+                body,
+                declared_size=request.content_length,
+                mime=request.headers.get("Content-Type") or None,
+                if_match=int(verdict.matched.opaque) if verdict.matched is not None else None,
+            )
         return web.Response(
             status=201 if target.node is None else 204, headers={"ETag": etag(node)}
         )
