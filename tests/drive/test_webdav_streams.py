@@ -1,5 +1,6 @@
 """read_ahead (plugins/drive/streams.py), used by WebDAV uploads: the same chunks in the
-same order, the source's error where it happened, and closing early closes the source."""
+same order, the source's error where it happened, and closing early closes the source.
+And the WebDAV tests' tools: a missing litmus or rclone skips, but fails under CI=true."""
 
 from __future__ import annotations
 
@@ -47,3 +48,15 @@ async def test_closing_early_stops_reading_and_closes_the_source():
             break
     await asyncio.wait_for(closed.wait(), 5)
     assert len(produced) <= 4  # one consumed, at most two queued, one waiting to be
+
+
+def test_a_missing_litmus_or_rclone_skips_but_fails_under_ci(monkeypatch):
+    from tests.drive import webdav_client
+
+    monkeypatch.setattr(webdav_client.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="litmus is not installed"):
+        webdav_client.need_tool("litmus")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="rclone is not installed.*CI=true"):
+        webdav_client.need_tool("rclone")
