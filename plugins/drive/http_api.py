@@ -56,11 +56,7 @@ def add_routes(plugin: DrivePlugin, app: web.Application) -> None:
     r.add_delete(f"{folder}/trash", files.empty_trash)
     r.add_post(f"{folder}/restore", files.restore)
     r.add_post(f"{folder}/share", sharing.share)
-    r.add_post(f"{folder}/uploads", uploads.start)
-    upload = f"{PREFIX}/uploads/{{upload}}"
-    r.add_get(upload, uploads.status)
-    r.add_patch(upload, uploads.append)
-    r.add_delete(upload, uploads.give_up)
+    uploads.add_routes(app, PREFIX, folder)
     r.add_get(f"{PREFIX}/nodes/{{node}}/content", files.download_node)
     shared = f"{PREFIX}/shared/{{room}}/{{node}}/{{version:\\d+}}"
     r.add_get(f"{shared}/{{sharer}}/{{sig}}", files.download_shared)
