@@ -1,0 +1,116 @@
+"""The drive's web app: 1 GiB uploaded through the page in Chromium (the "Choose files to
+upload" button; files over 8 MiB go up as a resumable upload in 8 MiB pieces) against the
+same file PUT through the drive's HTTP API with curl (``curl -T``, streamed).
+
+Run: ``.venv/bin/python bench/bench_webapp.py [--size-mib 1024]`` (needs the test extras
+for Synapse, Debian's ``chromium``, node, and the npm modules of
+``tests/drive/webapp/package.json`` — ``scripts/test.sh`` installs them; uses about 4 ×
+the size of free disk in a temporary folder). One run; target (issue 17): page time ≤
+1.25 × curl time, i.e. curl/page ≥ 0.8. A benchmark reports; exit 0 whatever the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+from bench_drive_common import PREFIX, drive_stack, temp_workdir  # noqa: E402
+
+from tests.drive.webapp.modules import missing, run_scenario  # noqa: E402
+
+TARGET = 0.8
+
+
+def make_file(path: Path, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as out:
+        for i in range(size >> 20):
+            out.write(block[i % 7 :] + block[: i % 7])  # no two MiB alike
+
+
+def curl_upload(url: str, token: str, path: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(path),
+            "-H", f"Authorization: Bearer {token}",
+            "-H", "Content-Type: application/octet-stream", url,
+        ],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.stdout.strip() not in ("200", "201"):
+        raise RuntimeError(f"curl's upload failed: {done.stdout} {done.stderr}")
+    return seconds
+
+
+async def main(size_mib: int) -> None:
+    if (reason := missing("playwright-core")) is not None:
+        print(f"cannot run: {reason}")
+        return
+    workdir = temp_workdir("bench-webapp-")
+    stack = drive_stack(workdir)
+    try:
+        await asyncio.to_thread(stack.start)
+        user = await stack.user()
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {user.client.access_token}"}
+        base = stack.bridge.url + PREFIX
+        async with aiohttp.ClientSession() as http:
+            folders = {}
+            for name in ("ByCurl", "ByPage"):
+                async with http.post(f"{base}/folders", json={"name": name}, headers=headers) as r:
+                    folders[name] = (await r.json())["id"]
+        big = workdir / "big.bin"
+        make_file(big, size_mib << 20)
+        curl = await asyncio.to_thread(
+            curl_upload,
+            f"{base}/folders/{folders['ByCurl']}/files/big.bin",
+            user.client.access_token,
+            big,
+        )
+        page = await asyncio.to_thread(
+            run_scenario,
+            "bench_upload.mjs",
+            {
+                "url": stack.bridge.url,
+                "user": user.user_id.split(":")[0][1:],
+                "password": "correct horse",
+                "folder": "ByPage",
+                "file": str(big),
+            },
+            7200,
+        )
+        await user.close()
+        if page["state"] != "done":
+            print(f"the page's upload failed: {page['error']}")
+            return
+        mib = size_mib
+        ratio = curl / page["seconds"]
+        print(f"1 file of {mib} MiB uploaded")
+        print(f"  curl -T (HTTP API PUT): {curl:7.2f} s ({mib / curl:7.1f} MiB/s)")
+        took = page["seconds"]
+        print(f"  web app in Chromium   : {took:7.2f} s ({mib / took:7.1f} MiB/s)")
+        verdict = "meets" if ratio >= TARGET else "MISSES"
+        print(f"  ratio curl/page       : {ratio:7.2f} ({verdict} the target >= {TARGET})")
+    finally:
+        stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    asyncio.run(main(parser.parse_args().size_mib))
