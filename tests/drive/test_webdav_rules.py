@@ -13,9 +13,11 @@ import re
 import aiohttp
 import pytest
 
+from bridge.testing.stack import Stack
+
 from .conftest import E2E_QUOTA
 from .media import mp3
-from .people import Api
+from .people import Api, DrivePerson
 from .webdav_client import Dav
 
 pytestmark = pytest.mark.e2e
@@ -219,3 +221,36 @@ async def test_locks_and_dead_properties_survive_a_restart(drive_stack, person):
         0
     ] == 204
     assert (await other.call("PUT", f"/{name}/report.txt", data=b"bob's"))[0] == 204
+
+
+@pytest.fixture(scope="module")
+def proxied_stack(tmp_path_factory):
+    """A drive whose public_url says it is served behind a proxy under /files."""
+    workdir = tmp_path_factory.mktemp("dav-proxied")
+    settings = {
+        "storage_url": f"osfs://{workdir / 'drive-store'}",
+        "public_url": "https://drive.example.org/files",
+    }
+    with Stack(workdir, ["basics", "policy", "drive"], settings={"drive": settings}) as stack:
+        yield stack
+
+
+async def test_behind_a_proxy_prefix_hrefs_and_destinations_carry_it(proxied_stack):
+    user = await proxied_stack.user()
+    alice = DrivePerson(user, proxied_stack)
+    try:
+        dav = await Dav.of(proxied_stack, alice)
+        answer = await alice.ask(None, "!drive apppassword create phone", "password: ")
+        assert "address: https://drive.example.org/files/dav/" in answer
+        url = await dav.folder("Work")
+        assert (await dav.call("PUT", url + "a.txt", data=b"a"))[0] == 201
+        status, _, body = await dav.call("PROPFIND", url, headers={"Depth": "1"})
+        assert status == 207 and b"<D:href>/files/dav/Work/a.txt</D:href>" in body, body
+        public = "https://drive.example.org/files/dav/Work/b.txt"
+        assert (await dav.call("COPY", url + "a.txt", headers={"Destination": public}))[0] == 201
+        assert (await dav.call("GET", url + "b.txt"))[2] == b"a"
+        elsewhere = "https://other.example.org/files/dav/Work/c.txt"
+        status, _, _ = await dav.call("COPY", url + "a.txt", headers={"Destination": elsewhere})
+        assert status == 502
+    finally:
+        await alice.close()

@@ -73,6 +73,7 @@ class Target:
     """What a URL under /dav/ names for a person: the root, a folder, or a path in one."""
 
     names: list[str]  # decoded URL segments after /dav/
+    base: str = ROOT  # /dav as clients see it (behind a proxy: its prefix first)
     folder: Folder | None = None
     display: str = ""  # the folder's name in this person's /dav/
     rel: list[str] = field(default_factory=list)  # the path inside the folder
@@ -99,21 +100,21 @@ class Target:
     def href_of(self, rel: list[str], collection: bool = False) -> str:
         """The URL path of ``rel`` in this resource's folder."""
         if self.folder is None:
-            return ROOT + "/"
+            return self.base + "/"
         parts = [self.display, *rel]
         tail = "/" if collection or not rel else ""
-        return ROOT + "/" + "/".join(quote(p, safe="") for p in parts) + tail
+        return self.base + "/" + "/".join(quote(p, safe="") for p in parts) + tail
 
     @property
     def where(self) -> str:
         return "/".join([self.display, *(self.rel or [])])
 
 
-def _split_url(raw_path: str) -> list[str]:
-    """The decoded segments of a raw URL path under /dav/ (``%2F`` stays inside one)."""
-    if raw_path != ROOT and not raw_path.startswith(ROOT + "/"):
-        raise DavError(502, f"{raw_path} is not under {ROOT}/ on this server")
-    return [unquote(p) for p in raw_path[len(ROOT) :].split("/") if p]
+def _split_url(raw_path: str, base: str = ROOT) -> list[str]:
+    """The decoded segments of a raw URL path under ``base`` (``%2F`` stays inside one)."""
+    if raw_path != base and not raw_path.startswith(base + "/"):
+        raise DavError(502, f"{raw_path} is not under {base}/ on this server")
+    return [unquote(p) for p in raw_path[len(base) :].split("/") if p]
 
 
 def _http_date(ms: int) -> str:
@@ -127,6 +128,13 @@ def _iso(ms: int) -> str:
 class DavServer:
     def __init__(self, plugin: DrivePlugin) -> None:
         self.plugin = plugin
+
+    @property
+    def public(self) -> tuple[str, str]:
+        """``(host, /dav path)`` as clients see them through ``public_url`` (a proxy may
+        serve the bridge under a path prefix, which it strips); ``("", "/dav")`` without."""
+        url = urlsplit(self.drive.settings.public_url or "")
+        return url.netloc, url.path.rstrip("/") + ROOT
 
     @property
     def drive(self):
@@ -232,9 +240,15 @@ class DavServer:
             shown[name_key(name)] = (folder, name, member.state)
         return shown
 
-    async def locate(self, user: str, raw_path: str, *, write: bool = False) -> Target:
-        names = _split_url(raw_path)
-        target = Target(names, rel=[])
+    async def locate(
+        self, user: str, raw_path: str, *, write: bool = False, client_url: bool = False
+    ) -> Target:
+        """What ``raw_path`` names: a request's path (``/dav/...``), or with
+        ``client_url`` a URL path a client wrote (Destination, If), which may carry the
+        public prefix."""
+        base = self.public[1]
+        names = _split_url(raw_path, base if client_url and raw_path.startswith(base) else ROOT)
+        target = Target(names, base=base, rel=[])
         if not names:
             return target
         folders = await self.folders(user)
@@ -265,9 +279,9 @@ class DavServer:
         if not header:
             raise DavError(400, "a Destination header is needed (the URL to copy or move to)")
         url = urlsplit(header)
-        if url.netloc and url.netloc != request.host:
+        if url.netloc and url.netloc not in (request.host, self.public[0]):
             raise DavError(502, f"the destination {header} is on another server")
-        dest = await self.locate(user, url.path, write=True)
+        dest = await self.locate(user, url.path, write=True, client_url=True)
         if dest.is_root or not dest.rel:
             raise DavError(
                 403, "the destination must be inside one of your folders, not a folder itself"
@@ -284,7 +298,7 @@ class DavServer:
             about = target
             if lst.resource is not None:
                 try:
-                    about = await self.locate(user, urlsplit(lst.resource).path)
+                    about = await self.locate(user, urlsplit(lst.resource).path, client_url=True)
                 except (DavError, DriveError, InvalidName):
                     continue
             if await self._holds(lst, about):
@@ -364,13 +378,13 @@ class DavServer:
     async def children(self, user: str, target: Target) -> list[tuple[Target, str, bool]]:
         if target.is_root:
             return [
-                (Target([name], folder, name, [], None), name, True)
+                (Target([name], target.base, folder, name, [], None), name, True)
                 for folder, name, state in (await self.folders(user)).values()
                 if state == "joined"
             ]
         out = []
         for node in await self.drive.tree.children(target.node):
-            child = Target(target.names + [node.name], target.folder, target.display)
+            child = Target(target.names + [node.name], target.base, target.folder, target.display)
             child.rel, child.node = [*target.rel, node.name], node
             out.append((child, node.name, node.is_dir))
         return out
