@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mautrix.types import RoomCreatePreset
 
 from . import metrics
+from .api import QueuedJob
 from .commands import (
     LEVELS,
     Command,
@@ -24,11 +25,14 @@ from .commands import (
 )
 from .events import EventContext, MatrixEvent
 from .hookspecs import hookimpl
+from .jobs import MAX_ATTEMPTS
 
 if TYPE_CHECKING:
     from .runtime import Bridge
 
 COMMAND_MSGTYPES = ("m.text",)
+#: The job kind of commands declared with ``background=True``.
+BACKGROUND_JOB = "anywhere.command"
 ENCRYPTED_NOTICE = (
     "I can't read encrypted messages yet, so I won't see commands sent in this room. "
     "I've opened an unencrypted direct chat with {user}: send your commands there."
@@ -96,6 +100,10 @@ class CorePlugin:
     @hookimpl
     def anywhere_commands(self) -> list[Command]:
         return [self.help_command(), self.jobs_command()]
+
+    @hookimpl
+    def anywhere_job_handlers(self) -> dict[str, Any]:
+        return {BACKGROUND_JOB: self.run_in_background}
 
     @hookimpl
     def anywhere_event_handlers(self) -> dict[str, Any]:
@@ -231,51 +239,91 @@ class CorePlugin:
             return
         if LEVELS[cmd.level] > level:
             metrics.COMMANDS.labels(cmd.name, "denied").inc()
-            await ctx.reply(
-                f"{prefix}{cmd.name} needs the {cmd.level} permission level, "
-                "which you don't have. Ask the bridge operator."
-            )
+            await ctx.reply(self.needs_level(cmd))
             return
         try:
-            args = cmd.parse(argv, prefix)
+            chosen, args = cmd.resolve(argv, prefix)
         except HelpRequested as exc:
             await ctx.reply(exc.text, f"<pre>{html.escape(exc.text)}</pre>")
             return
         except CommandError as exc:
             metrics.COMMANDS.labels(cmd.name, "malformed").inc()
             usage = exc.usage if exc.usage.startswith("usage:") else f"usage: {exc.usage}"
-            await ctx.reply(
-                f"{prefix}{cmd.name}: {exc.message}\n{usage}\n"
-                f"Send {prefix}help {cmd.name} for details."
-            )
+            how = f"{prefix}help {cmd.name}"
+            if exc.command and exc.command != cmd.name:  # a subcommand's own help
+                how = f"{prefix}{exc.command} --help"
+            await ctx.reply(f"{prefix}{cmd.name}: {exc.message}\n{usage}\nSend {how} for details.")
+            return
+        if LEVELS[chosen.level] > level:
+            metrics.COMMANDS.labels(cmd.name, "denied").inc()
+            await ctx.reply(self.needs_level(chosen))
             return
         cmd_ctx = EventContext(bridge, event, cmd.plugin)
-        if not cmd.policy_exempt:
+        if not (cmd.policy_exempt or chosen.policy_exempt):
             decision = await bridge.authorize(
                 event.sender,
                 "bot.command",
                 cmd.name,
-                {"room_id": event.room_id, "command": cmd.name},
+                {"room_id": event.room_id, "command": cmd.name, "subcommand": chosen.full_name},
             )
             if not decision.allowed:
                 metrics.COMMANDS.labels(cmd.name, "policy").inc()
                 await cmd_ctx.reply(f"{prefix}{cmd.name} is not allowed: {decision.reason}")
                 return
-        try:
-            await cmd.handler(cmd_ctx, args)
-            metrics.COMMANDS.labels(cmd.name, "ok").inc()
-        except CommandError as exc:
-            metrics.COMMANDS.labels(cmd.name, "refused").inc()
-            await cmd_ctx.reply(f"{prefix}{cmd.name}: {exc.message}")
-        except Exception:
-            metrics.COMMANDS.labels(cmd.name, "error").inc()
-            metrics.HANDLER_ERRORS.labels(cmd.plugin).inc()
-            cmd_ctx.log.exception("command failed", command=cmd.name)
-            await cmd_ctx.reply(
-                f"{prefix}{cmd.name} failed because of an error in the "
-                f"{cmd.plugin} plugin. The operator can find it in the logs "
-                f"(event {event.event_id})."
+        if chosen.background:
+            await bridge.jobs.enqueue(
+                BACKGROUND_JOB,
+                {"event": event.raw, "command": cmd.name, "argv": argv},
+                key=f"{BACKGROUND_JOB}:{event.event_id or cmd_ctx.next_txn_id()}",
             )
+            return
+        await self.run(chosen, cmd_ctx, args)
+
+    def needs_level(self, cmd: Command) -> str:
+        return (
+            f"{self.prefix}{cmd.full_name} needs the {cmd.level} permission level, "
+            "which you don't have. Ask the bridge operator."
+        )
+
+    async def run(
+        self, chosen: Command, ctx: EventContext, args: argparse.Namespace, *, last: bool = True
+    ) -> None:
+        """Run a command's handler: a CommandError is answered as the refusal it is, any
+        other error is logged and the person told (on the last try, for a background
+        command: a job that fails is tried again)."""
+        prefix, name, plugin = self.prefix, chosen.top.name, chosen.top.plugin
+        try:
+            await chosen.handler(ctx, args)
+            metrics.COMMANDS.labels(name, "ok").inc()
+        except CommandError as exc:
+            metrics.COMMANDS.labels(name, "refused").inc()
+            await ctx.reply(f"{prefix}{name}: {exc.message}")
+        except chosen.top.refuses as exc:
+            metrics.COMMANDS.labels(name, "refused").inc()
+            await ctx.reply(f"{prefix}{name}: {exc}")
+        except Exception:
+            metrics.COMMANDS.labels(name, "error").inc()
+            metrics.HANDLER_ERRORS.labels(plugin).inc()
+            ctx.log.exception("command failed", command=chosen.full_name)
+            if not last:
+                raise
+            await ctx.reply(
+                f"{prefix}{name} failed because of an error in the "
+                f"{plugin} plugin. The operator can find it in the logs "
+                f"(event {ctx.event.event_id})."
+            )
+
+    async def run_in_background(self, job: QueuedJob) -> None:
+        """A ``background=True`` command, as a job: parsed again from the event, run with
+        the context it would have had on the event worker (its sends carry the same
+        transaction ids, so a job run twice answers once)."""
+        event = MatrixEvent(job.payload["event"])
+        cmd = self.bridge.commands.get(job.payload["command"])
+        if cmd is None:  # its plugin was disabled since: kept as a failed job, not dropped
+            raise LookupError(f"no command {job.payload['command']!r} any more")
+        chosen, args = cmd.resolve(job.payload["argv"], self.prefix)
+        ctx = EventContext(self.bridge, event, cmd.plugin)
+        await self.run(chosen, ctx, args, last=job.attempt >= MAX_ATTEMPTS)
 
     async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
         bridge = self.bridge

@@ -191,28 +191,10 @@ class Bridge:
 
     # ----- life cycle -----
     async def start(self) -> None:
-        self.http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
-        self.api = self._make_api()
-        self.db = await open_database(self.config.database_url)
-        migrations = [CORE_MIGRATIONS] + [
-            m for _, m in self.plugins.call_each("anywhere_migrations") if m
-        ]
-        versions = await run_migrations(self.db, migrations)
-        self.log.info("database ready", versions=versions)
-        self.inbox = Inbox(self.db, self.dispatch)
+        await self.open()
         await self._start_web()
         await self._wait_for_homeserver()
-        self._collect_commands_and_handlers()
-        self.jobs = Jobs(self.db, collect_job_handlers(self.plugins))
-        for name, func in self.plugins.impls("anywhere_startup"):
-            try:
-                result = func(bridge=self)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                raise PluginLoadError(
-                    f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}"
-                ) from exc
+        await self.start_plugins()
         # What start-up made (modules, config, plugins) lives as long as the process:
         # out of the cyclic collector's sight, whose full passes over it would otherwise
         # land on acknowledgements (measured under load: parsing a transaction took 125 µs
@@ -226,6 +208,34 @@ class Bridge:
             plugins=self.plugins.names(),
             pending=await self.inbox.pending_count(),
         )
+
+    async def open(self) -> None:
+        """The first part of start-up: the HTTP session, the homeserver's API, the
+        database (migrated) and the inbox on it; nothing is listening or running yet."""
+        self.http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
+        self.api = self._make_api()
+        self.db = await open_database(self.config.database_url)
+        migrations = [CORE_MIGRATIONS] + [
+            m for _, m in self.plugins.call_each("anywhere_migrations") if m
+        ]
+        versions = await run_migrations(self.db, migrations)
+        self.log.info("database ready", versions=versions)
+        self.inbox = Inbox(self.db, self.dispatch)
+
+    async def start_plugins(self) -> None:
+        """Collect the commands, event and job handlers, and run every plugin's
+        ``anywhere_startup`` (the job workers are started by the caller)."""
+        self.collect_commands_and_handlers()
+        self.jobs = Jobs(self.db, collect_job_handlers(self.plugins))
+        for name, func in self.plugins.impls("anywhere_startup"):
+            try:
+                result = func(bridge=self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                raise PluginLoadError(
+                    f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def _make_api(self) -> AppServiceAPI:
         return AppServiceAPI(
@@ -355,7 +365,7 @@ class Bridge:
                 error=body.get("error"),
             )
 
-    def _collect_commands_and_handlers(self) -> None:
+    def collect_commands_and_handlers(self) -> None:
         self.commands.clear()
         self.handlers.clear()
         self._routes_source = None

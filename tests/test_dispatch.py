@@ -40,7 +40,7 @@ async def test_a_failing_plugin_does_not_stop_other_plugins_or_later_events(conf
     manager.register(Faulty(), "faulty")
     manager.register(recorder, "recorder")
     bridge = Bridge(config, manager)
-    bridge._collect_commands_and_handlers()
+    bridge.collect_commands_and_handlers()
     # keep only the two test plugins' handlers (the core's router needs a homeserver)
     bridge.handlers = {
         "m.room.message": [
@@ -77,7 +77,7 @@ async def test_a_failing_plugin_does_not_stop_other_plugins_or_later_events(conf
 async def test_the_operator_can_change_the_level_a_command_needs(config_file):
     config = load_config(config_file, environ={"ANYWHERE__BRIDGE__COMMAND_LEVELS": "{ping: admin}"})
     bridge = Bridge(config)
-    bridge._collect_commands_and_handlers()
+    bridge.collect_commands_and_handlers()
     assert bridge.commands["ping"].level == "admin"
     assert bridge.commands["whoami"].level == "user"
 
@@ -88,7 +88,7 @@ async def test_a_level_for_an_unknown_command_names_the_key(config_file):
     config = load_config(config_file, environ={"ANYWHERE__BRIDGE__COMMAND_LEVELS": "{pong: admin}"})
     bridge = Bridge(config)
     try:
-        bridge._collect_commands_and_handlers()
+        bridge.collect_commands_and_handlers()
     except ConfigError as exc:
         assert "bridge.command_levels.pong" in str(exc) and "ping" in str(exc)
     else:

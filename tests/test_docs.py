@@ -2,6 +2,8 @@
 
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,31 @@ def test_the_hello_world_in_the_docs_is_the_tested_example_plugin():
     example = (ROOT / "examples" / "hello" / "anywhere_hello.py").read_text()
     assert example in python_blocks(docs)
     assert len(example.strip().splitlines()) <= 12
+
+
+def test_the_weather_plugin_and_its_test_in_the_docs_run_as_shown(tmp_path):
+    """The background-command example: the plugin and its unit test, taken from
+    docs/plugins.md, are the example's files, short, and the test passes."""
+    blocks = python_blocks((ROOT / "docs" / "plugins.md").read_text())
+    plugin = next(block for block in blocks if "async def weather(" in block)
+    test = next(block for block in blocks if "async def test_weather" in block)
+    example = ROOT / "examples" / "weather"
+    assert plugin == (example / "anywhere_weather.py").read_text()
+    assert test == (example / "tests" / "test_weather.py").read_text()
+    assert len(plugin.strip().splitlines()) <= 30 and len(test.strip().splitlines()) <= 15
+    (tmp_path / "anywhere_weather.py").write_text(plugin)
+    (tmp_path / "test_weather.py").write_text(test)
+    (tmp_path / "conftest.py").write_text("")
+    options = ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
 
 
 def hookspec_modules() -> list:

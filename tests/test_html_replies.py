@@ -52,7 +52,7 @@ async def answers_to(texts: list[str], config_file, monkeypatch) -> list[dict]:
     bridge = Bridge(config, manager)
     core.anywhere_startup(bridge)
     core.rooms = DirectChats()
-    bridge._collect_commands_and_handlers()
+    bridge.collect_commands_and_handlers()
     for n, text in enumerate(texts):
         event = MatrixEvent(
             {

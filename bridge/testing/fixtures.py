@@ -1,6 +1,9 @@
 """pytest fixtures for Anywhere and its plugins (loaded through the ``pytest11`` entry
 point, so a plugin's tests can use them as soon as ``anywhere-bridge`` is installed).
 
+``plugin_kit`` runs a plugin in-process with no homeserver (unit tests in a fraction of a
+second); the other fixtures start a real Synapse for end-to-end tests.
+
 Override ``anywhere_enabled_plugins`` / ``anywhere_plugin_settings`` in your
 ``conftest.py`` to run the stack with your plugin::
 
@@ -27,6 +30,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from .kit import PluginKit
 from .stack import MatrixUser, Stack
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -95,6 +99,24 @@ async def matrix_user(
     """Factory: ``alice = await matrix_user()`` registers a new person and logs them in."""
     async with anywhere_stack.people() as make:
         yield make
+
+
+@pytest_asyncio.fixture
+async def plugin_kit(tmp_path) -> AsyncIterator[Callable[..., Awaitable[PluginKit]]]:
+    """Factory for the in-process plugin kit (``bridge/testing/kit.py``): no homeserver,
+    a temporary SQLite, the real router, policy hook and jobs, rooms that record what is
+    sent. ``kit = await plugin_kit({"weather": WeatherPlugin()}, settings={...})``;
+    every kit made is stopped at the end of the test."""
+    kits: list[PluginKit] = []
+
+    async def make(plugins: dict | None = None, **options) -> PluginKit:
+        kit = PluginKit(tmp_path / f"kit{len(kits)}", plugins, **options)
+        kits.append(kit)
+        return await kit.start()
+
+    yield make
+    for kit in kits:
+        await kit.stop()
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="function")

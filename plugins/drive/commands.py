@@ -1,19 +1,18 @@
-"""``!drive ACTION ...``: the drive from any Matrix client.
+"""``!drive SUBCOMMAND ...``: the drive from any Matrix client.
 
 In a folder's room, paths are inside that folder (``!drive ls docs``); in a direct chat
-with the bot they start with the folder's name (``drive ls Work/docs``). Each action
+with the bot they start with the folder's name (``drive ls Work/docs``). Each subcommand
 has its own parser, so ``!drive mv --help`` and precise errors come for free.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bridge import Command, CommandError, EventContext, argument, command
-from bridge.commands import CommandParser, HelpRequested
+from bridge import Command, CommandError, EventContext, argument
+from bridge.commands import group
 
 from .errors import DriveError, NotFound
 from .model import Folder, Node, human_size
@@ -22,51 +21,14 @@ from .names import InvalidName, split_path
 if TYPE_CHECKING:
     from . import DrivePlugin
 
+
+def arg(name: str, **kwargs: Any) -> Any:
+    """A positional argument shown in capitals (``!drive mv SOURCE DESTINATION``)."""
+    shown = {} if "choices" in kwargs else {"metavar": name.upper()}
+    return argument(name, **shown, **kwargs)
+
+
 OPTIONAL = {"nargs": "?", "default": ""}
-ACTIONS: dict[str, tuple[str, list[tuple[tuple, dict]]]] = {
-    "ls": ("List your folders, or a folder's content", [(("path",), OPTIONAL)]),
-    "mkdir": ("Create a folder (a new shared folder: just a name, in a DM)", [(("path",), {})]),
-    "get": ("Post a file from the drive into this room", [(("path",), {})]),
-    "mv": ("Move or rename", [(("source",), {}), (("destination",), {})]),
-    "rm": ("Put a file or folder in the trash", [(("path",), {})]),
-    "trash": ("List what is in the trash", [(("folder",), OPTIONAL)]),
-    "empty": (
-        "Empty a folder's trash for good, freeing quota (the folder's owner)",
-        [(("folder",), OPTIONAL)],
-    ),
-    "restore": (
-        "Take something out of the trash (its path, or its id from trash)",
-        [(("item",), {})],
-    ),
-    "versions": ("List a file's versions", [(("path",), {})]),
-    "revert": ("Make an old version current again", [(("path",), {}), (("rev",), {"type": int})]),
-    "share": (
-        "Post a file into another room you are in (#alias or !room_id)",
-        [(("path",), {}), (("room",), {})],
-    ),
-    "quota": ("Show how much of your quota you use", []),
-    "invite": (
-        "Share a folder: invite someone (they accept by joining its room)",
-        [
-            (("folder",), {"help": "the folder (leave out in the folder's room)"}),
-            (("user",), {"nargs": "?"}),
-            (("role",), {"nargs": "?", "choices": ["editor", "viewer"]}),
-        ],
-    ),
-    "revoke": (
-        "Stop sharing a folder with someone",
-        [(("folder",), {}), (("user",), {"nargs": "?"})],
-    ),
-    "leave": ("Leave a folder shared with you", [(("folder",), OPTIONAL)]),
-    "members": ("Who has a folder, and who is invited", [(("folder",), OPTIONAL)]),
-    "apppassword": (
-        "App passwords for WebDAV (desktop mounts, rclone): create NAME, list, revoke NAME",
-        [
-            (("verb",), {"choices": ["create", "list", "revoke"]}),
-            (("name",), {"nargs": "?", "default": ""}),
-        ],
-    ),
-}  # fmt: skip
 
 
 def when(ms: int) -> str:
@@ -80,12 +42,17 @@ def describe(node: Node) -> str:
 
 
 class DriveCommands:
+    drive = group(
+        "drive",
+        help="Shared folders: ls, get, mkdir, mv, rm, invite, share, ...",
+        refuses=(DriveError, InvalidName),
+    )
+
     def __init__(self, plugin: DrivePlugin) -> None:
         self.plugin = plugin
-        self._command: Command | None = None
 
     @property
-    def drive(self):
+    def service(self):
         return self.plugin.drive
 
     @property
@@ -93,87 +60,37 @@ class DriveCommands:
         return self.plugin.rooms
 
     def command(self) -> Command:
-        @command("drive", help="Shared folders: ls, get, mkdir, mv, rm, invite, share, ...")
-        @argument("action", nargs="?", default="help", help="one of the actions below")
-        @argument("args", nargs=argparse.REMAINDER, help="the action's arguments")
-        async def drive(ctx: EventContext, args: argparse.Namespace) -> None:
-            await self.run(ctx, args.action, args.args)
-
-        drive.epilog = self.actions_list()
-        self._command = drive
-        return drive
-
-    def actions_list(self) -> str:
-        """Every action, one a line with its arguments (as ``!help`` lists commands)."""
-        lines = ["actions:"]
-        for name, (text, _) in ACTIONS.items():
-            usage = self.parser(name).format_usage().strip().removeprefix("usage: ")
-            lines.append(f"  {usage.replace(' [-h]', '')} — {text}")
-        lines.append("Send !drive ACTION --help for how to use one.")
-        return "\n".join(lines)
-
-    def help_text(self) -> str:
-        """What ``!drive help`` and ``!help drive`` both answer."""
-        prefix = self.plugin.bridge.info.command_prefix
-        return self._command.parser(prefix).format_help().strip()
-
-    def parser(self, action: str) -> CommandParser:
-        text, arguments = ACTIONS[action]
-        parser = CommandParser(prog=f"!drive {action}", description=text)
-        for a, kw in arguments:
-            shown = {} if "choices" in kw else {"metavar": a[0].upper()}
-            parser.add_argument(*a, **shown, **kw)
-        return parser
-
-    async def run(self, ctx: EventContext, action: str, argv: list[str]) -> None:
-        if action == "help":  # the same as !help drive
-            text = self.help_text()
-            await ctx.reply(text, f"<pre>{html.escape(text)}</pre>")
-            return
-        if action not in ACTIONS:
-            raise CommandError(f"unknown action {action!r}; send !drive help for the list")
-        parser = self.parser(action)
-        try:
-            args = parser.parse_args(argv)
-        except HelpRequested as exc:
-            await ctx.reply(exc.text)
-            return
-        except argparse.ArgumentError as exc:
-            raise CommandError(f"{exc}\n{parser.format_usage().strip()}") from exc
-        except CommandError as exc:
-            raise CommandError(f"{exc.message}\n{exc.usage}") from exc
-        try:
-            await getattr(self, f"do_{action}")(ctx, args)
-        except (DriveError, InvalidName) as exc:
-            raise CommandError(str(exc)) from exc
+        return self.drive.bind(self)
 
     # ----- where things are -----
     async def where(self, ctx: EventContext, path: str) -> tuple[Folder, str]:
         """The folder and the path inside it: the room's folder, or the first name."""
-        folder = await self.drive.access.folder_for_room(ctx.event.room_id)
+        folder = await self.service.access.folder_for_room(ctx.event.room_id)
         if folder is not None:
             return folder, path
         if not path:
             raise CommandError("name a folder (send !drive ls to see yours)")
         split_path(path)
         name, _, rest = path.partition("/")
-        return await self.drive.access.find_folder(ctx.event.sender, name), rest
+        return await self.service.access.find_folder(ctx.event.sender, name), rest
 
     async def node_at(
         self, ctx: EventContext, path: str, *, write: bool = False
     ) -> tuple[Folder, Node, str]:
         folder, rel = await self.where(ctx, path)
-        node, rel = await self.drive.resolve(ctx.event.sender, folder, rel, write=write)
+        node, rel = await self.service.resolve(ctx.event.sender, folder, rel, write=write)
         return folder, node, rel
 
-    # ----- actions -----
+    # ----- subcommands -----
+    @drive.subcommand("ls", help="List your folders, or a folder's content")
+    @arg("path", **OPTIONAL)
     async def do_ls(self, ctx: EventContext, args: argparse.Namespace) -> None:
-        room_folder = await self.drive.access.folder_for_room(ctx.event.room_id)
+        room_folder = await self.service.access.folder_for_room(ctx.event.room_id)
         if not args.path and room_folder is None:
             await ctx.reply(await self.folder_list(ctx.event.sender))
             return
         folder, node, rel = await self.node_at(ctx, args.path)
-        children = await self.drive.tree.children(node)
+        children = await self.service.tree.children(node)
         title = f"{folder.name}/{rel}".rstrip("/")
         if not children:
             await ctx.reply(f"{title}: empty")
@@ -181,7 +98,7 @@ class DriveCommands:
         await ctx.reply("\n".join([f"{title}:", *(describe(n) for n in children)]))
 
     async def folder_list(self, user: str) -> str:
-        folders = await self.drive.access.folders_of(user)
+        folders = await self.service.access.folders_of(user)
         if not folders:
             return "You have no folders yet. Create one with: !drive mkdir NAME"
         lines = ["Your folders:"]
@@ -197,8 +114,10 @@ class DriveCommands:
                 lines.append(f"  {folder.name}/ — {member.role}, shared by {folder.owner}")
         return "\n".join(lines)
 
+    @drive.subcommand("mkdir", help="Create a folder (a new shared folder: just a name, in a DM)")
+    @arg("path")
     async def do_mkdir(self, ctx: EventContext, args: argparse.Namespace) -> None:
-        folder = await self.drive.access.folder_for_room(ctx.event.room_id)
+        folder = await self.service.access.folder_for_room(ctx.event.room_id)
         parts = split_path(args.path)
         if folder is None and len(parts) == 1:
             created = await self.rooms.create_folder(ctx.event.sender, parts[0])
@@ -209,24 +128,29 @@ class DriveCommands:
             )
             return
         folder, rel = await self.where(ctx, args.path)
-        await self.drive.access.require(folder, ctx.event.sender, write=True)
-        await self.drive.tree.mkdir(folder, split_path(rel), ctx.event.sender)
+        await self.service.access.require(folder, ctx.event.sender, write=True)
+        await self.service.tree.mkdir(folder, split_path(rel), ctx.event.sender)
         await ctx.reply(f"Created {folder.name}/{rel}.")
 
+    @drive.subcommand("get", help="Post a file from the drive into this room")
+    @arg("path")
     async def do_get(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, node, rel = await self.node_at(ctx, args.path)
         if node.is_dir:
             raise CommandError(f"{folder.name}/{rel} is a folder; get works on files")
         room = ctx.event.room_id
         if room != folder.room_id and await self.rooms.others_in(room, ctx.event.sender):
-            await self.drive.check_share(
+            await self.service.check_share(
                 ctx.event.sender,
                 f"{folder.name}/{rel}",
-                await self.drive.kinds_of(node),
+                await self.service.kinds_of(node),
                 {"room_id": room},
             )
         await self.rooms.post_file(ctx, room, node, ctx.event.sender)
 
+    @drive.subcommand("share", help="Post a file into another room you are in (#alias or !room_id)")
+    @arg("path")
+    @arg("room")
     async def do_share(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, node, rel = await self.node_at(ctx, args.path)
         if node.is_dir:
@@ -242,63 +166,74 @@ class DriveCommands:
             raise CommandError(f"I am not in {args.room}: invite me there first")
         if not await self.rooms.is_joined(room, ctx.event.sender):
             raise CommandError(f"you are not a member of {args.room}")
-        kinds = await self.drive.kinds_of(node)
-        await self.drive.check_share(
+        kinds = await self.service.kinds_of(node)
+        await self.service.check_share(
             ctx.event.sender, f"{folder.name}/{rel}", kinds, {"room_id": room}
         )
         how = await self.rooms.post_file(ctx, room, node, ctx.event.sender)
         what = "a link to it" if how == "link" else "it"
         await ctx.reply(f"Shared {node.name} into {args.room} (posted {what}).")
 
+    @drive.subcommand("mv", help="Move or rename")
+    @arg("source")
+    @arg("destination")
     async def do_mv(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, node, rel = await self.node_at(ctx, args.source, write=True)
         dest_folder, dest = await self.where(ctx, args.destination)
         parts = split_path(dest, allow_empty=dest_folder.id != folder.id)
         try:
-            target = await self.drive.tree.lookup(dest_folder, parts)
+            target = await self.service.tree.lookup(dest_folder, parts)
         except NotFound:
             target = None
         if target is not None and target.is_dir and target.id != node.id:
             parent, name = target, node.name
         else:
-            parent, name = await self.drive.tree.lookup(dest_folder, parts[:-1]), parts[-1]
+            parent, name = await self.service.tree.lookup(dest_folder, parts[:-1]), parts[-1]
         if dest_folder.id == folder.id:
-            moved = await self.drive.tree.move(folder, node, parent, name, ctx.event.sender)
-            await ctx.reply(f"Moved {rel} to {await self.drive.tree.path_of(moved)}.")
+            moved = await self.service.tree.move(folder, node, parent, name, ctx.event.sender)
+            await ctx.reply(f"Moved {rel} to {await self.service.tree.path_of(moved)}.")
             return
-        moved = await self.drive.move_to_folder(
+        moved = await self.service.move_to_folder(
             ctx.event.sender, folder, node, dest_folder, parent, name
         )
-        where = await self.drive.tree.path_of(moved)
+        where = await self.service.tree.path_of(moved)
         await ctx.reply(
             f"Moved {folder.name}/{rel} to {dest_folder.name}/{where}; the original is in "
             f"the trash of {folder.name} with its older versions."
         )
 
+    @drive.subcommand("rm", help="Put a file or folder in the trash")
+    @arg("path")
     async def do_rm(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, node, rel = await self.node_at(ctx, args.path, write=True)
-        await self.drive.tree.trash(folder, node, ctx.event.sender)
+        await self.service.tree.trash(folder, node, ctx.event.sender)
         await ctx.reply(f"Moved {folder.name}/{rel} to the trash (restore it with !drive restore).")
 
+    @drive.subcommand("trash", help="List what is in the trash")
+    @arg("folder", **OPTIONAL)
     async def do_trash(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, _ = await self.where(ctx, args.folder)
-        await self.drive.access.require(folder, ctx.event.sender)
-        items = await self.drive.tree.trashed(folder)
+        await self.service.access.require(folder, ctx.event.sender)
+        items = await self.service.tree.trashed(folder)
         if not items:
             await ctx.reply(f"The trash of {folder.name} is empty.")
             return
         lines = [f"Trash of {folder.name}:"]
         for node in items:
-            path = await self.drive.tree.path_of(node)
+            path = await self.service.tree.path_of(node)
             lines.append(
                 f"  {path}{'/' if node.is_dir else ''} — id {node.id[:8]}, {when(node.trashed_at)}"
             )
         await ctx.reply("\n".join(lines))
 
+    @drive.subcommand(
+        "empty", help="Empty a folder's trash for good, freeing quota (the folder's owner)"
+    )
+    @arg("folder", **OPTIONAL)
     async def do_empty(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, _ = await self.where(ctx, args.folder)
-        await self.drive.access.require(folder, ctx.event.sender)
-        count, freed = await self.drive.empty_trash(ctx.event.sender, folder)
+        await self.service.access.require(folder, ctx.event.sender)
+        count, freed = await self.service.empty_trash(ctx.event.sender, folder)
         if not count:
             await ctx.reply(f"The trash of {folder.name} is empty already.")
             return
@@ -308,49 +243,59 @@ class DriveCommands:
             f"{human_size(freed)} of your quota freed."
         )
 
+    @drive.subcommand(
+        "restore", help="Take something out of the trash (its path, or its id from trash)"
+    )
+    @arg("item")
     async def do_restore(self, ctx: EventContext, args: argparse.Namespace) -> None:
-        folder = await self.drive.access.folder_for_room(ctx.event.room_id)
+        folder = await self.service.access.folder_for_room(ctx.event.room_id)
         item = args.item
         if folder is None:
             name, _, item = item.partition("/")
-            folder = await self.drive.access.find_folder(ctx.event.sender, name)
-        await self.drive.access.require(folder, ctx.event.sender, write=True)
+            folder = await self.service.access.find_folder(ctx.event.sender, name)
+        await self.service.access.require(folder, ctx.event.sender, write=True)
         match = None
-        for node in await self.drive.tree.trashed(folder):
+        for node in await self.service.tree.trashed(folder):
             if (
                 node.id.startswith(item)
                 and len(item) >= 6
-                or await self.drive.tree.path_of(node) == item
+                or await self.service.tree.path_of(node) == item
             ):
                 match = node
                 break
         if match is None:
             raise CommandError(f"nothing called {item!r} in the trash of {folder.name}")
-        restored = await self.drive.restore(ctx.event.sender, folder, match)
-        await ctx.reply(f"Restored {folder.name}/{await self.drive.tree.path_of(restored)}.")
+        restored = await self.service.restore(ctx.event.sender, folder, match)
+        await ctx.reply(f"Restored {folder.name}/{await self.service.tree.path_of(restored)}.")
 
+    @drive.subcommand("versions", help="List a file's versions")
+    @arg("path")
     async def do_versions(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, node, rel = await self.node_at(ctx, args.path)
         if node.is_dir:
             raise CommandError(f"{folder.name}/{rel} is a folder; versions are kept for files")
         lines = [f"Versions of {folder.name}/{rel}:"]
-        for v in await self.drive.tree.versions(node):
+        for v in await self.service.tree.versions(node):
             current = " (current)" if v.number == node.version_no else ""
             lines.append(
                 f"  {v.number}: {human_size(v.size)}, {when(v.created_at)}, {v.author}{current}"
             )
         await ctx.reply("\n".join(lines))
 
+    @drive.subcommand("revert", help="Make an old version current again")
+    @arg("path")
+    @arg("rev", type=int)
     async def do_revert(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, rel = await self.where(ctx, args.path)
-        node = await self.drive.revert(ctx.event.sender, folder, rel, args.rev)
+        node = await self.service.revert(ctx.event.sender, folder, rel, args.rev)
         await ctx.reply(
             f"{folder.name}/{rel} is back to version {args.rev} "
             f"(saved as version {node.version_no})."
         )
 
+    @drive.subcommand("quota", help="Show how much of your quota you use")
     async def do_quota(self, ctx: EventContext, args: argparse.Namespace) -> None:
-        quota = await self.drive.quota(ctx.event.sender)
+        quota = await self.service.quota(ctx.event.sender)
         percent = 100 * quota.used / quota.limit
         await ctx.reply(
             f"You use {human_size(quota.used)} of {human_size(quota.limit)} ({percent:.1f}%), "
@@ -362,29 +307,46 @@ class DriveCommands:
     ) -> tuple[Folder, str, str | None]:
         """``FOLDER @user [role]``, or ``@user [role]`` in the folder's room."""
         values = [v for v in (args.folder, args.user, getattr(args, "role", None)) if v]
-        room_folder = await self.drive.access.folder_for_room(ctx.event.room_id)
+        room_folder = await self.service.access.folder_for_room(ctx.event.room_id)
         if values and values[0].startswith("@") and room_folder is not None:
             folder, rest = room_folder, values
         else:
-            folder = await self.drive.access.find_folder(ctx.event.sender, values[0])
+            folder = await self.service.access.find_folder(ctx.event.sender, values[0])
             rest = values[1:]
         if not rest or not rest[0].startswith("@") or ":" not in rest[0]:
             raise CommandError("name the person as @user:server")
         role = rest[1] if len(rest) > 1 else None
         return folder, rest[0], role
 
+    @drive.subcommand(
+        "invite", help="Share a folder: invite someone (they accept by joining its room)"
+    )
+    @arg("folder", help="the folder (leave out in the folder's room)")
+    @arg("user", nargs="?")
+    @arg("role", nargs="?", choices=["editor", "viewer"])
     async def do_invite(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, user, role = await self.folder_and_user(ctx, args)
         await ctx.reply(await self.rooms.invite(folder, ctx.event.sender, user, role or "editor"))
 
+    @drive.subcommand("revoke", help="Stop sharing a folder with someone")
+    @arg("folder")
+    @arg("user", nargs="?")
     async def do_revoke(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, user, _ = await self.folder_and_user(ctx, args)
         await ctx.reply(await self.rooms.revoke(folder, ctx.event.sender, user))
 
+    @drive.subcommand("leave", help="Leave a folder shared with you")
+    @arg("folder", **OPTIONAL)
     async def do_leave(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, _ = await self.where(ctx, args.folder)
         await ctx.reply(await self.rooms.leave(folder, ctx.event.sender))
 
+    @drive.subcommand(
+        "apppassword",
+        help="App passwords for WebDAV (desktop mounts, rclone): create NAME, list, revoke NAME",
+    )
+    @arg("verb", choices=["create", "list", "revoke"])
+    @arg("name", nargs="?", default="")
     async def do_apppassword(self, ctx: EventContext, args: argparse.Namespace) -> None:
         """A password is shown once, so only in the person's direct chat with the bot."""
         from .webdav.passwords import AppPasswords
@@ -416,7 +378,7 @@ class DriveCommands:
             )
         secret = await store.create(user, args.name)
         url = f"{self.plugin.bridge.info.bridge_url}/dav/"
-        public = self.drive.settings.public_url
+        public = self.service.settings.public_url
         if public:
             url = f"{public.rstrip('/')}/dav/"
         await ctx.reply(
@@ -425,11 +387,13 @@ class DriveCommands:
             f"  password: {secret}"
         )
 
+    @drive.subcommand("members", help="Who has a folder, and who is invited")
+    @arg("folder", **OPTIONAL)
     async def do_members(self, ctx: EventContext, args: argparse.Namespace) -> None:
         folder, _ = await self.where(ctx, args.folder)
-        await self.drive.access.require(folder, ctx.event.sender)
+        await self.service.access.require(folder, ctx.event.sender)
         lines = [f"{folder.name}:"]
-        for m in await self.drive.access.members(folder.id):
+        for m in await self.service.access.members(folder.id):
             if m.state in ("joined", "invited"):
                 state = "" if m.state == "joined" else " (invited, not accepted yet)"
                 lines.append(f"  {m.user_id} — {m.role}{state}")

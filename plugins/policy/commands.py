@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from bridge import Command, CommandError, EventContext, argument, command
-from bridge.commands import LEVELS, level_for
+from bridge.commands import group
 from policy.audit import parse_since
 from policy.errors import PolicyConfigError
 from policy.facts import NETWORK_TYPES
@@ -41,49 +41,23 @@ def build(plugin: PolicyPlugin) -> list[Command]:
             retention=v["retention_days"] * 86400,
         )
 
-    @command(
+    policy = group(
         "policy",
         help="Explain what the rules decide for an action; admins: reload them, read the audit",
     )
-    @argument(
-        "what",
-        choices=["explain", "reload", "audit"],
-        help="explain ACTION [@user]; reload (admin); audit [@user] [since] (admin)",
-    )
-    @argument(
-        "action", nargs="?", help="explain: an action such as call.place; audit: @user or since"
-    )
-    @argument("user", nargs="?", help="explain: whose facts (admins; default: you); audit: since")
-    async def policy_cmd(ctx: EventContext, args: argparse.Namespace) -> None:
+
+    @policy.subcommand("explain", help="What the rules decide for an action, and why")
+    @argument("action", nargs="?", help="an action such as call.place")
+    @argument("user", nargs="?", help="whose facts (admins; default: you)")
+    async def explain(ctx: EventContext, args: argparse.Namespace) -> None:
         sender = ctx.event.sender
-        is_admin = level_for(sender, ctx.bridge.config["bridge.permissions"]) >= LEVELS["admin"]
-        if args.what == "audit":
-            if not is_admin:
-                raise CommandError("reading the audit log needs the admin permission level")
-            await _audit(plugin, ctx, [a for a in (args.action, args.user) if a])
-            return
-        if args.what == "reload":
-            if not is_admin:
-                raise CommandError("reloading the rules needs the admin permission level")
-            try:
-                version = plugin.reload()
-            except PolicyConfigError as exc:
-                await ctx.reply(f"The new rules are invalid; the old ones stay in force:\n{exc}")
-                return
-            count = len(plugin.engine.ruleset.rules)
-            empty = " There are no rules: nothing is restricted, every action is allowed."
-            await ctx.reply(
-                f"Policy rules reloaded (version {version}, {count} rules)."
-                + (empty if not count else "")
-            )
-            return
         if not args.action:
             raise CommandError("say which action to explain, e.g. !policy explain call.place")
         unknown = plugin.engine.ruleset.unknown_action(args.action)
         if unknown is not None:
             raise CommandError(unknown)
         user = args.user or sender
-        if user != sender and not is_admin:
+        if user != sender and not ctx.bridge.permissions.at_least(sender, "admin"):
             raise CommandError("only admins may explain decisions for someone else")
         room_id = ctx.event.room_id
         facts = await plugin.facts.gather(user, args.action, None, {"room_id": room_id})
@@ -101,6 +75,30 @@ def build(plugin: PolicyPlugin) -> list[Command]:
             "it to our direct chat."
         )
 
+    @policy.subcommand("reload", help="Read the rules again (the old ones stay if invalid)")
+    async def reload(ctx: EventContext, args: argparse.Namespace) -> None:
+        if not ctx.bridge.permissions.at_least(ctx.event.sender, "admin"):
+            raise CommandError("reloading the rules needs the admin permission level")
+        try:
+            version = plugin.reload()
+        except PolicyConfigError as exc:
+            await ctx.reply(f"The new rules are invalid; the old ones stay in force:\n{exc}")
+            return
+        count = len(plugin.engine.ruleset.rules)
+        empty = " There are no rules: nothing is restricted, every action is allowed."
+        await ctx.reply(
+            f"Policy rules reloaded (version {version}, {count} rules)."
+            + (empty if not count else "")
+        )
+
+    @policy.subcommand("audit", help="The latest decisions, newest first (to your DM)")
+    @argument("who", nargs="?", metavar="@user", help="only this person's decisions")
+    @argument("since", nargs="?", help="only since then: 1h, 2d, 2026-01-31")
+    async def audit(ctx: EventContext, args: argparse.Namespace) -> None:
+        if not ctx.bridge.permissions.at_least(ctx.event.sender, "admin"):
+            raise CommandError("reading the audit log needs the admin permission level")
+        await _audit(plugin, ctx, [a for a in (args.who, args.since) if a])
+
     @command("network", help="Tell the bridge which network you are on now (for call rules)")
     @argument("network", choices=list(NETWORKS))
     async def network_cmd(ctx: EventContext, args: argparse.Namespace) -> None:
@@ -112,68 +110,73 @@ def build(plugin: PolicyPlugin) -> list[Command]:
         await plugin.facts.set_network(ctx.event.sender, args.network)
         await ctx.reply(f"Noted: you are on {args.network}.")
 
-    @command("verify", help="Verify your identity with a one-time code sent to your phone")
-    @argument("step", choices=["phone", "code", "status"])
-    @argument("value", nargs="*", help="your phone number (spaces allowed), or the code")
-    async def verify_cmd(ctx: EventContext, args: argparse.Namespace) -> None:
+    verify = group("verify", help="Verify your identity with a one-time code sent to your phone")
+
+    @verify.subcommand("status", help="How you are verified")
+    async def verify_status(ctx: EventContext, args: argparse.Namespace) -> None:
+        methods = await plugin.facts.verified_methods(ctx.event.sender)
+        await ctx.reply(
+            f"Verified by: {', '.join(methods)}."
+            if methods
+            else "You are not verified. Send !verify phone NUMBER to start."
+        )
+
+    @verify.subcommand("phone", help="Send a code to your phone")
+    @argument("number", nargs="*", metavar="NUMBER", help="your phone number (spaces allowed)")
+    async def verify_phone(ctx: EventContext, args: argparse.Namespace) -> None:
         sender = ctx.event.sender
+        value = " ".join(args.number)
+        if not value:
+            raise CommandError("!verify phone needs a value: !verify phone +82 10 1234 5678")
         db = plugin.bridge.db
         now = time.time()
-        if args.step == "status":
-            methods = await plugin.facts.verified_methods(sender)
-            await ctx.reply(
-                f"Verified by: {', '.join(methods)}."
-                if methods
-                else "You are not verified. Send !verify phone NUMBER to start."
-            )
-            return
-        args.value = " ".join(args.value)
-        if not args.value:
-            raise CommandError(
-                f"!verify {args.step} needs a value: "
-                + (
-                    "!verify phone +82 10 1234 5678"
-                    if args.step == "phone"
-                    else "!verify code 123456"
-                )
-            )
         previous = await _load_pending(db, sender)
         keys = plugin.verification_keys()
-        if args.step == "phone":
-            redacted = await _redact_number(ctx)
-            settings = plugin.settings["verification"]
-            primary_id, primary = next(iter(keys.items()))
-            try:
-                phone = normalize_phone(args.value, settings["default_country_code"])
-                await _check_accounts_per_number(plugin, sender, phone, keys, now)
-                pending, code = PendingVerification.start(
-                    phone,
-                    salt=primary,
-                    key=primary_id,
-                    now=now,
-                    limits=limits(),
-                    previous=previous,
-                )
-            except InvalidPhoneNumber as exc:
-                raise CommandError(f"{exc}{redacted}") from exc
-            except SendLimited as exc:
-                raise CommandError(f"{exc}{redacted}") from exc
-            try:
-                await send_code(plugin.bridge, settings, sender, phone, code)
-            except SendFailed as exc:
-                raise CommandError(
-                    f"the code could not be sent ({exc}); try again later{redacted}"
-                ) from exc
-            await _save_pending(db, sender, pending)
-            await ctx.reply(
-                f"A code was sent to your number ending in {phone[-2:]}. Send !verify code "
-                f"CODE within {settings['code_ttl'] // 60} minutes.{redacted}"
+        redacted = await _redact_number(ctx)
+        settings = plugin.settings["verification"]
+        primary_id, primary = next(iter(keys.items()))
+        try:
+            phone = normalize_phone(value, settings["default_country_code"])
+            await _check_accounts_per_number(plugin, sender, phone, keys, now)
+            pending, code = PendingVerification.start(
+                phone,
+                salt=primary,
+                key=primary_id,
+                now=now,
+                limits=limits(),
+                previous=previous,
             )
-            return
+        except InvalidPhoneNumber as exc:
+            raise CommandError(f"{exc}{redacted}") from exc
+        except SendLimited as exc:
+            raise CommandError(f"{exc}{redacted}") from exc
+        try:
+            await send_code(plugin.bridge, settings, sender, phone, code)
+        except SendFailed as exc:
+            raise CommandError(
+                f"the code could not be sent ({exc}); try again later{redacted}"
+            ) from exc
+        await _save_pending(db, sender, pending)
+        await ctx.reply(
+            f"A code was sent to your number ending in {phone[-2:]}. Send !verify code "
+            f"CODE within {settings['code_ttl'] // 60} minutes.{redacted}"
+        )
+
+    @verify.subcommand("code", help="Give the code you received")
+    @argument("code", nargs="*", metavar="CODE", help="the code")
+    async def verify_code(ctx: EventContext, args: argparse.Namespace) -> None:
+        sender = ctx.event.sender
+        value = " ".join(args.code)
+        if not value:
+            raise CommandError("!verify code needs a value: !verify code 123456")
+        db = plugin.bridge.db
+        now = time.time()
+        previous = await _load_pending(db, sender)
+        keys = plugin.verification_keys()
         if previous is None:
             raise CommandError("no code is waiting; send !verify phone NUMBER first")
         salt = keys.get(previous.key_id, keys[""])
-        state, outcome = previous.check(args.value.strip(), salt=salt, now=now, limits=limits())
+        state, outcome = previous.check(value.strip(), salt=salt, now=now, limits=limits())
         await _save_pending(db, sender, state)
         if outcome.verified:
             record = state.verified_record(now)
@@ -195,9 +198,9 @@ def build(plugin: PolicyPlugin) -> list[Command]:
             plugin.facts.feed.touch(sender)  # the Synapse module learns it at its next exchange
         await ctx.reply(outcome.message.replace("`", ""))
 
-    for cmd in (network_cmd, verify_cmd):
+    for cmd in (network_cmd, verify):
         cmd.policy_exempt = True  # never lock people out of the way to get through
-    return [policy_cmd, network_cmd, verify_cmd]
+    return [policy, network_cmd, verify]
 
 
 AUDIT_LINES = 20

@@ -1,0 +1,125 @@
+"""Subcommands, background commands and the policy check, through the plugin kit: the real
+router, parser, policy hook and job queue, with no homeserver."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bridge import CommandError, Decision, argument, command, hookimpl
+from bridge.commands import group
+
+
+class Tools:
+    """A plugin with a group of subcommands and two background commands."""
+
+    tool = group("tool", help="Tools for the test")
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    @tool.subcommand("add", help="Add two numbers")
+    @argument("a", type=int)
+    @argument("b", type=int)
+    async def add(self, ctx, args):
+        await ctx.reply(f"{args.a + args.b}")
+
+    @tool.subcommand("wipe", help="Wipe everything", level="admin")
+    async def wipe(self, ctx, args):
+        await ctx.reply("wiped")
+
+    @tool.subcommand("slow", help="Wait for the test, in the background", background=True)
+    async def slow(self, ctx, args):
+        self.started.set()
+        await self.release.wait()
+        await ctx.reply("slow done")
+
+    @hookimpl
+    def anywhere_commands(self):
+        @command("fast", help="Answer at once")
+        async def fast(ctx, args):
+            await ctx.reply("fast")
+
+        @command("refuse", help="Refuse, from the background", background=True)
+        async def refuse(ctx, args):
+            raise CommandError("not today")
+
+        return [self.tool.bind(self), fast, refuse]
+
+
+async def test_a_group_alone_or_with_help_shows_its_subcommands_one_a_line(plugin_kit):
+    kit = await plugin_kit({"tools": Tools()})
+    room = kit.room()
+    await room.send("!tool")
+    alone = await room.next_reply()
+    await room.send("!tool help")
+    assert await room.next_reply() == alone
+    await room.send("!help tool")
+    assert await room.next_reply() == alone
+    assert "  !tool add a b — Add two numbers" in alone.splitlines()
+    assert "  !tool wipe — Wipe everything" in alone.splitlines()
+
+
+async def test_a_subcommand_has_its_own_help_and_precise_errors(plugin_kit):
+    kit = await plugin_kit({"tools": Tools()})
+    room = kit.room()
+    await room.send("!tool add 2 3")
+    assert await room.next_reply() == "5"
+    await room.send("!tool add --help")
+    assert (await room.next_reply()).startswith("usage: !tool add [-h] a b\n\nAdd two numbers")
+    await room.send("!tool add 2 three")
+    answer = await room.next_reply()
+    assert "argument b: invalid int value: 'three'" in answer
+    assert "usage: !tool add [-h] a b" in answer
+    assert "Send !tool add --help for details." in answer
+    await room.send("!tool ad 2 3")
+    assert "unknown action 'ad'; send !tool help for the list" in await room.next_reply()
+
+
+async def test_a_subcommand_may_need_a_higher_level_than_its_group(plugin_kit):
+    kit = await plugin_kit({"tools": Tools()})
+    room = kit.room()
+    await room.send("!tool wipe")
+    assert "!tool wipe needs the admin permission level" in await room.next_reply()
+    await room.send("!tool wipe", sender="@admin:kit.test")
+    assert await room.next_reply() == "wiped"
+
+
+async def test_a_background_command_does_not_hold_up_later_events(plugin_kit):
+    tools = Tools()
+    kit = await plugin_kit({"tools": tools})
+    room = kit.room()
+    # On the event worker, this would wait for the release below and never return.
+    await asyncio.wait_for(room.send("!tool slow"), 5)
+    await tools.started.wait()  # it runs, as a job
+    await room.send("!fast")
+    assert await room.next_reply() == "fast"
+    tools.release.set()
+    assert await room.next_reply() == "slow done"
+
+
+async def test_a_background_command_keeps_its_command_error(plugin_kit):
+    kit = await plugin_kit({"tools": Tools()})
+    room = kit.room()
+    await room.send("!refuse")
+    assert await room.next_reply() == "!refuse: not today"
+    assert await kit.bridge.jobs.failed() == []
+
+
+class DenyAll:
+    @hookimpl
+    def anywhere_authorize(self, action):
+        if action == "bot.command":
+            return Decision.deny("commands are closed today", rule="closed")
+        return None
+
+
+async def test_every_command_passes_the_policy_unless_it_is_exempt(plugin_kit):
+    kit = await plugin_kit({"tools": Tools(), "deny": DenyAll()})
+    room = kit.room()
+    await room.send("!tool add 1 1")
+    assert await room.next_reply() == "!tool is not allowed: commands are closed today"
+    await room.send("!refuse")  # a background command is checked before it is queued
+    assert await room.next_reply() == "!refuse is not allowed: commands are closed today"
+    await room.send("!help")  # exempt: the way out of a refusal
+    assert "tools:" in await room.next_reply()
