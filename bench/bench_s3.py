@@ -2,16 +2,17 @@
 ``s3://``) against the same bytes put and got directly with aiobotocore on the same S3
 server, with the bridge's memory watched.
 
-Run: ``.venv/bin/python bench/bench_s3.py [--size-mib 1024]`` (needs the test extras:
+Run: ``.venv/bin/python bench/bench_s3.py [--size-mib 1024] [--rounds 1]`` (needs the test extras:
 Synapse and moto[server]; uses about 3 × the size of free disk in a temporary folder and
 memory for moto's copy of the objects).
 
-One run, on the same machine, against a real Synapse, the bridge and moto's S3 server:
+In one run (each round: the drive, then directly; medians over the rounds), on the same
+machine, against a real Synapse, the bridge and moto's S3 server:
 
 * drive upload: ``PUT /_anywhere/drive/v1/folders/{id}/files/big.bin``, the body streamed
   from a file in 1 MiB chunks (the drive hashes it and sends it on to S3 in parts);
   direct upload: aiobotocore's multipart upload of the same file in parts of the drive's
-  part size, the same number of parts in flight;
+  part size, the same number of parts in flight, the same client settings;
 * drive download: ``GET`` of that file; direct download: aiobotocore's ``get_object`` of
   the same object; both read to the end and dropped.
 
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,23 +40,17 @@ from bench_drive_transfer import CHUNK, MemoryWatch, file_chunks, read_all  # no
 
 from bridge.testing.s3server import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server  # noqa: E402
 from bridge.testing.stack import Stack  # noqa: E402
-from storage.blobs_s3 import DEFAULT_PART_SIZE, PARTS_IN_FLIGHT  # noqa: E402
+from storage.blobs_s3 import DEFAULT_PART_SIZE, PARTS_IN_FLIGHT, client_config  # noqa: E402
 
 TARGET = 0.8
 
 
 async def direct(s3: S3Server, bucket: str, source: Path) -> tuple[float, float]:
     """Multipart put and get of ``source`` with aiobotocore, as a tuned client would."""
-    from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
     size = source.stat().st_size
-    config = AioConfig(
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        s3={"addressing_style": "path"},
-        max_pool_connections=PARTS_IN_FLIGHT * 4,
-    )
+    config = client_config(path_style=True)
     async with get_session().create_client(
         "s3",
         endpoint_url=s3.endpoint,
@@ -107,12 +103,14 @@ async def direct(s3: S3Server, bucket: str, source: Path) -> tuple[float, float]
     return up, down
 
 
-async def through_drive(stack: Stack, token: str, source: Path) -> tuple[float, float, float]:
+async def through_drive(
+    stack: Stack, token: str, source: Path, round_no: int
+) -> tuple[float, float, float]:
     auth = {"Authorization": f"Bearer {token}"}
     size = source.stat().st_size
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
         async with http.post(
-            f"{stack.bridge.url}{PREFIX}/folders", json={"name": "Bench"}, headers=auth
+            f"{stack.bridge.url}{PREFIX}/folders", json={"name": f"Bench {round_no}"}, headers=auth
         ) as resp:
             folder = (await resp.json())["id"]
         url = f"{stack.bridge.url}{PREFIX}/folders/{folder}/files/big.bin"
@@ -134,6 +132,7 @@ async def through_drive(stack: Stack, token: str, source: Path) -> tuple[float, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     workdir = temp_workdir("bench-s3-")
     source = workdir / "source.bin"
@@ -149,7 +148,7 @@ def main() -> int:
             settings={
                 "drive": {
                     "storage_url": s3.storage_url("bench", "drive"),
-                    "quota_bytes": args.size_mib * 4 * 1024 * 1024,
+                    "quota_bytes": args.size_mib * (args.rounds + 2) * 1024 * 1024,
                 }
             },
             bridge_extra={"logging": {"level": "WARNING"}},
@@ -158,22 +157,32 @@ def main() -> int:
         try:
             stack.start()
 
-            async def run() -> tuple[tuple[float, float, float], tuple[float, float]]:
+            async def run() -> list[tuple[float, ...]]:
                 user = await stack.user("bench")
+                rounds = []
                 try:
-                    drive = await through_drive(stack, user.client.access_token, source)
+                    for n in range(args.rounds):
+                        drive = await through_drive(stack, user.client.access_token, source, n)
+                        rounds.append(drive + await direct(s3, "bench", source))
                 finally:
                     await user.close()
-                return drive, await direct(s3, "bench", source)
+                return rounds
 
-            (drive_up, drive_down, growth), (s3_up, s3_down) = asyncio.run(run())
+            rounds = asyncio.run(run())
         finally:
             stack.stop()
     finally:
         s3.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    drive_up, drive_down, growth, s3_up, s3_down = (
+        statistics.median(column) for column in zip(*rounds, strict=True)
+    )
+    growth = max(r[2] for r in rounds)
     mib = args.size_mib
-    print(f"{mib} MiB, one run, drive on s3:// (moto server) against aiobotocore directly:")
+    print(
+        f"{mib} MiB, median of {args.rounds} round(s), drive on s3:// (moto server) against "
+        "aiobotocore directly:"
+    )
     for direction, drive, ref in (("upload", drive_up, s3_up), ("download", drive_down, s3_down)):
         ratio = ref / drive
         verdict = "PASS" if ratio >= TARGET else "FAIL"
@@ -183,6 +192,9 @@ def main() -> int:
             f"ratio {ratio:.2f} — target >= {TARGET}: {verdict}"
         )
     print(f"  bridge peak memory growth during the drive transfers: {growth:.1f} MiB")
+    if args.rounds > 1:
+        for n, r in enumerate(rounds):
+            print(f"  round {n}: up {r[0]:.2f} s / {r[3]:.2f} s, down {r[1]:.2f} s / {r[4]:.2f} s")
     return 0
 
 

@@ -60,6 +60,22 @@ def _quiet_botocore() -> None:
             logger.setLevel(logging.INFO)
 
 
+def client_config(path_style: bool) -> Any:
+    """The aiobotocore settings of the store (the benchmark's direct client uses them
+    too). Each part carries a CRC32 the server checks (botocore's default; over https it
+    also spares the SHA-256 of each part for signing); downloads are not checksummed by
+    botocore, since a ranged GET cannot be."""
+    from aiobotocore.config import AioConfig
+
+    return AioConfig(
+        s3={"addressing_style": "path" if path_style else "auto"},
+        request_checksum_calculation="when_supported",
+        response_checksum_validation="when_required",
+        retries={"max_attempts": 5, "mode": "standard"},
+        max_pool_connections=PARTS_IN_FLIGHT * 4,
+    )
+
+
 class S3Location:
     """What an ``s3://`` URL names: bucket, key prefix, endpoint, region, where the keys
     are, part size. Refuses a URL it cannot use, saying which part is wrong."""
@@ -173,7 +189,6 @@ class S3BlobStore:
         """The one aiobotocore client, made on first use (the opener is synchronous)."""
         async with self._client_lock:
             if self._client is None:
-                from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
 
                 session = get_session()
@@ -183,14 +198,7 @@ class S3BlobStore:
                         "AWS_SECRET_ACCESS_KEY in the bridge's environment, or name a file "
                         "with credentials_file= in plugins.settings.drive.storage_url"
                     )
-                config = AioConfig(
-                    s3={"addressing_style": "path" if self.location.endpoint else "auto"},
-                    # content is verified by its SHA-256; no second checksum pass per part
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                    retries={"max_attempts": 5, "mode": "standard"},
-                    max_pool_connections=PARTS_IN_FLIGHT * 4,
-                )
+                config = client_config(path_style=bool(self.location.endpoint))
                 self._client = await self._exits.enter_async_context(
                     session.create_client(
                         "s3",
