@@ -384,7 +384,8 @@ class DriveCommands:
         await ctx.reply(
             f"App password {args.name} for WebDAV (shown this once; revoke it with "
             f"!drive apppassword revoke {args.name}):\n  address: {url}\n  user name: {user}\n"
-            f"  password: {secret}"
+            f"  password: {secret}\nIt stays in this chat's history: revoke it if someone "
+            "else may read this chat."
         )
 
     @drive.subcommand("members", help="Who has a folder, and who is invited")
