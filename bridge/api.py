@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 #: ``(major, minor)``: the major number is raised when something plugins use changes
 #: incompatibly or goes; the minor number when something is added.
-CONTRACT_VERSION: tuple[int, int] = (1, 0)
+CONTRACT_VERSION: tuple[int, int] = (1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +158,9 @@ class BridgeInfo:
     bridge_url: str
     data_dir: Path
     ghost_prefix: str
+    #: The folder of the config file: a relative path in a plugin's settings is read from
+    #: there (since contract 1.1).
+    config_dir: Path
 
 
 @runtime_checkable
@@ -199,16 +202,27 @@ class Signer(Protocol):
     def verify(self, message: str, purpose: str, signature: str) -> bool:
         """Whether ``signature`` is :meth:`signature` of ``message`` (in constant time)."""
 
+    def key(self, purpose: str) -> bytes:
+        """A secret key (32 bytes) for ``purpose``, the same at every start, for a plugin
+        that must key something itself — a keyed hash it compares later, such as the
+        policy's hashes of phone numbers (since contract 1.1). Keep it in memory only."""
+
 
 @runtime_checkable
 class DirectChats(Protocol):
     """``bridge.direct_chats``: the bot's direct chats with people."""
 
-    async def is_direct(self, room_id: str) -> bool:
-        """Whether ``room_id`` is a direct chat between the bot and one person."""
+    async def is_direct(self, room_id: str, with_user: str | None = None) -> bool:
+        """Whether ``room_id`` is a direct chat between the bot and one person (and, with
+        ``with_user`` (since contract 1.1), whether that person is ``with_user``)."""
 
     async def direct_chat_with(self, user_id: str) -> str | None:
         """The room of the bot's direct chat with ``user_id``, if there is one."""
+
+    async def open_with(self, user_id: str) -> str:
+        """The room of the bot's direct chat with ``user_id``; when there is none, the bot
+        opens one (unencrypted, ``user_id`` invited) and remembers it (since contract
+        1.1). For what concerns one person only: never answer it in a room others read."""
 
 
 @runtime_checkable
@@ -246,6 +260,11 @@ class Extensions(Protocol):
         """``{name: (plugin, value)}`` from a hook whose implementations return
         ``{name: value}``; a name given twice (after ``key``, e.g. ``str.lower``) stops
         start-up naming both plugins. ``what`` names the names in that message."""
+
+    async def call(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """``[(plugin, answer)]`` from every plugin implementing ``hook_name``, awaited
+        when the answer is awaitable, in call order: for extension hooks whose answers
+        are merged or handled by their owner (since contract 1.1)."""
 
 
 class Host(Protocol):

@@ -161,24 +161,32 @@ def anywhere_authorize(
     """
 
 
-@hookspec
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "anywhere_policy_facts(...) is deprecated and goes in the next release: implement "
+        "anywhere_policy_gather_facts(...), declared by the policy plugin "
+        "(plugins/policy/hookspecs.py)"
+    )
+)
 def anywhere_policy_facts(
     bridge: Host, actor: str, action: str, target: str | None, context: dict[str, Any]
 ) -> Awaitable[dict[str, Any]] | dict[str, Any] | None:
-    """Contribute facts for a policy decision (fact names: ``policy/facts.py``).
-
-    Called by the policy plugin before the rules run, once per decision; may do I/O
-    (the rules themselves never do). Return a dict to merge, or None.
-    """
+    """Deprecated: the policy's ``anywhere_policy_gather_facts``
+    (plugins/policy/hookspecs.py) is the same hook, declared by its owner. Still read by
+    the policy plugin for one release."""
 
 
-@hookspec
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "anywhere_record_usage(...) is deprecated and goes in the next release: implement "
+        "anywhere_policy_record_usage(...), declared by the policy plugin "
+        "(plugins/policy/hookspecs.py)"
+    )
+)
 def anywhere_record_usage(bridge: Host, user_id: str, metric: str, amount: float) -> None:
-    """Report something a person used, for rules with monthly caps.
-
-    Call it as ``await bridge.record_usage(user_id, "mvoip_mb", 1.5)``; the policy plugin
-    adds it to this month's total (the ``mvoip_mb_used_this_month`` fact).
-    """
+    """Deprecated: the policy's ``anywhere_policy_record_usage``
+    (plugins/policy/hookspecs.py) is the same hook, declared by its owner. Still called by
+    ``bridge.record_usage(...)`` for one release."""
 
 
 @hookspec
@@ -252,6 +260,14 @@ def anywhere_cli(subparsers: argparse._SubParsersAction) -> None:
     """
 
 
-@hookspec
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "anywhere_policy_rule_types() is deprecated and goes in the next release: implement "
+        "anywhere_policy_rule_classes(), declared by the policy plugin "
+        "(plugins/policy/hookspecs.py)"
+    )
+)
 def anywhere_policy_rule_types() -> dict[str, type] | None:
-    """Return ``{type name: rule class}`` to add policy rule types (see docs/policy.md)."""
+    """Deprecated: the policy's ``anywhere_policy_rule_classes``
+    (plugins/policy/hookspecs.py) is the same hook, declared by its owner. Still read by
+    the policy plugin for one release."""

@@ -34,7 +34,16 @@ from .namespaces import Namespaces
 from .pluginmanager import PluginManager
 from .registration import check_namespaces
 from .schema import CORE_MIGRATIONS
-from .services import HTTP_TIMEOUT, DirectChats, Extensions, Media, Permissions, Signer, bridge_info
+from .services import (
+    HTTP_TIMEOUT,
+    DirectChats,
+    Extensions,
+    Media,
+    Permissions,
+    Signer,
+    bridge_info,
+    keys_kept_from_before,
+)
 from .web import AccessTokens, UnknownToken, build_app, server_options
 
 log = structlog.get_logger("anywhere")
@@ -109,12 +118,14 @@ class Bridge:
         # the services plugins get (bridge/api.py); the secrets stay inside them
         self.info = bridge_info(config)
         self.permissions = Permissions(config["bridge.permissions"], lambda: self.commands)
-        self.signer = Signer(config["appservice.as_token"])
-        self.direct_chats = DirectChats(lambda: self.db)
+        self.signer = Signer(config["appservice.as_token"], keys_kept_from_before(config))
+        self.direct_chats = DirectChats(
+            lambda: self.db, lambda: self.bot, config["appservice.bot.displayname"]
+        )
         self.media = Media(
             config["homeserver.url"], config["appservice.as_token"], lambda: self.http
         )
-        self.extensions = Extensions(self.plugins.collect)
+        self.extensions = Extensions(self.plugins.collect, self.plugins.acall_each)
 
     # ----- what plugins use -----
     def settings(self, plugin: str) -> dict[str, Any]:
@@ -161,10 +172,13 @@ class Bridge:
         return Decision.of(decision)
 
     async def record_usage(self, user_id: str, metric: str, amount: float) -> None:
-        """Tell the plugins that count usage (policy caps) what ``user_id`` used."""
-        await self.plugins.acall_each(
-            "anywhere_record_usage", bridge=self, user_id=user_id, metric=metric, amount=amount
-        )
+        """Tell the plugins that count usage what ``user_id`` used: the implementations of
+        the policy plugin's ``anywhere_policy_record_usage`` (none when it is not
+        enabled), and for one more release the deprecated ``anywhere_record_usage``."""
+        for hook in ("anywhere_policy_record_usage", "anywhere_record_usage"):
+            await self.plugins.acall_each(
+                hook, bridge=self, user_id=user_id, metric=metric, amount=amount
+            )
 
     async def user_for_token(self, token: str) -> str:
         """The Matrix user an access token belongs to, checked with the homeserver (see

@@ -10,16 +10,18 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
+from mautrix.types import RoomCreatePreset
 
 from .api import BadSignature, BridgeInfo, MediaError
 from .commands import LEVELS, level_for
 
 if TYPE_CHECKING:
+    from mautrix.appservice import IntentAPI
     from mautrix.util.async_db import Database
 
     from .commands import Command
@@ -40,7 +42,17 @@ def bridge_info(config: Config) -> BridgeInfo:
         bridge_url=f"http://{config['appservice.hostname']}:{config['appservice.port']}",
         data_dir=config.data_dir,
         ghost_prefix=config["appservice.ghost_prefix"],
+        config_dir=config.base_dir,
     )
+
+
+def keys_kept_from_before(config: Config) -> dict[str, bytes]:
+    """Keys that plugins derived from a token themselves before ``bridge.signer`` existed,
+    by the purpose they now ask :meth:`Signer.key` for, so that what was hashed with them
+    keeps verifying: the policy plugin's key for phone numbers and codes when
+    ``verification.salt`` is empty was ``sha256("anywhere-verification:" + hs_token)``."""
+    legacy = "anywhere-verification:" + config["appservice.hs_token"]
+    return {"policy.verification": hashlib.sha256(legacy.encode()).digest()}
 
 
 class Permissions:
@@ -74,10 +86,20 @@ class Signer:
     """HMAC-SHA256 signatures under a key derived per purpose from the bridge's secret.
 
     The key of a purpose is ``sha256(purpose | secret)``: the drive's links signed
-    before this service existed (purpose ``drive-links``) still verify."""
+    before this service existed (purpose ``drive-links``) still verify. :meth:`key` gives
+    a different key for the same purpose (an HMAC of it under the secret), or the one
+    ``kept`` from before for that purpose (:func:`keys_kept_from_before`)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, kept: Mapping[str, bytes] | None = None) -> None:
         self._secret = secret.encode()
+        self._kept = dict(kept or {})
+
+    def key(self, purpose: str) -> bytes:
+        kept = self._kept.get(purpose)
+        if kept is not None:
+            return kept
+        self._key(purpose)  # the same check of the purpose
+        return hmac.new(self._secret, b"key|" + purpose.encode(), hashlib.sha256).digest()
 
     def _key(self, purpose: str) -> bytes:
         if not purpose or "|" in purpose:
@@ -108,8 +130,15 @@ class Signer:
 class DirectChats:
     """The bot's direct chats, as the core plugin records them (table ``bot_room``)."""
 
-    def __init__(self, db: Callable[[], Database | None]) -> None:
+    def __init__(
+        self,
+        db: Callable[[], Database | None],
+        bot: Callable[[], IntentAPI] | None = None,
+        room_name: str = "",
+    ) -> None:
         self._db = db
+        self._bot = bot
+        self._room_name = room_name
 
     def _database(self) -> Database:
         db = self._db()
@@ -117,16 +146,39 @@ class DirectChats:
             raise RuntimeError("the bridge has not started: no database yet")
         return db
 
-    async def is_direct(self, room_id: str) -> bool:
-        value = await self._database().fetchval(
-            "SELECT is_direct FROM bot_room WHERE room_id = $1", room_id
+    async def is_direct(self, room_id: str, with_user: str | None = None) -> bool:
+        row = await self._database().fetchrow(
+            "SELECT is_direct, dm_user FROM bot_room WHERE room_id = $1", room_id
         )
-        return bool(value)
+        if row is None or not row["is_direct"]:
+            return False
+        return with_user is None or row["dm_user"] == with_user
 
     async def direct_chat_with(self, user_id: str) -> str | None:
         return await self._database().fetchval(
             "SELECT room_id FROM bot_room WHERE is_direct AND dm_user = $1", user_id
         )
+
+    async def open_with(self, user_id: str) -> str:
+        existing = await self.direct_chat_with(user_id)
+        if existing:
+            return existing
+        if self._bot is None:
+            raise RuntimeError("the bridge has not started: no bot yet")
+        room_id = await self._bot().create_room(
+            preset=RoomCreatePreset.TRUSTED_PRIVATE,
+            is_direct=True,
+            invitees=[user_id],
+            name=self._room_name or None,
+        )
+        # recorded as the core plugin records a direct chat it is invited to
+        await self._database().execute(
+            "INSERT INTO bot_room (room_id, is_direct, dm_user) VALUES ($1, TRUE, $2) "
+            "ON CONFLICT (room_id) DO UPDATE SET is_direct = TRUE, dm_user = excluded.dm_user",
+            room_id,
+            user_id,
+        )
+        return room_id
 
 
 class Media:
@@ -187,10 +239,21 @@ class Media:
 
 class Extensions:
     """Contributions to extension hooks, through the plugin manager's one helper
-    (``PluginManager.collect``, handed in as ``collect``)."""
+    (``PluginManager.collect``, handed in as ``collect``) and its per-plugin calls
+    (``PluginManager.acall_each``, as ``call_each``)."""
 
-    def __init__(self, collect: Callable[..., dict[str, tuple[str, Any]]]) -> None:
+    def __init__(
+        self,
+        collect: Callable[..., dict[str, tuple[str, Any]]],
+        call_each: Callable[..., Awaitable[list[tuple[str, Any]]]] | None = None,
+    ) -> None:
         self._collect = collect
+        self._call_each = call_each
+
+    async def call(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        if self._call_each is None:
+            raise RuntimeError("extension hooks cannot be called here")
+        return await self._call_each(hook_name, **kwargs)
 
     def collect(
         self,

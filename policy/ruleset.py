@@ -115,7 +115,7 @@ def load_ruleset(
 ) -> RuleSet:
     """Build a :class:`RuleSet` from ``config`` (a list of rule mappings).
 
-    ``extra_types`` are rule types from plugins (the ``anywhere_policy_rule_types()``
+    ``extra_types`` are rule types from plugins (the ``anywhere_policy_rule_classes()``
     hook) in addition to the registered ones; ``key`` is where the list sits in the
     config file, used in error messages. Raises :class:`PolicyConfigError`.
     """

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from bridge import hookimpl
+from bridge import Decision, hookimpl
+from bridge.errors import PluginLoadError
 from bridge.web import require_operator
 from policy import Engine, Request, load_ruleset
 from policy.audit import AuditLog, parse_since
@@ -29,7 +30,7 @@ from policy.rulesfile import read_rules_file
 from policy.verification import key_id
 
 from . import commands
-from .direct import DirectChats
+from .direct import PrivateAnswers
 from .facts import FactGatherer, read_subscribers
 from .module_link import BadExchange, ModuleLink
 from .schema import MIGRATIONS
@@ -37,10 +38,15 @@ from .senders import dev_sender_warning, prune_outbox
 from .settings import SECTION
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
+    from policy import Rule
+
 
 log = structlog.get_logger("anywhere.policy")
 PRUNE_EVERY_SECONDS = 3600
+#: The purpose of the runtime's key (``bridge.signer.key``) that hashes phone numbers and
+#: codes when ``verification.salt`` is empty.
+VERIFICATION_KEY_PURPOSE = "policy.verification"
 ACTIVITY_EVENT_TYPES = (
     "m.room.message",
     "m.room.encrypted",
@@ -51,18 +57,42 @@ ACTIVITY_EVENT_TYPES = (
 )
 
 
+def collect_rule_classes(bridge: Host) -> dict[str, type[Rule]]:
+    """``{type name: rule class}`` from every plugin's ``anywhere_policy_rule_classes``
+    (and, for one more release, the deprecated ``anywhere_policy_rule_types``)."""
+    classes: dict[str, type[Rule]] = {}
+    taken: dict[str, str] = {}
+    for hook in ("anywhere_policy_rule_classes", "anywhere_policy_rule_types"):
+        for type_name, (name, cls) in bridge.extensions.collect(hook, "rule type", taken).items():
+            if not isinstance(type_name, str) or not isinstance(cls, type):
+                raise PluginLoadError(
+                    f"plugin {name!r}: {hook} must map rule type names to subclasses of "
+                    f"policy.Rule, found {type_name!r}: {cls!r}"
+                )
+            classes[type_name], taken[type_name] = cls, name
+    return classes
+
+
 class PolicyPlugin:
+    anywhere_contract = "1.1"
+
     def __init__(self) -> None:
-        self.bridge: Bridge | None = None
+        self.bridge: Host | None = None
         self.engine = Engine()
         self.facts: FactGatherer | None = None
         self.audit: AuditLog | None = None
         self.link: ModuleLink | None = None
-        self.direct: DirectChats | None = None
-        self.extra_types: dict[str, type] = {}
+        self.direct: PrivateAnswers | None = None
+        self.extra_types: dict[str, type[Rule]] = {}
         self._prune_task: asyncio.Task | None = None
 
     # ----- set-up -----
+    @hookimpl
+    def anywhere_hookspecs(self):
+        from . import hookspecs
+
+        return hookspecs
+
     @hookimpl
     def anywhere_config_section(self):
         return SECTION
@@ -72,23 +102,21 @@ class PolicyPlugin:
         return MIGRATIONS
 
     @hookimpl
-    async def anywhere_startup(self, bridge: Bridge) -> None:
+    async def anywhere_startup(self, bridge: Host) -> None:
         self.bridge = bridge
         self.facts = FactGatherer(bridge, self.settings)
         self.audit = AuditLog(bridge.db)
-        self.direct = DirectChats(bridge)
-        self.link = ModuleLink(bridge, self.settings, self.facts, self.audit, self.direct)
+        self.direct = PrivateAnswers(bridge.direct_chats)
+        self.link = ModuleLink(bridge, self.settings, self.facts, self.audit)
         self._warn_about_verification()
-        for _, types in bridge.plugins.call_each("anywhere_policy_rule_types"):
-            for type_name, cls in (types or {}).items():
-                self.extra_types[type_name] = cls
+        self.extra_types = collect_rule_classes(bridge)
         self.reload()  # invalid rules at start-up stop the bridge with the reason
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._prune_task = asyncio.create_task(self._prune_forever())
 
     @hookimpl
-    async def anywhere_shutdown(self, bridge: Bridge) -> None:
+    async def anywhere_shutdown(self, bridge: Host) -> None:
         if self.link:
             await self.link.close()
         if self._prune_task:
@@ -105,7 +133,7 @@ class PolicyPlugin:
         if not value:
             return None
         path = Path(value).expanduser()
-        return path if path.is_absolute() else self.bridge.config.base_dir / path
+        return path if path.is_absolute() else self.bridge.info.config_dir / path
 
     def reload(self) -> str:
         """Re-read the rules and the subscriber directory; raises PolicyConfigError and
@@ -165,9 +193,10 @@ class PolicyPlugin:
     # ----- deciding -----
     @hookimpl
     async def anywhere_authorize(
-        self, bridge: Bridge, actor: str, action: str, target: str | None, context: dict[str, Any]
-    ):
-        return await self.decide(actor, action, target, context)
+        self, bridge: Host, actor: str, action: str, target: str | None, context: dict[str, Any]
+    ) -> Decision:
+        decision = await self.decide(actor, action, target, context)
+        return Decision(decision.allowed, decision.reason, decision.rule_id)
 
     async def decide(
         self,
@@ -204,17 +233,17 @@ class PolicyPlugin:
 
     def verification_keys(self) -> dict[str, bytes]:
         """The keys phone numbers and codes are hashed with, by :func:`key_id`: the
-        configured ``verification.salt`` first (new hashes use it), then the legacy key
-        derived from ``appservice.hs_token`` (id ""), with which records made before the
-        salt was set keep being checked — they are hashed again with the new key when
-        the person next verifies."""
+        configured ``verification.salt`` first (new hashes use it), then the runtime's
+        key for the purpose ``policy.verification`` (id ""; the key derived from
+        ``appservice.hs_token`` that this plugin made itself before contract 1.1), with
+        which records made before the salt was set keep being checked — they are hashed
+        again with the new key when the person next verifies."""
         keys: dict[str, bytes] = {}
         configured = self.settings["verification"]["salt"]
         if configured:
             salt = hashlib.sha256(configured.encode()).digest()
             keys[key_id(salt)] = salt
-        legacy = "anywhere-verification:" + self.bridge.config["appservice.hs_token"]
-        keys[""] = hashlib.sha256(legacy.encode()).digest()
+        keys[""] = self.bridge.signer.key(VERIFICATION_KEY_PURPOSE)
         return keys
 
     def _warn_about_verification(self) -> None:
@@ -227,9 +256,7 @@ class PolicyPlugin:
                 "(`anywhere init` writes one); verified people stay verified."
             )
         warning = dev_sender_warning(
-            verification,
-            self.bridge.config["homeserver.domain"],
-            self.bridge.config["homeserver.url"],
+            verification, self.bridge.info.homeserver_domain, self.bridge.info.homeserver_url
         )
         if warning:
             log.warning(warning)
@@ -266,15 +293,15 @@ class PolicyPlugin:
                 await self.facts.set_network(event.sender, network)
 
     @hookimpl
-    async def anywhere_record_usage(
-        self, bridge: Bridge, user_id: str, metric: str, amount: float
+    async def anywhere_policy_record_usage(
+        self, bridge: Host, user_id: str, metric: str, amount: float
     ) -> None:
         if metric == "mvoip_mb" and await self.facts.module_network(user_id) == "wifi":
             return  # calls on Wi-Fi use no mobile data (an unknown network counts)
         await self.facts.add_usage(user_id, metric, amount)
 
     @hookimpl
-    def anywhere_web_routes(self, bridge: Bridge, app: web.Application) -> None:
+    def anywhere_web_routes(self, bridge: Host, app: web.Application) -> None:
         app.router.add_get("/_anywhere/policy/facts", self._facts_endpoint)
         app.router.add_post("/_anywhere/policy/sync", self._sync_endpoint)
         app.router.add_get("/_anywhere/policy/audit", self._audit_endpoint)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +16,10 @@ from policy.errors import PolicyConfigError, Problem
 from policy.rules.params import Invalid, positive_number, upper_code
 from policy.rules.params import text as text_param
 
-from .module_link import FactsFeed
+from .feed import FactsFeed
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
 
 
 def today() -> str:
@@ -121,7 +121,7 @@ class FactGatherer:
 
     DAU_CACHE_SECONDS = 60.0
 
-    def __init__(self, bridge: Bridge, settings: dict[str, Any]) -> None:
+    def __init__(self, bridge: Host, settings: dict[str, Any]) -> None:
         self.bridge = bridge
         self.settings = settings
         self._subscribers: dict[str, dict[str, Any]] = {}
@@ -145,7 +145,7 @@ class FactGatherer:
     async def module_facts(self, user_id: str) -> dict[str, Any]:
         """What the Synapse module keeps about ``user_id``: the stored facts (the
         subscriber directory, the network, usage, verification). Not the facts of
-        ``anywhere_policy_facts`` plugins (those depend on the action) nor the global ones
+        ``anywhere_policy_gather_facts`` plugins (those depend on the action) nor the global ones
         (sent apart)."""
         db = self.bridge.db
         facts: dict[str, Any] = dict(self._subscribers.get(user_id, {}))
@@ -211,17 +211,32 @@ class FactGatherer:
         if self.network_reported:
             return await self.network(user_id)
         network = None
-        for _, provided in await self.bridge.plugins.acall_each(
-            "anywhere_policy_facts",
-            bridge=self.bridge,
-            actor=user_id,
-            action="call.place",
-            target=None,
-            context={"purpose": "synapse_module"},
-        ):
-            if isinstance(provided, dict) and provided.get(F.NETWORK):
-                network = provided[F.NETWORK]
+        provided = await self.provided_facts(
+            user_id, "call.place", None, {"purpose": "synapse_module"}
+        )
+        for facts in provided:
+            if facts.get(F.NETWORK):
+                network = facts[F.NETWORK]
         return network
+
+    async def provided_facts(
+        self, actor: str, action: str, target: str | None, context: dict[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        """What the plugins implementing ``anywhere_policy_gather_facts`` (and, for one
+        more release, the deprecated ``anywhere_policy_facts``) give, in call order."""
+        found = []
+        for hook in ("anywhere_policy_gather_facts", "anywhere_policy_facts"):
+            for _, provided in await self.bridge.extensions.call(
+                hook,
+                bridge=self.bridge,
+                actor=actor,
+                action=action,
+                target=target,
+                context=context,
+            ):
+                if isinstance(provided, Mapping):
+                    found.append(provided)
+        return found
 
     async def saw_users(self, day: str, users: list[str]) -> None:
         """People the Synapse module saw active on ``day`` (UTC): counted like those the
@@ -262,16 +277,8 @@ class FactGatherer:
         extra = context.get("facts")
         if isinstance(extra, dict):
             facts.update(extra)
-        for _, provided in await self.bridge.plugins.acall_each(
-            "anywhere_policy_facts",
-            bridge=self.bridge,
-            actor=actor,
-            action=action,
-            target=target,
-            context=context,
-        ):
-            if isinstance(provided, dict):
-                facts.update(provided)
+        for provided in await self.provided_facts(actor, action, target, context):
+            facts.update(provided)
         return facts
 
     async def verified_methods(self, user_id: str, *, ask_homeserver: bool = True) -> list[str]:
@@ -298,7 +305,7 @@ class FactGatherer:
         cached = self._threepids.get(user_id)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        url = f"{self.bridge.config['homeserver.url']}/_synapse/admin/v2/users/{user_id}"
+        url = f"{self.bridge.info.homeserver_url}/_synapse/admin/v2/users/{user_id}"
         async with self.bridge.http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
             body = await r.json(content_type=None) if r.status == 200 else {}
         methods = sorted(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,8 @@ from mautrix.types import EventType
 from policy.audit import AuditEntry, AuditLog
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
 
-    from .direct import DirectChats
     from .facts import FactGatherer
 
 log = structlog.get_logger("anywhere.policy.module")
@@ -38,52 +36,17 @@ class BadExchange(ValueError):
     """The module's request is malformed; the message says what was wrong."""
 
 
-class FactsFeed:
-    """Which people's facts changed since a cursor (``<run>:<sequence>``): each change
-    bumps a sequence number; a cursor from another run (or none) means "everything"."""
-
-    def __init__(self) -> None:
-        self.run = secrets.token_hex(6)
-        self.sequence = 0
-        self._changed: dict[str, int] = {}
-
-    @property
-    def cursor(self) -> str:
-        return f"{self.run}:{self.sequence}"
-
-    def touch(self, user_id: str) -> None:
-        self.sequence += 1
-        self._changed[user_id] = self.sequence
-
-    def reset(self) -> None:
-        """Everything changed (e.g. the subscriber directory was reloaded)."""
-        self.run = secrets.token_hex(6)
-        self.sequence = 0
-        self._changed.clear()
-
-    def changed_since(self, cursor: str | None) -> list[str] | None:
-        """The people whose facts changed after ``cursor``; None when the module needs
-        everything."""
-        run, _, sequence = (cursor or "").partition(":")
-        if run != self.run or not sequence.isdigit():
-            return None
-        since = int(sequence)
-        return [user for user, seq in self._changed.items() if seq > since]
-
-
 class ModuleLink:
     """Answers the module's exchanges; tells refused people why."""
 
     def __init__(
         self,
-        bridge: Bridge,
+        bridge: Host,
         settings: dict[str, Any],
         facts: FactGatherer,
         audit: AuditLog,
-        direct: DirectChats,
     ) -> None:
         self.bridge = bridge
-        self.direct = direct
         self.settings = settings
         self.facts = facts
         self.audit = audit
@@ -166,7 +129,7 @@ class ModuleLink:
             key,
             int(now * 1000),
         )
-        room_id = await self.direct.room_for(entry.actor)
+        room_id = await self.bridge.direct_chats.open_with(entry.actor)
         minutes = self.settings["refusal_notice_minutes"]
         where = f"rule {entry.rule_id}" if entry.rule_id else "policy"
         text = (

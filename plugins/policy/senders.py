@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import structlog
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
 
 log = structlog.get_logger("anywhere.policy.verify")
 
@@ -71,7 +71,7 @@ def prune_outbox(path: Path, before: float) -> int:
 
 
 async def send_code(
-    bridge: Bridge, settings: dict[str, Any], user_id: str, phone: str, code: str
+    bridge: Host, settings: dict[str, Any], user_id: str, phone: str, code: str
 ) -> None:
     """Deliver ``code`` to ``phone`` by the configured sender; raises SendFailed."""
     text = f"Your Anywhere verification code is {code}"

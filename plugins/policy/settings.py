@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "public_institutions": [],
     # Where the `network` fact comes from: "reported" (people say it with `!network` or an
     # org.anywhere.network state event; self-reported, see docs/policy.md) or "providers"
-    # (only anywhere_policy_facts plugins, e.g. the carrier's own API; `!network` is off).
+    # (only anywhere_policy_gather_facts plugins, e.g. the carrier's own API; `!network` is off).
     "network_source": "reported",
     "audit_retention_days": 90,
     # A person refused by the Synapse module is told why in their direct chat with the

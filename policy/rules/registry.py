@@ -1,5 +1,5 @@
 """The rule types known by name. Built-in types are registered when :mod:`policy.rules`
-is imported; plugins add theirs through the ``anywhere_policy_rule_types()`` hook (the
+is imported; plugins add theirs through the ``anywhere_policy_rule_classes()`` hook (the
 bridge passes them to :func:`policy.load_ruleset` as ``extra_types``) or, for code that
 runs without the bridge, with :func:`register_rule_type`."""
 

@@ -5,8 +5,10 @@ from .rules import ROAMING, RoamingBlock
 
 
 class AcmeRoaming:
+    anywhere_contract = "1.1"
+
     @hookimpl
-    def anywhere_policy_rule_types(self):
+    def anywhere_policy_rule_classes(self):
         return {"acme_roaming_block": RoamingBlock}
 
     @hookimpl
@@ -16,7 +18,7 @@ class AcmeRoaming:
         return ConfigSection({"roaming": []})
 
     @hookimpl
-    def anywhere_policy_facts(self, bridge, actor):
+    def anywhere_policy_gather_facts(self, bridge, actor):
         # facts are gathered before the (pure) rules run; this is where I/O belongs
         return {ROAMING: actor in bridge.settings("acme_roaming")["roaming"]}
 
