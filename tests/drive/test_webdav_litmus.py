@@ -17,10 +17,15 @@ pytestmark = pytest.mark.e2e
 GROUPS = {"basic": 16, "copymove": 13, "props": 30, "locks": 40, "http": 4}
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("group", GROUPS)
-async def test_litmus_group_passes_against_dav(drive_stack, person, group, tmp_path):
+async def test_litmus_group_passes_against_dav(request, person, group, database, tmp_path):
+    """On both databases: locks and properties are rows in the bridge's database."""
     litmus = need_tool("litmus")
-    dav = await Dav.of(drive_stack, await person())
+    drive_stack = request.getfixturevalue(
+        "drive_stack" if database == "sqlite" else "pg_drive_stack"
+    )
+    dav = await Dav.of(drive_stack, await person(drive_stack))
     url = await dav.folder(f"Litmus-{group}")
     proc = await asyncio.create_subprocess_exec(
         litmus,

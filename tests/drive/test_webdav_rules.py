@@ -191,8 +191,11 @@ async def test_an_overwrite_is_a_new_version_and_delete_goes_to_the_trash(drive_
     assert [t["name"] for t in trash["trash"]] == ["doc.txt"]
 
 
-async def test_locks_and_dead_properties_survive_a_restart(drive_stack, person):
-    alice, bob = await person(), await person()
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_locks_and_dead_properties_survive_a_restart(request, person, database):
+    name = "drive_stack" if database == "sqlite" else "pg_drive_stack"
+    drive_stack = request.getfixturevalue(name)
+    alice, bob = await person(drive_stack), await person(drive_stack)
     await shared_folder(drive_stack, alice, bob, "editor")
     name = "Team"
     dav, other = await Dav.of(drive_stack, alice), await Dav.of(drive_stack, bob)
