@@ -112,6 +112,21 @@ async def test_a_folder_is_served_only_once_accepted(drive_stack, person):
     assert status == 207 and f"/dav/{name}/".encode() in body
 
 
+async def test_mkcol_at_the_top_makes_a_shared_folder(drive_stack, person):
+    alice = await person()
+    dav = await Dav.of(drive_stack, alice)
+    assert (await dav.call("MKCOL", "/Projects/"))[0] == 201
+    assert (await dav.call("MKCOL", "/Projects/"))[0] == 405
+    assert (await dav.call("PUT", "/Projects/plan.txt", data=b"plan"))[0] == 201
+    listed = await alice.ask(None, "!drive ls Projects", "plan.txt")
+    assert "Projects" in listed
+    # a folder cannot be copied into itself
+    status, _, _ = await dav.call(
+        "COPY", "/Projects/", headers={"Destination": f"{dav.root}/Projects/again"}
+    )
+    assert status == 403
+
+
 async def test_a_viewer_reads_but_a_put_is_403(drive_stack, person):
     alice, bob = await person(), await person()
     await shared_folder(drive_stack, alice, bob, "viewer")

@@ -232,7 +232,7 @@ class DavServer:
         counts: dict[str, int] = {}
         for folder, _ in found:
             counts[name_key(folder.name)] = counts.get(name_key(folder.name), 0) + 1
-        shown: dict[str, tuple[Folder, str]] = {}
+        shown: dict[str, tuple[Folder, str, str]] = {}
         for folder, member in found:
             name = folder.name
             if counts[name_key(name)] > 1:
@@ -469,7 +469,8 @@ class DavServer:
             raise DavError(400, "Depth must be infinity (or 0 for a COPY)")
         dest = await self.destination(request, user)
         same = dest.folder.id == source.folder.id
-        if same and (dest.key == source.key or dest.key.startswith(source.key + "/")):
+        inside = not source.rel or dest.key.startswith(source.key + "/")
+        if same and (dest.key == source.key or inside):
             raise DavError(403, "the destination is the source or inside it")
         tokens = await self.check_if(request, user, source)
         if move:
