@@ -31,6 +31,8 @@ def render_config(domain: str, homeserver_url: str, port: int | None = None) -> 
         text = text.replace(PLACEHOLDER, _new_token(), 1)
     # The policy plugin's key for phone-number hashes: its own secret, not in the registration.
     text = re.sub(r'(?m)^(        salt: )""$', lambda m: m[1] + _new_token(), text)
+    # The key the bot's encryption keys are pickled with (docs/encryption.md).
+    text = re.sub(r'(?m)^(  pickle_key: )""$', lambda m: m[1] + _new_token(), text)
     # Functions as replacements: the values are inserted as they are, never as escapes.
     text = re.sub(r"(?m)^(  url: )http://127\.0\.0\.1:8008$", lambda m: m[1] + homeserver_url, text)
     text = re.sub(r"(?m)^(  domain: )example\.org$", lambda m: m[1] + domain, text)

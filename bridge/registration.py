@@ -62,6 +62,10 @@ def build_registration(config: Config, plugin_claims: dict[str, Namespaces]) -> 
         "rate_limited": False,
         "receive_ephemeral": True,
         "de.sorunome.msc2409.push_ephemeral": True,
+        # Encrypted rooms (docs/encryption.md): the bot's device through the appservice
+        # API (MSC4190), device lists and one-time-key counts in transactions (MSC3202).
+        "io.element.msc4190": True,
+        "org.matrix.msc3202": True,
         "namespaces": {"users": dump(users), "aliases": dump(aliases), "rooms": dump(rooms)},
     }
 

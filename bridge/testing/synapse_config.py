@@ -47,6 +47,14 @@ _RATE_LIMIT_KEYS = (
 )
 
 
+#: What Synapse needs for an appservice in encrypted rooms (names as in Synapse 1.163's
+#: ``synapse/config/experimental.py``).
+ENCRYPTION_EXPERIMENTAL_FEATURES = {
+    "msc3202_transaction_extensions": True,
+    "msc2409_to_device_messages_enabled": True,
+}
+
+
 class SynapseError(RuntimeError):
     """Synapse could not be configured, started or talked to.
 
@@ -156,6 +164,9 @@ class SynapseConfig:
             "bcrypt_rounds": 4,
             "presence": {"enabled": True},
             "app_service_config_files": [str(p) for p in self.app_service_config_files],
+            # Encrypted rooms: device lists and key counts (MSC3202) and to-device
+            # events (MSC2409) in appservice transactions (docs/encryption.md).
+            "experimental_features": dict(ENCRYPTION_EXPERIMENTAL_FEATURES),
             **self._secrets,
         }
         for key in _RATE_LIMIT_KEYS:
