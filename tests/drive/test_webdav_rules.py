@@ -136,9 +136,10 @@ async def test_a_viewer_reads_but_a_put_is_403(drive_stack, person):
     assert status == 201
     status, _, body = await viewer.call("GET", f"/{name}/plan.txt")
     assert (status, body) == (200, b"the plan")
-    for method, path in (("PUT", "plan.txt"), ("PUT", "new.txt"), ("DELETE", "plan.txt"),
-                         ("MKCOL", "sub"), ("PROPPATCH", "plan.txt")):  # fmt: skip
-        data = {"PROPPATCH": PROP, "MKCOL": None}.get(method, b"mine now")
+    writes = [("PUT", "plan.txt"), ("PUT", "new.txt"), ("DELETE", "plan.txt"), ("MKCOL", "sub"),
+              ("PROPPATCH", "plan.txt"), ("LOCK", "plan.txt")]  # fmt: skip
+    for method, path in writes:
+        data = {"PROPPATCH": PROP, "MKCOL": None, "LOCK": LOCKINFO}.get(method, b"mine now")
         status, _, body = await viewer.call(method, f"/{name}/{path}", data=data)
         assert status == 403 and b"viewer" in body, (method, path, status, body)
     status, _, body = await viewer.call("GET", f"/{name}/plan.txt")
