@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 import pytest
+import yaml
 
 from bridge.api import BadSignature
 from plugins.drive.webapp.sessions import DriveSessions
@@ -125,8 +127,14 @@ def test_a_drive_session_ends_after_its_time():
     assert ended.value.status == 401 and "has ended" in ended.value.text
 
 
+def _data_dir(stack) -> Path:
+    return Path(yaml.safe_load(stack.config_path.read_text("utf-8"))["data_dir"])
+
+
 async def _cut_off_piece(stack, token: str, upload_id: str, offset: int, data: bytes, sent: int):
-    """PATCH a piece announcing ``len(data)`` bytes, send ``sent`` of them, hang up."""
+    """PATCH a piece announcing ``len(data)`` bytes, send ``sent`` of them, and hang up
+    once the bridge has written some of them into the piece's file (so the cut-off
+    happens while it is receiving the piece)."""
     url = urlsplit(stack.bridge.url)
     _, writer = await asyncio.open_connection(url.hostname, url.port)
     writer.write(
@@ -138,20 +146,23 @@ async def _cut_off_piece(stack, token: str, upload_id: str, offset: int, data: b
     )
     writer.write(data[:sent])
     await writer.drain()
+    pieces = _data_dir(stack) / "drive-uploads"
+    for _ in range(600):
+        if any(p.stat().st_size for p in pieces.glob(f"{upload_id}.*.part")):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the bridge never started writing the piece")
     writer.close()
     await writer.wait_closed()
 
 
-async def _kept_after_cut_off(a: Api, upload_id: str) -> int:
-    """How many bytes the bridge kept of a cut-off piece. Asking waits for a piece being
-    received to end, so once the answer is not 0 the cut-off piece has been handled."""
-    for _ in range(300):
-        status, _, body = await a.json("GET", f"/uploads/{upload_id}")
-        assert status == 200, body
-        if body["offset"]:
-            return body["offset"]
-        await asyncio.sleep(0.05)  # the piece's request has not reached the bridge yet
-    raise AssertionError(f"the bridge kept nothing of the cut-off piece: {body}")
+async def _kept_after_cut_off(a: Api, upload_id: str) -> dict:
+    """What the bridge kept once the cut-off piece has ended (asking waits for pieces
+    being received to end)."""
+    status, _, body = await a.json("GET", f"/uploads/{upload_id}")
+    assert status == 200 and body["kept"], body
+    return body
 
 
 async def test_a_resumable_upload_cut_off_half_way_goes_on_from_the_last_stored_byte(
@@ -173,7 +184,7 @@ async def test_a_resumable_upload_cut_off_half_way_goes_on_from_the_last_stored_
     upload = session["id"]
     # The first piece is cut off half way: what arrived is kept ...
     await _cut_off_piece(drive_stack, alice.token, upload, 0, data, 1_500_000)
-    kept = await _kept_after_cut_off(a, upload)
+    kept = (await _kept_after_cut_off(a, upload))["offset"]
     assert 0 < kept <= 1_500_000
     # ... durably: the bridge is killed and started again.
     drive_stack.bridge.kill()
@@ -201,6 +212,46 @@ async def test_a_resumable_upload_cut_off_half_way_goes_on_from_the_last_stored_
     _, _, other = await a.json("POST", f"/folders/{fid}/uploads", json={"path": "x", "size": 5})
     status, _, _ = await api(bob).json("GET", f"/uploads/{other['id']}")
     assert status == 404
+
+
+async def test_resumable_pieces_arrive_at_once_in_any_order_and_a_cut_one_is_continued(
+    person, api, drive_stack
+):
+    alice = await person()
+    a = api(alice)
+    fid = await a.folder("Lanes")
+    data = os.urandom(3_000_000)
+    _, _, session = await a.json(
+        "POST", f"/folders/{fid}/uploads", json={"path": "lanes.bin", "size": len(data)}
+    )
+    upload = session["id"]
+    # The last third first, cut off half way: kept, ahead of what is missing.
+    await _cut_off_piece(drive_stack, alice.token, upload, 2_000_000, data[2_000_000:], 500_000)
+    state = await _kept_after_cut_off(a, upload)
+    (kept_start, kept_end), *_ = state["kept"]
+    assert state["offset"] == 0 and kept_start == 2_000_000 and kept_end <= 2_500_000
+    # A piece over what is kept is refused, naming the first missing byte.
+    status, headers, body = await a.json(
+        "PATCH", f"/uploads/{upload}", data=data[1_900_000:2_100_000],
+        headers={"Upload-Offset": "1900000"},
+    )  # fmt: skip
+    assert status == 409 and headers["Upload-Offset"] == "0" and "2000000" in body["error"]
+
+    async def piece(start: int, end: int):
+        return await a.json(
+            "PATCH", f"/uploads/{upload}", data=data[start:end],
+            headers={"Upload-Offset": str(start)},
+        )  # fmt: skip
+
+    # The rest of the cut piece and the first two thirds, at the same time.
+    answers = await asyncio.gather(
+        piece(kept_end, len(data)), piece(1_000_000, 2_000_000), piece(0, 1_000_000)
+    )
+    assert all(status == 200 for status, _, _ in answers), answers
+    assert any(body.get("done") for _, _, body in answers), answers
+    status, _, content = await a.call("GET", f"/folders/{fid}/files/lanes.bin")
+    assert status == 200 and sha(content) == sha(data)
+    assert not list((_data_dir(drive_stack) / "drive-uploads").glob(f"{upload}.*"))
 
 
 async def test_a_resumable_upload_over_quota_is_refused_before_any_byte(person, api):

@@ -33,8 +33,9 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ANYWHERE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 NEEDED = ("playwright-core", "axe-core")
-#: Larger than one piece of the page's resumable uploads (8 MiB): two pieces.
-DROP_SIZE = 12 * 1024 * 1024
+#: Three pieces of the page's resumable uploads (8 MiB, two sent at a time): when the
+#: first piece is done the third is not sent yet, so the bar is seen part way.
+DROP_SIZE = 20 * 1024 * 1024
 HOST_PORT = free_port()
 HOST_ORIGIN = f"http://127.0.0.1:{HOST_PORT}"
 

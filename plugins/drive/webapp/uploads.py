@@ -1,24 +1,27 @@
 """Resumable uploads: an upload session takes a large file in pieces, keeps every piece
-it was given on disk (flushed to stable storage before it answers), and says from which
-byte to go on after a cut-off; once the last byte is there, the file is stored as any
-upload is (quota, the copyright rule, versions).
+it was given on disk (flushed to stable storage before it answers), and says what it
+kept after a cut-off; once every byte is there, the file is stored as any upload is
+(quota, the copyright rule, versions).
 
 - ``POST .../folders/{folder}/uploads`` ``{"path", "size", "mime"?}`` → 201 ``{"id",
-  "offset": 0, ...}``
-- ``GET .../uploads/{id}`` → where it is (``offset``: the bytes kept so far)
-- ``PATCH .../uploads/{id}`` with ``Upload-Offset: N`` and the next bytes → ``{"offset"}``;
-  with the last byte, the stored file (``"done": true``, ``"node"``). A piece that does
-  not start at the kept offset is refused (409) with the offset to go on from.
+  "offset": 0, "kept": [], ...}``
+- ``GET .../uploads/{id}`` → what is kept: ``kept``, the ranges ``[start, end)``, and
+  ``offset``, the end of the first one (the bytes kept from the start)
+- ``PATCH .../uploads/{id}`` with ``Upload-Offset: N``, ``Content-Length`` and the bytes
+  from N → ``{"offset", "kept"}``; once every byte is kept, the stored file (``"done":
+  true``, ``"node"``). Pieces may come at the same time on several connections, in any
+  order; a piece that overlaps what is kept or arriving is refused (409, with
+  ``Upload-Offset`` the first byte missing).
 - ``DELETE .../uploads/{id}`` gives up (the kept bytes are removed).
 
-The pieces live under ``<data_dir>/drive-uploads/`` on the bridge host until the upload
-ends; a session not continued for ``UPLOAD_KEEP_SECONDS`` is removed when the next one
-starts. Only the person who started an upload can see or continue it.
+Each piece is a file ``<data_dir>/drive-uploads/<id>.<start>.part`` until the upload
+ends (a piece continued at its end grows its file); a session not continued for
+``UPLOAD_KEEP_SECONDS`` is removed when the next one starts. Only the person who started
+an upload can see or continue it.
 
-While the bridge runs, the bytes also go straight on into the drive's store as they
-arrive (a :class:`LiveUpload`), so the last piece ends the upload without reading the
-whole file again; after a restart, the kept bytes are read back once and the upload goes
-on from there."""
+While the bridge runs, one task per upload reads the pieces in order as they arrive and
+hands them on into the drive's store, so the last piece ends the upload without reading
+the whole file again; after a restart, it reads back what was kept first."""
 
 from __future__ import annotations
 
@@ -39,95 +42,191 @@ from ..http_common import authenticated, etag, folder_of, json_body, plugin_of, 
 from ..names import split_path
 
 if TYPE_CHECKING:
-    from ..model import Node
+    from ..model import Folder, Node
     from ..service import Drive
 
 #: Read and write in pieces of this size (memory stays flat whatever the size).
 CHUNK = 1 << 20
 #: An upload session not continued for this long is removed.
 UPLOAD_KEEP_SECONDS = 24 * 3600
-#: Chunks waiting between a piece's request and the store (memory bound per upload).
-QUEUE_CHUNKS = 4
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-_END = b""
 
 
-@dataclass
-class LiveUpload:
-    """The drive upload a session feeds while this bridge process runs: ``fed`` bytes
-    have gone into ``queue`` (``_END`` ends it), ``task`` stores them."""
+class Upload:
+    """One upload session: its pieces on disk, the pieces arriving now, and the task that
+    stores the bytes in order (started by the first piece this process receives)."""
 
-    task: asyncio.Task[Node]
-    queue: asyncio.Queue[bytes]
-    fed: int
+    def __init__(self, root: Path, meta: dict[str, Any]) -> None:
+        self.root = root
+        self.meta = meta
+        self.id: str = meta["id"]
+        self.size: int = meta["size"]
+        #: start → bytes in its file so far, and where it will end, for the pieces
+        #: arriving now
+        self.arriving: dict[int, int] = {}
+        self.planned: dict[int, int] = {}
+        self.changed = asyncio.Condition()
+        self.store: asyncio.Task[Node] | None = None
 
-    async def feed(self, chunk: bytes) -> None:
-        if self.task.done():
-            self.task.result()  # its error (quota, storage), or it ended too early
-            raise DriveError("the upload ended before its last byte")
-        put = asyncio.ensure_future(self.queue.put(chunk))
-        done, _ = await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
-        if put not in done:
-            put.cancel()
-            self.task.result()
-        self.fed += len(chunk)
+    def piece_path(self, start: int) -> Path:
+        return self.root / f"{self.id}.{start}.part"
 
-    def cancel(self) -> None:
-        self.task.cancel()
+    def pieces(self) -> dict[int, int]:
+        """start → bytes, of every piece (those arriving: what they wrote so far)."""
+        found = {}
+        for path in self.root.glob(f"{self.id}.*.part"):
+            start = int(path.name.split(".")[1])
+            found[start] = self.arriving.get(start, path.stat().st_size)
+        return dict(sorted(found.items()))
+
+    def kept(self) -> list[list[int]]:
+        """The ranges ``[start, end)`` kept (pieces next to each other joined)."""
+        ranges: list[list[int]] = []
+        for start, length in self.pieces().items():
+            if not length:
+                continue
+            if ranges and ranges[-1][1] == start:
+                ranges[-1][1] = start + length
+            else:
+                ranges.append([start, start + length])
+        return ranges
+
+    def first_missing(self) -> int:
+        kept = self.kept()
+        return kept[0][1] if kept and kept[0][0] == 0 else 0
+
+    def complete(self) -> bool:
+        if self.arriving:
+            return False
+        return self.size == 0 or self.kept() == [[0, self.size]]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "folder": self.meta["folder"],
+            "path": self.meta["path"],
+            "size": self.size,
+            "offset": self.first_missing(),
+            "kept": self.kept(),
+        }
+
+    def begin_piece(self, offset: int, length: int) -> int:
+        """Where a piece ``[offset, offset + length)`` goes (the start of its file: a
+        piece that ends at ``offset`` grows); :class:`Conflict` when it overlaps what is
+        kept or arriving."""
+        end = offset + length
+        if offset < 0 or end > self.size:
+            raise DriveError(
+                f"the piece [{offset}, {end}) is outside the file's announced size "
+                f"({self.size} bytes)"
+            )
+        start = offset
+        for piece_start, piece_length in self.pieces().items():
+            arriving = self.planned.get(piece_start)
+            piece_end = arriving if arriving is not None else piece_start + piece_length
+            if arriving is None and piece_length and piece_end == offset:
+                start = piece_start  # continue that piece's file
+            elif piece_start < end and offset < piece_end:
+                raise Conflict(
+                    f"this upload already has bytes from {piece_start} to {piece_end} (it "
+                    f"keeps {self.kept()}); send a piece of what is missing, such as "
+                    f"Upload-Offset: {self.first_missing()}",
+                    headers={"Upload-Offset": str(self.first_missing())},
+                )
+        self.planned[start] = end
+        self.arriving[start] = offset - start
+        return start
+
+    async def wrote(self, start: int, length: int) -> None:
+        async with self.changed:
+            self.arriving[start] = length
+            self.changed.notify_all()
+
+    async def end_piece(self, start: int) -> None:
+        async with self.changed:
+            self.arriving.pop(start, None)
+            self.planned.pop(start, None)
+            self.changed.notify_all()
+
+    async def settled(self) -> None:
+        """Until no piece is arriving (a piece cut off ends first)."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: not self.arriving)
+
+    def start_storing(self, drive: Drive, user: str, folder: Folder) -> asyncio.Task[Node]:
+        if self.store is None or (self.store.done() and self.store.exception() is not None):
+            self.store = asyncio.create_task(self._store(drive, user, folder))
+        return self.store
+
+    async def _store(self, drive: Drive, user: str, folder: Folder) -> Node:
+        node, _ = await drive.upload(
+            user,
+            folder,
+            self.meta["path"],
+            self._in_order(),
+            declared_size=self.size,
+            mime=self.meta["mime"],
+        )
+        return node
+
+    async def _in_order(self) -> AsyncIterator[bytes]:
+        """The file's bytes from the start, read from the pieces as they arrive."""
+        position = 0
+        while position < self.size:
+            async with self.changed:
+                found = await self.changed.wait_for(lambda at=position: self._covering(at))
+            start, available = found
+            handle = await asyncio.to_thread(open, self.piece_path(start), "rb")
+            try:
+                handle.seek(position - start)
+                while position < start + available:
+                    want = min(CHUNK, start + available - position)
+                    chunk = await asyncio.to_thread(handle.read, want)
+                    if not chunk:
+                        break
+                    position += len(chunk)
+                    yield chunk
+            finally:
+                handle.close()
+
+    def _covering(self, position: int) -> tuple[int, int] | None:
+        for start, length in self.pieces().items():
+            if start <= position < start + length:
+                return start, length
+        return None
+
+    def remove(self) -> None:
+        for path in self.root.glob(f"{self.id}.*"):
+            path.unlink(missing_ok=True)
 
 
 @dataclass
 class UploadSessions:
-    """The upload sessions of this bridge: their files, one lock each, live uploads."""
+    """The upload sessions this bridge process has seen (read from disk on first use)."""
 
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    live: dict[str, LiveUpload] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)
 
-    def lock(self, upload_id: str) -> asyncio.Lock:
-        return self.locks.setdefault(upload_id, asyncio.Lock())
+    def get(self, root: Path, meta: dict[str, Any]) -> Upload:
+        upload = self.uploads.get(meta["id"])
+        if upload is None:
+            upload = self.uploads[meta["id"]] = Upload(root, meta)
+        return upload
 
     def forget(self, upload_id: str) -> None:
-        live = self.live.pop(upload_id, None)
-        if live is not None:
-            live.cancel()
-        self.locks.pop(upload_id, None)
+        upload = self.uploads.pop(upload_id, None)
+        if upload is not None and upload.store is not None and not upload.store.done():
+            upload.store.cancel()
 
     def remove_stale(self, root: Path) -> None:
         cutoff = time.time() - UPLOAD_KEEP_SECONDS
         for meta_path in root.glob("*.json"):
-            part = meta_path.with_suffix(".part")
-            times = [p.stat().st_mtime for p in (meta_path, part) if p.exists()]
-            if max(times, default=0) < cutoff:
-                self.forget(meta_path.stem)
-                part.unlink(missing_ok=True)
-                meta_path.unlink(missing_ok=True)
-
-    def live_upload(
-        self, drive: Drive, user: str, folder: Any, meta: dict[str, Any], part: Path, kept: int
-    ) -> LiveUpload:
-        """The live upload fed up to ``kept`` bytes: this process's own, or a new one
-        that first reads back what was kept (after a restart)."""
-        live = self.live.get(meta["id"])
-        if live is not None and live.fed == kept and not live.task.done():
-            return live
-        if live is not None:
-            live.cancel()
-        queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_CHUNKS)
-
-        async def store() -> Node:
-            node, _ = await drive.upload(
-                user,
-                folder,
-                meta["path"],
-                _chunks(part, kept, queue),
-                declared_size=meta["size"],
-                mime=meta["mime"],
-            )
-            return node
-
-        live = LiveUpload(asyncio.create_task(store()), queue, kept)
-        self.live[meta["id"]] = live
-        return live
+            upload_id = meta_path.stem
+            files = list(root.glob(f"{upload_id}.*"))
+            newest = max((p.stat().st_mtime for p in files if p.exists()), default=0)
+            if newest < cutoff:
+                self.forget(upload_id)
+                for path in files:
+                    path.unlink(missing_ok=True)
 
 
 SESSIONS_KEY: web.AppKey[UploadSessions] = web.AppKey("drive_upload_sessions")
@@ -143,33 +242,19 @@ def _folder(request: web.Request) -> Path:
     return root
 
 
-def _paths(request: web.Request, upload_id: str) -> tuple[Path, Path]:
-    if not upload_id or set(upload_id) - _ID_CHARS:
-        raise NotFound("no such upload")
-    root = _folder(request)
-    return root / f"{upload_id}.json", root / f"{upload_id}.part"
-
-
-def _load(request: web.Request, user: str) -> tuple[dict[str, Any], Path, Path]:
+def _load(request: web.Request, user: str) -> Upload:
     upload_id = request.match_info["upload"]
-    meta_path, part = _paths(request, upload_id)
+    gone = NotFound(f"no upload {upload_id} (it ended, or was given up)")
+    if not upload_id or set(upload_id) - _ID_CHARS:
+        raise gone
+    root = _folder(request)
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads((root / f"{upload_id}.json").read_text())
     except (OSError, ValueError):
-        raise NotFound(f"no upload {upload_id} (it ended, or was given up)") from None
+        raise gone from None
     if meta.get("user") != user:
-        raise NotFound(f"no upload {upload_id} (it ended, or was given up)")
-    return meta, meta_path, part
-
-
-def _describe(meta: dict[str, Any], offset: int) -> dict[str, Any]:
-    return {
-        "id": meta["id"],
-        "folder": meta["folder"],
-        "path": meta["path"],
-        "size": meta["size"],
-        "offset": offset,
-    }
+        raise gone
+    return sessions_of(request).get(root, meta)
 
 
 @authenticated
@@ -192,10 +277,10 @@ async def start(request: web.Request, user: str) -> web.Response:
             f"({quota.free} bytes): delete something and empty the trash, or ask the owner"
         )
     root = _folder(request)
-    sessions_of(request).remove_stale(root)
-    upload_id = secrets.token_urlsafe(18)
+    sessions = sessions_of(request)
+    sessions.remove_stale(root)
     meta = {
-        "id": upload_id,
+        "id": secrets.token_urlsafe(18),
         "user": user,
         "folder": folder.id,
         "path": "/".join(parts),
@@ -203,108 +288,81 @@ async def start(request: web.Request, user: str) -> web.Response:
         "mime": body.get("mime") if isinstance(body.get("mime"), str) else None,
         "created": time.time(),
     }
-    meta_path, part = _paths(request, upload_id)
-    part.touch()
+    meta_path = root / f"{meta['id']}.json"
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, meta_path)
-    return web.json_response(_describe(meta, 0), status=201)
+    return web.json_response(sessions.get(root, meta).describe(), status=201)
 
 
 @authenticated
 async def status(request: web.Request, user: str) -> web.Response:
-    meta, _, part = _load(request, user)
-    async with sessions_of(request).lock(meta["id"]):  # a piece being received ends first
-        return web.json_response(_describe(meta, part.stat().st_size))
+    upload = _load(request, user)
+    await upload.settled()  # pieces being received end first (or are cut off)
+    return web.json_response(upload.describe())
 
 
 @authenticated
 async def give_up(request: web.Request, user: str) -> web.Response:
-    sessions = sessions_of(request)
-    meta, meta_path, part = _load(request, user)
-    async with sessions.lock(meta["id"]):
-        part.unlink(missing_ok=True)
-        meta_path.unlink(missing_ok=True)
-    sessions.forget(meta["id"])
-    return web.json_response({"id": meta["id"], "given_up": True})
+    upload = _load(request, user)
+    sessions_of(request).forget(upload.id)
+    upload.remove()
+    return web.json_response({"id": upload.id, "given_up": True})
 
 
 @authenticated
 async def append(request: web.Request, user: str) -> web.Response:
-    """Keep the next bytes. Whatever arrived before a cut-off is kept (flushed to stable
-    storage), so the client goes on from there."""
-    sessions = sessions_of(request)
-    meta, meta_path, part = _load(request, user)
+    """Keep a piece. Whatever arrived before a cut-off is kept (flushed to stable
+    storage), so the client sends only what is missing."""
+    upload = _load(request, user)
     try:
         offset = int(request.headers.get("Upload-Offset", ""))
     except ValueError:
         raise DriveError("send Upload-Offset: the byte the piece starts at") from None
-    async with sessions.lock(meta["id"]):
-        kept = part.stat().st_size
-        if offset != kept:
-            raise Conflict(
-                f"this upload has {kept} bytes kept; send the piece that starts there "
-                f"(Upload-Offset: {kept})",
-                headers={"Upload-Offset": str(kept)},
-            )
-        size = meta["size"]
-        drive = plugin_of(request).drive
-        folder = await drive.access.folder(meta["folder"])
+    if request.content_length is None:
+        raise DriveError("send the piece with a Content-Length")
+    drive = plugin_of(request).drive
+    folder = await drive.access.folder(upload.meta["folder"])
+    start = upload.begin_piece(offset, request.content_length)
+    try:
+        storing = upload.start_storing(drive, user, folder)
+        written = offset - start
+        # Unbuffered: what is written can be read at once by the storing task.
+        handle = await asyncio.to_thread(open, upload.piece_path(start), "ab", buffering=0)
         try:
-            live = sessions.live_upload(drive, user, folder, meta, part, kept)
-            handle = await asyncio.to_thread(open, part, "ab")
-            try:
-                async for chunk in request.content.iter_chunked(CHUNK):
-                    if kept + len(chunk) > size:
-                        raise DriveError(
-                            f"this piece goes past the file's announced size ({size} bytes)"
-                        )
-                    await asyncio.to_thread(handle.write, chunk)
-                    kept += len(chunk)
-                    await live.feed(chunk)
-            finally:
-                await asyncio.to_thread(_sync_and_close, handle)
-            if kept < size:
-                return web.json_response(_describe(meta, kept))
-            await live.feed(_END)
-            node = await live.task
-        except DriveError:
-            # Refused (quota, the copyright rule, a viewer now): nothing more can come of
-            # these bytes, so they go; the answer says why.
-            part.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
-            sessions.forget(meta["id"])
-            raise
-        part.unlink(missing_ok=True)
-        meta_path.unlink(missing_ok=True)
-    sessions.forget(meta["id"])
+            async for chunk in request.content.iter_chunked(CHUNK):
+                await asyncio.to_thread(handle.write, chunk)
+                written += len(chunk)
+                await upload.wrote(start, written)
+                if storing.done():
+                    storing.result()  # its error (quota, storage)
+        finally:
+            await asyncio.to_thread(_sync_and_close, handle)
+            await upload.end_piece(start)
+        if not upload.complete():
+            return web.json_response(upload.describe())
+        node = await storing
+    except DriveError:
+        # Refused (quota, the copyright rule, a viewer now): nothing more can come of
+        # these bytes, so they go; the answer says why.
+        sessions_of(request).forget(upload.id)
+        upload.remove()
+        raise
+    sessions_of(request).forget(upload.id)
+    upload.remove()
+    path = upload.meta["path"]
     return web.json_response(
-        {**_describe(meta, size), "done": True, "node": node.as_json(meta["path"])},
+        {**upload.describe(), "offset": upload.size, "kept": [[0, upload.size]], "done": True}
+        | {"node": node.as_json(path)},
         headers={"ETag": etag(node)},
     )
 
 
 def _sync_and_close(handle: Any) -> None:
     try:
-        handle.flush()
         os.fsync(handle.fileno())
     finally:
         handle.close()
-
-
-async def _chunks(part: Path, kept: int, queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:
-    """The first ``kept`` bytes from the file, then what the pieces bring, to the end."""
-    if kept:
-        handle = await asyncio.to_thread(open, part, "rb")
-        try:
-            left = kept
-            while left and (chunk := await asyncio.to_thread(handle.read, min(CHUNK, left))):
-                left -= len(chunk)
-                yield chunk
-        finally:
-            handle.close()
-    while (chunk := await queue.get()) != _END:
-        yield chunk
 
 
 def add_routes(app: web.Application, prefix: str, folder: str) -> None:
