@@ -146,6 +146,29 @@ async def test_a_viewer_reads_but_a_put_is_403(drive_stack, person):
     assert body == b"the plan"
 
 
+async def test_too_many_or_too_large_properties_are_507_and_change_nothing(drive_stack, person):
+    dav = await Dav.of(drive_stack, await person())
+    url = await dav.folder("Props")
+    assert (await dav.call("PUT", url + "a.txt", data=b"a"))[0] == 201
+
+    def update(*props: str) -> str:
+        inner = "".join(props)
+        return (
+            '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:z="urn:x-test">'
+            f"<D:set><D:prop>{inner}</D:prop></D:set></D:propertyupdate>"
+        )
+
+    big = update("<z:small>1</z:small>", f"<z:huge>{'x' * 70_000}</z:huge>")
+    status, _, body = await dav.call("PROPPATCH", url + "a.txt", data=big)
+    assert status == 207 and b"507 Insufficient Storage" in body and b"at most" in body
+    many = update(*(f"<z:p{i}>{i}</z:p{i}>" for i in range(101)))
+    status, _, body = await dav.call("PROPPATCH", url + "a.txt", data=many)
+    assert status == 207 and b"at most 100 properties" in body
+    status, _, body = await dav.call("PROPFIND", url + "a.txt", headers={"Depth": "0"})
+    assert b"urn:x-test" not in body  # nothing was kept
+    assert (await dav.call("PROPPATCH", url + "a.txt", data=update("<z:ok>1</z:ok>")))[0] == 207
+
+
 async def test_a_put_over_quota_is_507_and_keeps_nothing(drive_stack, person):
     dav = await Dav.of(drive_stack, await person())
     url = await dav.folder("Big")

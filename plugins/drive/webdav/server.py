@@ -51,6 +51,8 @@ LIVE = (
     "quota-available-bytes",
     "quota-used-bytes",
 )
+MAX_PROPS = 100  # dead properties per file or folder
+MAX_PROP = 64 * 1024  # characters of one property's XML
 SUPPORTED_LOCK = (
     "<D:supportedlock>"
     + "".join(
@@ -648,6 +650,19 @@ class DavServer:
             bad = [xml.empty_element(ns, n) for ns, n in protected]
             others = [e for e in names if e not in bad]
             return _multistatus([xml.response(target.href(), [(403, bad), (424, others)])])
+        kept = set(await self.props.of(target.node.id))
+        for ns, n, value in changes:
+            (kept.add if value is not None else kept.discard)((ns, n))
+        too_big = [xml.empty_element(ns, n) for ns, n, v in changes if v and len(v) > MAX_PROP]
+        if too_big or len(kept) > MAX_PROPS:
+            why = (
+                f"a property may hold at most {MAX_PROP} characters of XML"
+                if too_big
+                else f"a file or folder may have at most {MAX_PROPS} properties"
+            )
+            failed = too_big or names
+            others = [e for e in names if e not in failed]
+            return _multistatus([xml.response(target.href(), [(507, failed), (424, others)], why)])
         await self.props.apply(target.node.id, changes)
         return _multistatus([xml.response(target.href(), [(200, names)])])
 

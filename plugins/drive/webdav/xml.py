@@ -62,8 +62,9 @@ def multistatus(responses: list[str]) -> bytes:
     ).encode("utf-8")
 
 
-def response(href: str, propstats: list[tuple[int, list[str]]]) -> str:
-    """One ``<D:response>`` with a ``<D:propstat>`` per status that has properties."""
+def response(href: str, propstats: list[tuple[int, list[str]]], why: str = "") -> str:
+    """One ``<D:response>`` with a ``<D:propstat>`` per status that has properties, and
+    ``why`` as its description."""
     parts = [f"<D:response><D:href>{esc(href)}</D:href>"]
     for status, props in propstats:
         if props:
@@ -71,6 +72,8 @@ def response(href: str, propstats: list[tuple[int, list[str]]]) -> str:
                 f"<D:propstat><D:prop>{''.join(props)}</D:prop>"
                 f"<D:status>HTTP/1.1 {status} {REASONS.get(status, '')}</D:status></D:propstat>"
             )
+    if why:
+        parts.append(f"<D:responsedescription>{esc(why)}</D:responsedescription>")
     parts.append("</D:response>")
     return "".join(parts)
 
