@@ -192,6 +192,13 @@ async def test_a_put_over_quota_is_507_and_keeps_nothing(drive_stack, person):
     )
     assert status == 400 and b"Content-Range" in body
     assert (await dav.call("GET", url + "small.bin"))[2] == b"fits"
+    # a COPY charges the copy's size too
+    assert (await dav.call("PUT", url + "half.bin", data=os.urandom(E2E_QUOTA // 2)))[0] == 201
+    status, _, body = await dav.call(
+        "COPY", url + "half.bin", headers={"Destination": url + "again.bin"}
+    )
+    assert status == 507 and b"does not fit" in body
+    assert (await dav.call("GET", url + "again.bin"))[0] == 404
 
 
 async def test_an_mp3_put_into_a_shared_folder_is_403_with_the_reason(drive_stack, person):
