@@ -205,9 +205,18 @@ class SQLiteWriter:
 
 
 class Inbox:
-    def __init__(self, db: Database, dispatch: Callable[[MatrixEvent], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        dispatch: Callable[[MatrixEvent], Awaitable[None]],
+        before_events: Callable[[dict[str, Any], str], Awaitable[None]] | None = None,
+    ) -> None:
         self.db = db
         self.dispatch = dispatch
+        # Given each transaction's body before its events (the encryption reads the
+        # to-device, device-list and key-count parts there: room keys before the messages
+        # they open).
+        self.before_events = before_events
         self._writer: SQLiteWriter | None = None
         path = getattr(db, "_path", None)  # mautrix's SQLite pool keeps the file's path there
         if db.scheme == Scheme.SQLITE and isinstance(path, str) and path not in ("", ":memory:"):
@@ -434,6 +443,11 @@ class Inbox:
 
     async def _handle(self, seq: int, txn_id: str, body: dict[str, Any]) -> None:
         start = self.handled_index if seq == self.handled_seq else 0
+        if start == 0 and self.before_events is not None:
+            try:
+                await self.before_events(body, txn_id)
+            except Exception:  # a last guard, as for dispatch
+                log.exception("transaction's non-room parts failed", txn_id=txn_id)
         events = transaction_events(body)
         for index in range(start, len(events)):
             ephemeral, raw = events[index]

@@ -1,0 +1,323 @@
+"""Olm and Megolm for one device (the bot's): its account, decrypting what arrives,
+encrypting what it sends. Talks to the homeserver through :class:`KeysAPI`; keeps its
+state in :class:`CryptoStore`. Messages naming key material never carry the keys."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import structlog
+import vodozemac
+
+from .homeserver import KeysAPI
+from .store import CryptoStore, now_ms
+
+OLM = "m.olm.v1.curve25519-aes-sha2"
+MEGOLM = "m.megolm.v1.aes-sha2"
+OTK_ALGORITHM = "signed_curve25519"
+log = structlog.get_logger("anywhere.crypto")
+
+
+class DecryptionError(Exception):
+    """A message that cannot be decrypted; the message says why (never with key material)."""
+
+
+class MissingKey(DecryptionError):
+    """The room key of a Megolm message has not arrived (yet)."""
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def verify_signed(obj: dict[str, Any], user_id: str, key_id: str, ed25519: str) -> bool:
+    """Whether ``obj`` carries a valid signature of ``user_id``'s ``ed25519:key_id``."""
+    signature = (obj.get("signatures") or {}).get(user_id, {}).get(f"ed25519:{key_id}")
+    if not isinstance(signature, str):
+        return False
+    unsigned = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+    try:
+        vodozemac.Ed25519PublicKey.from_base64(ed25519).verify_signature(
+            canonical_json(unsigned).encode(), vodozemac.Ed25519Signature.from_base64(signature)
+        )
+    except Exception:
+        return False
+    return True
+
+
+class OlmMachine:
+    def __init__(self, user_id: str, device_id: str, store: CryptoStore, keys: KeysAPI) -> None:
+        self.user_id = user_id
+        self.device_id = device_id
+        self.store = store
+        self.keys = keys
+        self.account: vodozemac.Account | None = None
+        self.shared = False
+
+    # ----- the account -----
+    @property
+    def curve25519(self) -> str:
+        return self.account.curve25519_key.to_base64()
+
+    @property
+    def ed25519(self) -> str:
+        return self.account.ed25519_key.to_base64()
+
+    async def load_or_create(self) -> bool:
+        """Load the stored account, or create one; True when it was created."""
+        loaded = await self.store.load_account(self.user_id)
+        if loaded is not None:
+            self.device_id, self.account, self.shared = loaded
+            return False
+        self.account, self.shared = vodozemac.Account(), False
+        await self.store.save_account(self.user_id, self.device_id, self.account, False)
+        return True
+
+    def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
+        unsigned = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+        signature = self.account.sign(canonical_json(unsigned).encode()).to_base64()
+        obj.setdefault("signatures", {}).setdefault(self.user_id, {})[
+            f"ed25519:{self.device_id}"
+        ] = signature
+        return obj
+
+    def device_keys(self) -> dict[str, Any]:
+        return self.sign(
+            {
+                "user_id": self.user_id,
+                "device_id": self.device_id,
+                "algorithms": [OLM, MEGOLM],
+                "keys": {
+                    f"curve25519:{self.device_id}": self.curve25519,
+                    f"ed25519:{self.device_id}": self.ed25519,
+                },
+            }
+        )
+
+    async def share_keys(self, otk_count: int | None = None, fallback_used: bool = False) -> None:
+        """Upload the device keys (first time), one-time keys up to half the maximum, and
+        a new fallback key when the last one was used (or none was ever made)."""
+        body: dict[str, Any] = {}
+        if not self.shared:
+            body["device_keys"] = self.device_keys()
+        target = self.account.max_number_of_one_time_keys // 2
+        if otk_count is None:
+            otk_count = 0 if not self.shared else target
+        if otk_count < target:
+            self.account.generate_one_time_keys(target - otk_count)
+            body["one_time_keys"] = {
+                f"{OTK_ALGORITHM}:{key_id}": self.sign({"key": key.to_base64()})
+                for key_id, key in self.account.one_time_keys.items()
+            }
+        if fallback_used or not self.shared:
+            self.account.generate_fallback_key()
+            body["fallback_keys"] = {
+                f"{OTK_ALGORITHM}:{key_id}": self.sign({"key": key.to_base64(), "fallback": True})
+                for key_id, key in self.account.fallback_key.items()
+            }
+        if not body:
+            return
+        await self.keys.upload(body)
+        self.account.mark_keys_as_published()
+        self.shared = True
+        await self.store.save_account(self.user_id, self.device_id, self.account, True)
+        log.info(
+            "uploaded encryption keys",
+            device_keys="device_keys" in body,
+            one_time_keys=len(body.get("one_time_keys") or ()),
+            fallback_key="fallback_keys" in body,
+        )
+
+    # ----- Olm (to-device) -----
+    async def decrypt_olm(self, sender: str, content: dict[str, Any]) -> dict[str, Any]:
+        """The plaintext payload of an Olm-encrypted to-device event, checked: it is for
+        this device, from the device whose identity key encrypted it."""
+        if content.get("algorithm") != OLM:
+            raise DecryptionError(f"unsupported algorithm {content.get('algorithm')!r}")
+        sender_key = content.get("sender_key")
+        mine = (content.get("ciphertext") or {}).get(self.curve25519)
+        if not isinstance(sender_key, str) or not isinstance(mine, dict):
+            raise DecryptionError("not encrypted for this device")
+        try:
+            message = vodozemac.AnyOlmMessage.from_parts(int(mine["type"]), unb64(mine["body"]))
+            identity = vodozemac.Curve25519PublicKey.from_base64(sender_key)
+        except Exception as exc:
+            raise DecryptionError(f"malformed Olm message ({type(exc).__name__})") from None
+        plaintext = None
+        for session in await self.store.olm_sessions(sender_key):
+            if mine["type"] == 0 and not session.session_matches(message.to_pre_key()):
+                continue
+            try:
+                plaintext = session.decrypt(message)
+            except Exception:
+                continue
+            await self.store.save_olm_session(sender_key, session)
+            break
+        if plaintext is None:
+            if mine["type"] != 0:
+                raise DecryptionError("no Olm session decrypts it (replayed or reordered?)")
+            try:
+                session, plaintext = self.account.create_inbound_session(
+                    identity, message.to_pre_key()
+                )
+            except Exception as exc:
+                raise DecryptionError(
+                    f"cannot start an Olm session from it ({type(exc).__name__}: replayed, "
+                    "or a one-time key already used?)"
+                ) from None
+            await self.store.save_olm_session(sender_key, session)
+            await self.store.save_account(self.user_id, self.device_id, self.account, True)
+        try:
+            payload = json.loads(plaintext)
+        except ValueError:
+            raise DecryptionError("the decrypted payload is not JSON") from None
+        if payload.get("sender") != sender or payload.get("recipient") != self.user_id:
+            raise DecryptionError("sender or recipient in the payload do not match the event")
+        if (payload.get("recipient_keys") or {}).get("ed25519") != self.ed25519:
+            raise DecryptionError("encrypted for another device's signing key")
+        payload["sender_key"] = sender_key
+        return payload
+
+    async def olm_encrypt(
+        self, user_id: str, device: tuple[str, str, str], event_type: str, content: dict
+    ) -> dict[str, Any] | None:
+        """Olm-encrypted content for one device ``(device_id, curve25519, ed25519)``; None
+        when no session could be made (the device has no one-time or fallback key)."""
+        device_id, curve, ed = device
+        sessions = await self.store.olm_sessions(curve)
+        session = sessions[0] if sessions else None
+        if session is None:
+            claimed = await self.keys.claim({user_id: {device_id: OTK_ALGORITHM}})
+            keys = claimed.get(user_id, {}).get(device_id, {})
+            one_time = next(iter(keys.values()), None) if isinstance(keys, dict) else None
+            if not isinstance(one_time, dict) or not verify_signed(
+                one_time, user_id, device_id, ed
+            ):
+                log.warning(
+                    "no valid one-time key for a device; it gets no room key",
+                    user_id=user_id,
+                    device_id=device_id,
+                )
+                return None
+            session = self.account.create_outbound_session(
+                vodozemac.Curve25519PublicKey.from_base64(curve),
+                vodozemac.Curve25519PublicKey.from_base64(one_time["key"]),
+            )
+        payload = {
+            "type": event_type,
+            "content": content,
+            "sender": self.user_id,
+            "sender_device": self.device_id,
+            "keys": {"ed25519": self.ed25519},
+            "recipient": user_id,
+            "recipient_keys": {"ed25519": ed},
+        }
+        message_type, ciphertext = session.encrypt(canonical_json(payload).encode()).to_parts()
+        await self.store.save_olm_session(curve, session)
+        return {
+            "algorithm": OLM,
+            "sender_key": self.curve25519,
+            "ciphertext": {curve: {"type": message_type, "body": b64(ciphertext)}},
+        }
+
+    # ----- Megolm (room events) -----
+    async def add_room_key(self, payload: dict[str, Any]) -> str | None:
+        """Store the room key an Olm payload carries; its session id, or None."""
+        content = payload.get("content") or {}
+        if content.get("algorithm") != MEGOLM:
+            return None
+        room_id, session_key = content.get("room_id"), content.get("session_key")
+        signing_key = (payload.get("keys") or {}).get("ed25519")
+        if not all(isinstance(v, str) for v in (room_id, session_key, signing_key)):
+            raise DecryptionError("room key without room_id, session_key or signing key")
+        try:
+            if payload.get("type") == "m.forwarded_room_key":
+                session = vodozemac.InboundGroupSession.import_session(
+                    vodozemac.ExportedSessionKey(session_key)
+                )
+                signing_key = content.get("sender_claimed_ed25519_key") or signing_key
+                sender_key = content.get("sender_key") or payload["sender_key"]
+            else:
+                session = vodozemac.InboundGroupSession(vodozemac.SessionKey(session_key))
+                sender_key = payload["sender_key"]
+        except Exception as exc:
+            raise DecryptionError(f"unusable room key ({type(exc).__name__})") from None
+        if content.get("session_id") not in (None, session.session_id):
+            raise DecryptionError("the room key's session_id does not match its key")
+        await self.store.save_inbound(room_id, sender_key, signing_key, session)
+        return session.session_id
+
+    async def decrypt_megolm(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The plaintext ``{type, content}`` of an encrypted room event."""
+        content = event.get("content") or {}
+        if content.get("algorithm") != MEGOLM:
+            raise DecryptionError(f"unsupported algorithm {content.get('algorithm')!r}")
+        session_id, ciphertext = content.get("session_id"), content.get("ciphertext")
+        if not isinstance(session_id, str) or not isinstance(ciphertext, str):
+            raise DecryptionError("no session_id or ciphertext")
+        known = await self.store.inbound(session_id)
+        if known is None:
+            raise MissingKey(session_id)
+        session, room_id, sender_key, _signing_key = known
+        if room_id != event.get("room_id"):
+            raise DecryptionError("the room key belongs to another room (forged?)")
+        if content.get("sender_key") not in (None, sender_key):
+            raise DecryptionError("the sender key does not match the room key's (forged?)")
+        try:
+            decrypted = session.decrypt(vodozemac.MegolmMessage.from_base64(ciphertext))
+        except vodozemac.MegolmDecryptionException as exc:
+            text = str(exc)
+            if "unknown message index" in text:
+                raise MissingKey(session_id) from None
+            raise DecryptionError("the message does not verify (forged or damaged)") from None
+        except Exception as exc:
+            raise DecryptionError(f"malformed Megolm message ({type(exc).__name__})") from None
+        if not await self.store.claim_message_index(
+            session_id, decrypted.message_index, event.get("event_id", "")
+        ):
+            raise DecryptionError("message index already used by another event (replayed)")
+        try:
+            plain = json.loads(decrypted.plaintext)
+        except ValueError:
+            raise DecryptionError("the decrypted payload is not JSON") from None
+        if plain.get("room_id") != event.get("room_id") or not isinstance(
+            plain.get("content"), dict
+        ):
+            raise DecryptionError("the decrypted event names another room (replayed?)")
+        return plain
+
+    def new_outbound(self) -> dict[str, Any]:
+        return {
+            "session": vodozemac.GroupSession(),
+            "created_at": now_ms(),
+            "messages": 0,
+            "shared_with": set(),
+        }
+
+    def megolm_encrypt(
+        self, state: dict[str, Any], room_id: str, event_type: str, content: dict
+    ) -> dict[str, Any]:
+        session: vodozemac.GroupSession = state["session"]
+        plaintext = canonical_json({"type": event_type, "content": content, "room_id": room_id})
+        ciphertext = session.encrypt(plaintext.encode()).to_base64()
+        state["messages"] += 1
+        encrypted: dict[str, Any] = {
+            "algorithm": MEGOLM,
+            "sender_key": self.curve25519,
+            "ciphertext": ciphertext,
+            "session_id": session.session_id,
+            "device_id": self.device_id,
+        }
+        if "m.relates_to" in content:  # relations stay readable to the server
+            encrypted["m.relates_to"] = content["m.relates_to"]
+        return encrypted

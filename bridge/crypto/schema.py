@@ -1,0 +1,87 @@
+"""The encryption tables (component ``crypto``): the bot's account, Olm and Megolm
+sessions, other people's devices, and events waiting for their room key.
+
+Every pickle is encrypted with the key from ``encryption.pickle_key`` (never stored here).
+"""
+
+from __future__ import annotations
+
+from mautrix.util.async_db import Scheme
+
+from storage.migrations import Migrations, serial_primary_key
+
+
+async def v1_crypto(conn, scheme: Scheme) -> None:
+    """the bot's device keys, Olm/Megolm sessions, devices, events waiting for keys"""
+    await conn.execute(
+        """CREATE TABLE crypto_account (
+            user_id   TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            pickle    TEXT NOT NULL,
+            shared    BOOLEAN NOT NULL DEFAULT FALSE
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE crypto_olm_session (
+            sender_key TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            pickle     TEXT NOT NULL,
+            last_used  BIGINT NOT NULL,
+            PRIMARY KEY (sender_key, session_id)
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE crypto_megolm_inbound (
+            session_id  TEXT PRIMARY KEY,
+            room_id     TEXT NOT NULL,
+            sender_key  TEXT NOT NULL,
+            signing_key TEXT NOT NULL,
+            pickle      TEXT NOT NULL
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE crypto_megolm_outbound (
+            room_id     TEXT PRIMARY KEY,
+            session_id  TEXT NOT NULL,
+            pickle      TEXT NOT NULL,
+            created_at  BIGINT NOT NULL,
+            messages    INTEGER NOT NULL,
+            shared_with TEXT NOT NULL
+        )"""
+    )
+    await conn.execute(
+        """CREATE TABLE crypto_device (
+            user_id    TEXT NOT NULL,
+            device_id  TEXT NOT NULL,
+            curve25519 TEXT NOT NULL,
+            ed25519    TEXT NOT NULL,
+            PRIMARY KEY (user_id, device_id)
+        )"""
+    )
+    await conn.execute(
+        "CREATE TABLE crypto_tracked_user (user_id TEXT PRIMARY KEY, outdated BOOLEAN NOT NULL)"
+    )
+    # (session_id, message_index) -> the event that used it: a replayed index is refused
+    await conn.execute(
+        """CREATE TABLE crypto_megolm_index (
+            session_id    TEXT NOT NULL,
+            message_index BIGINT NOT NULL,
+            event_id      TEXT NOT NULL,
+            PRIMARY KEY (session_id, message_index)
+        )"""
+    )
+    seq = serial_primary_key(scheme)
+    await conn.execute(
+        f"""CREATE TABLE crypto_waiting (
+            seq        {seq},
+            room_id    TEXT NOT NULL,
+            session_id TEXT,
+            txn_id     TEXT NOT NULL,
+            event      TEXT NOT NULL,
+            waiting_since BIGINT NOT NULL
+        )"""
+    )
+    await conn.execute("CREATE INDEX crypto_waiting_room ON crypto_waiting (room_id, seq)")
+
+
+CRYPTO_MIGRATIONS = Migrations("crypto", [v1_crypto])

@@ -1,0 +1,498 @@
+"""Encryption under the send/receive services: the bot's device is set up at start-up;
+the inbox hands each transaction's to-device, device-list and key-count parts here before
+its room events; encrypted room events are decrypted before dispatch (or kept until their
+room key arrives, in order with the rest of their room); the bot's sends into encrypted
+rooms are encrypted (:class:`EncryptingAppServiceAPI`). Plugins see plain events and send
+plain content, as in unencrypted rooms."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+from mautrix.appservice import AppServiceAPI, IntentAPI
+from mautrix.types import EventType
+from mautrix.util.async_db import Database
+
+from ..events import MatrixEvent
+from .homeserver import HomeserverRefused, KeysAPI
+from .machine import MEGOLM, DecryptionError, MissingKey, OlmMachine, verify_signed
+from .schema import CRYPTO_MIGRATIONS
+from .store import CryptoStore, now_ms
+
+log = structlog.get_logger("anywhere.crypto")
+Dispatch = Callable[[MatrixEvent], Awaitable[None]]
+
+#: Megolm rotation defaults (the spec's, used when m.room.encryption does not say).
+ROTATION_MS = 7 * 24 * 3600 * 1000
+ROTATION_MESSAGES = 100
+#: How long start-up waits for its probe to come back through a transaction.
+PROBE_SECONDS = 30.0
+PROBE_TYPE = "org.anywhere.probe"
+SETTING_TO_DEVICE = (
+    "the homeserver does not send to-device events to the bridge (Synapse: "
+    "experimental_features.msc2409_to_device_messages_enabled: true; registration: "
+    "receive_ephemeral: true)"
+)
+SETTING_KEY_COUNTS = (
+    "the homeserver does not send one-time-key counts to the bridge (Synapse: "
+    "experimental_features.msc3202_transaction_extensions: true; registration: "
+    "org.matrix.msc3202: true)"
+)
+SETTING_DEVICES = (
+    "the homeserver refused to create the bot's device (registration: "
+    "io.element.msc4190: true, then restart the homeserver)"
+)
+TO_DEVICE_KEYS = ("to_device", "de.sorunome.msc2409.to_device")
+DEVICE_LISTS_KEYS = ("device_lists", "org.matrix.msc3202.device_lists")
+OTK_COUNT_KEYS = (
+    "device_one_time_keys_count",
+    "org.matrix.msc3202.device_one_time_keys_count",
+    "org.matrix.msc3202.device_one_time_key_counts",
+)
+FALLBACK_KEYS = (
+    "device_unused_fallback_key_types",
+    "org.matrix.msc3202.device_unused_fallback_key_types",
+)
+
+
+def _first(body: dict[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        if body.get(name) is not None:
+            return body[name]
+    return None
+
+
+def pickle_key(secret: str) -> bytes:
+    """The 32-byte key vodozemac pickles with, from the config's secret."""
+    return hashlib.sha256(("anywhere.crypto.pickle|" + secret).encode()).digest()
+
+
+class Encryption:
+    """The bot's device and its encryption; ``ready`` once the device is set up and the
+    homeserver proved it delivers what encrypted rooms need (else ``unavailable`` says
+    which setting is missing, and the bot keeps the plain-chat fallback)."""
+
+    migrations = CRYPTO_MIGRATIONS
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        device_id: str,
+        user_id: str,
+        homeserver_url: str,
+        as_token: str,
+        display_name: str,
+        is_ours: Callable[[str], bool],
+        http: Callable[[], aiohttp.ClientSession],
+    ) -> None:
+        self.enabled = bool(secret)
+        self._secret = secret
+        self.user_id = user_id
+        self.display_name = display_name
+        self.is_ours = is_ours
+        self.keys = KeysAPI(homeserver_url, as_token, user_id, device_id, http)
+        self.machine: OlmMachine | None = None
+        self.ready = False
+        self.unavailable = "" if secret else "encryption.pickle_key is empty in the config"
+        self._dispatch: Dispatch | None = None
+        self._waiting_rooms: set[str] = set()
+        self._room_encryption: dict[str, dict[str, Any] | None] = {}
+        self._members: dict[str, list[str]] = {}
+        self._room_locks: dict[str, asyncio.Lock] = {}
+        self._probe = asyncio.Event()
+        self._probe_id = ""
+        self.saw_key_counts = False
+
+    # ----- start-up -----
+    async def open(self, db: Database, dispatch: Dispatch) -> None:
+        """With the database migrated: the store, and what decrypted events go to."""
+        self._dispatch = dispatch
+        if not self.enabled:
+            return
+        store = CryptoStore(db, pickle_key(self._secret))
+        self.machine = OlmMachine(self.user_id, self.keys.device_id, store, self.keys)
+        created = await self.machine.load_or_create()
+        self.keys.device_id = self.machine.device_id
+        self._waiting_rooms = await store.waiting_rooms()
+        log.info(
+            "encryption account " + ("created" if created else "loaded"),
+            device_id=self.machine.device_id,
+        )
+
+    async def start(self) -> None:
+        """With the homeserver answering and the inbox running: the device (MSC4190),
+        its keys, then a probe proving that to-device events and key counts arrive."""
+        try:
+            await self._start()
+        except Exception as exc:
+            self.unavailable = f"setting up the bot's device failed: {type(exc).__name__}"
+            log.exception("encrypted rooms are off", reason=self.unavailable)
+
+    async def _start(self) -> None:
+        if not self.enabled:
+            log.warning("encrypted rooms are off", reason=self.unavailable)
+            return
+        try:
+            await self.keys.create_device(self.display_name)
+            counts = (await self.keys.upload({})).get("one_time_key_counts") or {}
+            await self.machine.share_keys(counts.get("signed_curve25519", 0))
+        except HomeserverRefused as exc:
+            self.unavailable = SETTING_DEVICES if "device" in str(exc) else str(exc)
+            log.error("encrypted rooms are off", reason=self.unavailable, error=str(exc))
+            return
+        self._probe_id = f"{self.machine.device_id}.{now_ms()}"
+        await self.keys.send_to_device(
+            PROBE_TYPE, {self.user_id: {self.machine.device_id: {"probe": self._probe_id}}}
+        )
+        try:
+            await asyncio.wait_for(self._probe.wait(), PROBE_SECONDS)
+        except TimeoutError:
+            self.unavailable = SETTING_TO_DEVICE
+            log.error("encrypted rooms are off", reason=self.unavailable)
+            return
+        if not self.saw_key_counts:
+            self.unavailable = SETTING_KEY_COUNTS
+            log.error("encrypted rooms are off", reason=self.unavailable)
+            return
+        self.ready = True
+        log.info("encrypted rooms ready", device_id=self.machine.device_id)
+
+    # ----- what arrives -----
+    async def handle_transaction(self, body: dict[str, Any], txn_id: str) -> None:
+        """The to-device, device-list and key-count parts of a stored transaction (before
+        its room events: a room key and the message it opens often come together)."""
+        if self.machine is None:
+            return
+        mine = (self.user_id, self.machine.device_id)
+        counts = _first(body, OTK_COUNT_KEYS)
+        fallback = _first(body, FALLBACK_KEYS)
+        count = None
+        if isinstance(counts, dict):
+            ours = (counts.get(mine[0]) or {}).get(mine[1])
+            if isinstance(ours, dict):
+                self.saw_key_counts = True
+                count = ours.get("signed_curve25519", 0)
+        fallback_used = False
+        if isinstance(fallback, dict):
+            types = (fallback.get(mine[0]) or {}).get(mine[1])
+            fallback_used = isinstance(types, list) and "signed_curve25519" not in types
+        lists = _first(body, DEVICE_LISTS_KEYS)
+        if isinstance(lists, dict) and isinstance(lists.get("changed"), list):
+            await self.machine.store.mark_outdated(
+                [u for u in lists["changed"] if isinstance(u, str)]
+            )
+        to_device = _first(body, TO_DEVICE_KEYS)
+        for event in to_device if isinstance(to_device, list) else ():
+            if not isinstance(event, dict):
+                continue
+            if event.get("to_user_id", mine[0]) != mine[0]:
+                continue
+            if event.get("to_device_id", mine[1]) not in (mine[1], "*"):
+                continue
+            try:
+                await self._to_device(event)
+            except Exception:
+                log.exception("to-device event failed", txn_id=txn_id, type=event.get("type"))
+        if self.ready and (count is not None or fallback_used):
+            try:
+                await self.machine.share_keys(count, fallback_used)
+            except HomeserverRefused as exc:
+                log.warning("could not replenish one-time keys", error=str(exc))
+
+    async def _to_device(self, event: dict[str, Any]) -> None:
+        sender, event_type = event.get("sender"), event.get("type")
+        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        if event_type == PROBE_TYPE and sender == self.user_id:
+            if content.get("probe") == self._probe_id:
+                self._probe.set()
+            return
+        if event_type == "m.room_key.withheld":
+            await self._withheld(sender, content)
+            return
+        if event_type != "m.room.encrypted":
+            return
+        try:
+            payload = await self.machine.decrypt_olm(sender, content)
+            await self._check_sender_device(sender, payload)
+        except DecryptionError as exc:
+            log.warning("to-device message not decrypted", sender=sender, reason=str(exc))
+            return
+        if payload.get("type") in ("m.room_key", "m.forwarded_room_key"):
+            try:
+                session_id = await self.machine.add_room_key(payload)
+            except DecryptionError as exc:
+                log.warning("room key refused", sender=sender, reason=str(exc))
+                return
+            if session_id is not None:
+                log.info(
+                    "room key received",
+                    sender=sender,
+                    room_id=(payload.get("content") or {}).get("room_id"),
+                    session_id=session_id,
+                )
+                for room_id in await self.machine.store.rooms_waiting_for(session_id):
+                    await self._release(room_id)
+
+    async def _check_sender_device(self, sender: str, payload: dict[str, Any]) -> None:
+        """The Olm message came from a device of ``sender`` that we know (queried from the
+        homeserver, self-signed) and that signs with the key the payload claims."""
+        store = self.machine.store
+        device = await store.device_by_curve(sender, payload["sender_key"])
+        if device is None:
+            await self._query_devices([sender])
+            device = await store.device_by_curve(sender, payload["sender_key"])
+        if device is None:
+            raise DecryptionError("from a device the homeserver does not list for the sender")
+        if (payload.get("keys") or {}).get("ed25519") != device[1]:
+            raise DecryptionError("the payload's signing key is not the sending device's")
+
+    async def _withheld(self, sender: str, content: dict[str, Any]) -> None:
+        session_id, room_id = content.get("session_id"), content.get("room_id")
+        log.warning(
+            "a room key was withheld from the bot",
+            sender=sender,
+            room_id=room_id,
+            code=content.get("code"),
+            reason=content.get("reason"),
+        )
+        if isinstance(session_id, str):
+            for waiting_room in await self.machine.store.rooms_waiting_for(session_id):
+                await self._release(waiting_room, give_up=session_id)
+
+    def wrap(self, dispatch: Dispatch) -> Dispatch:
+        """The dispatcher the inbox calls: decrypts before ``dispatch``."""
+
+        async def decrypting_dispatch(event: MatrixEvent) -> None:
+            await self.dispatch(event, dispatch)
+
+        return decrypting_dispatch
+
+    async def dispatch(self, event: MatrixEvent, dispatch: Dispatch) -> None:
+        if self.machine is None or self.unavailable or event.ephemeral or not event.room_id:
+            await dispatch(event)
+            return
+        await self._note_state(event)
+        room_id = event.room_id
+        if room_id in self._waiting_rooms:  # keep the room's order
+            session_id = event.content.get("session_id") if self._needs_key(event) else None
+            await self.machine.store.wait(room_id, session_id, event.txn_id, event.raw)
+            await self._release(room_id)
+            return
+        if not self._needs_key(event):
+            await dispatch(event)
+            return
+        try:
+            plain = await self.machine.decrypt_megolm(event.raw)
+        except MissingKey as missing:
+            log.info(
+                "waiting for the room key of an encrypted event",
+                room_id=room_id,
+                event_id=event.event_id,
+                session_id=str(missing),
+            )
+            await self.machine.store.wait(room_id, str(missing), event.txn_id, event.raw)
+            self._waiting_rooms.add(room_id)
+            return
+        except DecryptionError as exc:
+            log.warning(
+                "encrypted event not decrypted",
+                room_id=room_id,
+                event_id=event.event_id,
+                sender=event.sender,
+                reason=str(exc),
+            )
+            return
+        await dispatch(self._decrypted(event, plain))
+
+    def _needs_key(self, event: MatrixEvent) -> bool:
+        return event.type == "m.room.encrypted" and not self.is_ours(event.sender)
+
+    @staticmethod
+    def _decrypted(event: MatrixEvent, plain: dict[str, Any]) -> MatrixEvent:
+        raw = dict(event.raw)
+        content = dict(plain["content"])
+        relates = event.content.get("m.relates_to")
+        if relates is not None and "m.relates_to" not in content:
+            content["m.relates_to"] = relates
+        raw["type"], raw["content"] = plain.get("type", ""), content
+        unsigned = dict(raw.get("unsigned") or {})
+        unsigned["io.anywhere.encrypted"] = True
+        raw["unsigned"] = unsigned
+        return MatrixEvent(raw, event.txn_id, False)
+
+    async def _release(self, room_id: str, give_up: str | None = None) -> None:
+        """Dispatch a room's waiting events from the oldest, until one still lacks its key
+        (``give_up``: the events of that session are dropped, with a log line)."""
+        store = self.machine.store
+        for item in await store.waiting_in(room_id):
+            event = MatrixEvent(item["event"], item["txn_id"], False)
+            if item["session_id"] is None or not self._needs_key(event):
+                await self._dispatch(event)
+                await store.done_waiting(item["seq"])
+                continue
+            try:
+                plain = await self.machine.decrypt_megolm(event.raw)
+            except MissingKey:
+                if item["session_id"] != give_up:
+                    return  # the room waits for this key
+                log.warning(
+                    "encrypted event dropped: its room key was withheld",
+                    room_id=room_id,
+                    event_id=event.event_id,
+                )
+            except DecryptionError as exc:
+                log.warning(
+                    "encrypted event not decrypted",
+                    room_id=room_id,
+                    event_id=event.event_id,
+                    reason=str(exc),
+                )
+            else:
+                await self._dispatch(self._decrypted(event, plain))
+            await store.done_waiting(item["seq"])
+        self._waiting_rooms.discard(room_id)
+
+    async def _note_state(self, event: MatrixEvent) -> None:
+        if event.state_key is None:
+            return
+        if event.type == "m.room.encryption":
+            self._room_encryption[event.room_id] = event.content
+        elif event.type == "m.room.member":
+            self._members.pop(event.room_id, None)
+            if event.content.get("membership") in ("leave", "ban"):
+                # whoever left must not read what comes next: the next send starts a new
+                # session (durably: also after a restart)
+                async with self._room_locks.setdefault(event.room_id, asyncio.Lock()):
+                    await self.machine.store.discard_outbound(event.room_id)
+
+    # ----- what the bot sends -----
+    async def is_encrypted(self, room_id: str) -> bool:
+        if not self.ready:
+            return False
+        if room_id not in self._room_encryption:
+            self._room_encryption[room_id] = await self.keys.encryption_state(room_id)
+        return bool(self._room_encryption[room_id])
+
+    async def encrypt(self, room_id: str, event_type: str, content: dict) -> dict[str, Any]:
+        lock = self._room_locks.setdefault(room_id, asyncio.Lock())
+        async with lock:
+            store = self.machine.store
+            state = await store.outbound(room_id)
+            settings = self._room_encryption.get(room_id) or {}
+            if state is not None and self._expired(state, settings):
+                state = None
+            if state is None:
+                state = self.machine.new_outbound()
+            await self._share(room_id, state)
+            encrypted = self.machine.megolm_encrypt(state, room_id, event_type, content)
+            await store.save_outbound(room_id, state)
+            return encrypted
+
+    @staticmethod
+    def _expired(state: dict[str, Any], settings: dict[str, Any]) -> bool:
+        period = settings.get("rotation_period_ms")
+        messages = settings.get("rotation_period_msgs")
+        period = period if isinstance(period, int) and period > 0 else ROTATION_MS
+        messages = messages if isinstance(messages, int) and messages > 0 else ROTATION_MESSAGES
+        too_old = now_ms() - state["created_at"] >= period
+        return too_old or state["messages"] >= messages
+
+    async def _share(self, room_id: str, state: dict[str, Any]) -> None:
+        """Send the session's key (Olm) to the devices of the joined members that lack it."""
+        if room_id not in self._members:
+            self._members[room_id] = await self.keys.joined_members(room_id)
+        members = [u for u in self._members[room_id] if u != self.user_id]
+        outdated = await self.machine.store.outdated_users(members)
+        if outdated:
+            await self._query_devices(outdated)
+        session = state["session"]
+        room_key = {
+            "algorithm": MEGOLM,
+            "room_id": room_id,
+            "session_id": session.session_id,
+            "session_key": session.session_key.to_base64(),
+        }
+        messages: dict[str, dict[str, Any]] = {}
+        for user_id in members:
+            for device_id, (curve, ed) in (await self.machine.store.devices(user_id)).items():
+                if (user_id, device_id) in state["shared_with"]:
+                    continue
+                encrypted = await self.machine.olm_encrypt(
+                    user_id, (device_id, curve, ed), "m.room_key", room_key
+                )
+                if encrypted is not None:
+                    messages.setdefault(user_id, {})[device_id] = encrypted
+                state["shared_with"].add((user_id, device_id))
+        if messages:
+            await self.keys.send_to_device("m.room.encrypted", messages)
+            log.info(
+                "room key shared",
+                room_id=room_id,
+                devices=sum(len(d) for d in messages.values()),
+            )
+
+    async def _query_devices(self, user_ids: list[str]) -> None:
+        answer = await self.keys.query(user_ids)
+        for user_id, devices in (answer.get("device_keys") or {}).items():
+            if user_id not in user_ids or not isinstance(devices, dict):
+                continue
+            good: dict[str, tuple[str, str]] = {}
+            for device_id, keys in devices.items():
+                if not isinstance(keys, dict) or keys.get("user_id") != user_id:
+                    continue
+                if keys.get("device_id") != device_id:
+                    continue
+                key_map = keys.get("keys") or {}
+                curve = key_map.get(f"curve25519:{device_id}")
+                ed = key_map.get(f"ed25519:{device_id}")
+                if not isinstance(curve, str) or not isinstance(ed, str):
+                    continue
+                if not verify_signed(keys, user_id, device_id, ed):
+                    log.warning(
+                        "device keys with a bad signature ignored",
+                        user_id=user_id,
+                        device_id=device_id,
+                    )
+                    continue
+                good[device_id] = (curve, ed)
+            await self.machine.store.replace_devices(user_id, good)
+
+
+class EncryptingIntent(IntentAPI):
+    """The bot's intent: message events into encrypted rooms are encrypted."""
+
+    encryption: Encryption | None = None
+
+    async def send_message_event(self, room_id, event_type, content, **kwargs):  # noqa: ANN001
+        encryption = self.encryption
+        type_name = getattr(event_type, "t", None) or str(event_type)
+        if (
+            encryption is not None
+            and type_name != "m.room.encrypted"
+            and await encryption.is_encrypted(room_id)
+        ):
+            plain = content.serialize() if hasattr(content, "serialize") else dict(content)
+            encrypted = await encryption.encrypt(room_id, type_name, plain)
+            return await super().send_message_event(
+                room_id, EventType.ROOM_ENCRYPTED, encrypted, **kwargs
+            )
+        return await super().send_message_event(room_id, event_type, content, **kwargs)
+
+
+class EncryptingAppServiceAPI(AppServiceAPI):
+    """mautrix's appservice API whose bot intent encrypts (:class:`EncryptingIntent`)."""
+
+    encryption: Encryption | None = None
+
+    def bot_intent(self) -> IntentAPI:
+        if not self._bot_intent:
+            intent = EncryptingIntent(self.bot_mxid, self, state_store=self.state_store)
+            intent.encryption = self.encryption
+            self._bot_intent = intent
+        return self._bot_intent

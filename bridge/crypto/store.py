@@ -1,0 +1,237 @@
+"""Durable crypto state in the bridge's database (SQLite or PostgreSQL): what
+:class:`~bridge.crypto.machine.OlmMachine` keeps. Pickles are encrypted by vodozemac with
+the pickle key; nothing here is ever logged."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import vodozemac
+from mautrix.util.async_db import Database
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class CryptoStore:
+    def __init__(self, db: Database, pickle_key: bytes) -> None:
+        self.db = db
+        self.key = pickle_key
+
+    # ----- the bot's account -----
+    async def load_account(self, user_id: str) -> tuple[str, vodozemac.Account, bool] | None:
+        row = await self.db.fetchrow(
+            "SELECT device_id, pickle, shared FROM crypto_account WHERE user_id = $1", user_id
+        )
+        if row is None:
+            return None
+        account = vodozemac.Account.from_pickle(row["pickle"], self.key)
+        return row["device_id"], account, bool(row["shared"])
+
+    async def save_account(
+        self, user_id: str, device_id: str, account: vodozemac.Account, shared: bool
+    ) -> None:
+        await self.db.execute(
+            "INSERT INTO crypto_account (user_id, device_id, pickle, shared) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET "
+            "device_id = excluded.device_id, pickle = excluded.pickle, shared = excluded.shared",
+            user_id,
+            device_id,
+            account.pickle(self.key),
+            shared,
+        )
+
+    # ----- Olm sessions -----
+    async def olm_sessions(self, sender_key: str) -> list[vodozemac.Session]:
+        rows = await self.db.fetch(
+            "SELECT pickle FROM crypto_olm_session WHERE sender_key = $1 ORDER BY last_used DESC",
+            sender_key,
+        )
+        return [vodozemac.Session.from_pickle(r["pickle"], self.key) for r in rows]
+
+    async def save_olm_session(self, sender_key: str, session: vodozemac.Session) -> None:
+        await self.db.execute(
+            "INSERT INTO crypto_olm_session (sender_key, session_id, pickle, last_used) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (sender_key, session_id) DO UPDATE SET "
+            "pickle = excluded.pickle, last_used = excluded.last_used",
+            sender_key,
+            session.session_id,
+            session.pickle(self.key),
+            now_ms(),
+        )
+
+    # ----- Megolm inbound -----
+    async def save_inbound(
+        self,
+        room_id: str,
+        sender_key: str,
+        signing_key: str,
+        session: vodozemac.InboundGroupSession,
+    ) -> bool:
+        """Store a room key; False when one as good (same or earlier first index) is kept."""
+        known = await self.inbound(session.session_id)
+        if known is not None and known[0].first_known_index <= session.first_known_index:
+            return False
+        await self.db.execute(
+            "INSERT INTO crypto_megolm_inbound (session_id, room_id, sender_key, signing_key, "
+            "pickle) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET "
+            "pickle = excluded.pickle",
+            session.session_id,
+            room_id,
+            sender_key,
+            signing_key,
+            session.pickle(self.key),
+        )
+        return True
+
+    async def inbound(
+        self, session_id: str
+    ) -> tuple[vodozemac.InboundGroupSession, str, str, str] | None:
+        """(session, room_id, sender_key, signing_key)"""
+        row = await self.db.fetchrow(
+            "SELECT room_id, sender_key, signing_key, pickle FROM crypto_megolm_inbound "
+            "WHERE session_id = $1",
+            session_id,
+        )
+        if row is None:
+            return None
+        session = vodozemac.InboundGroupSession.from_pickle(row["pickle"], self.key)
+        return session, row["room_id"], row["sender_key"], row["signing_key"]
+
+    async def claim_message_index(self, session_id: str, index: int, event_id: str) -> bool:
+        """False when another event already used this session's message index (a replay)."""
+        await self.db.execute(
+            "INSERT INTO crypto_megolm_index (session_id, message_index, event_id) "
+            "VALUES ($1, $2, $3) ON CONFLICT (session_id, message_index) DO NOTHING",
+            session_id,
+            index,
+            event_id,
+        )
+        owner = await self.db.fetchval(
+            "SELECT event_id FROM crypto_megolm_index WHERE session_id = $1 AND message_index = $2",
+            session_id,
+            index,
+        )
+        return owner == event_id
+
+    # ----- Megolm outbound -----
+    async def outbound(self, room_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchrow(
+            "SELECT session_id, pickle, created_at, messages, shared_with "
+            "FROM crypto_megolm_outbound WHERE room_id = $1",
+            room_id,
+        )
+        if row is None:
+            return None
+        return {
+            "session": vodozemac.GroupSession.from_pickle(row["pickle"], self.key),
+            "created_at": row["created_at"],
+            "messages": row["messages"],
+            "shared_with": {tuple(d) for d in json.loads(row["shared_with"])},
+        }
+
+    async def save_outbound(self, room_id: str, state: dict[str, Any]) -> None:
+        session: vodozemac.GroupSession = state["session"]
+        await self.db.execute(
+            "INSERT INTO crypto_megolm_outbound (room_id, session_id, pickle, created_at, "
+            "messages, shared_with) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id) "
+            "DO UPDATE SET session_id = excluded.session_id, pickle = excluded.pickle, "
+            "created_at = excluded.created_at, messages = excluded.messages, "
+            "shared_with = excluded.shared_with",
+            room_id,
+            session.session_id,
+            session.pickle(self.key),
+            state["created_at"],
+            state["messages"],
+            json.dumps(sorted(state["shared_with"])),
+        )
+
+    async def discard_outbound(self, room_id: str) -> None:
+        await self.db.execute("DELETE FROM crypto_megolm_outbound WHERE room_id = $1", room_id)
+
+    # ----- devices -----
+    async def devices(self, user_id: str) -> dict[str, tuple[str, str]]:
+        """{device_id: (curve25519, ed25519)}"""
+        rows = await self.db.fetch(
+            "SELECT device_id, curve25519, ed25519 FROM crypto_device WHERE user_id = $1",
+            user_id,
+        )
+        return {r["device_id"]: (r["curve25519"], r["ed25519"]) for r in rows}
+
+    async def device_by_curve(self, user_id: str, curve25519: str) -> tuple[str, str] | None:
+        """(device_id, ed25519) of ``user_id``'s device with this identity key."""
+        row = await self.db.fetchrow(
+            "SELECT device_id, ed25519 FROM crypto_device WHERE user_id = $1 AND curve25519 = $2",
+            user_id,
+            curve25519,
+        )
+        return (row["device_id"], row["ed25519"]) if row else None
+
+    async def replace_devices(self, user_id: str, devices: dict[str, tuple[str, str]]) -> None:
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM crypto_device WHERE user_id = $1", user_id)
+            for device_id, (curve, ed) in devices.items():
+                await conn.execute(
+                    "INSERT INTO crypto_device (user_id, device_id, curve25519, ed25519) "
+                    "VALUES ($1, $2, $3, $4)",
+                    user_id,
+                    device_id,
+                    curve,
+                    ed,
+                )
+            await conn.execute(
+                "INSERT INTO crypto_tracked_user (user_id, outdated) VALUES ($1, FALSE) "
+                "ON CONFLICT (user_id) DO UPDATE SET outdated = FALSE",
+                user_id,
+            )
+
+    async def outdated_users(self, user_ids: list[str]) -> list[str]:
+        """Of ``user_ids``, those never queried or whose device list changed since."""
+        fresh = {
+            r["user_id"]
+            for r in await self.db.fetch(
+                "SELECT user_id FROM crypto_tracked_user WHERE NOT outdated"
+            )
+        }
+        return [u for u in user_ids if u not in fresh]
+
+    async def mark_outdated(self, user_ids: list[str]) -> None:
+        for user_id in user_ids:
+            await self.db.execute(
+                "UPDATE crypto_tracked_user SET outdated = TRUE WHERE user_id = $1", user_id
+            )
+
+    # ----- events waiting for their room key -----
+    async def wait(self, room_id: str, session_id: str | None, txn_id: str, event: dict) -> None:
+        await self.db.execute(
+            "INSERT INTO crypto_waiting (room_id, session_id, txn_id, event, waiting_since) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            room_id,
+            session_id,
+            txn_id,
+            json.dumps(event),
+            now_ms(),
+        )
+
+    async def waiting_rooms(self) -> set[str]:
+        return {r["room_id"] for r in await self.db.fetch("SELECT room_id FROM crypto_waiting")}
+
+    async def waiting_in(self, room_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT seq, session_id, txn_id, event, waiting_since FROM crypto_waiting "
+            "WHERE room_id = $1 ORDER BY seq",
+            room_id,
+        )
+        return [dict(r) | {"event": json.loads(r["event"])} for r in rows]
+
+    async def rooms_waiting_for(self, session_id: str) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT DISTINCT room_id FROM crypto_waiting WHERE session_id = $1", session_id
+        )
+        return [r["room_id"] for r in rows]
+
+    async def done_waiting(self, seq: int) -> None:
+        await self.db.execute("DELETE FROM crypto_waiting WHERE seq = $1", seq)

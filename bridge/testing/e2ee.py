@@ -1,0 +1,162 @@
+"""A person with an end-to-end encrypting Matrix client (matrix-nio with its ``e2e``
+extra, on vodozemac), for tests in encrypted rooms: what they see is what their client
+could decrypt."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    MegolmEvent,
+    RoomCreateResponse,
+    RoomSendResponse,
+    SyncResponse,
+)
+
+from .stack import Stack
+
+
+class EncryptedPerson:
+    """A logged-in matrix-nio client with encryption on, its keys in ``store``."""
+
+    def __init__(self, homeserver: str, user_id: str, token: str, device_id: str, store: Path):
+        store.mkdir(parents=True, exist_ok=True)
+        self.user_id = user_id
+        self.client = AsyncClient(
+            homeserver,
+            user_id,
+            device_id=device_id,
+            store_path=str(store),
+            config=AsyncClientConfig(encryption_enabled=True, request_timeout=30),
+        )
+        self.client.restore_login(user_id, device_id, token)
+        # room -> events as the client shows them: decrypted, or MegolmEvent sources
+        # (type m.room.encrypted) for what it could not decrypt
+        self.timeline: dict[str, list[dict[str, Any]]] = {}
+        self.undecryptable: dict[str, list[str]] = {}
+        self.invites: set[str] = set()
+
+    @classmethod
+    async def register(cls, stack: Stack, localpart: str, store: Path) -> EncryptedPerson:
+        info = await asyncio.to_thread(stack.synapse.register_user, localpart, "correct horse")
+        person = cls(
+            stack.synapse.url, info["user_id"], info["access_token"], info["device_id"], store
+        )
+        await person.sync_once()
+        return person
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def sync_once(self, timeout_ms: int = 300) -> None:
+        client = self.client
+        response = await client.sync(timeout=timeout_ms, full_state=client.next_batch is None)
+        if not isinstance(response, SyncResponse):
+            raise RuntimeError(f"sync failed for {self.user_id}: {response}")
+        for room_id, room in response.rooms.join.items():
+            self.invites.discard(room_id)
+            for event in room.timeline.events:
+                source = dict(event.source)
+                if isinstance(event, MegolmEvent):
+                    self.undecryptable.setdefault(room_id, []).append(event.event_id)
+                elif getattr(event, "decrypted", False):
+                    # what the client shows: the decrypted type and content
+                    source = {**source, "type": event.source.get("type")}
+                    source["content"] = event.source.get("content", {})
+                    source["decrypted"] = True
+                self.timeline.setdefault(room_id, []).append(source)
+        for room_id in response.rooms.invite:
+            self.invites.add(room_id)
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+        await client.send_to_device_messages()
+
+    def mark(self, room_id: str) -> int:
+        return len(self.timeline.get(room_id, []))
+
+    async def wait_for(
+        self,
+        room_id: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 60.0,
+        *,
+        start: int = 0,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.timeline.get(room_id, [])[start:]:
+                if predicate(event):
+                    return event
+            if time.monotonic() > deadline:
+                seen = [(e.get("sender"), e.get("type")) for e in self.timeline.get(room_id, [])]
+                raise TimeoutError(f"{self.user_id}: nothing matching in {room_id}: {seen[-10:]}")
+            await self.sync_once()
+
+    async def wait_for_text(
+        self, room_id: str, sender: str, contains: str, *, start: int = 0
+    ) -> dict[str, Any]:
+        return await self.wait_for(
+            room_id,
+            lambda e: (
+                e.get("sender") == sender
+                and e.get("type") == "m.room.message"
+                and contains in str(e.get("content", {}).get("body", ""))
+            ),
+            start=start,
+        )
+
+    async def wait_joined(self, room_id: str, user_id: str) -> None:
+        await self.wait_for(
+            room_id,
+            lambda e: (
+                e.get("type") == "m.room.member"
+                and e.get("state_key") == user_id
+                and e.get("content", {}).get("membership") == "join"
+            ),
+        )
+
+    async def create_encrypted_room(
+        self, invite: list[str], *, direct: bool = False, name: str | None = None
+    ) -> str:
+        """Created as Element X creates a direct chat (``trusted_private_chat``, encryption
+        in ``initial_state``), or as Element creates a private room."""
+        from nio import RoomPreset
+
+        response = await self.client.room_create(
+            name=name,
+            invite=invite,
+            is_direct=direct,
+            preset=RoomPreset.trusted_private_chat if direct else RoomPreset.private_chat,
+            initial_state=[
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ],
+        )
+        if not isinstance(response, RoomCreateResponse):
+            raise RuntimeError(f"room creation failed: {response}")
+        return response.room_id
+
+    async def send_text(self, room_id: str, body: str) -> str:
+        """Encrypted to every device of the room's members (unverified ones included)."""
+        response = await self.client.room_send(
+            room_id,
+            "m.room.message",
+            {"msgtype": "m.text", "body": body},
+            ignore_unverified_devices=True,
+        )
+        if not isinstance(response, RoomSendResponse):
+            raise RuntimeError(f"send failed: {response}")
+        return response.event_id
