@@ -359,6 +359,8 @@ class CorePlugin:
         await self._encrypted_notice(event.room_id, event.sender, ctx)
 
     async def _encrypted_notice(self, room_id: str, user_id: str, ctx: EventContext) -> None:
+        if self.bridge.encryption.ready:  # the bot reads and writes there (bridge/crypto)
+            return
         if not await self.rooms.claim_encrypted_notice(room_id):
             return
         dm = await self.open_direct_chat(user_id, ctx)

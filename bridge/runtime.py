@@ -26,6 +26,7 @@ from . import metrics
 from .api import Decision
 from .commands import Command
 from .config import Config, ConfigSection, apply_plugin_sections
+from .crypto import EncryptingAppServiceAPI, Encryption
 from .errors import AnywhereError, ConfigError, PluginLoadError
 from .events import EventContext, MatrixEvent
 from .inbox import Inbox
@@ -126,6 +127,18 @@ class Bridge:
             config["homeserver.url"], config["appservice.as_token"], lambda: self.http
         )
         self.extensions = Extensions(self.plugins.collect, self.plugins.acall_each)
+        # encrypted rooms (bridge/crypto): decrypts before dispatch, encrypts the bot's sends
+        self.encryption = Encryption(
+            secret=config["encryption.pickle_key"],
+            device_id=config["encryption.device_id"],
+            user_id=config.bot_mxid,
+            homeserver_url=config["homeserver.url"],
+            as_token=config["appservice.as_token"],
+            display_name=config["appservice.bot.displayname"],
+            is_ours=self.is_ours,
+            http=lambda: self.http,
+        )
+        self._encryption_start: asyncio.Task | None = None
 
     # ----- what plugins use -----
     def settings(self, plugin: str) -> dict[str, Any]:
@@ -216,6 +229,8 @@ class Bridge:
         gc.freeze()
         self.inbox.start()
         self.jobs.start()
+        # the device's probe comes back through the inbox: started after it
+        self._encryption_start = asyncio.create_task(self.encryption.start())
         self.log.info(
             "bridge started",
             bot=self.config.bot_mxid,
@@ -229,12 +244,17 @@ class Bridge:
         self.http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
         self.api = self._make_api()
         self.db = await open_database(self.config.database_url)
-        migrations = [CORE_MIGRATIONS] + [
+        migrations = [CORE_MIGRATIONS, self.encryption.migrations] + [
             m for _, m in self.plugins.call_each("anywhere_migrations") if m
         ]
         versions = await run_migrations(self.db, migrations)
         self.log.info("database ready", versions=versions)
-        self.inbox = Inbox(self.db, self.dispatch)
+        await self.encryption.open(self.db, self.dispatch)
+        self.inbox = Inbox(
+            self.db,
+            self.encryption.wrap(self.dispatch),
+            before_events=self.encryption.handle_transaction,
+        )
 
     async def start_plugins(self) -> None:
         """Collect the commands, event and job handlers, and run every plugin's
@@ -252,7 +272,7 @@ class Bridge:
                 ) from exc
 
     def _make_api(self) -> AppServiceAPI:
-        return AppServiceAPI(
+        api = EncryptingAppServiceAPI(
             base_url=self.config["homeserver.url"],
             bot_mxid=self.config.bot_mxid,
             token=self.config["appservice.as_token"],
@@ -261,6 +281,8 @@ class Bridge:
             client_session=self.http,
             default_retry_count=5,
         )
+        api.encryption = self.encryption
+        return api
 
     def build_web_app(self) -> web.Application:
         """The web server's app: the core's routes and every enabled plugin's."""
@@ -462,6 +484,10 @@ class Bridge:
         }
 
     async def stop(self) -> None:
+        if self._encryption_start is not None:
+            self._encryption_start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._encryption_start
         if self.inbox is not None:
             await self.inbox.stop()
         if self.jobs is not None:
