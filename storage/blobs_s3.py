@@ -43,6 +43,8 @@ MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part (all but the last)
 MAX_PART_SIZE = 5 * 1024**3
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
+# what upload_part answers that complete_multipart_upload must be given back
+PART_CHECKSUMS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1")
 READ_AHEAD = 4  # chunks read from S3 before the reader has taken them
 OBJECTS = "objects/"
 MARKERS = "blobs/"
@@ -62,13 +64,14 @@ def _quiet_botocore() -> None:
 
 def client_config(path_style: bool) -> Any:
     """The aiobotocore settings of the store (the benchmark's direct client uses them
-    too). Each part carries a CRC32 the server checks (botocore's default; over https it
-    also spares the SHA-256 of each part for signing); downloads are not checksummed by
-    botocore, since a ranged GET cannot be."""
+    too). Each part carries a CRC32 the server checks (botocore's default), and is not
+    hashed again with SHA-256 for the signature (what botocore does by itself over https
+    when a checksum is sent; over plain http too here — the content's own SHA-256 is
+    computed anyway). Downloads are not checksummed by botocore: a ranged GET cannot be."""
     from aiobotocore.config import AioConfig
 
     return AioConfig(
-        s3={"addressing_style": "path" if path_style else "auto"},
+        s3={"addressing_style": "path" if path_style else "auto", "payload_signing_enabled": False},
         request_checksum_calculation="when_supported",
         response_checksum_validation="when_required",
         retries={"max_attempts": 5, "mode": "standard"},
@@ -414,7 +417,9 @@ class S3BlobWriter:
         self._buffered = 0
         self._slots = asyncio.Semaphore(PARTS_IN_FLIGHT)
         self._sending: list[asyncio.Task] = []
-        self._etags: dict[int, str] = {}
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._hashed: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._hashed.set_result(None)  # nothing before the first part
         self._done = False
 
     @property
@@ -454,13 +459,26 @@ class S3BlobWriter:
 
     async def _send_part(self, data: bytes) -> None:
         self._raise_failed_part()
-        await asyncio.to_thread(self._hash.update, data)  # parts are hashed in order
         await self._slots.acquire()  # bounds memory: PARTS_IN_FLIGHT parts at most
         number = len(self._sending) + 1
-        self._sending.append(asyncio.create_task(self._upload_part(number, data)))
+        hashed_before = self._hashed
+        self._hashed = asyncio.get_running_loop().create_future()
+        self._sending.append(
+            asyncio.create_task(self._upload_part(number, data, hashed_before, self._hashed))
+        )
 
-    async def _upload_part(self, number: int, data: bytes) -> None:
+    async def _upload_part(
+        self, number: int, data: bytes, hashed_before: asyncio.Future, hashed: asyncio.Future
+    ) -> None:
+        """Hash the part (in a worker thread, after the part before it: the SHA-256 is of
+        the whole content in order), then send it; the caller goes on receiving."""
         try:
+            try:
+                await asyncio.shield(hashed_before)
+                await asyncio.to_thread(self._hash.update, data)
+            finally:
+                if not hashed.done():
+                    hashed.set_result(None)
             response = await self.store.call(
                 "upload_part",
                 Key=self.key,
@@ -468,7 +486,11 @@ class S3BlobWriter:
                 PartNumber=number,
                 Body=data,
             )
-            self._etags[number] = response["ETag"]
+            self._parts[number] = {
+                "PartNumber": number,
+                "ETag": response["ETag"],
+                **{k: v for k, v in response.items() if k in PART_CHECKSUMS},
+            }
         finally:
             self._slots.release()
 
@@ -490,12 +512,11 @@ class S3BlobWriter:
                 if rest:
                     await self._send_part(rest)
                 await self.wait_for_parts()
-                parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
                 await self.store.call(
                     "complete_multipart_upload",
                     Key=self.key,
                     UploadId=self.upload_id,
-                    MultipartUpload={"Parts": parts},
+                    MultipartUpload={"Parts": [self._parts[n] for n in sorted(self._parts)]},
                 )
             sha256 = self._hash.hexdigest()
             await self.store.install(self.token, sha256)
