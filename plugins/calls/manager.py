@@ -126,16 +126,19 @@ class CallManager:
         turn = self._fetch_turn if settings["homeserver_turn"] else None
         self.ice = IceServers(settings["ice_servers"], turn)
         self._timer: asyncio.Task | None = None
+        self._learning: asyncio.Task | None = None
         self._hang_ups: set[asyncio.Task] = set()
         limit_gathering(settings["ice_addresses"])
 
     # ----- life cycle -----
     async def start(self) -> None:
         self._timer = asyncio.create_task(self._expire_invites())
+        self._learning = asyncio.create_task(self.router.learn_rooms())
 
     async def stop(self) -> None:
-        if self._timer:
-            self._timer.cancel()
+        for task in (self._timer, self._learning):
+            if task:
+                task.cancel()
         for live in list(self.live.values()):
             with contextlib.suppress(Exception):
                 await self.hang_up(live, "user_hangup")
@@ -170,11 +173,14 @@ class CallManager:
             return
         if parsed.skipped_candidates:
             ctx.log.warning("unreadable ICE candidates skipped", count=parsed.skipped_candidates)
-        route = None
+        route, began = None, time.perf_counter()
         if parsed.kind == "invite":
             route = await self.router.route(parsed.room_id, parsed.invitee, parsed.sender)
         for action in self.book.handle(parsed, route):
-            await self._perform(action, ctx)
+            if isinstance(action, Answer):
+                await self._answer(action.call, ctx, began)
+            else:
+                await self._perform(action, ctx)
 
     async def _unusable(self, event: MatrixEvent, ctx: EventContext, problem: str) -> None:
         """A call event that cannot be read. An invite for one of ours with a call_id is
@@ -239,7 +245,7 @@ class CallManager:
         content = event.content
         if self.bridge.is_ours(event.sender) or not content or content.get("memberships") == []:
             return  # someone leaving the call (empty content), or our own
-        seen = await self.router.members(event.room_id)
+        seen = await self.router.members(event.room_id, prefer=self.router.bot)
         if seen is None:
             return
         first = await self.bridge.db.fetchval(
@@ -283,8 +289,10 @@ class CallManager:
             await self._end(action, live, ctx)
 
     # ----- answering and placing -----
-    async def _answer(self, call: Call, ctx: EventContext) -> None:
-        began = time.perf_counter()
+    async def _answer(self, call: Call, ctx: EventContext, began: float | None = None) -> None:
+        """Answer an invite; ``began`` is when its handling began (routing included)."""
+        began = began or time.perf_counter()
+        routed = time.perf_counter()
         live = LiveCall(call, ctx, self.bridge)
         self.live[call.id] = live
         decision = await self.bridge.authorize(
@@ -331,7 +339,8 @@ class CallManager:
             call_id=call.call_id,
             mode=call.mode,
             setup_ms=round((time.perf_counter() - began) * 1000, 1),
-            policy_ms=round((decided - began) * 1000, 1),
+            route_ms=round((routed - began) * 1000, 1),
+            policy_ms=round((decided - routed) * 1000, 1),
             media_ms=round((ready - decided) * 1000, 1),
         )
         await self._send_our_candidates(live, sdp)

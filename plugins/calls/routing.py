@@ -102,21 +102,29 @@ class CallRouter:
         """(one of ours joined in ``room_id``, the room's joined members as it sees
         them), or None when none of ours is in the room. Asked as ``prefer`` first, then
         as the users of ours known to be in the room, the bot and the memo user."""
+        if prefer:
+            seen = await self._members_as(prefer, room_id)
+            if seen is not None:
+                return seen
         known = await self.bridge.db.fetch(
             "SELECT user_id FROM calls_room_user WHERE room_id = $1", room_id
         )
-        candidates = [prefer, *(row["user_id"] for row in known), self.bot, self.memo_user]
-        for user in dict.fromkeys(u for u in candidates if u):
-            intent = self.bridge.bot if user == self.bot else self.bridge.intent(user)
-            try:
-                # never ensure_joined: asking must not make anyone of ours join the room
-                joined = await intent.get_joined_members(room_id, ensure_joined=False)
-            except Exception:
-                continue
-            members = {str(m) for m in joined}
-            if user in members:
-                return user, members
+        candidates = [*(row["user_id"] for row in known), self.bot, self.memo_user]
+        for user in dict.fromkeys(u for u in candidates if u and u != prefer):
+            seen = await self._members_as(user, room_id)
+            if seen is not None:
+                return seen
         return None
+
+    async def _members_as(self, user: str, room_id: str) -> tuple[str, set[str]] | None:
+        intent = self.bridge.bot if user == self.bot else self.bridge.intent(user)
+        try:
+            # never ensure_joined: asking must not make anyone of ours join the room
+            joined = await intent.get_joined_members(room_id, ensure_joined=False)
+        except Exception:
+            return None
+        members = {str(m) for m in joined}
+        return (user, members) if user in members else None
 
     async def track(self, room_id: str, user: str, membership: object) -> None:
         """Follow the memo and conference users' own joins and leaves (see :meth:`members`)."""
@@ -128,6 +136,18 @@ class CallRouter:
             await self.bridge.db.execute(
                 "DELETE FROM calls_room_user WHERE room_id = $1 AND user_id = $2", room_id, user
             )
+
+    async def learn_rooms(self) -> None:
+        """Record the rooms the memo and conference users are in, as the homeserver
+        knows them: direct chats joined before this table existed (or while the bridge
+        was down) are then found too. Run at start-up, in the background."""
+        for user in (self.memo_user, *self.conference_users):
+            try:
+                rooms = await self.bridge.intent(user).get_joined_rooms()
+            except Exception:
+                continue  # not registered yet: it is in no room
+            for room_id in rooms:
+                await self.joined(str(room_id), user)
 
     async def joined(self, room_id: str, user: str) -> None:
         await self.bridge.db.execute(

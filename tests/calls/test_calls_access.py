@@ -4,7 +4,10 @@ room's joined members reach its conference."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import sqlite3
 
 import pytest
 from calls_peer import CallPeer
@@ -200,3 +203,23 @@ async def test_an_echo_call_ends_at_its_longest_length(person, calls_bot):
     assert "15 s" in notice["content"]["body"]  # echo_max_seconds of the test bridge
     assert "echo" in notice["content"]["body"]
     await call.close()
+
+
+async def test_a_direct_chat_opened_before_the_upgrade_is_found_after_a_restart(
+    person, calls_bot, calls_stack
+):
+    """Conference users joined direct chats before the bridge recorded them: at start-up
+    it asks the homeserver which rooms they are in."""
+    alice = await person()
+    _, conference_user = await conference(alice, calls_bot)
+    direct = await alice.dm(conference_user)
+    await asyncio.to_thread(calls_stack.bridge.stop)
+    database = calls_stack.config_path.parent / "data" / "anywhere.db"
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        forgotten = db.execute("DELETE FROM calls_room_user WHERE room_id = ?", (direct,))
+        assert forgotten.rowcount == 1
+    await asyncio.to_thread(calls_stack.bridge.start)
+    call = await element_call(alice, direct)
+    await call.wait_for(is_call("answer", conference_user, call))
+    await call.wait_connected()
+    await call.hang_up()
