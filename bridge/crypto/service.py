@@ -133,6 +133,13 @@ class Encryption:
         except Exception as exc:
             self.unavailable = f"setting up the bot's device failed: {type(exc).__name__}"
             log.exception("encrypted rooms are off", reason=self.unavailable)
+        if self.unavailable and self.machine is not None:
+            # what was kept for its key goes on as it is (the core says it cannot read it)
+            for room_id in list(self._waiting_rooms):
+                for item in await self.machine.store.waiting_in(room_id):
+                    await self._dispatch(MatrixEvent(item["event"], item["txn_id"], False))
+                    await self.machine.store.done_waiting(item["seq"])
+                self._waiting_rooms.discard(room_id)
 
     async def _start(self) -> None:
         if not self.enabled:
