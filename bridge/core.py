@@ -365,6 +365,8 @@ class CorePlugin:
             return
         dm = await self.open_direct_chat(user_id, ctx)
         await ctx.notice(room_id, ENCRYPTED_NOTICE.format(user=user_id))
+        if self.bridge.encryption.unavailable:  # what the operator must change
+            await ctx.notice(room_id, f"Why: {self.bridge.encryption.unavailable}.")
         prefix = self.bridge.config["bridge.command_prefix"]
         await ctx.notice(
             dm,

@@ -146,44 +146,6 @@ async def test_an_invite_from_a_person_without_permission_is_declined(matrix_use
     )
 
 
-async def test_in_an_encrypted_room_the_bot_says_so_once_and_opens_a_dm(matrix_user, bot_id):
-    alice = await matrix_user()
-    room = await alice.create_room([bot_id], encrypted=True, name="Secret")
-    await alice.wait_joined(room, bot_id)
-    notice = await alice.wait_for_notice(room, bot_id, "can't read encrypted messages")
-    assert alice.user_id in notice["content"]["body"]
-    # the DM invitation arrives; join it and find the greeting there
-    deadline = time.monotonic() + 30
-    while not alice.invites and time.monotonic() < deadline:
-        await alice.sync_once()
-    assert alice.invites, "the bot did not invite the person to a direct chat"
-    dm = alice.invites.pop()
-    await alice.client.join(dm)
-    await alice.wait_for_notice(dm, bot_id, "let's talk here")
-    # an encrypted message (which the bot cannot read) gets no second notice
-    mark = alice.mark(room)
-    await alice.client.room_send(
-        room,
-        "m.room.encrypted",
-        {
-            "algorithm": "m.megolm.v1.aes-sha2",
-            "ciphertext": "AwgA",
-            "sender_key": "x",
-            "session_id": "y",
-            "device_id": "Z",
-        },
-        ignore_unverified_devices=True,
-    )
-    await alice.send_text(room, "!ping after")
-    await alice.wait_for(room, is_reply_from(bot_id, "pong after"), start=mark)
-    notices = [
-        e
-        for e in alice.timeline[room]
-        if "can't read encrypted" in str(e.get("content", {}).get("body"))
-    ]
-    assert len(notices) == 1
-
-
 # ----- the appservice API as the homeserver sees it -----
 
 
