@@ -33,10 +33,11 @@ class Sub:
 
 @dataclass
 class GroupCommand(Command):
-    subcommands: list[Sub] = field(default_factory=list)
+    #: the actions (not ``Command.subcommands``: these come and go with the connectors)
+    actions: list[Sub] = field(default_factory=list)
 
     def visible(self) -> list[Sub]:
-        return [sub for sub in self.subcommands if sub.available()]
+        return [sub for sub in self.actions if sub.available()]
 
     def parser(self, prefix: str = "!") -> CommandParser:
         parser = CommandParser(prog=f"{prefix}{self.name}", description=self.help)
@@ -68,7 +69,7 @@ def build(plugin: GroupsPlugin) -> list[Command]:
         "group",
         run,
         help="Open a group with exactly the people a decision needs, and manage it",
-        subcommands=[
+        actions=[
             Sub(
                 "create",
                 "create a group room and invite people: !group create NAME @a:server @b:server",
