@@ -10,7 +10,8 @@ from bridge.errors import ConfigError
 
 MEDIA_KINDS = ("audio", "video", "image", "document", "archive", "other")
 DEFAULTS: dict[str, Any] = {
-    # Where file content is kept: a PyFilesystem2 URL. Empty: osfs://<data_dir>/drive.
+    # Where file content is kept: s3://bucket/prefix?endpoint=https://... (S3-compatible
+    # storage, see docs/drive.md) or a PyFilesystem2 URL. Empty: osfs://<data_dir>/drive.
     "storage_url": "",
     # Per-person quota in bytes (50 GB, as in the seed); versions and trash count.
     "quota_bytes": 50 * 1024**3,
@@ -41,7 +42,10 @@ def validate(section: dict[str, Any], prefix: str) -> None:
     url = section["storage_url"]
     if not isinstance(url, str) or (url and "://" not in url):
         raise ConfigError(
-            f"{prefix}.storage_url", "a filesystem URL such as osfs:///srv/drive or mem://", url
+            f"{prefix}.storage_url",
+            "a storage URL such as osfs:///srv/drive, s3://bucket/drive?endpoint=https://... "
+            "or mem://",
+            url,
         )
     quota = section["quota_bytes"]
     if not isinstance(quota, int) or isinstance(quota, bool) or quota <= 0:
