@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from nio import (
     MegolmEvent,
     RoomCreateResponse,
     RoomSendResponse,
+    ShareGroupSessionResponse,
     SyncResponse,
 )
 
@@ -66,10 +67,9 @@ class EncryptedPerson:
                 if isinstance(event, MegolmEvent):
                     self.undecryptable.setdefault(room_id, []).append(event.event_id)
                 elif getattr(event, "decrypted", False):
-                    # what the client shows: the decrypted type and content
-                    source = {**source, "type": event.source.get("type")}
-                    source["content"] = event.source.get("content", {})
+                    # what the client shows (decrypted), and which Megolm session it used
                     source["decrypted"] = True
+                    source["session_id"] = getattr(event, "session_id", None)
                 self.timeline.setdefault(room_id, []).append(source)
         for room_id in response.rooms.invite:
             self.invites.add(room_id)
@@ -147,6 +147,7 @@ class EncryptedPerson:
         )
         if not isinstance(response, RoomCreateResponse):
             raise RuntimeError(f"room creation failed: {response}")
+        await self.wait_joined(response.room_id, self.user_id)  # the client knows the room
         return response.room_id
 
     async def send_text(self, room_id: str, body: str) -> str:
@@ -157,6 +158,47 @@ class EncryptedPerson:
             {"msgtype": "m.text", "body": body},
             ignore_unverified_devices=True,
         )
+        if not isinstance(response, RoomSendResponse):
+            raise RuntimeError(f"send failed: {response}")
+        return response.event_id
+
+    async def send_text_holding_key(
+        self, room_id: str, body: str
+    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+        """Send an encrypted message but hold back the room key's to-device messages;
+        returns the event id and a function that sends them (a key arriving late)."""
+        held: list[tuple[Any, ...]] = []
+        real = self.client._send
+
+        async def capture(response_class, method, path, data=None, response_data=None, **kw):
+            if "/sendToDevice/" in path:
+                held.append((response_class, method, path, data, response_data, kw))
+                return ShareGroupSessionResponse(*response_data)
+            return await real(response_class, method, path, data, response_data, **kw)
+
+        self.client._send = capture
+        try:
+            event_id = await self.send_text(room_id, body)
+        finally:
+            self.client._send = real
+        assert held, "no room key was held back (was the session already shared?)"
+
+        async def release() -> None:
+            for response_class, method, path, data, response_data, kw in held:
+                await real(response_class, method, path, data, response_data, **kw)
+
+        return event_id, release
+
+    async def send_raw(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        """An event sent as it is (no encryption by the client): for hostile input."""
+        from uuid import uuid4
+
+        from nio import Api
+
+        method, path, data = Api.room_send(
+            self.client.access_token, room_id, event_type, content, uuid4()
+        )
+        response = await self.client._send(RoomSendResponse, method, path, data, (room_id,))
         if not isinstance(response, RoomSendResponse):
             raise RuntimeError(f"send failed: {response}")
         return response.event_id
