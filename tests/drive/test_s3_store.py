@@ -160,3 +160,14 @@ async def test_no_keys_anywhere_is_said_with_where_to_put_them(s3, monkeypatch, 
             await store.writer()
     finally:
         await store.close()
+
+
+async def test_an_s3_server_that_does_not_answer_is_named(s3_keys):
+    from bridge.testing.synapse import free_port
+
+    store = open_blob_store(f"s3://bucket/p?endpoint=http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(BlobError, match=r"S3 at http://127\.0\.0\.1:\d+: Could not connect"):
+            await store.writer()
+    finally:
+        await store.close()
