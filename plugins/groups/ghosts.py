@@ -52,6 +52,14 @@ def clean_name(name: str, fallback: str) -> str:
     return (cleaned or fallback)[:MAX_DISPLAYNAME]
 
 
+def ghost_name(name: str, fallback: str, network: str) -> str:
+    """A ghost's display name: the person's, marked with their network (``Ana (XMPP)``),
+    so that a remote person never shows as one of the local people they name themselves
+    after."""
+    mark = f" ({network.upper()})"
+    return clean_name(name, fallback)[: MAX_DISPLAYNAME - len(mark)] + mark
+
+
 class Ghosts:
     def __init__(self, bridge: Bridge, limits: RemoteLimits) -> None:
         self.bridge = bridge
@@ -83,7 +91,7 @@ class Ghosts:
         remote address's and domain's limits: :class:`Refused` when one is reached."""
         user_id = self.user_id(network, user.id)
         intent = self.bridge.intent(user_id)
-        name = clean_name(user.name, user.id)
+        name = ghost_name(user.name, user.id, network)
         if user_id not in self._names:
             row = await self.bridge.db.fetchrow(
                 "SELECT displayname FROM groups_ghost WHERE user_id = $1", user_id

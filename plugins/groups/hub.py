@@ -11,8 +11,9 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from mautrix.api import Method, Path
 from mautrix.errors import MatrixRequestError
-from mautrix.types import RoomCreatePreset
+from mautrix.types import EventType, RoomCreatePreset
 
 from bridge import CommandError, EventContext, MatrixEvent
 from bridge.commands import LEVELS, level_for
@@ -43,6 +44,7 @@ from .remote import RemoteEvents
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
 
+GHOST_ROOM_VERSION = "11"  # the newest where the creator's power is set by power levels
 TYPING_MS = 30_000  # a ghost stops "typing" by itself after this, if no update comes
 
 
@@ -240,10 +242,26 @@ class Hub(RemoteEvents):
                 preset=RoomCreatePreset.TRUSTED_PRIVATE,
                 is_direct=True,
                 invitees=[matrix_user],
+                # room version 11: from 12 on a room's creator keeps power nobody can
+                # lower, and the ghost must not keep it (below)
+                room_version=GHOST_ROOM_VERSION,
             )
+            await self._lower_ghost(ghost, room_id, matrix_user)
             portal = Portal(network, remote.id, room_id, DIRECT, matrix_user)
             await self._save_portal(portal)
             return portal
+
+    async def _lower_ghost(self, ghost: Any, room_id: str, matrix_user: str) -> None:
+        """The ghost made the 1:1 room (so it had every power): it keeps only what it
+        needs — sending, and inviting the person back — and the person is above it, so
+        it can never redact the person's messages or remove them."""
+        levels = await ghost.get_state_event(room_id, EventType.ROOM_POWER_LEVELS)
+        levels.users = {matrix_user: 100, ghost.mxid: 50}
+        levels.redact = levels.kick = levels.ban = 100
+        # straight to the homeserver: the intent's own check reads the new levels and
+        # would refuse a user lowering themself
+        url = Path.v3.rooms[room_id].state[str(EventType.ROOM_POWER_LEVELS)]
+        await ghost.api.request(Method.PUT, url, content=levels.serialize())
 
     async def on_ghost_invite(self, event: MatrixEvent) -> bool:
         """A Matrix person invited one of our ghosts: open a 1:1 portal with that person."""

@@ -122,7 +122,9 @@ class Outbox:
                     portal, sender, remote[1], event.event_id
                 )
                 if remote_id:  # the retraction's own ID: its echo is recognised
-                    await self.hub._map(network, remote_id, event.room_id, event.event_id, "matrix")
+                    await self.hub._map(
+                        network, remote_id, event.room_id, event.event_id, "matrix", event.sender
+                    )
             return
         message = convert.matrix_to_message(event.event_id, content)
         reply_event = convert.reply_target(content)
@@ -135,6 +137,8 @@ class Outbox:
             remote = await self.hub.remote_for(edited)
             if remote is None or not isinstance(connector, EditHandling):
                 return
+            if not await self.hub.written_by(edited, event.sender):
+                return  # only its author corrects a message
             remote_id = await connector.handle_matrix_edit(portal, sender, remote[1], message)
         elif msgtype in convert.FILE_MSGTYPES:
             if not isinstance(connector, FileHandling):
@@ -155,7 +159,9 @@ class Outbox:
                 remote_id = await connector.handle_matrix_message(portal, sender, message)
         else:
             remote_id = await connector.handle_matrix_message(portal, sender, message)
-        await self.hub._map(network, remote_id, event.room_id, event.event_id, "matrix")
+        await self.hub._map(
+            network, remote_id, event.room_id, event.event_id, "matrix", event.sender
+        )
 
     async def _deliver_reaction(
         self, portal: Portal, connector: Connector, sender: MatrixSender, event: MatrixEvent
@@ -177,7 +183,9 @@ class Outbox:
             return
         await connector.handle_matrix_reaction(portal, sender, target, [*have, key])
         map_id = convert.reaction_id(target, who, key)
-        await self.hub._map(portal.network, map_id, event.room_id, event.event_id, "matrix")
+        await self.hub._map(
+            portal.network, map_id, event.room_id, event.event_id, "matrix", event.sender
+        )
 
     async def _deliver_unreaction(
         self, portal: Portal, connector: Connector, sender: MatrixSender, map_id: str

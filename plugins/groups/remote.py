@@ -53,16 +53,54 @@ class RemoteEvents:
         )
         return (row["network"], row["remote_id"]) if row else None
 
-    async def _map(self, network: str, remote_id: str, room_id: str, event_id: str, origin: str):
+    async def _map(
+        self,
+        network: str,
+        remote_id: str,
+        room_id: str,
+        event_id: str,
+        origin: str,
+        sender: str,
+    ) -> None:
+        """Remember that ``remote_id`` is ``event_id``, written by ``sender`` (the remote
+        person's ID for ``origin`` remote, the Matrix user ID for ``origin`` matrix)."""
         await self.bridge.db.execute(
-            "INSERT INTO groups_message (network, remote_id, room_id, event_id, origin) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (network, remote_id) DO NOTHING",
+            "INSERT INTO groups_message (network, remote_id, room_id, event_id, origin, sender) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (network, remote_id) DO NOTHING",
             network,
             remote_id,
             room_id,
             event_id,
             origin,
+            sender,
         )
+
+    async def _by_author(self, network: str, target: str, sender: RemoteUser, what: str) -> bool:
+        """Whether the network's message ``target`` was written by ``sender``: only its
+        author may correct or retract it (a Matrix person's message never is)."""
+        row = await self.bridge.db.fetchrow(
+            "SELECT origin, sender FROM groups_message WHERE network = $1 AND remote_id = $2",
+            network,
+            target,
+        )
+        if row is not None and row["origin"] == "remote" and row["sender"] == sender.id:
+            return True
+        self.log.warning(
+            f"a {what} of someone else's message was ignored",
+            network=network,
+            target=target,
+            by=sender.id,
+        )
+        return False
+
+    async def written_by(self, event_id: str, user_id: str) -> bool:
+        """Whether the mapped message ``event_id`` came from Matrix, from ``user_id``
+        (messages mapped before authors were kept count as theirs)."""
+        row = await self.bridge.db.fetchrow(
+            "SELECT origin, sender FROM groups_message WHERE event_id = $1 ORDER BY origin LIMIT 1",
+            event_id,
+        )
+        return row is not None and row["origin"] == "matrix" and row["sender"] in (None, user_id)
 
     async def remote_message(self, portal: Portal, sender: RemoteUser, message: Message) -> None:
         """A message from the network into the portal, once per ``message.id``; an ID
@@ -89,7 +127,7 @@ class RemoteEvents:
             content,
             txn_id=remote_txn_id(network, message.id),
         )
-        await self._map(network, message.id, portal.room_id, str(event_id), "remote")
+        await self._map(network, message.id, portal.room_id, str(event_id), "remote", sender.id)
 
     def _cut(self, message: Message) -> None:
         """Bodies longer than max_body_chars arrive shortened, saying so."""
@@ -121,6 +159,8 @@ class RemoteEvents:
         if original is None:  # an edit of something we never saw: show it as new
             await self.remote_message(portal, sender, message)
             return
+        if not await self._by_author(network, target, sender, "correction"):
+            return
         self._cut(message)
         ghost = await self.ghosts.ensure(network, sender)
         new = convert.message_to_content(message)
@@ -136,7 +176,7 @@ class RemoteEvents:
             content,
             txn_id=remote_txn_id(network, message.id, "edit"),
         )
-        await self._map(network, message.id, portal.room_id, str(event_id), "remote")
+        await self._map(network, message.id, portal.room_id, str(event_id), "remote", sender.id)
 
     async def remote_retraction(
         self, portal: Portal, sender: RemoteUser, target: str, retraction_id: str
@@ -145,7 +185,7 @@ class RemoteEvents:
         if await self._already(network, retraction_id):
             return
         original = await self.event_for(network, target)
-        if original is None:
+        if original is None or not await self._by_author(network, target, sender, "retraction"):
             return
         ghost = await self.ghosts.ensure(network, sender)
         try:
@@ -155,7 +195,7 @@ class RemoteEvents:
         except MatrixRequestError as exc:
             self.log.warning("could not redact", event_id=original[1], error=str(exc))
             return
-        await self._map(network, retraction_id, portal.room_id, str(event_id), "remote")
+        await self._map(network, retraction_id, portal.room_id, str(event_id), "remote", sender.id)
 
     async def remote_avatar(
         self,
@@ -214,7 +254,7 @@ class RemoteEvents:
                 content,
                 txn_id=remote_txn_id(network, f"{map_id}|{update_id}", "reaction"),
             )
-            await self._map(network, map_id, portal.room_id, str(event_id), "remote")
+            await self._map(network, map_id, portal.room_id, str(event_id), "remote", sender.id)
         for key, (map_id, event_id) in have.items():
             if key in keys:
                 continue

@@ -98,6 +98,13 @@ async def v4_xmpp_room_position(conn, scheme: Scheme) -> None:
     )
 
 
+async def v5_message_sender(conn, scheme: Scheme) -> None:
+    """who wrote each mapped message (the remote person's ID, or the Matrix user ID): only
+    its author may correct or retract it"""
+    await conn.execute("ALTER TABLE groups_message ADD COLUMN sender TEXT")
+
+
 MIGRATIONS = Migrations(
-    "groups", [v1_groups, v2_ghost_avatar, v3_ghost_scope, v4_xmpp_room_position]
+    "groups",
+    [v1_groups, v2_ghost_avatar, v3_ghost_scope, v4_xmpp_room_position, v5_message_sender],
 )

@@ -99,7 +99,7 @@ async def test_a_muc_and_a_portal_carry_text_both_ways_with_names_and_no_echo(
     event = await boss.wait_for(room_id, text_from(body="hello from xmpp"))
     ghost = event["sender"]
     assert ghost.startswith("@anywhere_xmpp_") and ghost != boss.user_id
-    assert await displayname(boss, room_id, ghost) == "Alice X"
+    assert await displayname(boss, room_id, ghost) == "Alice X (XMPP)"  # marked
 
     await boss.send_text(room_id, "hello from matrix")
     got = await alice.wait_for(lambda m: m["body"] == "hello from matrix", start=mark)
@@ -126,7 +126,7 @@ async def test_one_to_one_chats_work_both_ways(xmpp_stack, prosody, xmpp_person,
     room_id = await wait_invited(dana)
     await dana.client.join(room_id)
     event = await dana.wait_for(room_id, text_from(body="are you there?"))
-    assert await displayname(dana, room_id, event["sender"]) == "bob"
+    assert await displayname(dana, room_id, event["sender"]) == "bob (XMPP)"
 
     mark = bob.mark()
     await dana.send_text(room_id, "yes, here")
@@ -655,12 +655,12 @@ async def test_xmpp_joins_nickname_changes_and_leaves_show_in_matrix(
         )
 
     await erin.join(room, "Erin J")
-    joined = await boss.wait_for(room_id, membership_of("Erin J", "join"))
+    joined = await boss.wait_for(room_id, membership_of("Erin J (XMPP)", "join"))
     ghost = joined["state_key"]
     assert ghost.startswith("@anywhere_xmpp_")
 
     erin.client.make_presence(pto=f"{room}/Erin Jung").send()
-    renamed = await boss.wait_for(room_id, membership_of("Erin Jung", "join"))
+    renamed = await boss.wait_for(room_id, membership_of("Erin Jung (XMPP)", "join"))
     assert renamed["state_key"] == ghost  # the same person, a new name
 
     erin.client.make_presence(pto=f"{room}/Erin Jung", ptype="unavailable").send()
@@ -741,7 +741,7 @@ async def test_an_xmpp_persons_vcard_photo_becomes_their_ghosts_avatar_once(
     def ghost_avatar(not_url=None):
         return lambda e: (
             e.get("type") == "m.room.member"
-            and e.get("content", {}).get("displayname") == "Alice V"
+            and e.get("content", {}).get("displayname") == "Alice V (XMPP)"
             and e.get("content", {}).get("avatar_url") not in (None, not_url)
         )
 
@@ -1102,7 +1102,7 @@ async def test_nickname_changes_in_a_semi_anonymous_room_keep_one_ghost(
         lambda e: (
             e.get("type") == "m.room.member"
             and e.get("state_key") == senders[0]
-            and e["content"].get("displayname") == "Erin 3"
+            and e["content"].get("displayname") == "Erin 3 (XMPP)"
         ),
     )
 
@@ -1184,3 +1184,87 @@ async def test_while_the_bridge_is_down_a_one_to_one_message_bounces_to_its_send
         assert error["error"]["condition"]  # e.g. service-unavailable: not silently lost
     finally:
         await asyncio.to_thread(xmpp_stack.bridge.start)
+
+
+def changes_of(user, room_id, event_id):
+    """Redactions of, and edits (m.replace) to, ``event_id`` that ``user`` has seen."""
+    return [
+        e
+        for e in user.timeline.get(room_id, [])
+        if (e.get("type") == "m.room.redaction" and e.get("redacts") == event_id)
+        or (e.get("content", {}).get("m.relates_to", {}).get("event_id") == event_id)
+    ]
+
+
+async def test_only_the_author_retracts_or_corrects_a_message_in_a_chat_and_a_room(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    retract = "urn:xmpp:message-retract:1"
+    correct = "urn:xmpp:message-correct:0"
+    # a 1:1 chat: the XMPP person names the Matrix person's message
+    bob = await xmpp_person("bob")
+    ivy = await matrix_person("ivy1", "Ivy Han")
+    ivy_jid = f"ivy1=3alocalhost@{prosody.component}"
+    bob.send(ivy_jid, "hi ivy", "chat")
+    dm = await wait_invited(ivy)
+    await ivy.client.join(dm)
+    await ivy.wait_for(dm, text_from(body="hi ivy"))
+    mark = bob.mark()
+    mine = await ivy.send_text(dm, "ivy's own words")
+    bridged = await bob.wait_for(lambda m: m["body"] == "ivy's own words", start=mark)
+    bob.send(ivy_jid, "x", "chat", extra=[xml(retract, "retract", id=bridged["id"])])
+    bob.send(ivy_jid, "forged words", "chat", extra=[xml(correct, "replace", id=bridged["id"])])
+    bob.send(ivy_jid, "dm marker", "chat")
+    await ivy.wait_for(dm, text_from(body="dm marker"))
+    assert changes_of(ivy, dm, mine) == []
+    assert not bodies(ivy, dm, "* forged words")
+
+    # a room: one occupant names another's message; the author's own correction works
+    alice, carol = await xmpp_person("alice"), await xmpp_person("carol")
+    boss = await matrix_person("boss14", "Boss Cho")
+    room, room_id = await linked_group(
+        xmpp_stack, boss, [(alice, "Alice T"), (carol, "Carol T")], prosody
+    )
+    said = carol.send(room, "carol said this", "groupchat")
+    original = await boss.wait_for(room_id, text_from(body="carol said this"))
+    alice.send(room, "x", "groupchat", extra=[xml(retract, "retract", id=said)])
+    alice.send(room, "alice's version", "groupchat", extra=[xml(correct, "replace", id=said)])
+    carol.send(room, "carol's fix", "groupchat", extra=[xml(correct, "replace", id=said)])
+    await boss.wait_for(
+        room_id,
+        lambda e: e.get("content", {}).get("m.new_content", {}).get("body") == "carol's fix",
+    )
+    changes = changes_of(boss, room_id, original["event_id"])
+    assert [c["content"]["m.new_content"]["body"] for c in changes] == ["carol's fix"]
+
+
+async def test_a_message_whose_id_looks_like_the_bridges_own_is_still_bridged(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    alice = await xmpp_person("alice")
+    boss = await matrix_person("boss15", "Boss Yu")
+    room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice M")], prosody)
+    alice.send(room, "an id like yours", "groupchat", msg_id="mx" + ("0123456789abcdef" * 2)[:30])
+    await boss.wait_for(room_id, text_from(body="an id like yours"))
+
+
+async def test_ghosts_are_marked_and_have_no_power_over_people_in_chats_they_open(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    erin = await xmpp_person("erin")
+    # an XMPP person takes a Matrix person's name: their ghost says where it is from
+    boss = await matrix_person("boss16", "Jun Park")
+    room, room_id = await linked_group(xmpp_stack, boss, [(erin, "Jun Park")], prosody)
+    erin.send(room, "I am Jun", "groupchat")
+    event = await boss.wait_for(room_id, text_from(body="I am Jun"))
+    assert await displayname(boss, room_id, event["sender"]) == "Jun Park (XMPP)"
+
+    kay = await matrix_person("kay1", "Kay Lim")
+    erin.send(f"kay1=3alocalhost@{prosody.component}", "hi kay", "chat")
+    dm = await wait_invited(kay)
+    await kay.client.join(dm)
+    message = await kay.wait_for(dm, text_from(body="hi kay"))
+    levels = (await kay.client.room_get_state_event(dm, "m.room.power_levels")).content
+    ghost_level = levels["users"][message["sender"]]
+    assert levels["users"][kay.user_id] == 100
+    assert ghost_level < levels["redact"] and ghost_level < levels["kick"]

@@ -104,9 +104,9 @@ class XmppInbound:
                 occupant = stanzas.occupant_id(msg.xml)
                 sender = self._occupant_user(frm.bare, frm.resource, real, occupant)
             incoming_id = stanzas.read_message(msg.xml).id
-            if stanzas.is_bridge_id(incoming_id):
-                # ours, live or from the room's history: remembered so that a message a
-                # crash left unconfirmed is not sent twice
+            if frm.resource and self._is_ours(frm.bare, frm.resource):
+                # ours (the room says who sent it: a nickname only we hold there):
+                # remembered so that a message a crash left unconfirmed is not sent twice
                 self._in_room.add((frm.bare, incoming_id))
             waiter = self._subject_waits.get(frm.bare)
             if waiter and not waiter.done() and stanzas.has_subject(msg.xml):
@@ -153,13 +153,24 @@ class XmppInbound:
             if frm.resource and message.get("type") == "groupchat":
                 incoming = stanzas.read_message(message)
                 incoming.delayed = True
-                if not stanzas.is_bridge_id(incoming.id):
+                if not await self._sent_unconfirmed(portal, incoming.id):
                     real = stanzas.muc_user_jid(message)
                     occupant = stanzas.occupant_id(message)
                     sender = self._occupant_user(room, frm.resource, real, occupant)
                     await self._bridge_incoming(portal, sender, room, incoming)
         finally:
             await self.archives.handled(room, archive_id)
+
+    async def _sent_unconfirmed(self, portal: Portal, incoming_id: str) -> bool:
+        """Whether an archived message is one the bridge sent but, stopped by a crash,
+        never recorded: its id is the one a message still in the outbox gets. (Those it
+        recorded are in the message map, which the hub checks.)"""
+        if not stanzas.is_bridge_id(incoming_id):
+            return False
+        pending = await self.hub.bridge.db.fetch(
+            "SELECT event_id FROM groups_outbox WHERE room_id = $1", portal.room_id
+        )
+        return any(stanzas.stanza_id_for(row["event_id"]) == incoming_id for row in pending)
 
     async def _handle_message(self, msg: Any, occupant_user: RemoteUser | None) -> None:
         mtype = msg["type"]
@@ -173,7 +184,7 @@ class XmppInbound:
                 return  # one copy (the relay's) per room message; the subject has no nick
             archive_id = archive_id_of(msg.xml, frm.bare)
             try:
-                if self._is_ours(frm.bare, frm.resource) or stanzas.is_bridge_id(incoming.id):
+                if self._is_ours(frm.bare, frm.resource):
                     return  # our own puppets' messages, reflected by the room
                 await self._bridge_incoming(portal, occupant_user, frm.bare, incoming)
             finally:
