@@ -22,7 +22,13 @@ from plugins.calls.ice import IceServers, limit_gathering
 from plugins.calls.mixer import Conference
 from plugins.calls.modes import MODES, CallMode
 from plugins.calls.plugin import collect_modes
-from plugins.calls.sdp import candidates_in_sdp, stream_ids, usermedia_metadata, without_candidates
+from plugins.calls.sdp import (
+    candidates_in_sdp,
+    offer_problem,
+    stream_ids,
+    usermedia_metadata,
+    without_candidates,
+)
 from plugins.calls.settings import DEFAULTS, validate
 
 SDP = (
@@ -45,6 +51,9 @@ def settings(**changes):
         ({"max_calls": 0}, "calls.max_calls"),
         ({"memo_max_seconds": "long"}, "calls.memo_max_seconds"),
         ({"homeserver_turn": "yes"}, "calls.homeserver_turn"),
+        ({"max_calls_per_person": 0}, "calls.max_calls_per_person"),
+        ({"max_call_seconds": -1}, "calls.max_call_seconds"),
+        ({"echo_max_seconds": True}, "calls.echo_max_seconds"),
     ],
 )
 def test_a_wrong_setting_names_its_key(changes, key):
@@ -262,3 +271,17 @@ async def test_turn_credentials_never_reach_what_callers_are_sent():
         assert "1798000000" not in text
     await caller.close()
     await session.close()
+
+
+def test_a_renegotiation_offer_must_keep_the_calls_audio_line():
+    from types import SimpleNamespace
+
+    current = SimpleNamespace(sdp=SDP)
+    assert offer_problem(SDP, current) is None
+    video_added = SDP + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"
+    assert offer_problem(video_added, current) is None  # lines may be added
+    assert "no audio line" in offer_problem("v=0\r\ngarbage\r\n", current)
+    video_only = SDP.replace("m=audio 9 UDP/TLS/RTP/SAVPF 111", "m=video 9 UDP/TLS/RTP/SAVPF 96")
+    assert "no audio line" in offer_problem(video_only, current)
+    swapped = video_added.replace("m=audio", "m=TMP").replace("m=video", "m=audio")
+    assert "do not keep" in offer_problem(swapped.replace("m=TMP", "m=video"), current)
