@@ -258,7 +258,12 @@ async def run(args: argparse.Namespace) -> None:
         workdir,
         ["basics", "policy", "calls"],
         settings={
-            "calls": {"ice_addresses": ["127.0.0.1"], "max_calls": 500, "connect_timeout": 60}
+            "calls": {
+                "ice_addresses": ["127.0.0.1"],
+                "max_calls": 500,
+                "max_calls_per_person": 500,  # capacity is measured, not the per-person cap
+                "connect_timeout": 60,
+            }
         },
         bridge_extra={"bridge": {"permissions": {"localhost": "user"}}},
     )
