@@ -91,6 +91,9 @@ async def test_standalone_at_phone_size_with_password_login_upload_versions_and_
     assert status == 200
     team = await b.folder("Team")
     await b.json("POST", f"/folders/{team}/members", json={"user_id": alice.id, "role": "editor"})
+    carol, _ = await people()
+    chat = await alice.user.create_room([alice.bot])
+    await alice.user.wait_joined(chat, alice.bot)
     typed = tmp_path / "typed.txt"
     typed.write_bytes(b"typed without a mouse")
     song = tmp_path / "song.mp3"
@@ -111,6 +114,8 @@ async def test_standalone_at_phone_size_with_password_login_upload_versions_and_
             "shared": "Shared",
             "dropSize": DROP_SIZE,
             "keyboardFile": str(typed),
+            "invitee": carol.id,
+            "chat": chat,
             "mp3": str(song),
             "artifacts": str(artifacts),
         },
@@ -132,6 +137,12 @@ async def test_standalone_at_phone_size_with_password_login_upload_versions_and_
     assert content == b"version one"
     _, _, content = await a.call("GET", f"/folders/{mine}/files/typed.txt")
     assert content == b"typed without a mouse"
+    # Carol was invited (the page listed her as a viewer who has not accepted yet), then
+    # revoked; the file was posted into the chat by the bot.
+    _, _, members = await a.json("GET", f"/folders/{mine}/members")
+    assert carol.id not in [m["user_id"] for m in members["members"]]
+    posted = await alice.wait_file(chat, "typed.txt")
+    assert await alice.download(posted["content"]["url"]) == b"typed without a mouse"
     # The mp3 was refused in the shared folder, the reason on screen, nothing kept.
     assert "song.mp3 was not uploaded" in found["mp3Error"]
     assert "audio" in found["mp3Error"] and "copyright" in found["mp3Error"]

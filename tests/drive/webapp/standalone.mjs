@@ -12,6 +12,15 @@ const config = JSON.parse(process.argv[2]);
 const found = { steps: [] };
 const step = (name) => { found.steps.push(name); };
 
+// The file chooser an action opens: waiting for it starts intercepting file choosers,
+// which the browser is told before the action (a round trip in between).
+async function chooseFiles(page, action) {
+  const chooser = page.waitForEvent("filechooser");
+  await page.evaluate(() => 0);
+  await action();
+  return chooser;
+}
+
 const browser = await launch(config);
 try {
   const context = await browser.newContext({ viewport: { width: 360, height: 640 }, acceptDownloads: true });
@@ -105,7 +114,7 @@ try {
   await page.locator("#status", { hasText: "renamed.txt is in the trash" }).waitFor();
   await page.locator('tr[data-name="renamed.txt"]').waitFor({ state: "detached" });
   await tabTo("Choose files to upload");
-  const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Enter")]);
+  const chooser = await chooseFiles(page, () => page.keyboard.press("Enter"));
   await chooser.setFiles(config.keyboardFile);
   await page.locator('#uploads li[data-name="typed.txt"][data-state="done"]').waitFor();
   step("keyboard");
@@ -116,6 +125,23 @@ try {
   await page.locator('tr[data-name="renamed.txt"]').waitFor();
   step("restored from trash");
 
+  // Invite a person as viewer, then revoke them; share a file into a room.
+  await page.locator("#people-box summary").click();
+  await page.getByLabel("Invite (Matrix ID)").fill(config.invitee);
+  await page.getByLabel("Role").selectOption("viewer");
+  await page.getByRole("button", { name: "Invite", exact: true }).click();
+  await page.locator("#status", { hasText: `Invited ${config.invitee} as viewer` }).waitFor();
+  await page.locator("#members li", { hasText: `${config.invitee} — viewer (not accepted yet)` }).waitFor();
+  await page.getByRole("button", { name: `Revoke ${config.invitee}` }).click();
+  await page.locator("#status", { hasText: `${config.invitee} no longer has ${config.mine}` }).waitFor();
+  await page.locator("#members li", { hasText: config.invitee }).waitFor({ state: "detached" });
+  step("invited and revoked");
+  await page.getByRole("button", { name: "Share typed.txt" }).click();
+  await page.getByLabel("Room (#alias:server or !id:server)").fill(config.chat);
+  await page.keyboard.press("Enter");
+  await page.locator("#status", { hasText: `Shared typed.txt into ${config.chat}` }).waitFor();
+  step("shared");
+
   // Phone size: nothing scrolls sideways; a screenshot is kept.
   found.overflowFolder = await horizontalOverflow(page);
   await page.screenshot({ path: join(config.artifacts, "drive-webapp-phone.png"), fullPage: true });
@@ -125,7 +151,7 @@ try {
   // An mp3 into a folder shared with others: refused, with the reason on screen.
   await page.getByRole("button", { name: config.shared, exact: true }).click();
   await page.locator("#folder-title", { hasText: config.shared }).waitFor();
-  const [picker] = await Promise.all([page.waitForEvent("filechooser"), page.getByRole("button", { name: "Choose files to upload" }).click()]);
+  const picker = await chooseFiles(page, () => page.getByRole("button", { name: "Choose files to upload" }).click());
   await picker.setFiles(config.mp3);
   await page.locator('#uploads li[data-name="song.mp3"][data-state="failed"]').waitFor();
   found.mp3Error = await page.locator("#error").innerText();
@@ -135,6 +161,11 @@ try {
 
   found.origins = [...requests];
   found.consoleErrors = consoleErrors;
+} catch (error) {
+  const [page] = browser.contexts()[0]?.pages() || [];
+  if (page) await page.screenshot({ path: join(config.artifacts, "failure.png"), fullPage: true });
+  process.stderr.write(`steps done: ${found.steps.join(", ")}\n`);
+  throw error;
 } finally {
   await browser.close();
 }
