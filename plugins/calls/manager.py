@@ -245,19 +245,21 @@ class CallManager:
         content = event.content
         if self.bridge.is_ours(event.sender) or not content or content.get("memberships") == []:
             return  # someone leaving the call (empty content), or our own
-        seen = await self.router.members(event.room_id, prefer=self.router.bot)
-        if seen is None:
-            return
-        first = await self.bridge.db.fetchval(
-            "INSERT INTO calls_rtc_notice (room_id) VALUES ($1) "
-            "ON CONFLICT (room_id) DO NOTHING RETURNING room_id",
-            event.room_id,
+        told = await self.bridge.db.fetchval(
+            "SELECT room_id FROM calls_rtc_notice WHERE room_id = $1", event.room_id
         )
-        if first is None:
+        seen = None if told else await self.router.members(event.room_id, prefer=self.router.bot)
+        if seen is None:
             return
         speaker = seen[0]
         as_user = None if speaker == self.bridge.config.bot_mxid else speaker
+        # sent, then remembered: after a crash in between, the replayed event sends with
+        # the same transaction id, which the homeserver does not post twice
         await ctx.send(event.room_id, {"msgtype": "m.notice", "body": RTC_NOTICE}, as_user=as_user)
+        await self.bridge.db.execute(
+            "INSERT INTO calls_rtc_notice (room_id) VALUES ($1) ON CONFLICT (room_id) DO NOTHING",
+            event.room_id,
+        )
 
     async def _perform(self, action: Action, ctx: EventContext | None) -> None:
         live = self.live.get(action.call.id) if hasattr(action, "call") else None
