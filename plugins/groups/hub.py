@@ -295,12 +295,33 @@ class Hub(RemoteEvents):
             return True
         await ghost.join_room(event.room_id)
         if event.room_id not in self._portals_by_room:
-            existing = self.portal_for_remote(network, remote_id, event.sender)
-            if existing is None:
+            # the newest direct chat is the one that reaches the person: an older one
+            # says where the conversation went
+            async with self._dm_lock:
+                existing = self.portal_for_remote(network, remote_id, event.sender)
+                if existing is not None:
+                    await self._drop_direct(
+                        existing,
+                        f"This chat continues in the newer direct chat {event.room_id} "
+                        f"(https://matrix.to/#/{event.room_id}).",
+                    )
                 portal = Portal(network, remote_id, event.room_id, DIRECT, event.sender)
                 await self._save_portal(portal)
-                await self.connectors[network].connect(portal)
+            await self.connectors[network].connect(portal)
         return True
+
+    async def _drop_direct(self, portal: Portal, notice: str | None = None) -> None:
+        """``portal`` no longer reaches its Matrix person (they left it, or opened a newer
+        one): forgotten, so the next message opens (or finds) the current chat; its ghost
+        says why, if there is something to say, and leaves."""
+        await self.bridge.db.execute("DELETE FROM groups_portal WHERE room_id = $1", portal.room_id)
+        self._forget(portal)
+        ghost = self.bridge.intent(self.ghosts.user_id(portal.network, portal.remote_id))
+        with contextlib.suppress(MatrixRequestError):
+            if notice:
+                await ghost.send_notice(portal.room_id, notice)
+            await ghost.leave_room(portal.room_id)
+        self.log.info("direct chat retired", room_id=portal.room_id, user=portal.matrix_user)
 
     # ----- Matrix → network -----
     async def on_matrix_event(self, event: MatrixEvent, ctx: EventContext) -> None:
@@ -419,6 +440,13 @@ class Hub(RemoteEvents):
         if portal is None or event.state_key != event.sender:
             return
         self.people.saw_member(event)
+        if portal.kind == DIRECT:
+            if membership == "leave" and event.sender == portal.matrix_user:
+                # the person left: their next message from the network opens a new chat
+                async with self._dm_lock:
+                    if self._portals_by_room.get(event.room_id) is portal:
+                        await self._drop_direct(portal)
+            return
         connector = self.connectors.get(portal.network)
         if isinstance(connector, MembershipHandling) and membership in ("join", "leave"):
             sender = await self.people.sender(event.room_id, event.sender)

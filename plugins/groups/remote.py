@@ -156,7 +156,8 @@ class RemoteEvents:
         if await self._already(network, message.id):
             return
         original = await self.event_for(network, target)
-        if original is None:  # an edit of something we never saw: show it as new
+        if original is None or original[0] != portal.room_id:
+            # an edit of something we never saw (or in an older chat): show it as new
             await self.remote_message(portal, sender, message)
             return
         if not await self._by_author(network, target, sender, "correction"):

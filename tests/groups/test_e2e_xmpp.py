@@ -1268,3 +1268,55 @@ async def test_ghosts_are_marked_and_have_no_power_over_people_in_chats_they_ope
     ghost_level = levels["users"][message["sender"]]
     assert levels["users"][kay.user_id] == 100
     assert ghost_level < levels["redact"] and ghost_level < levels["kick"]
+
+
+async def test_a_newer_direct_chat_with_a_ghost_becomes_the_one_that_reaches_the_person(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    dave = await xmpp_person("dave")
+    lee = await matrix_person("lee1", "Lee Oh")
+    lee_jid = f"lee1=3alocalhost@{prosody.component}"
+    dave.send(lee_jid, "first chat", "chat")
+    old = await wait_invited(lee)
+    await lee.client.join(old)
+    event = await lee.wait_for(old, text_from(body="first chat"))
+    ghost = event["sender"]
+
+    new = await lee.create_room([ghost], direct=True)
+    await lee.wait_joined(new, ghost)
+    await lee.wait_for(old, lambda e: new in e.get("content", {}).get("body", ""))
+    dave.send(lee_jid, "to the newest chat", "chat")
+    await lee.wait_for(new, text_from(body="to the newest chat"))
+    mark = dave.mark()
+    await lee.send_text(new, "from the newest chat")
+    await dave.wait_for(lambda m: m["body"] == "from the newest chat", start=mark)
+    assert not bodies(lee, old, "to the newest chat")
+
+
+async def test_a_person_who_left_the_chat_is_invited_to_a_new_one_by_the_next_message(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    dave = await xmpp_person("dave")
+    mia = await matrix_person("mia1", "Mia Ra")
+    mia_jid = f"mia1=3alocalhost@{prosody.component}"
+    dave.send(mia_jid, "hello mia", "chat")
+    first = await wait_invited(mia)
+    await mia.client.join(first)
+    await mia.wait_for(first, text_from(body="hello mia"))
+    await mia.client.room_leave(first)
+    mia.invites.clear()
+    # the bridge has handled the leave (its log says so)
+    log = xmpp_stack.bridge.log_path
+    deadline = time.monotonic() + 30
+    while "direct chat retired" not in log.read_text() or first not in log.read_text():
+        assert time.monotonic() < deadline, "the bridge did not see the person leave"
+        await asyncio.sleep(0.1)
+    dave.send(mia_jid, "are you still there?", "chat")
+    deadline = time.monotonic() + 30
+    while not mia.invites:
+        assert time.monotonic() < deadline, "no new invite after the person left"
+        await mia.sync_once()
+    second = next(iter(mia.invites))
+    assert second != first
+    await mia.client.join(second)
+    await mia.wait_for(second, text_from(body="are you still there?"))
