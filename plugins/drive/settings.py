@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     # Origins that may show the web app in a frame (the Element web clients the widget
     # runs in), e.g. ["https://app.element.io"]; the bridge's own origin always may.
     "webapp_frame_ancestors": [],
+    # How long a drive session of the web app as a widget lasts (it renews itself with a
+    # new OpenID token before it ends).
+    "webapp_session_seconds": 900,
 }
 
 
@@ -72,6 +75,11 @@ def validate(section: dict[str, Any], prefix: str) -> None:
             f"{prefix}.webapp_frame_ancestors",
             "a list of origins such as https://app.element.io (scheme and host, no path)",
             ancestors,
+        )
+    lifetime = section["webapp_session_seconds"]
+    if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 5:
+        raise ConfigError(
+            f"{prefix}.webapp_session_seconds", "a number of seconds, at least 5", lifetime
         )
 
 

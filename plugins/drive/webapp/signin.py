@@ -137,5 +137,6 @@ async def widget_session(request: web.Request) -> web.Response:
         await require_permitted(plugin, user)
     except Denied as exc:
         return error(exc.status, exc.code, exc.message)
-    session, expires = DriveSessions(plugin.bridge.signer).issue(user)
+    lifetime = plugin.bridge.settings("drive")["webapp_session_seconds"]
+    session, expires = DriveSessions(plugin.bridge.signer).issue(user, lifetime)
     return web.json_response({"session": session, "user_id": user, "expires_at": expires})

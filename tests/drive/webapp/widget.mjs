@@ -37,6 +37,17 @@ try {
   found.session = await inner.evaluate(() => sessionStorage.getItem("anywhere-drive-session"));
   found.axe = await axeProblems(page, inner);
 
+  // The session is short (webapp_session_seconds): the widget renews it with new OpenID
+  // tokens; after the first session has ended (the second renewal), it still works.
+  await page.waitForFunction(() => window.openidAsked >= 3, null, { timeout: 120_000 });
+  const [listed] = await Promise.all([
+    page.waitForResponse((response) => response.url().includes("/list?")),
+    frame.getByLabel("Folders").getByRole("button", { name: config.folder, exact: true }).click(),
+  ]);
+  found.listedAfterRenewal = listed.status();
+  await frame.getByRole("row").filter({ hasText: config.file }).waitFor();
+  found.afterRenewal = await frame.locator("#error").innerText();
+
   for (const mode of ["forged", "foreign"]) {
     await page.goto(hostUrl(mode));
     const refused = page.frameLocator("iframe[title=Files]").locator("#error");

@@ -117,6 +117,7 @@ async function start(found) {
   session = found;
   if (found.kind === "matrix") signin.save(found);
   drive = new Drive(found.token);
+  if (found.kind === "widget") keepRenewed(found);
   $("login").hidden = true;
   $("app").hidden = false;
   $("signout").hidden = inWidget;
@@ -127,6 +128,17 @@ async function start(found) {
   const wanted = folders.find((f) => f.id === hash.get("folder") ||
     (params.get("room") && f.room_id === params.get("room")));
   if (wanted && wanted.state === "joined") await openFolder(wanted.id, hash.get("path") || "");
+}
+
+// A widget's drive session is short: renew it when two thirds of it have passed.
+function keepRenewed(current) {
+  const left = current.expires * 1000 - Date.now();
+  setTimeout(async () => {
+    const next = await attempt(() => current.renew());
+    if (!next) return;
+    drive.token = next.token;
+    keepRenewed(next);
+  }, Math.max(1000, (left * 2) / 3));
 }
 
 // ----- folders -----

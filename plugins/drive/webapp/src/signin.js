@@ -45,7 +45,8 @@ export async function withLoginToken(loginToken) {
   return { token: answer.access_token, user: answer.user_id, kind: "matrix" };
 }
 
-// Inside a widget host: ask it for an OpenID token (MSC1960), then for a drive session.
+// Inside a widget host: ask it for an OpenID token (MSC1960), then for a drive session;
+// the answer's renew() does it again (the session is short).
 export async function asWidget(params) {
   const widgetId = params.get("widgetId");
   const parent = params.get("parentUrl");
@@ -53,11 +54,14 @@ export async function asWidget(params) {
   const ready = new Promise((resolve) => api.once("ready", resolve));
   api.start();
   await ready;
-  const openid = await api.requestOpenIDConnectToken();
-  if (!openid || !openid.access_token) throw new Error("the Matrix client gave no OpenID token");
-  const answer = await post("/session", {
-    access_token: openid.access_token,
-    matrix_server_name: openid.matrix_server_name,
-  });
-  return { token: answer.session, user: answer.user_id, kind: "widget", expires: answer.expires_at };
+  const session = async () => {
+    const openid = await api.requestOpenIDConnectToken();
+    if (!openid || !openid.access_token) throw new Error("the Matrix client gave no OpenID token");
+    const answer = await post("/session", {
+      access_token: openid.access_token,
+      matrix_server_name: openid.matrix_server_name,
+    });
+    return { token: answer.session, user: answer.user_id, kind: "widget", expires: answer.expires_at, renew: session };
+  };
+  return session();
 }
