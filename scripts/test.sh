@@ -56,6 +56,16 @@ if command -v npm >/dev/null && { [ ! -d "$WEBAPP_MODULES/node_modules" ] ||
     npm install --prefix "$WEBAPP_MODULES" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+# matrix-js-sdk (its Rust crypto, WASM) from npm, for the Element-crypto person of
+# tests/crypto/test_e2e_js_interop.py.
+CRYPTO_JS_MODULES="${ANYWHERE_CRYPTO_JS_MODULES:-$HOME/.cache/anywhere-crypto-js}"
+if command -v npm >/dev/null && { [ ! -d "$CRYPTO_JS_MODULES/node_modules" ] ||
+        ! cmp -s tests/crypto/js/package.json "$CRYPTO_JS_MODULES/package.json"; }; then
+    mkdir -p "$CRYPTO_JS_MODULES"
+    cp tests/crypto/js/package.json "$CRYPTO_JS_MODULES/package.json"
+    npm install --prefix "$CRYPTO_JS_MODULES" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 # Lint and formatting are part of the suite.
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .

@@ -1,0 +1,81 @@
+"""Interop with Element's own crypto: people whose client is matrix-js-sdk with its Rust
+crypto (``initRustCrypto``, the matrix-rust-sdk in WASM, as Element Web runs it) talk to
+the bot in encrypted rooms on a real Synapse. Needs node and the npm packages of
+tests/crypto/js/package.json in ``~/.cache/anywhere-crypto-js`` (or
+``$ANYWHERE_CRYPTO_JS_MODULES``); skipped, saying which is missing, otherwise (failed
+under ``CI=true``)."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import pytest_asyncio
+
+from bridge.testing.fixtures import skip_unless_ci
+
+from .js_person import JsPerson, missing
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest_asyncio.fixture
+async def js_person(anywhere_stack):
+    """Factory: ``alice = await js_person("alice")`` registers someone whose client is
+    matrix-js-sdk with Rust crypto."""
+    if (reason := missing()) is not None:
+        skip_unless_ci(reason)  # under CI=true a missing requirement fails the run
+    made: list[JsPerson] = []
+
+    async def make(name: str) -> JsPerson:
+        person = await JsPerson.register(anywhere_stack, f"{name}_{secrets.token_hex(3)}")
+        made.append(person)
+        return person
+
+    yield make
+    for person in made:
+        await person.close()
+
+
+def text_from(sender: str, contains: str):
+    return lambda e: (
+        e["sender"] == sender
+        and e["type"] == "m.room.message"
+        and contains in str(e["content"].get("body", ""))
+    )
+
+
+def assert_every_bot_message_readable(person: JsPerson, room_id: str, bot_id: str) -> None:
+    """Nothing the bot sent shows as "unable to decrypt" in Element's crypto."""
+    from_bot = [e for e in person.events(room_id) if e["sender"] == bot_id]
+    assert [e["event_id"] for e in from_bot if e["utd"]] == []
+
+
+async def test_element_crypto_direct_chat_like_element_x_ping_and_help_answered_encrypted(
+    js_person, bot_id
+):
+    alice = await js_person("alice")
+    room = await alice.call("create_dm", user=bot_id)
+    await alice.wait_joined(room, bot_id)
+    await alice.call("send_text", room=room, body="!ping")
+    pong = await alice.wait_for(room, text_from(bot_id, "pong"))
+    assert pong["encrypted"] and not pong["utd"]  # came encrypted; Element's crypto read it
+    await alice.call("send_text", room=room, body="!help")
+    help_text = await alice.wait_for(room, text_from(bot_id, "!ping"))
+    assert help_text["encrypted"] and not help_text["utd"]
+    assert_every_bot_message_readable(alice, room, bot_id)
+
+
+async def test_element_crypto_private_room_created_then_bot_invited_answers_encrypted(
+    js_person, bot_id
+):
+    alice = await js_person("alice")
+    room = await alice.call("create_room", name="Decision at 10 p.m.", invite=[])
+    await alice.wait_joined(room, alice.user_id)
+    await alice.call("send_text", room=room, body="before the bot came")
+    await alice.call("invite", room=room, user=bot_id)
+    await alice.wait_joined(room, bot_id)
+    await alice.call("send_text", room=room, body="!ping room")
+    pong = await alice.wait_for(room, text_from(bot_id, "pong room"))
+    assert pong["encrypted"] and not pong["utd"]
+    assert_every_bot_message_readable(alice, room, bot_id)
