@@ -61,6 +61,9 @@ async def run_doctor(config_path: Path, registration_path: Path) -> int:
         return 1
     check_registration_file(report, registration_path, expected)
     check_private_files(report, config, registration_path)
+    from .crypto.doctor import check_encryption
+
+    check_encryption(report, config, registration_path)
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
         if await check_homeserver(report, http, config) and await check_as_token(

@@ -11,6 +11,8 @@ from typing import Any
 import vodozemac
 from mautrix.util.async_db import Database
 
+from ..errors import AnywhereError
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -28,7 +30,15 @@ class CryptoStore:
         )
         if row is None:
             return None
-        account = vodozemac.Account.from_pickle(row["pickle"], self.key)
+        try:
+            account = vodozemac.Account.from_pickle(row["pickle"], self.key)
+        except vodozemac.PickleException:
+            raise AnywhereError(
+                "the bot's stored encryption account cannot be read with "
+                "encryption.pickle_key (was the key changed?): put the old key back, or reset "
+                "the bot's device as docs/encryption.md says; refusing to start rather than "
+                "make a new identity"
+            ) from None
         return row["device_id"], account, bool(row["shared"])
 
     async def save_account(

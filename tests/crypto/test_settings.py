@@ -45,3 +45,39 @@ def test_init_writes_a_fresh_pickle_key_and_the_flags(tmp_path):
     registration = yaml.safe_load((tmp_path / "a" / "registration.yaml").read_text())
     assert registration["io.element.msc4190"] is True
     assert keys[0] not in (tmp_path / "a" / "registration.yaml").read_text()
+
+
+def test_doctor_names_each_missing_registration_setting_for_encrypted_rooms(tmp_path):
+    def doctor() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "doctor", "-c", "config.yaml"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        lines = [line for line in result.stdout.splitlines() if "] encryption:" in line]
+        assert lines, result.stdout + result.stderr
+        return lines[0]
+
+    init = subprocess.run(
+        [sys.executable, "-m", "bridge", "init", "--domain", "corp.example"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert init.returncode == 0, init.stderr
+    assert doctor().startswith("[ok  ] encryption:")
+    registration = tmp_path / "registration.yaml"
+    data = yaml.safe_load(registration.read_text())
+    del data["io.element.msc4190"]
+    data["org.matrix.msc3202"] = False
+    registration.write_text(yaml.safe_dump(data))
+    line = doctor()
+    assert line.startswith("[FAIL] encryption:")
+    assert "io.element.msc4190: true" in line and "org.matrix.msc3202: true" in line
+    assert "receive_ephemeral" not in line
+    config = tmp_path / "config.yaml"
+    text = config.read_text()
+    key = yaml.safe_load(text)["encryption"]["pickle_key"]
+    config.write_text(text.replace(key, '""'))
+    assert "encryption.pickle_key is empty" in doctor()
