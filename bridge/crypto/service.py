@@ -383,7 +383,13 @@ class Encryption:
         if not self.ready:
             return False
         if room_id not in self._room_encryption:
-            self._room_encryption[room_id] = await self.keys.encryption_state(room_id)
+            try:
+                self._room_encryption[room_id] = await self.keys.encryption_state(room_id)
+            except HomeserverRefused as exc:
+                # not in the room (yet): the send itself says so, or joins first; asked
+                # again next time
+                log.info("room's encryption unknown", room_id=room_id, error=str(exc))
+                return False
         return bool(self._room_encryption[room_id])
 
     async def encrypt(self, room_id: str, event_type: str, content: dict) -> dict[str, Any]:
