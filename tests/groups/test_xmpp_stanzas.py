@@ -190,3 +190,24 @@ def test_a_renaming_occupant_known_only_by_nickname_keeps_one_ghost():
         ("membership", f"{room}/Erin J", "Erin J"),  # a newcomer: not Erin's ghost
         ("four", f"{room}/Erin J", "Erin J"),
     ]
+
+
+def test_a_replys_quoted_fallback_is_cut_from_the_body():
+    quote = "> Alice wrote:\n> lunch at 12?\n"
+    msg = stanza(
+        f'<message xmlns="{NS}" id="r1"><body>{quote}yes, 12 is fine</body>'
+        '<reply xmlns="urn:xmpp:reply:0" id="m0" to="room@conf/Alice"/>'
+        '<fallback xmlns="urn:xmpp:fallback:0" for="urn:xmpp:reply:0">'
+        f'<body start="0" end="{len(quote)}"/></fallback></message>'
+    )
+    incoming = stanzas.read_message(msg)
+    assert (incoming.body, incoming.reply_to) == ("yes, 12 is fine", "m0")
+    bogus = stanza(
+        f'<message xmlns="{NS}" id="r2"><body>keep all of this</body>'
+        '<reply xmlns="urn:xmpp:reply:0" id="m0"/>'
+        '<fallback xmlns="urn:xmpp:fallback:0" for="urn:xmpp:reply:0">'
+        '<body start="5" end="999"/></fallback>'
+        '<fallback xmlns="urn:xmpp:fallback:0" for="urn:xmpp:other:0">'
+        '<body start="0" end="4"/></fallback></message>'
+    )
+    assert stanzas.read_message(bogus).body == "keep all of this"

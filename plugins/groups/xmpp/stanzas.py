@@ -21,6 +21,7 @@ NS_RETRACT_0 = "urn:xmpp:message-retract:0"
 NS_RETRACT_1 = "urn:xmpp:message-retract:1"
 NS_FASTEN = "urn:xmpp:fasten:0"
 NS_REPLY = "urn:xmpp:reply:0"
+NS_FALLBACK = "urn:xmpp:fallback:0"
 NS_OOB = "jabber:x:oob"
 NS_SID = "urn:xmpp:sid:0"
 NS_GEOLOC = "http://jabber.org/protocol/geoloc"
@@ -121,6 +122,7 @@ def read_message(xml: ET.Element) -> Incoming:
     reply = child(xml, NS_REPLY, "reply")
     if reply is not None:
         incoming.reply_to = reply.get("id")
+        incoming.body = strip_fallback(xml, body, NS_REPLY)
     oob = child(xml, NS_OOB, "x")
     if oob is not None:
         url = oob.find(f"{{{NS_OOB}}}url")
@@ -148,6 +150,26 @@ def read_message(xml: ET.Element) -> Incoming:
                 keys.append(key)
         incoming.reactions = (reactions.get("id"), keys[:MAX_REACTIONS])
     return incoming
+
+
+def strip_fallback(xml: ET.Element, body: str, feature: str) -> str:
+    """``body`` without the parts a XEP-0428 ``<fallback for=feature>`` marks (a reply's
+    quote, XEP-0461): the receiving side shows the reply its own way. Offsets count
+    characters (code points); ranges out of order or out of the body are ignored."""
+    cuts = []
+    for fallback in xml.findall(f"{{{NS_FALLBACK}}}fallback"):
+        if fallback.get("for") != feature:
+            continue
+        for part in fallback.findall(f"{{{NS_FALLBACK}}}body"):
+            try:
+                start, end = int(part.get("start", "")), int(part.get("end", ""))
+            except ValueError:
+                continue
+            if 0 <= start < end <= len(body):
+                cuts.append((start, end))
+    for start, end in sorted(cuts, reverse=True):
+        body = body[:start] + body[end:]
+    return body.strip() if cuts else body
 
 
 def reactions(target_id: str, keys: list[str]) -> ET.Element:
