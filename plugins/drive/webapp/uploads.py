@@ -75,8 +75,8 @@ class Upload:
         """start → bytes, of every piece (those arriving: what they wrote so far)."""
         found = {}
         for path in self.root.glob(f"{self.id}.*.part"):
-            start = int(path.name.split(".")[1])
-            found[start] = self.arriving.get(start, path.stat().st_size)
+            found[int(path.name.split(".")[1])] = path.stat().st_size
+        found |= self.arriving  # a piece begun may have no file yet
         return dict(sorted(found.items()))
 
     def kept(self) -> list[list[int]]:
