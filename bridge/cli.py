@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import secrets
 import sys
 from pathlib import Path
 
-from .config import PLACEHOLDER, PRIVATE_UMASK, example_text, load_config, write_private_file
+from .config import PRIVATE_UMASK, load_config, render_config, write_private_file
 from .errors import AnywhereError, StorageError
 
 
@@ -18,29 +16,6 @@ def _private_files() -> None:
     """Everything this process creates from now on (config, registration, the database,
     the drive's content, a dev Synapse's state) is readable by its owner only."""
     os.umask(PRIVATE_UMASK)
-
-
-def _new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def render_config(domain: str, homeserver_url: str, port: int | None = None) -> str:
-    """The example config with fresh tokens and the given homeserver filled in."""
-    text = example_text()
-    while PLACEHOLDER in text:
-        text = text.replace(PLACEHOLDER, _new_token(), 1)
-    # The policy plugin's key for phone-number hashes: its own secret, not in the registration.
-    text = re.sub(r'(?m)^(        salt: )""$', lambda m: m[1] + _new_token(), text)
-    # The key the bot's encryption keys are pickled with (docs/encryption.md).
-    text = re.sub(r'(?m)^(  pickle_key: )""$', lambda m: m[1] + _new_token(), text)
-    # Functions as replacements: the values are inserted as they are, never as escapes.
-    text = re.sub(r"(?m)^(  url: )http://127\.0\.0\.1:8008$", lambda m: m[1] + homeserver_url, text)
-    text = re.sub(r"(?m)^(  domain: )example\.org$", lambda m: m[1] + domain, text)
-    text = re.sub(r'(?m)^(    )"example\.org": user$', lambda m: f'{m[1]}"{domain}": user', text)
-    if port is not None:
-        text = text.replace("127.0.0.1:29340", f"127.0.0.1:{port}")
-        text = re.sub(r"(?m)^(  port: )29340$", rf"\g<1>{port}", text)
-    return text
 
 
 def _registration_path(args: argparse.Namespace) -> Path:
@@ -144,7 +119,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from .devstack import run_dev
-    from .testing.synapse import SynapseError
+    from .devsynapse import SynapseError
 
     _private_files()
     try:

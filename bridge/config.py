@@ -13,6 +13,7 @@ import copy
 import difflib
 import os
 import re
+import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -516,3 +517,27 @@ def apply_plugin_sections(config: Config, sections: Mapping[str, ConfigSection])
                 section.validate(merged, prefix)
         settings[name] = merged
     problems.raise_if_any()
+
+
+def new_token() -> str:
+    """A fresh random secret for the config (tokens, keys)."""
+    return secrets.token_urlsafe(32)
+
+
+def render_config(domain: str, homeserver_url: str, port: int | None = None) -> str:
+    """The example config with fresh tokens and the given homeserver filled in."""
+    text = example_text()
+    while PLACEHOLDER in text:
+        text = text.replace(PLACEHOLDER, new_token(), 1)
+    # The policy plugin's key for phone-number hashes: its own secret, not in the registration.
+    text = re.sub(r'(?m)^(        salt: )""$', lambda m: m[1] + new_token(), text)
+    # The key the bot's encryption keys are pickled with (docs/encryption.md).
+    text = re.sub(r'(?m)^(  pickle_key: )""$', lambda m: m[1] + new_token(), text)
+    # Functions as replacements: the values are inserted as they are, never as escapes.
+    text = re.sub(r"(?m)^(  url: )http://127\.0\.0\.1:8008$", lambda m: m[1] + homeserver_url, text)
+    text = re.sub(r"(?m)^(  domain: )example\.org$", lambda m: m[1] + domain, text)
+    text = re.sub(r'(?m)^(    )"example\.org": user$', lambda m: f'{m[1]}"{domain}": user', text)
+    if port is not None:
+        text = text.replace("127.0.0.1:29340", f"127.0.0.1:{port}")
+        text = re.sub(r"(?m)^(  port: )29340$", rf"\g<1>{port}", text)
+    return text

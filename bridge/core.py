@@ -1,38 +1,31 @@
-"""The runtime's own plugin: the command router, ``help``, and the bot's room manners
-(join when a permitted person invites, decline otherwise, and never stay silent in an
-encrypted room it cannot read)."""
+"""The runtime's own plugin: ``help``, ``jobs``, the commands in messages handed to the
+command runner (``bridge/router.py``), and the bot's room manners (join when a permitted
+person invites, decline otherwise, and never stay silent in an encrypted room it cannot
+read)."""
 
 from __future__ import annotations
 
 import argparse
-import html
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from mautrix.types import RoomCreatePreset
 
-from . import metrics
 from .api import QueuedJob
 from .commands import (
-    LEVELS,
     Command,
     CommandError,
-    HelpRequested,
     argument,
     command,
-    split_command,
-    suggest,
 )
 from .events import EventContext, MatrixEvent
 from .hookspecs import hookimpl
-from .jobs import MAX_ATTEMPTS
+from .router import BACKGROUND_JOB, CommandRunner
 
 if TYPE_CHECKING:
     from .runtime import Bridge
 
 COMMAND_MSGTYPES = ("m.text",)
-#: The job kind of commands declared with ``background=True``.
-BACKGROUND_JOB = "anywhere.command"
 ENCRYPTED_NOTICE = (
     "I can't read encrypted messages yet, so I won't see commands sent in this room. "
     "I've opened an unencrypted direct chat with {user}: send your commands there."
@@ -95,7 +88,8 @@ class CorePlugin:
     def anywhere_startup(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.rooms = RoomBook(bridge)
-        self.prefix = bridge.config["bridge.command_prefix"]
+        self.prefix = bridge.info.command_prefix
+        self.runner = CommandRunner(bridge, bridge.router, self.rooms, self.prefix)
 
     @hookimpl
     def anywhere_commands(self) -> list[Command]:
@@ -104,6 +98,9 @@ class CorePlugin:
     @hookimpl
     def anywhere_job_handlers(self) -> dict[str, Any]:
         return {BACKGROUND_JOB: self.run_in_background}
+
+    async def run_in_background(self, job: QueuedJob) -> None:
+        await self.runner.run_in_background(job)
 
     @hookimpl
     def anywhere_event_handlers(self) -> dict[str, Any]:
@@ -119,7 +116,7 @@ class CorePlugin:
         @command("help", help="List the commands, or show how to use one")
         @argument("command", nargs="?", help="a command name")
         async def help_(ctx: EventContext, args: argparse.Namespace) -> None:
-            await ctx.reply(*self.help_text(ctx.event.sender, args.command))
+            await ctx.reply(*self.runner.help_text(ctx.event.sender, args.command))
 
         help_.policy_exempt = True
         return help_
@@ -160,45 +157,6 @@ class CorePlugin:
             lines.append(f"Retry with {prefix}jobs retry NUMBER or {prefix}jobs retry all.")
         return "\n".join(lines)
 
-    def help_text(self, user_id: str, name: str | None) -> tuple[str, str]:
-        bridge = self.bridge
-        prefix = bridge.config["bridge.command_prefix"]
-        level = bridge.permissions.level(user_id)
-        if name:
-            cmd = bridge.commands.get(name.removeprefix(prefix))
-            if cmd is None or LEVELS[cmd.level] > level:
-                return self.unknown_text(name.removeprefix(prefix), user_id), ""
-            text = cmd.parser(prefix).format_help().strip()
-            return text, f"<pre>{html.escape(text)}</pre>"
-        by_plugin: dict[str, list[Command]] = {}
-        for key, cmd in sorted(bridge.commands.items()):
-            if key == cmd.name and LEVELS[cmd.level] <= level:
-                by_plugin.setdefault(cmd.plugin, []).append(cmd)
-        lines, parts = [], []
-        for plugin in sorted(by_plugin, key=lambda p: (p != "core", p)):
-            lines.append(f"{plugin}:")
-            items = []
-            for cmd in by_plugin[plugin]:
-                lines.append(f"  {prefix}{cmd.usage(prefix).removeprefix(prefix)} — {cmd.help}")
-                items.append(
-                    f"<li><code>{html.escape(cmd.usage(prefix))}</code> — "
-                    f"{html.escape(cmd.help)}</li>"
-                )
-            parts.append(f"<b>{html.escape(plugin)}</b><ul>{''.join(items)}</ul>")
-        footer = f"Send {prefix}help COMMAND for the details of one command."
-        return "\n".join([*lines, footer]), "".join(parts) + html.escape(footer)
-
-    def unknown_text(self, name: str, user_id: str) -> str:
-        bridge = self.bridge
-        prefix = bridge.config["bridge.command_prefix"]
-        level = bridge.permissions.level(user_id)
-        known = [k for k, c in bridge.commands.items() if LEVELS[c.level] <= level]
-        guess = suggest(name, known)
-        text = f"Unknown command {prefix}{name}."
-        if guess:
-            text += f" Did you mean {prefix}{guess}?"
-        return text + f" Send {prefix}help for the list."
-
     # ----- events -----
     def on_message(self, event: MatrixEvent, ctx: EventContext) -> Awaitable[None] | None:
         """Every message in every room the bot is in passes here: what cannot be a
@@ -213,117 +171,7 @@ class CorePlugin:
             self.prefix
         ):
             return None  # no prefix, and not a direct chat (where it is optional)
-        return self._on_command(event, ctx, body)
-
-    async def _on_command(self, event: MatrixEvent, ctx: EventContext, body: str) -> None:
-        bridge = self.bridge
-        prefix = self.prefix
-        direct = self.rooms.known_direct(event.room_id)
-        if direct is None:
-            direct = await self.rooms.is_direct(event.room_id)
-        try:
-            words = split_command(body, prefix, prefix_optional=direct)
-        except CommandError as exc:
-            await ctx.reply(exc.message)
-            return
-        if not words:
-            return
-        level = bridge.permissions.level(event.sender)
-        if level == 0:
-            return  # not permitted to use the bot at all: ignore, as Synapse lets them talk
-        name, argv = words[0], words[1:]
-        cmd = bridge.commands.get(name)
-        if cmd is None:
-            metrics.COMMANDS.labels("unknown", "unknown").inc()
-            await ctx.reply(self.unknown_text(name, event.sender))
-            return
-        if LEVELS[cmd.level] > level:
-            metrics.COMMANDS.labels(cmd.name, "denied").inc()
-            await ctx.reply(self.needs_level(cmd))
-            return
-        try:
-            chosen, args = cmd.resolve(argv, prefix)
-        except HelpRequested as exc:
-            await ctx.reply(exc.text, f"<pre>{html.escape(exc.text)}</pre>")
-            return
-        except CommandError as exc:
-            metrics.COMMANDS.labels(cmd.name, "malformed").inc()
-            usage = exc.usage if exc.usage.startswith("usage:") else f"usage: {exc.usage}"
-            how = f"{prefix}help {cmd.name}"
-            if exc.command and exc.command != cmd.name:  # a subcommand's own help
-                how = f"{prefix}{exc.command} --help"
-            await ctx.reply(f"{prefix}{cmd.name}: {exc.message}\n{usage}\nSend {how} for details.")
-            return
-        if LEVELS[chosen.level] > level:
-            metrics.COMMANDS.labels(cmd.name, "denied").inc()
-            await ctx.reply(self.needs_level(chosen))
-            return
-        cmd_ctx = EventContext(bridge, event, cmd.plugin)
-        if not (cmd.policy_exempt or chosen.policy_exempt):
-            decision = await bridge.authorize(
-                event.sender,
-                "bot.command",
-                cmd.name,
-                {"room_id": event.room_id, "command": cmd.name, "subcommand": chosen.full_name},
-            )
-            if not decision.allowed:
-                metrics.COMMANDS.labels(cmd.name, "policy").inc()
-                await cmd_ctx.reply(f"{prefix}{cmd.name} is not allowed: {decision.reason}")
-                return
-        if chosen.background:
-            await bridge.jobs.enqueue(
-                BACKGROUND_JOB,
-                {"event": event.raw, "command": cmd.name, "argv": argv},
-                key=f"{BACKGROUND_JOB}:{event.event_id or cmd_ctx.next_txn_id()}",
-            )
-            return
-        await self.run(chosen, cmd_ctx, args)
-
-    def needs_level(self, cmd: Command) -> str:
-        return (
-            f"{self.prefix}{cmd.full_name} needs the {cmd.level} permission level, "
-            "which you don't have. Ask the bridge operator."
-        )
-
-    async def run(
-        self, chosen: Command, ctx: EventContext, args: argparse.Namespace, *, last: bool = True
-    ) -> None:
-        """Run a command's handler: a CommandError is answered as the refusal it is, any
-        other error is logged and the person told (on the last try, for a background
-        command: a job that fails is tried again)."""
-        prefix, name, plugin = self.prefix, chosen.top.name, chosen.top.plugin
-        try:
-            await chosen.handler(ctx, args)
-            metrics.COMMANDS.labels(name, "ok").inc()
-        except CommandError as exc:
-            metrics.COMMANDS.labels(name, "refused").inc()
-            await ctx.reply(f"{prefix}{name}: {exc.message}")
-        except chosen.top.refuses as exc:
-            metrics.COMMANDS.labels(name, "refused").inc()
-            await ctx.reply(f"{prefix}{name}: {exc}")
-        except Exception:
-            metrics.COMMANDS.labels(name, "error").inc()
-            metrics.HANDLER_ERRORS.labels(plugin).inc()
-            ctx.log.exception("command failed", command=chosen.full_name)
-            if not last:
-                raise
-            await ctx.reply(
-                f"{prefix}{name} failed because of an error in the "
-                f"{plugin} plugin. The operator can find it in the logs "
-                f"(event {ctx.event.event_id})."
-            )
-
-    async def run_in_background(self, job: QueuedJob) -> None:
-        """A ``background=True`` command, as a job: parsed again from the event, run with
-        the context it would have had on the event worker (its sends carry the same
-        transaction ids, so a job run twice answers once)."""
-        event = MatrixEvent(job.payload["event"])
-        cmd = self.bridge.commands.get(job.payload["command"])
-        if cmd is None:  # its plugin was disabled since: kept as a failed job, not dropped
-            raise LookupError(f"no command {job.payload['command']!r} any more")
-        chosen, args = cmd.resolve(job.payload["argv"], self.prefix)
-        ctx = EventContext(self.bridge, event, cmd.plugin)
-        await self.run(chosen, ctx, args, last=job.attempt >= MAX_ATTEMPTS)
+        return self.runner.handle(event, ctx, body)
 
     async def on_member(self, event: MatrixEvent, ctx: EventContext) -> None:
         bridge = self.bridge

@@ -137,7 +137,7 @@ def stop_leftover_synapse(synapse_dir: Path, timeout: float = 30.0) -> int | Non
 
 
 def _load_state(workdir: Path, people: list[str]) -> dict[str, Any]:
-    from .testing.synapse import free_port
+    from .devsynapse import free_port
 
     state_path = workdir / "dev-state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
@@ -174,7 +174,6 @@ def _new_secret() -> str:
 
 def _write_bridge_folder(bridge_dir: Path, synapse_url: str, port: int) -> None:
     """The bridge's config and registration, and the rules files to edit."""
-    from .testing.stack import write_bridge_files
 
     bridge_dir.mkdir(parents=True, exist_ok=True)
     _copy_demo_policy_files(bridge_dir)
@@ -217,8 +216,8 @@ def _update_bridge_folder(bridge_dir: Path) -> None:
 
 
 async def run_dev(workdir: Path, people: list[str] | None = None) -> int:
+    from .devsynapse import Synapse, SynapseError
     from .runtime import Bridge
-    from .testing.synapse import Synapse, SynapseError
 
     _require_synapse()
     os.umask(PRIVATE_UMASK)  # tokens, passwords and both databases: owner only
@@ -301,3 +300,37 @@ async def _serve_until_stopped(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def write_bridge_files(
+    workdir: Path,
+    *,
+    synapse_url: str,
+    server_name: str,
+    enabled: list[str],
+    settings: dict[str, Any] | None = None,
+    port: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write config.yaml and registration.yaml for a bridge talking to ``synapse_url``."""
+    from .config import deep_merge, render_config
+    from .devsynapse import free_port
+    from .pluginmanager import PluginManager
+    from .registration import build_registration, write_registration
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    reg_path = workdir / "registration.yaml"
+    port = port or free_port()
+    data = yaml.safe_load(render_config(server_name, synapse_url, port))
+    data["plugins"] = {"enabled": enabled, "settings": settings or {}}
+    data["data_dir"] = str(workdir / "data")
+    data["logging"] = {"format": "console", "level": "INFO"}
+    if extra:
+        data = deep_merge(data, extra)
+    write_private_file(config_path, yaml.safe_dump(data, sort_keys=False))  # it holds tokens
+    config = load_config(config_path, environ={})
+    manager = PluginManager()
+    manager.load(config)
+    write_registration(reg_path, build_registration(config, manager.namespaces(config)))
+    return config_path, reg_path

@@ -5,13 +5,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .api import contract_problem
 from .errors import PluginLoadError
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .namespaces import Namespaces
 
 ENTRY_POINT_GROUP = "anywhere.plugins"
 
@@ -67,6 +71,28 @@ class PluginManager:
                 "its spelling (bridge/hookspecs.py, docs/plugins.md), or enable the plugin "
                 "that offers it, or mark the implementation @hookimpl(optionalhook=True)"
             ) from exc
+
+    def load(self, config: Config) -> None:
+        """Register the core plugin and the enabled ones (``plugins.enabled``), apply and
+        validate their config sections, and refuse overlapping namespaces. Plugins
+        registered before (a test's own) are kept."""
+        from .config import ConfigSection, apply_plugin_sections
+        from .core import CorePlugin
+        from .registration import check_namespaces
+
+        if "core" not in self.names():
+            self.register(CorePlugin(), "core")
+        self.load_enabled(config["plugins.enabled"])
+        sections: dict[str, ConfigSection] = {}
+        for name, section in self.call_each("anywhere_config_section"):
+            if section is not None:
+                sections[name] = section
+        apply_plugin_sections(config, sections)
+        check_namespaces(config, self.namespaces(config))
+
+    def namespaces(self, config: Config) -> dict[str, Namespaces]:
+        """``{plugin: Namespaces}`` of the plugins that claim users or aliases."""
+        return {name: ns for name, ns in self.call_each("anywhere_namespaces", config=config) if ns}
 
     def load_enabled(self, enabled: list[str]) -> None:
         """Load each enabled plugin by its entry-point name, or stop with the reason."""

@@ -22,18 +22,16 @@ from mautrix.util.async_db import Database
 from storage import open_database, run_migrations
 from storage.database import trace_logger
 
-from . import metrics
 from .api import Decision
 from .commands import Command
-from .config import Config, ConfigSection, apply_plugin_sections
+from .config import Config
 from .crypto import EncryptingAppServiceAPI, Encryption
 from .errors import AnywhereError, ConfigError, PluginLoadError
-from .events import EventContext, MatrixEvent
 from .inbox import Inbox
 from .jobs import Jobs, collect_job_handlers
 from .namespaces import Namespaces
 from .pluginmanager import PluginManager
-from .registration import check_namespaces
+from .router import EventRouter
 from .schema import CORE_MIGRATIONS
 from .services import (
     HTTP_TIMEOUT,
@@ -48,7 +46,6 @@ from .services import (
 from .web import AccessTokens, UnknownToken, build_app, server_options
 
 log = structlog.get_logger("anywhere")
-HANDLED_FLUSH_SECONDS = 0.05
 
 
 class _StateStore(MemoryStateStore):
@@ -66,24 +63,14 @@ class _StateStore(MemoryStateStore):
 
 
 def load_plugins(config: Config, manager: PluginManager | None = None) -> PluginManager:
-    """Load the core and the enabled plugins, and validate their config sections."""
-    from .core import CorePlugin
-
+    """Load the core and the enabled plugins (see :meth:`PluginManager.load`)."""
     manager = manager or PluginManager()
-    if "core" not in manager.names():
-        manager.register(CorePlugin(), "core")
-    manager.load_enabled(config["plugins.enabled"])
-    sections: dict[str, ConfigSection] = {}
-    for name, section in manager.call_each("anywhere_config_section"):
-        if section is not None:
-            sections[name] = section
-    apply_plugin_sections(config, sections)
-    check_namespaces(config, plugin_namespaces(config, manager))
+    manager.load(config)
     return manager
 
 
 def plugin_namespaces(config: Config, manager: PluginManager) -> dict[str, Namespaces]:
-    return {name: ns for name, ns in manager.call_each("anywhere_namespaces", config=config) if ns}
+    return manager.namespaces(config)
 
 
 class Bridge:
@@ -101,12 +88,9 @@ class Bridge:
         self.jobs: Jobs | None = None
         self.http: aiohttp.ClientSession | None = None
         self.api: AppServiceAPI | None = None
-        self.commands: dict[str, Command] = {}
-        self.handlers: dict[str, list[tuple[str, Any]]] = {}
-        self._routes_source: dict[str, list[tuple[str, Any]]] | None = None
-        self._routes: dict[str, tuple[tuple[str, Any], ...]] = {}
+        self.router = EventRouter(self, self.plugins, self.log)
+        self.dispatch = self.router.dispatch  # what the inbox hands each event to
         self._ours: dict[str, bool] = {}
-        self._handled_counts: dict[str, int] = {}
         self.homeserver_ready = False
         self.last_ping: tuple[str | None, float] | None = None
         self._runner: web.AppRunner | None = None
@@ -401,73 +385,22 @@ class Bridge:
                 error=body.get("error"),
             )
 
+    @property
+    def commands(self) -> dict[str, Command]:
+        """Every command by name and alias (the router's registry)."""
+        return self.router.commands
+
+    @property
+    def handlers(self) -> dict[str, list[tuple[str, Any]]]:
+        """``{event type: [(plugin, handler)]}`` (the router's registry)."""
+        return self.router.handlers
+
+    @handlers.setter
+    def handlers(self, value: dict[str, list[tuple[str, Any]]]) -> None:
+        self.router.handlers = value
+
     def collect_commands_and_handlers(self) -> None:
-        self.commands.clear()
-        self.handlers.clear()
-        self._routes_source = None
-        for name, commands in self.plugins.call_each("anywhere_commands"):
-            for cmd in commands or []:
-                cmd.plugin = name
-                for key in (cmd.name, *cmd.aliases):
-                    if key in self.commands:
-                        raise PluginLoadError(
-                            f"plugin {name!r} defines command {key!r}, which plugin "
-                            f"{self.commands[key].plugin!r} already defines"
-                        )
-                    self.commands[key] = cmd
-        for name, level in self.config["bridge.command_levels"].items():
-            if name not in self.commands:
-                raise ConfigError(
-                    f"bridge.command_levels.{name}",
-                    "the name of a command",
-                    name,
-                    f"known commands: {', '.join(sorted(self.commands))}",
-                )
-            self.commands[name].level = level
-        for name, handlers in self.plugins.call_each("anywhere_event_handlers"):
-            for event_type, handler in (handlers or {}).items():
-                self.handlers.setdefault(event_type, []).append((name, handler))
-
-    def _routes_for(self, event_type: str) -> tuple[tuple[str, Any], ...]:
-        """The handlers for one event type, then those for every type ("*"), worked out
-        once per type (``handlers`` is read again when it is replaced)."""
-        if self._routes_source is not self.handlers:
-            self._routes_source, self._routes = self.handlers, {}
-        routes = self._routes.get(event_type)
-        if routes is None:
-            routes = tuple(self.handlers.get(event_type, ())) + tuple(self.handlers.get("*", ()))
-            if event_type in self.handlers:  # not for any type a sender makes up
-                self._routes[event_type] = routes
-        return routes
-
-    async def dispatch(self, event: MatrixEvent) -> None:
-        """Hand one event to every interested plugin; an exception stays with its plugin."""
-        for plugin, handler in self._routes_for(event.type):
-            try:
-                result = handler(event, EventContext(self, event, plugin))
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                metrics.HANDLER_ERRORS.labels(plugin).inc()
-                self.log.exception(
-                    "plugin handler failed",
-                    plugin=plugin,
-                    event_type=event.type,
-                    event_id=event.event_id,
-                    room_id=event.room_id,
-                    txn_id=event.txn_id,
-                )
-        # counted here, added to the Prometheus counter at most every 50 ms: a counter's
-        # increment takes a lock, a fifth of what dispatching an event costs
-        counts = self._handled_counts
-        counts[event.type] = counts.get(event.type, 0) + 1
-        if len(counts) == 1 and counts[event.type] == 1:
-            asyncio.get_running_loop().call_later(HANDLED_FLUSH_SECONDS, self._flush_handled)
-
-    def _flush_handled(self) -> None:
-        counts, self._handled_counts = self._handled_counts, {}
-        for event_type, count in counts.items():
-            metrics.events_handled(event_type).inc(count)
+        self.router.collect(self.config["bridge.command_levels"])
 
     async def health_checks(self) -> dict[str, bool]:
         database = False
@@ -492,7 +425,7 @@ class Bridge:
             await self.inbox.stop()
         if self.jobs is not None:
             await self.jobs.stop()  # before the plugins shut down: their jobs run again later
-        self._flush_handled()
+        self.router.flush_handled()
         for name, func in self.plugins.impls("anywhere_shutdown"):
             try:
                 result = func(bridge=self)

@@ -91,7 +91,7 @@ async def test_a_background_command_does_not_hold_up_later_events(plugin_kit):
     room = kit.room()
     # On the event worker, this would wait for the release below and never return.
     await asyncio.wait_for(room.send("!tool slow"), 5)
-    await tools.started.wait()  # it runs, as a job
+    await asyncio.wait_for(tools.started.wait(), 10)  # it runs, as a job
     await room.send("!fast")
     assert await room.next_reply() == "fast"
     tools.release.set()

@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from bridge.config import load_config
-from bridge.runtime import HANDLED_FLUSH_SECONDS, Bridge
+from bridge.router import HANDLED_FLUSH_SECONDS
+from bridge.runtime import Bridge
 
 pytestmark = pytest.mark.e2e
 

@@ -51,7 +51,7 @@ async def answers_to(texts: list[str], config_file, monkeypatch) -> list[dict]:
     config = load_config(config_file, environ={})
     bridge = Bridge(config, manager)
     core.anywhere_startup(bridge)
-    core.rooms = DirectChats()
+    core.rooms = core.runner.rooms = DirectChats()
     bridge.collect_commands_and_handlers()
     for n, text in enumerate(texts):
         event = MatrixEvent(
@@ -63,7 +63,7 @@ async def answers_to(texts: list[str], config_file, monkeypatch) -> list[dict]:
                 "content": {"msgtype": "m.text", "body": text},
             }
         )
-        await core._on_command(event, EventContext(bridge, event, "core"), text)
+        await core.runner.handle(event, EventContext(bridge, event, "core"), text)
     return sent
 
 

@@ -25,12 +25,9 @@ PACKAGES = ("bridge", "plugins", "policy", "storage")
 #: modules are being rearranged
 PLUGINS_IMPORTING_RUNTIME = {"calls", "groups"}
 
-#: the production CLI runs on the test harness (issue 15: the dev stack is to own its
-#: Synapse harness, and the fixtures to build on it)
-IMPORTING_TESTING = {
-    "bridge.cli",  # bridge.testing.synapse, for `anywhere dev`
-    "bridge.devstack",  # bridge.testing.stack and .synapse
-}
+#: production modules running on the test harness: none (the dev stack owns its Synapse
+#: harness, bridge.devsynapse, and the fixtures build on it)
+IMPORTING_TESTING: set[str] = set()
 
 #: plugins importing another plugin
 PLUGIN_TO_PLUGIN: set[tuple[str, str]] = set()
@@ -129,6 +126,7 @@ def test_only_tests_bench_and_test_helpers_import_the_test_harness():
             or within(name, "tests")
             or within(name, "bench")
             or (within(name, "plugins") and path.name == "testing.py")
+            or (within(name, "examples") and "tests" in path.relative_to(ROOT).parts)
         )
         if not allowed and any(within(m, "bridge.testing") for m in imports_of(name, path)):
             found.add(name)

@@ -30,40 +30,9 @@ from nio import (
     SyncResponse,
 )
 
+from bridge.devstack import write_bridge_files
+
 from .synapse import Synapse, free_port
-
-
-def write_bridge_files(
-    workdir: Path,
-    *,
-    synapse_url: str,
-    server_name: str,
-    enabled: list[str],
-    settings: dict[str, Any] | None = None,
-    port: int | None = None,
-    extra: dict[str, Any] | None = None,
-) -> tuple[Path, Path]:
-    """Write config.yaml and registration.yaml for a bridge talking to ``synapse_url``."""
-    from bridge.cli import render_config
-    from bridge.config import deep_merge, load_config, write_private_file
-    from bridge.registration import build_registration, write_registration
-    from bridge.runtime import load_plugins, plugin_namespaces
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "config.yaml"
-    reg_path = workdir / "registration.yaml"
-    port = port or free_port()
-    data = yaml.safe_load(render_config(server_name, synapse_url, port))
-    data["plugins"] = {"enabled": enabled, "settings": settings or {}}
-    data["data_dir"] = str(workdir / "data")
-    data["logging"] = {"format": "console", "level": "INFO"}
-    if extra:
-        data = deep_merge(data, extra)
-    write_private_file(config_path, yaml.safe_dump(data, sort_keys=False))  # it holds tokens
-    config = load_config(config_path, environ={})
-    manager = load_plugins(config)
-    write_registration(reg_path, build_registration(config, plugin_namespaces(config, manager)))
-    return config_path, reg_path
 
 
 class BridgeProcess:
