@@ -38,6 +38,12 @@ def make_file(path: Path, size: int) -> None:
             out.write(block[i % 7 :] + block[: i % 7])  # no two MiB alike
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def curl_upload(url: str, token: str, path: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(
@@ -75,12 +81,16 @@ async def main(size_mib: int) -> None:
                     folders[name] = (await r.json())["id"]
         big = workdir / "big.bin"
         make_file(big, size_mib << 20)
+        bridge_pid = stack.bridge.proc.pid
+        before = cpu_seconds(bridge_pid)
         curl = await asyncio.to_thread(
             curl_upload,
             f"{base}/folders/{folders['ByCurl']}/files/big.bin",
             user.client.access_token,
             big,
         )
+        curl_cpu = cpu_seconds(bridge_pid) - before
+        before = cpu_seconds(bridge_pid)
         page = await asyncio.to_thread(
             run_scenario,
             "bench_upload.mjs",
@@ -93,6 +103,7 @@ async def main(size_mib: int) -> None:
             },
             7200,
         )
+        page_cpu = cpu_seconds(bridge_pid) - before
         await user.close()
         if page["state"] != "done":
             print(f"the page's upload failed: {page['error']}")
@@ -103,6 +114,7 @@ async def main(size_mib: int) -> None:
         print(f"  curl -T (HTTP API PUT): {curl:7.2f} s ({mib / curl:7.1f} MiB/s)")
         took = page["seconds"]
         print(f"  web app in Chromium   : {took:7.2f} s ({mib / took:7.1f} MiB/s)")
+        print(f"  bridge CPU: {curl_cpu:.2f} s for curl's, {page_cpu:.2f} s for the page's")
         verdict = "meets" if ratio >= TARGET else "MISSES"
         print(f"  ratio curl/page       : {ratio:7.2f} ({verdict} the target >= {TARGET})")
     finally:
