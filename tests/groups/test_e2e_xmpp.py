@@ -331,6 +331,8 @@ async def test_a_prosody_restart_mid_conversation_delivers_everything_once(
     assert xmpp_bodies(frank, r"pr-m\d+") == [f"pr-m{i}" for i in range(24)]
     assert matrix_bodies(boss, room_id, r"pr-x\d+") == [f"pr-x{i}" for i in range(25)]
     assert len(bodies(boss, room_id, "xmpp before restart")) == 1
+    # a normal reconnection leaves no half-stopped slixmpp tasks behind
+    assert "Task was destroyed but it is pending" not in xmpp_stack.bridge.log_path.read_text()
 
 
 async def test_a_room_that_said_more_than_its_history_while_the_bridge_was_down(

@@ -131,6 +131,7 @@ class XmppConnector(XmppInbound, Connector):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.xmpp.disconnect(wait=1), 2)
             self.xmpp.abort()
+            await self._retire_stream()
 
     async def connect(self, portal: Portal) -> None:
         if portal.kind == DIRECT:
@@ -382,8 +383,19 @@ class XmppConnector(XmppInbound, Connector):
             self._leaving.clear()
             self.xmpp.cancel_connection_attempt()
             self.xmpp.abort()
+            await self._retire_stream()
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+    async def _retire_stream(self) -> None:
+        """slixmpp cancels a stream's outgoing-filter task only when the stream object is
+        garbage-collected, and asyncio then logs "Task was destroyed but it is pending!"
+        for every reconnection: cancel and await it when a stream is done with."""
+        task = getattr(self.xmpp, "_run_out_filters", None)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def _outcome_handler(self, outcome: str):
         def handler(_event: Any) -> None:
