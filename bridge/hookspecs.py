@@ -189,13 +189,16 @@ def anywhere_record_usage(bridge: Host, user_id: str, metric: str, amount: float
     ``bridge.record_usage(...)`` for one release."""
 
 
-@hookspec
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "anywhere_call_modes() is deprecated and goes in the next release: implement "
+        "anywhere_calls_modes(), declared by the calls plugin (plugins/calls/hookspecs.py)"
+    )
+)
 def anywhere_call_modes() -> dict[str, type] | None:
-    """Return ``{mode name: CallMode subclass}`` to add call modes (see docs/calls.md).
-
-    Called once when the calls plugin starts. A name already taken (``echo``, ``memo``,
-    ``conference`` or another plugin's) stops start-up with both plugins named.
-    """
+    """Deprecated: the calls plugin's ``anywhere_calls_modes`` (plugins/calls/hookspecs.py)
+    is the same hook, declared by its owner. Still read by the calls plugin for one
+    release."""
 
 
 @hookspec(

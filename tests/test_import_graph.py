@@ -23,7 +23,7 @@ PACKAGES = ("bridge", "plugins", "policy", "storage")
 #: plugins still typed against, or reaching into, the runtime object (issue 15: to be
 #: moved onto bridge.api's Host like the drive and basics); by plugin, since their
 #: modules are being rearranged
-PLUGINS_IMPORTING_RUNTIME = {"calls", "groups"}
+PLUGINS_IMPORTING_RUNTIME = {"groups"}
 
 #: production modules running on the test harness: none (the dev stack owns its Synapse
 #: harness, bridge.devsynapse, and the fixtures build on it)
@@ -38,8 +38,6 @@ FOLDERS_WITH_CIRCLES = {
     # the runtime builds the core plugin and the web app, which type themselves against
     # the Bridge (issue 15: the runtime cut along its seams): core, runtime, web
     "bridge",
-    # a call mode is given the whole CallManager (issue 15: a CallHost for call modes)
-    "plugins/calls",
     # the groups hub split by line count (issue 15: composed of parts), and the XMPP
     # connector with its avatars
     "plugins/groups",

@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mautrix.api import Method, Path
+from mautrix.errors import MatrixRequestError
+
 from bridge import EventContext, MatrixEvent
 
 from .ice import IceServers, limit_gathering
@@ -42,7 +45,9 @@ from .state import (
 from .tracks import listen
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from mautrix.appservice import IntentAPI
+
+    from bridge.api import Host
 
 INVITE_LIFETIME_MS = 60_000
 #: The state events of a MatrixRTC call (Element Call, Element X): the stable name and
@@ -64,7 +69,7 @@ class LiveCall:
 
     call: Call
     ctx: EventContext
-    bridge: Bridge
+    bridge: Host
     session: MediaSession | None = None
     mode: CallMode | None = None
     connected_at: float | None = None
@@ -83,7 +88,7 @@ class LiveCall:
 
     @property
     def as_user(self) -> str | None:
-        return None if self.call.our_user == self.bridge.config.bot_mxid else self.call.our_user
+        return None if self.call.our_user == self.bridge.info.bot_user_id else self.call.our_user
 
     async def send(self, event_type: str, content: dict[str, Any], room_id: str = "") -> str:
         return await self.ctx.send(
@@ -105,9 +110,13 @@ class LiveCall:
 
 
 class CallManager:
+    """The calls of the bridge: routes invites, keeps the pure state machine
+    (:class:`CallBook`) and the media of each call, and is the
+    :class:`~plugins.calls.host.CallHost` its call modes get."""
+
     def __init__(
         self,
-        bridge: Bridge,
+        bridge: Host,
         settings: dict[str, Any],
         modes: dict[str, type[CallMode]] | None = None,
     ) -> None:
@@ -150,10 +159,16 @@ class CallManager:
                 await self._perform(action, None)
 
     async def _fetch_turn(self) -> dict[str, Any]:
-        url = f"{self.bridge.config['homeserver.url']}/_matrix/client/v3/voip/turnServer"
-        headers = {"Authorization": f"Bearer {self.bridge.config['appservice.as_token']}"}
-        async with self.bridge.http.get(url, headers=headers) as resp:
-            return await resp.json(content_type=None) if resp.status == 200 else {}
+        """The homeserver's TURN server for the bot ({} when it has none)."""
+        try:
+            answer = await self.bridge.bot.api.request(Method.GET, Path.v3.voip.turnServer)
+        except MatrixRequestError:
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
+    def intent(self, user_id: str) -> IntentAPI:
+        """The Matrix API as one of our users (for call modes: :class:`CallHost`)."""
+        return self.bridge.intent(user_id)
 
     # ----- routing -----
     def conference(self, room_id: str) -> Conference:
@@ -219,7 +234,7 @@ class CallManager:
     ) -> None:
         """Refuse an invite as ``callee``: ``m.call.reject`` (a hangup for version 0,
         which has no reject), then a notice saying why."""
-        as_user = None if callee == self.bridge.config.bot_mxid else callee
+        as_user = None if callee == self.bridge.info.bot_user_id else callee
         content = call_content(call_id, new_party_id(), version)
         kind = "m.call.hangup" if version == "0" else "m.call.reject"
         content["reason"] = "user_hangup" if version == "0" else "unknown_error"
@@ -252,7 +267,7 @@ class CallManager:
         if seen is None:
             return
         speaker = seen[0]
-        as_user = None if speaker == self.bridge.config.bot_mxid else speaker
+        as_user = None if speaker == self.bridge.info.bot_user_id else speaker
         # sent, then remembered: after a crash in between, the replayed event sends with
         # the same transaction id, which the homeserver does not post twice
         await ctx.send(event.room_id, {"msgtype": "m.notice", "body": RTC_NOTICE}, as_user=as_user)
@@ -356,7 +371,7 @@ class CallManager:
         options: dict[str, Any] | None = None,
     ) -> Call:
         """Call ``person`` in ``room_id`` from the bot (the policy was asked already)."""
-        bot = self.bridge.config.bot_mxid
+        bot = self.bridge.info.bot_user_id
         call = self.book.place(room_id, bot, person, Route(bot, mode), options)
         live = LiveCall(call, ctx, self.bridge)
         self.live[call.id] = live
@@ -406,7 +421,7 @@ class CallManager:
     async def _busy(self, action: Busy, ctx: EventContext) -> None:
         event = action.event
         content = call_content(event.call_id, "anywhere-busy", event.version, reason="user_busy")
-        as_user = None if action.callee == self.bridge.config.bot_mxid else action.callee
+        as_user = None if action.callee == self.bridge.info.bot_user_id else action.callee
         await ctx.send(event.room_id, content, "m.call.hangup", as_user=as_user)
         ctx.log.info("call refused: busy", active=len(self.book.active))
 

@@ -1,9 +1,11 @@
 """What the bridge does with the audio of a call: echo test, voice memo, conference.
 
-A mode is made per call (``mode_class(manager, live)``) and offers ``track`` (what we
-send), ``on_audio(samples)`` (what we hear, mono 48 kHz), ``on_connected()`` and
-``on_end(reason)``, and may shorten ``max_seconds()``. New modes register in
-:data:`MODES`.
+A mode is made per call (``mode_class(host, live)``, with the
+:class:`~plugins.calls.host.CallHost` and the :class:`~plugins.calls.host.ModeCall`) and
+offers ``track`` (what we send), ``on_audio(samples)`` (what we hear, mono 48 kHz),
+``on_connected()`` and ``on_end(reason)``, and may shorten ``max_seconds()``. The
+built-in modes are in :data:`MODES`; other plugins give theirs through
+``anywhere_calls_modes`` (plugins/calls/hookspecs.py).
 """
 
 from __future__ import annotations
@@ -15,21 +17,27 @@ from .audio import SAMPLE_RATE, encode_ogg_opus, silence, waveform
 from .tracks import Greeting, PacedTrack, SampleFifo
 
 if TYPE_CHECKING:
-    from .manager import CallManager, LiveCall
+    from .host import CallHost, ModeCall
 
 
 class CallMode:
     name = ""
 
-    def __init__(self, manager: CallManager, live: LiveCall) -> None:
-        self.manager = manager
+    def __init__(self, host: CallHost, live: ModeCall) -> None:
+        self.host = host
         self.live = live
         self.track: Any = None
+
+    @property
+    def manager(self) -> CallHost:
+        """The name of :attr:`host` before contract 1.1 (modes were given the whole
+        CallManager then): use ``self.host``."""
+        return self.host
 
     def max_seconds(self) -> float:
         """The longest a call in this mode may last once connected (then the bridge
         hangs up): ``max_call_seconds``, unless the mode has a limit of its own."""
-        return float(self.manager.settings["max_call_seconds"])
+        return float(self.host.settings["max_call_seconds"])
 
     def on_audio(self, samples: array) -> None:
         """Audio from the other side (called for every decoded frame)."""
@@ -46,15 +54,15 @@ class EchoTest(CallMode):
 
     name = "echo"
 
-    def __init__(self, manager: CallManager, live: LiveCall) -> None:
-        super().__init__(manager, live)
+    def __init__(self, host: CallHost, live: ModeCall) -> None:
+        super().__init__(host, live)
         self.fifo = SampleFifo()
-        settings = manager.settings
+        settings = host.settings
         self.greeting = Greeting(settings["greeting_hz"], settings["greeting_ms"], self.fifo.take)
         self.track = PacedTrack(self.greeting)
 
     def max_seconds(self) -> float:
-        settings = self.manager.settings
+        settings = self.host.settings
         return float(min(settings["echo_max_seconds"], settings["max_call_seconds"]))
 
     def on_audio(self, samples: array) -> None:
@@ -79,9 +87,9 @@ class VoiceMemo(CallMode):
 
     name = "memo"
 
-    def __init__(self, manager: CallManager, live: LiveCall) -> None:
-        super().__init__(manager, live)
-        settings = manager.settings
+    def __init__(self, host: CallHost, live: ModeCall) -> None:
+        super().__init__(host, live)
+        settings = host.settings
         seconds = live.call.options.get("seconds") or settings["memo_max_seconds"]
         self.limit = int(seconds * SAMPLE_RATE)
         self.recording = array("h")
@@ -95,7 +103,7 @@ class VoiceMemo(CallMode):
         self.recording.extend(samples[: self.limit - len(self.recording)])
         if len(self.recording) >= self.limit:
             self._full = True
-            self.manager.hang_up_soon(self.live, "user_hangup")
+            self.host.hang_up_soon(self.live, "user_hangup")
 
     async def on_end(self, reason: str) -> None:
         seconds = len(self.recording) / SAMPLE_RATE
@@ -104,7 +112,7 @@ class VoiceMemo(CallMode):
                 await self.live.notice("No voice memo: nothing was recorded after the tone.")
             return
         data = encode_ogg_opus(self.recording)
-        uploader = self.manager.bridge.intent(self.live.call.our_user)
+        uploader = self.host.intent(self.live.call.our_user)
         url = await uploader.upload_media(data, mime_type="audio/ogg", filename="voice-memo.ogg")
         duration_ms = int(seconds * 1000)
         await self.live.send(
@@ -129,9 +137,9 @@ class ConferenceCall(CallMode):
 
     name = "conference"
 
-    def __init__(self, manager: CallManager, live: LiveCall) -> None:
-        super().__init__(manager, live)
-        self.conference = manager.conference(live.call.key)
+    def __init__(self, host: CallHost, live: ModeCall) -> None:
+        super().__init__(host, live)
+        self.conference = host.conference(live.call.key)
         self.participant = self.conference.join(live.key, live.call.their_user)
         self.track = self.participant.outbound
 
@@ -140,7 +148,7 @@ class ConferenceCall(CallMode):
 
     def on_connected(self) -> None:
         count = len(self.conference.participants)
-        self.manager.announce_soon(
+        self.host.announce_soon(
             self.live,
             f"{self.live.call.their_user} joined the conference ({count} connected).",
         )
@@ -159,7 +167,7 @@ class ConferenceCall(CallMode):
             )
         if self.live.connected_at is not None:
             count = len(self.conference.participants)
-            await self.manager.announce(
+            await self.host.announce(
                 self.live,
                 f"{self.live.call.their_user} left the conference ({count} connected).",
             )

@@ -26,9 +26,8 @@ from .settings import SECTION
 from .signalling import CALL_EVENT_TYPES
 
 if TYPE_CHECKING:
+    from bridge.api import Extensions, Host
     from bridge.config import Config
-    from bridge.pluginmanager import PluginManager
-    from bridge.runtime import Bridge
 
 
 async def v1_conferences(conn: Any, scheme: Any) -> None:
@@ -55,28 +54,38 @@ async def v2_rooms_and_rtc_notices(conn: Any, scheme: Any) -> None:
     await conn.execute("INSERT INTO calls_room_user SELECT room_id, user_id FROM calls_conference")
 
 
-def collect_modes(plugins: PluginManager) -> dict[str, type[CallMode]]:
-    """The built-in modes plus those other plugins give through ``anywhere_call_modes``."""
+def collect_modes(extensions: Extensions) -> dict[str, type[CallMode]]:
+    """The built-in modes plus those other plugins give through ``anywhere_calls_modes``
+    (and, for one more release, the deprecated ``anywhere_call_modes``), from
+    ``bridge.extensions`` (or the plugin manager, which collects the same way)."""
     modes = dict(MODES)
-    given = plugins.collect("anywhere_call_modes", "call mode", dict.fromkeys(MODES, "calls"))
-    for mode_name, (name, mode) in given.items():
-        if not (isinstance(mode, type) and issubclass(mode, CallMode)):
-            raise PluginLoadError(
-                f"plugin {name!r}: call mode {mode_name!r} must be a subclass of "
-                f"plugins.calls.modes.CallMode, found {mode!r}"
-            )
-        modes[mode_name] = mode
+    taken = dict.fromkeys(MODES, "calls")
+    for hook in ("anywhere_calls_modes", "anywhere_call_modes"):
+        for mode_name, (name, mode) in extensions.collect(hook, "call mode", taken).items():
+            if not (isinstance(mode, type) and issubclass(mode, CallMode)):
+                raise PluginLoadError(
+                    f"plugin {name!r}: call mode {mode_name!r} must be a subclass of "
+                    f"plugins.calls.modes.CallMode, found {mode!r}"
+                )
+            modes[mode_name], taken[mode_name] = mode, name
     return modes
 
 
-def ghost_prefix(config: Config) -> str:
-    return f"{config['appservice.ghost_prefix']}calls_"
+def ghost_prefix(appservice_ghost_prefix: str) -> str:
+    """The calls plugin's users' prefix, inside the bridge's (``appservice.ghost_prefix``)."""
+    return f"{appservice_ghost_prefix}calls_"
 
 
 class CallsPlugin:
     def __init__(self) -> None:
-        self.bridge: Bridge | None = None
+        self.bridge: Host | None = None
         self.manager: CallManager | None = None
+
+    @hookimpl
+    def anywhere_hookspecs(self):
+        from . import hookspecs
+
+        return hookspecs
 
     @hookimpl
     def anywhere_config_section(self):
@@ -84,25 +93,28 @@ class CallsPlugin:
 
     @hookimpl
     def anywhere_namespaces(self, config: Config) -> Namespaces:
-        return Namespaces.of(users=[user_regex(ghost_prefix(config), config["homeserver.domain"])])
+        prefix = ghost_prefix(config["appservice.ghost_prefix"])
+        return Namespaces.of(users=[user_regex(prefix, config["homeserver.domain"])])
 
     @hookimpl
     def anywhere_migrations(self) -> Migrations:
         return Migrations("calls", [v1_conferences, v2_rooms_and_rtc_notices])
 
     @hookimpl
-    async def anywhere_startup(self, bridge: Bridge) -> None:
+    async def anywhere_startup(self, bridge: Host) -> None:
         self.bridge = bridge
-        self.manager = CallManager(bridge, bridge.settings("calls"), collect_modes(bridge.plugins))
+        modes = collect_modes(bridge.extensions)
+        self.manager = CallManager(bridge, bridge.settings("calls"), modes)
+        info = bridge.info
         self.manager.router.memo_user = (
-            f"@{ghost_prefix(bridge.config)}memo:{bridge.config['homeserver.domain']}"
+            f"@{ghost_prefix(info.ghost_prefix)}memo:{info.homeserver_domain}"
         )
         for row in await bridge.db.fetch("SELECT room_id, user_id FROM calls_conference"):
             self.manager.router.conference_users[row["user_id"]] = row["room_id"]
         await self.manager.start()
 
     @hookimpl
-    async def anywhere_shutdown(self, bridge: Bridge) -> None:
+    async def anywhere_shutdown(self, bridge: Host) -> None:
         if self.manager is not None:
             await self.manager.stop()
 
@@ -215,8 +227,9 @@ class CallsPlugin:
         )
         if user is None:
             digest = hashlib.sha256(room.encode()).hexdigest()[:12]
-            domain = self.bridge.config["homeserver.domain"]
-            user = f"@{ghost_prefix(self.bridge.config)}conf_{digest}:{domain}"
+            info = self.bridge.info
+            prefix = ghost_prefix(info.ghost_prefix)
+            user = f"@{prefix}conf_{digest}:{info.homeserver_domain}"
             intent = self.bridge.intent(user)
             await intent.ensure_registered()
             await intent.set_displayname("Conference call")

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bridge.commands import level_for
-
 from .state import Refusal, Route
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from bridge.api import Host
 
 
 class CallRouter:
     """The call targets, the rooms the memo and conference users are in (the
     ``calls_room_user`` table), and the routing and admission of invites."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Host) -> None:
         self.bridge = bridge
-        self.bot = bridge.config.bot_mxid
+        self.bot = bridge.info.bot_user_id
         self.memo_user = ""  # calling it in a room records a memo for that room
         self.conference_users: dict[str, str] = {}  # conference user -> its room
 
@@ -87,7 +85,7 @@ class CallRouter:
         return route
 
     def may_use(self, user_id: str) -> bool:
-        return level_for(user_id, self.bridge.config["bridge.permissions"]) > 0
+        return self.bridge.permissions.at_least(user_id, "user")
 
     async def is_member(self, conference_room: str, user_id: str) -> bool:
         """True when ``user_id`` is joined in ``conference_room``, as its conference

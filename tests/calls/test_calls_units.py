@@ -186,7 +186,7 @@ def test_the_mode_example_in_docs_calls_md_runs():
     exec(compile(example, "docs/calls.md", "exec"), namespace)
 
     class ExamplePlugin:
-        anywhere_call_modes = staticmethod(namespace["anywhere_call_modes"])
+        anywhere_calls_modes = staticmethod(namespace["anywhere_calls_modes"])
 
     manager = PluginManager()
     manager.register(ExamplePlugin(), "parrot_example")

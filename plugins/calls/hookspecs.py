@@ -1,0 +1,31 @@
+"""The extension hook the calls plugin offers to other plugins (added when the calls
+plugin loads, through ``anywhere_hookspecs``; listed in docs/plugins.md).
+
+Before contract 1.1 it was ``anywhere_call_modes``, declared by the core: still read for
+one release, with a DeprecationWarning naming this one when a plugin implementing it is
+registered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .modes import CallMode
+
+# The same marker as bridge.hookspecs.hookspec (pluggy matches markers by project name).
+hookspec = pluggy.HookspecMarker("anywhere")
+
+
+@hookspec
+def anywhere_calls_modes() -> Mapping[str, type[CallMode]] | None:
+    """Give call modes: ``{mode name: subclass of plugins.calls.modes.CallMode}`` (see
+    docs/calls.md, "Writing a call mode"). A mode is made per call as ``Mode(host,
+    live)``: ``host`` is a :class:`plugins.calls.host.CallHost`, what a mode may use of
+    the calls plugin; ``live`` a :class:`plugins.calls.host.ModeCall`, its call.
+
+    Called once when the calls plugin starts. A name already taken (``echo``, ``memo``,
+    ``conference`` or another plugin's) stops start-up with both plugins named.
+    """
