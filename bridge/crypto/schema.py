@@ -84,4 +84,11 @@ async def v1_crypto(conn, scheme: Scheme) -> None:
     await conn.execute("CREATE INDEX crypto_waiting_room ON crypto_waiting (room_id, seq)")
 
 
-CRYPTO_MIGRATIONS = Migrations("crypto", [v1_crypto])
+async def v2_cross_signing(conn, scheme: Scheme) -> None:
+    """the bot's cross-signing private keys, sealed with the pickle key"""
+    await conn.execute(
+        "CREATE TABLE crypto_cross_signing (user_id TEXT PRIMARY KEY, sealed TEXT NOT NULL)"
+    )
+
+
+CRYPTO_MIGRATIONS = Migrations("crypto", [v1_crypto, v2_cross_signing])

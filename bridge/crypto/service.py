@@ -19,6 +19,7 @@ from mautrix.types import EventType
 from mautrix.util.async_db import Database
 
 from ..events import MatrixEvent
+from .cross_signing import CrossSigning, CrossSigningRefused, CrossSigningSecrets
 from .homeserver import HomeserverRefused, KeysAPI
 from .machine import MEGOLM, DecryptionError, MissingKey, OlmMachine, verify_signed
 from .schema import CRYPTO_MIGRATIONS
@@ -98,6 +99,7 @@ class Encryption:
         self.is_ours = is_ours
         self.keys = KeysAPI(homeserver_url, as_token, user_id, device_id, http)
         self.machine: OlmMachine | None = None
+        self.cross_signing: CrossSigning | None = None
         self.ready = False
         self.unavailable = "" if secret else "encryption.pickle_key is empty in the config"
         self._dispatch: Dispatch | None = None
@@ -119,6 +121,8 @@ class Encryption:
         self.machine = OlmMachine(self.user_id, self.keys.device_id, store, self.keys)
         created = await self.machine.load_or_create()
         self.keys.device_id = self.machine.device_id
+        secrets = CrossSigningSecrets(db, pickle_key(self._secret), self.user_id)
+        self.cross_signing = CrossSigning(secrets, self.keys)
         self._waiting_rooms = await store.waiting_rooms()
         log.info(
             "encryption account " + ("created" if created else "loaded"),
@@ -153,6 +157,7 @@ class Encryption:
             self.unavailable = SETTING_DEVICES if "device" in str(exc) else str(exc)
             log.error("encrypted rooms are off", reason=self.unavailable, error=str(exc))
             return
+        await self._bootstrap_cross_signing()
         self._probe_id = f"{self.machine.device_id}.{now_ms()}"
         await self.keys.send_to_device(
             PROBE_TYPE, {self.user_id: {self.machine.device_id: {"probe": self._probe_id}}}
@@ -169,6 +174,22 @@ class Encryption:
             return
         self.ready = True
         log.info("encrypted rooms ready", device_id=self.machine.device_id)
+
+    async def _bootstrap_cross_signing(self) -> None:
+        """Cross-sign the bot's device; without it the bot still works, except with
+        clients that share keys only with cross-signed devices (which the line says)."""
+        try:
+            master = await self.cross_signing.bootstrap(self.machine.device_keys())
+        except (HomeserverRefused, CrossSigningRefused) as exc:
+            log.error(
+                "the bot's device is not cross-signed: clients that exclude insecure "
+                "devices will not share room keys with it",
+                error=str(exc),
+            )
+            return
+        log.info(
+            "the bot's device is cross-signed", device_id=self.machine.device_id, master_key=master
+        )
 
     # ----- what arrives -----
     async def handle_transaction(self, body: dict[str, Any], txn_id: str) -> None:

@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from bridge.testing.fixtures import skip_unless_ci
 
+from .conftest import log_size, wait_for_log
 from .js_person import JsPerson, missing
 
 pytestmark = pytest.mark.e2e
@@ -79,3 +80,43 @@ async def test_element_crypto_private_room_created_then_bot_invited_answers_encr
     pong = await alice.wait_for(room, text_from(bot_id, "pong room"))
     assert pong["encrypted"] and not pong["utd"]
     assert_every_bot_message_readable(alice, room, bot_id)
+
+
+async def test_element_crypto_excluding_insecure_devices_still_shares_its_keys_with_the_bot(
+    js_person, bot_id
+):
+    """Element's "exclude insecure devices" (js-sdk OnlySignedDevicesIsolationMode) shares
+    room keys only with devices their owner cross-signed: the bot's cross-signing makes its
+    device one of them, so it reads and answers."""
+    alice = await js_person("alice")
+    await alice.call("bootstrap_cross_signing")  # the strategy needs the sender's own
+    await alice.call("exclude_insecure_devices", value=True)
+    room = await alice.call("create_dm", user=bot_id)
+    await alice.wait_joined(room, bot_id)
+    await alice.call("send_text", room=room, body="!ping insecure excluded")
+    pong = await alice.wait_for(room, text_from(bot_id, "pong insecure excluded"))
+    assert pong["encrypted"] and not pong["utd"]
+    # what Element shows: the bot's only device is signed by its owner (no red shield),
+    # though not verified (Alice never verified the bot's user)
+    devices = await alice.call("devices_status", user=bot_id)
+    assert len(devices) == 1, devices
+    [device] = devices.values()
+    assert device["signed_by_owner"] and not device["verified"], devices
+
+
+async def test_element_crypto_never_sending_to_unverified_sessions_withholds_the_key_saying_so(
+    js_person, bot_id, anywhere_stack
+):
+    """Element's "never send encrypted messages to unverified sessions" shares only with
+    devices of users the person verified; cross-signing alone does not make the bot one
+    (that needs the person to verify the bot's user). The bot learns why from the
+    withheld notice (m.unverified) and logs it, instead of waiting silently."""
+    alice = await js_person("alice")
+    await alice.call("bootstrap_cross_signing")
+    await alice.call("blacklist_unverified_devices", value=True)
+    room = await alice.call("create_dm", user=bot_id)
+    await alice.wait_joined(room, bot_id)
+    logged = log_size(anywhere_stack)
+    await alice.call("send_text", room=room, body="!ping unverified")
+    line = await wait_for_log(anywhere_stack, "a room key was withheld from the bot", after=logged)
+    assert room in line and "m.unverified" in line

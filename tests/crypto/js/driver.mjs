@@ -103,6 +103,15 @@ const commands = {
     const { event_id } = await client.sendTextMessage(room, body);
     return event_id;
   },
+  async bootstrap_cross_signing() {
+    // as Element does at first login (the first upload needs no password: MSC3967)
+    await client.getCrypto().bootstrapCrossSigning({
+      authUploadDeviceSigningKeys: async (makeRequest) => {
+        await makeRequest(null);
+      },
+    });
+    return null;
+  },
   async exclude_insecure_devices({ value }) {
     // Element's "exclude insecure devices": only devices their owner cross-signed
     client
@@ -117,18 +126,20 @@ const commands = {
     client.getCrypto().globalBlacklistUnverifiedDevices = value;
     return null;
   },
-  async device_status({ user, device }) {
+  async devices_status({ user }) {
+    // how this client rates each of the user's devices (after fetching their keys anew)
     const crypto = client.getCrypto();
-    await crypto.getUserDeviceInfo([user], true);
-    const status = await crypto.getDeviceVerificationStatus(user, device);
-    const identity = await crypto.getUserVerificationStatus(user);
-    return {
-      known: status !== null,
-      signed_by_owner: status?.signedByOwner ?? false,
-      cross_signing_verified: status?.crossSigningVerified ?? false,
-      verified: status?.isVerified() ?? false,
-      user_has_cross_signing: identity.isCrossSigningVerified() || identity.wasCrossSigningVerified() || (await crypto.userHasCrossSigningKeys(user, true)),
-    };
+    const devices = (await crypto.getUserDeviceInfo([user], true)).get(user) || new Map();
+    const result = {};
+    for (const deviceId of devices.keys()) {
+      const status = await crypto.getDeviceVerificationStatus(user, deviceId);
+      result[deviceId] = {
+        signed_by_owner: status?.signedByOwner ?? false,
+        cross_signing_verified: status?.crossSigningVerified ?? false,
+        verified: status?.isVerified() ?? false,
+      };
+    }
+    return result;
   },
   async stop() {
     client?.stopClient();
