@@ -120,3 +120,33 @@ async def test_element_crypto_never_sending_to_unverified_sessions_withholds_the
     await alice.call("send_text", room=room, body="!ping unverified")
     line = await wait_for_log(anywhere_stack, "a room key was withheld from the bot", after=logged)
     assert room in line and "m.unverified" in line
+
+
+async def test_a_restart_keeps_the_bots_cross_signing_identity_and_element_s_trust(
+    js_person, bot_id, anywhere_stack
+):
+    """The cross-signing keys come back from the database: after a restart the same
+    master key signs the device, so a client excluding insecure devices still shares
+    its keys with the bot (and sees no identity change)."""
+    import asyncio
+
+    before = await wait_for_log(anywhere_stack, "the bot's device is cross-signed")
+    logged = log_size(anywhere_stack)
+    await asyncio.to_thread(anywhere_stack.bridge.stop)
+    await asyncio.to_thread(anywhere_stack.bridge.start)
+    after = await wait_for_log(anywhere_stack, "the bot's device is cross-signed", after=logged)
+    await wait_for_log(anywhere_stack, "encrypted rooms ready", after=logged)
+    assert _master_key(after) == _master_key(before)
+
+    alice = await js_person("alice")
+    await alice.call("bootstrap_cross_signing")
+    await alice.call("exclude_insecure_devices", value=True)
+    room = await alice.call("create_dm", user=bot_id)
+    await alice.wait_joined(room, bot_id)
+    await alice.call("send_text", room=room, body="!ping after restart")
+    pong = await alice.wait_for(room, text_from(bot_id, "pong after restart"))
+    assert pong["encrypted"] and not pong["utd"]
+
+
+def _master_key(log_line: str) -> str:
+    return log_line.split("master_key=", 1)[1].split()[0]
