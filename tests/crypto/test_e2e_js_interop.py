@@ -150,3 +150,23 @@ async def test_a_restart_keeps_the_bots_cross_signing_identity_and_element_s_tru
 
 def _master_key(log_line: str) -> str:
     return log_line.split("master_key=", 1)[1].split()[0]
+
+
+async def test_excluding_insecure_devices_is_in_force_the_bot_reads_a_device_without_it_not(
+    js_person, encrypted_person, bot_id
+):
+    """The same setting really excludes: in one room, Bob's device (matrix-nio, never
+    cross-signed) cannot read Alice's message while the cross-signed bot answers it."""
+    alice, bob = await js_person("alice"), await encrypted_person("bob")
+    await alice.call("bootstrap_cross_signing")
+    await alice.call("exclude_insecure_devices", value=True)
+    room = await alice.call("create_room", name="Insecure excluded", invite=[bot_id, bob.user_id])
+    await alice.wait_joined(room, bot_id)
+    await bob.client.join(room)
+    await alice.wait_joined(room, bob.user_id)
+    await bob.wait_joined(room, bob.user_id)  # Bob's client is in the room's timeline
+    event_id = await alice.call("send_text", room=room, body="!ping cross-signed only")
+    pong = await alice.wait_for(room, text_from(bot_id, "pong cross-signed only"))
+    assert pong["encrypted"] and not pong["utd"]
+    await bob.wait_for(room, lambda e: e.get("event_id") == event_id)
+    assert event_id in bob.undecryptable.get(room, [])  # Bob's device was excluded
