@@ -27,7 +27,11 @@ def missing() -> str | None:
     if shutil.which("node") is None:
         return "node is not installed (Node 20 or newer: apt-get install nodejs)"
     if not (MODULES / "node_modules" / "matrix-js-sdk").is_dir():
-        return f"matrix-js-sdk is not installed: npm install --prefix {MODULES} {HERE}"
+        return (
+            f"matrix-js-sdk is not installed in {MODULES}: mkdir -p {MODULES} && "
+            f"cp {HERE / 'package.json'} {MODULES}/ && npm install --prefix {MODULES} "
+            "(or run scripts/test.sh)"
+        )
     return None
 
 
