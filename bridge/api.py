@@ -30,7 +30,7 @@ version"); a plugin declares the version it needs with ``anywhere_contract = "1.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 #: ``(major, minor)``: the major number is raised when something plugins use changes
 #: incompatibly or goes; the minor number when something is added.
-CONTRACT_VERSION: tuple[int, int] = (1, 1)
+CONTRACT_VERSION: tuple[int, int] = (1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +231,27 @@ class Media(Protocol):
 
     def download(self, mxc: str) -> AsyncIterator[bytes]:
         """The content of ``mxc://server/id`` in chunks; raises :class:`MediaError`."""
+
+    def download_content(self, content: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """The plain bytes of a file message's ``content``, from its ``url`` or, in
+        encrypted rooms, its ``file`` (decrypted; its SHA-256 checked before the last chunk
+        is given). Raises :class:`MediaError` (status 400: a malformed ``file``, 422: the
+        hash does not match; the message says which) (since contract 1.2)."""
+
+    async def upload(
+        self,
+        room_id: str,
+        data: bytes | AsyncIterable[bytes],
+        *,
+        intent: IntentAPI,
+        mime_type: str | None = None,
+        filename: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file to post into ``room_id`` as ``intent`` (streamed); returns the
+        content fields pointing at it — ``{"url": mxc}``, or ``{"file": {...}}`` when the
+        room is encrypted (the file encrypted on the way) — to merge into the message
+        (since contract 1.2)."""
 
     async def upload_limit(self) -> int | None:
         """The largest upload the homeserver accepts in bytes (None: it does not say)."""

@@ -108,7 +108,10 @@ class Bridge:
             lambda: self.db, lambda: self.bot, config["appservice.bot.displayname"]
         )
         self.media = Media(
-            config["homeserver.url"], config["appservice.as_token"], lambda: self.http
+            config["homeserver.url"],
+            config["appservice.as_token"],
+            lambda: self.http,
+            is_encrypted=lambda room_id: self.encryption.is_encrypted(room_id),
         )
         self.extensions = Extensions(self.plugins.collect, self.plugins.acall_each)
         # encrypted rooms (bridge/crypto): decrypts before dispatch, encrypts the bot's sends

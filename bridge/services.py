@@ -10,15 +10,17 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
+import structlog
 from mautrix.types import RoomCreatePreset
 
 from .api import BadSignature, BridgeInfo, MediaError
 from .commands import LEVELS, level_for
+from .crypto.attachments import AttachmentError, EncryptedFile, Encryptor, decrypt
 
 if TYPE_CHECKING:
     from mautrix.appservice import IntentAPI
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from .config import Config
 
 MEDIA_CONFIG_SECONDS = 300.0
+log = structlog.get_logger("anywhere.media")
 #: The shared session's default: no total limit (a large file may take long), but a
 #: server that stops answering is given up on instead of waited for forever.
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
@@ -182,17 +185,21 @@ class DirectChats:
 
 
 class Media:
-    """The homeserver's media repository, authenticated as the bot."""
+    """The homeserver's media repository, authenticated as the bot. Attachments of
+    encrypted rooms are decrypted on the way in and encrypted on the way out
+    (:mod:`bridge.crypto.attachments`), so plugins handle plain bytes everywhere."""
 
     def __init__(
         self,
         homeserver_url: str,
         token: str,
         session: Callable[[], aiohttp.ClientSession | None],
+        is_encrypted: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self._homeserver = homeserver_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         self._session = session
+        self._is_encrypted = is_encrypted
         self._upload_limit: tuple[int | None, float] | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -220,6 +227,49 @@ class Media:
                 )
             async for chunk in resp.content.iter_chunked(1 << 20):
                 yield chunk
+
+    async def download_content(self, content: Mapping[str, Any]) -> AsyncIterator[bytes]:
+        """The plain bytes of a file message: its ``file`` (encrypted: decrypted, the hash
+        checked before the last chunk is given) or its ``url``."""
+        if "file" not in content:
+            async for chunk in self.download(content.get("url")):  # type: ignore[arg-type]
+                yield chunk
+            return
+        try:
+            file = EncryptedFile.parse(content["file"])
+        except AttachmentError as exc:
+            log.warning("encrypted file refused", reason=str(exc))
+            raise MediaError(f"I can't open this encrypted file: {exc}", 400) from exc
+        try:
+            async for chunk in decrypt(self.download(file.url), file):
+                yield chunk
+        except AttachmentError as exc:
+            log.warning("encrypted file refused", url=file.url, reason=str(exc))
+            raise MediaError(str(exc), 422) from exc
+
+    async def upload(
+        self,
+        room_id: str,
+        data: bytes | AsyncIterable[bytes],
+        *,
+        intent: IntentAPI,
+        mime_type: str | None = None,
+        filename: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file to post into ``room_id`` as ``intent``; the content fields that
+        point at it: ``{"url": mxc}``, or ``{"file": EncryptedFile}`` in an encrypted room
+        (the ciphertext uploaded, streamed, without its name or type)."""
+        if size is None and isinstance(data, bytes | bytearray):
+            size = len(data)
+        if self._is_encrypted is not None and await self._is_encrypted(room_id):
+            encryptor = Encryptor()
+            mxc = await intent.upload_media(
+                encryptor.encrypt(data), mime_type="application/octet-stream", size=size
+            )
+            return {"file": encryptor.file(str(mxc))}
+        mxc = await intent.upload_media(data, mime_type=mime_type, filename=filename, size=size)
+        return {"url": str(mxc)}
 
     async def upload_limit(self) -> int | None:
         if self._upload_limit and self._upload_limit[1] > time.monotonic():

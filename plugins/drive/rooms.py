@@ -58,9 +58,11 @@ class FolderRooms:
             # A "Files" widget (Element) opening the web app on this folder.
             initial_state=[webapp_widget.widget_state(self.bridge, public_url, name)],
             # Only the bot (the room's creator) invites and removes people: room
-            # membership is the share.
+            # membership is the share. The owner may turn encryption on (Element's room
+            # settings): files then come in and go out encrypted.
             power_level_override={
                 "users": {owner: 50},
+                "events": {"m.room.encryption": 50},
                 "invite": 100,
                 "kick": 100,
                 "ban": 100,
@@ -149,8 +151,10 @@ class FolderRooms:
         if folder is None:
             return
         url = content.get("url")
-        if not isinstance(url, str) or not url.startswith("mxc://"):
-            await ctx.reply("I can't save this file: it has no plain mxc:// URL (encrypted?).")
+        if not isinstance(content.get("file"), dict) and not (
+            isinstance(url, str) and url.startswith("mxc://")
+        ):
+            await ctx.reply("I can't save this file: its message has no mxc:// URL.")
             return
         await self.bridge.jobs.enqueue(
             SAVE_FROM_CHAT,
@@ -175,7 +179,7 @@ class FolderRooms:
                 event.sender,
                 folder,
                 name,
-                self.download(content["url"]),
+                self.download(content),
                 declared_size=size,
                 mime=info.get("mimetype") if isinstance(info.get("mimetype"), str) else None,
                 source=event.event_id,
@@ -194,9 +198,10 @@ class FolderRooms:
                 text += f" {whose} is {quota.describe()}; uploads past it are refused."
             await ctx.reply(text)
 
-    async def download(self, mxc: str) -> AsyncIterator[bytes]:
+    async def download(self, content: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The file of a message, plain (decrypted in encrypted rooms, its hash checked)."""
         try:
-            async for chunk in self.bridge.media.download(mxc):
+            async for chunk in self.bridge.media.download_content(content):
                 yield chunk
         except MediaError as exc:
             if exc.temporary:  # the homeserver's trouble: the job tries again later
@@ -243,15 +248,20 @@ class FolderRooms:
             )
             await ctx.notice(room_id, text)
             return "link"
-        mxc = await self.bridge.bot.upload_media(
-            self.drive.content(node), mime_type=node.mime, filename=node.name, size=node.size
+        where = await self.bridge.media.upload(
+            room_id,
+            self.drive.content(node),
+            intent=self.bridge.bot,
+            mime_type=node.mime,
+            filename=node.name,
+            size=node.size,
         )
         msgtype = _msgtype_for(node.mime)
         content: dict[str, Any] = {
             "msgtype": msgtype,
             "body": node.name,
             "filename": node.name,
-            "url": str(mxc),
+            **where,  # "url", or "file" in an encrypted room
             "info": {"size": node.size, "mimetype": node.mime or "application/octet-stream"},
             "org.anywhere.drive": {"node": node.id, "sha256": node.sha256, "from": as_of},
         }
