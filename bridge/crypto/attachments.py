@@ -2,7 +2,8 @@
 with a fresh key (a JWK) and a 128-bit IV whose low 64 bits (the counter) start at zero;
 the SHA-256 of the ciphertext lets the receiver check the file before using it.
 
-Both ways are streams: a chunk in, a chunk out, never the whole file in memory. AES comes
+Both ways are streams: a chunk in, a chunk out, never the whole file in memory; large
+chunks are worked on in a thread, beside the event loop. AES comes
 from the ``cryptography`` library (OpenSSL underneath): maintained, constant-time AES,
 and already in the dependency tree (aiortc); vodozemac does not expose AES-CTR.
 
@@ -12,11 +13,12 @@ they come (the drive's blob writer) aborts on the exception and keeps nothing.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 VERSION = "v2"
 ALGORITHM = "A256CTR"
+#: Chunks at least this large are encrypted/decrypted in a worker thread.
+OFF_LOOP_BYTES = 64 * 1024
 
 
 class AttachmentError(ValueError):
@@ -105,14 +109,18 @@ async def decrypt(chunks: AsyncIterable[bytes], file: EncryptedFile) -> AsyncIte
     the last chunk comes only after the hash matched, else :class:`AttachmentHashMismatch`."""
     decryptor = Cipher(algorithms.AES(file.key), modes.CTR(file.iv)).decryptor()
     digest = hashlib.sha256()
+
+    def step(chunk: bytes) -> bytes:
+        digest.update(chunk)
+        return decryptor.update(chunk)
+
     held = b""
     async for chunk in chunks:
         if not chunk:
             continue
-        digest.update(chunk)
         if held:
             yield held
-        held = decryptor.update(chunk)
+        held = await _off_loop(step, chunk)
     held += decryptor.finalize()
     if digest.digest() != file.sha256:
         raise AttachmentHashMismatch(
@@ -135,12 +143,16 @@ class Encryptor:
 
     async def encrypt(self, chunks: AsyncIterable[bytes] | bytes) -> AsyncIterator[bytes]:
         encryptor = Cipher(algorithms.AES(self._key), modes.CTR(self._iv)).encryptor()
+
+        def step(chunk: bytes) -> bytes:
+            out = encryptor.update(chunk)
+            self._digest.update(out)
+            return out
+
         if isinstance(chunks, bytes | bytearray):
             chunks = _once(bytes(chunks))
         async for chunk in chunks:
-            out = encryptor.update(chunk)
-            self._digest.update(out)
-            yield out
+            yield await _off_loop(step, chunk)
         out = encryptor.finalize()
         self._digest.update(out)
         self._done = True
@@ -168,3 +180,11 @@ class Encryptor:
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def _off_loop(step: Callable[[bytes], bytes], chunk: bytes) -> bytes:
+    """``step(chunk)``: in a worker thread when the chunk is large (OpenSSL and hashlib
+    let go of the GIL), so the event loop keeps receiving the next bytes meanwhile."""
+    if len(chunk) < OFF_LOOP_BYTES:
+        return step(chunk)
+    return await asyncio.to_thread(step, chunk)

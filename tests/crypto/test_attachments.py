@@ -33,17 +33,19 @@ def nio_file(data: bytes) -> tuple[bytes, dict]:
     return ciphertext, {"url": "mxc://example.org/abc", **keys}
 
 
-async def test_a_file_encrypted_by_another_client_decrypts_streamed():
-    data = os.urandom(100_003)
+@pytest.mark.parametrize("chunk", [4096, 70_000])  # on the loop, and in a thread
+async def test_a_file_encrypted_by_another_client_decrypts_streamed(chunk):
+    data = os.urandom(300_003)
     ciphertext, file = nio_file(data)
-    plain = await collect(decrypt(chunks_of(ciphertext, 4096), EncryptedFile.parse(file)))
+    plain = await collect(decrypt(chunks_of(ciphertext, chunk), EncryptedFile.parse(file)))
     assert plain == data
 
 
-async def test_what_we_encrypt_another_client_decrypts_and_the_counter_starts_at_zero():
-    data = os.urandom(70_001)
+@pytest.mark.parametrize("chunk", [3000, 70_000])
+async def test_what_we_encrypt_another_client_decrypts_and_the_counter_starts_at_zero(chunk):
+    data = os.urandom(200_001)
     encryptor = Encryptor()
-    ciphertext = await collect(encryptor.encrypt(chunks_of(data, 3000)))
+    ciphertext = await collect(encryptor.encrypt(chunks_of(data, chunk)))
     file = encryptor.file("mxc://example.org/xyz")
     assert file["v"] == "v2" and file["key"]["alg"] == "A256CTR" and file["url"].endswith("xyz")
     iv = base64.b64decode(file["iv"] + "==")
