@@ -128,6 +128,10 @@ class Encryption:
             "encryption account " + ("created" if created else "loaded"),
             device_id=self.machine.device_id,
         )
+        # A device that worked before works from the first event on: a restart must never
+        # send plain text into an encrypted room while the probe (start) is under way. The
+        # probe still runs, and turns encryption off if the homeserver lost its settings.
+        self.ready = not created and self.machine.shared
 
     async def start(self) -> None:
         """With the homeserver answering and the inbox running: the device (MSC4190),
@@ -137,6 +141,8 @@ class Encryption:
         except Exception as exc:
             self.unavailable = f"setting up the bot's device failed: {type(exc).__name__}"
             log.exception("encrypted rooms are off", reason=self.unavailable)
+        if self.unavailable:
+            self.ready = False
         if self.unavailable and self.machine is not None:
             # what was kept for its key goes on as it is (the core says it cannot read it)
             for room_id in list(self._waiting_rooms):

@@ -57,7 +57,15 @@ class EncryptedPerson:
 
     async def sync_once(self, timeout_ms: int = 300) -> None:
         client = self.client
-        response = await client.sync(timeout=timeout_ms, full_state=client.next_batch is None)
+        initial = client.next_batch is None
+        response = await client.sync(
+            timeout=timeout_ms,
+            full_state=initial,
+            sync_filter={"room": {"timeline": {"limit": 500}}},  # no gaps in what we see
+        )
+        for room_id, room in response.rooms.join.items():
+            if room.timeline.limited and not initial and room_id in self.timeline:
+                raise RuntimeError(f"{self.user_id}: a gap in {room_id}'s timeline")
         if not isinstance(response, SyncResponse):
             raise RuntimeError(f"sync failed for {self.user_id}: {response}")
         for room_id, room in response.rooms.join.items():

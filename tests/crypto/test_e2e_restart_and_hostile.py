@@ -180,3 +180,51 @@ async def _olm_from_unknown_device(stack, alice, bot_id: str, room: str) -> None
         body = {"messages": {bot_id: {device_id: content}}}
         async with http.put(f"{base}/sendToDevice/m.room.encrypted/rogue1", json=body) as r:
             assert r.status == 200, await r.text()
+
+
+async def test_sigkill_while_encrypted_commands_arrive_answers_each_once_and_all_readable(
+    encrypted_person, bot_id, anywhere_stack
+):
+    """The bridge is SIGKILLed in the middle of a stream of encrypted commands and started
+    again later: every command is answered exactly once, and every answer decrypts."""
+    import re
+    import time
+
+    alice = await encrypted_person("alice")
+    room = await alice.create_encrypted_room([bot_id], direct=True)
+    await alice.wait_joined(room, bot_id)
+    total, kill_at, start_at = 30, 12, 20
+
+    def pongs() -> dict[int, int]:
+        found: dict[int, int] = {}
+        for event in alice.timeline.get(room, []):
+            body = str(event.get("content", {}).get("body", ""))
+            if event.get("sender") == bot_id and (match := re.search(r"pong k(\d+)\b", body)):
+                found[int(match[1])] = found.get(int(match[1]), 0) + 1
+        return found
+
+    for n in range(1, total + 1):
+        await alice.send_text(room, f"!ping k{n}")
+        if n == kill_at:
+            await asyncio.to_thread(anywhere_stack.bridge.kill)
+        if n == start_at:
+            await asyncio.to_thread(anywhere_stack.bridge.start)
+    deadline = time.monotonic() + 180
+    while len(pongs()) < total and time.monotonic() < deadline:
+        await alice.sync_once(1000)
+    # a marker after everything: any duplicate would have arrived before its answer
+    mark = alice.mark(room)
+    await alice.send_text(room, "!ping marker")
+    await alice.wait_for(room, is_text_from(bot_id, "pong marker"), start=mark, timeout=120)
+    found = pongs()
+    assert sorted(set(range(1, total + 1)) - set(found)) == [], "pings never answered"
+    assert [n for n, count in found.items() if count > 1] == [], "pings answered twice"
+    assert alice.undecryptable.get(room, []) == []
+    plain = [
+        e["content"].get("body")
+        for e in alice.timeline[room]
+        if e.get("sender") == bot_id
+        and e.get("type") == "m.room.message"
+        and not e.get("decrypted")
+    ]
+    assert plain == [], "the bot sent plain text into the encrypted room"
