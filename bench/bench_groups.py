@@ -19,6 +19,11 @@ delivered completely with p95 latency still under 5 × the idle relay p95 + 50 m
 
 Targets (issue 6): relay latency ≤ 2.0 × the Matrix hop (p50 and p95), and ≥ 200
 messages/s through one portal.
+
+``--history N`` measures only the history shown when a room is linked (issue 14): N
+messages said in a multi-user chat (kept by Prosody's ``muc_mam``), then the chat linked
+with ``history_on_link: N``; the time from the link command to the last of them in the
+Matrix room, and events/s.
 """
 
 from __future__ import annotations
@@ -284,18 +289,81 @@ async def measure(args: argparse.Namespace, workdir: Path) -> None:
         prosody.stop()
 
 
+async def measure_history(args: argparse.Namespace, workdir: Path) -> None:
+    count = args.history
+    prosody = Prosody(workdir / "prosody", level="warn")
+    prosody.add_user("xena", "xena-password")
+    prosody.start()
+    settings = {
+        "groups": {
+            "xmpp": {
+                "enabled": True,
+                "component_jid": prosody.component,
+                "secret": prosody.secret,
+                "port": prosody.component_port,
+                "history_on_link": count,
+            }
+        }
+    }
+    extra = {"bridge": {"permissions": {"localhost": "user"}}, "logging": {"level": "WARNING"}}
+    stack = Stack(workdir / "stack", ["basics", "groups"], settings, extra)
+    stack.start()
+    alice = None
+    try:
+        alice = await stack.user("alice")
+        xena = XmppPerson(f"xena@{prosody.domain}", "xena-password", prosody.c2s_port)
+        await xena.connect()
+        room = f"history@{prosody.muc}"
+        await xena.join(room, "Xena")
+        mark = xena.mark()
+        for i in range(count):
+            xena.send(room, f"history {i}", "groupchat")
+        await xena.wait_for(lambda m: m["body"] == f"history {count - 1}", 120, mark)
+        dm = await alice.dm(stack.bot_id)
+        await alice.send_text(dm, "!group create History")
+        reply = await alice.wait_for_notice(dm, stack.bot_id, "Created")
+        portal = next(w for w in reply["content"]["body"].split() if w.startswith("!"))
+        portal = portal.rstrip(".:,")
+        await alice.client.join(portal)
+        watch = SyncWatcher(stack.synapse.url, alice.client.access_token)
+        await watch.start()
+        start = time.perf_counter()
+        await alice.send_text(portal, f"!group link xmpp:{room}")
+        last = await wait_seen(watch.seen, f"history {count - 1}", timeout=600)
+        seconds = last - start
+        shown = sum(1 for i in range(count) if f"history {i}" in watch.seen)
+        print(
+            f"history on link: {shown}/{count} archived messages in the Matrix room "
+            f"{seconds:.2f} s after the link command ({shown / seconds:.1f} events/s)"
+        )
+        await watch.close()
+        await xena.close()
+    finally:
+        if alice is not None:
+            await alice.close()
+        stack.stop()
+        prosody.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder and logs")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure only the history shown when a room with N archived messages is linked",
+    )
     args = parser.parse_args()
     if shutil.which("prosody") is None:
         print(INSTALL_HINT)
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="bench_groups_"))
     try:
-        asyncio.run(measure(args, workdir))
+        asyncio.run(measure_history(args, workdir) if args.history else measure(args, workdir))
     except KeyboardInterrupt:
         return 130
     finally:

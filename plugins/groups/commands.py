@@ -1,54 +1,22 @@
 """``!group``: one command, one subcommand per action, each with its own ``--help``.
 
 Subcommands that no running network connector can serve (``link``/``unlink`` without a
-connector that links group chats) are left out of the parser, so they are neither
-listed nor accepted.
+connector that links group chats) are declared ``available=linkable``: while it answers
+False they are neither listed nor accepted.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bridge import CommandError, EventContext
-from bridge.commands import Command, CommandParser
+from bridge import CommandError, EventContext, argument
+from bridge.commands import Command, group
 
 from .rooms import Invited, check_user_ids
 
 if TYPE_CHECKING:
     from . import GroupsPlugin
-
-
-@dataclass
-class Sub:
-    name: str
-    help: str
-    handler: Callable[[EventContext, argparse.Namespace], Awaitable[None]]
-    arguments: list[tuple[tuple, dict]] = field(default_factory=list)
-    #: shown only when this returns True (a connector can serve it)
-    available: Callable[[], bool] = lambda: True
-
-
-@dataclass
-class GroupCommand(Command):
-    #: the actions (not ``Command.subcommands``: these come and go with the connectors)
-    actions: list[Sub] = field(default_factory=list)
-
-    def visible(self) -> list[Sub]:
-        return [sub for sub in self.actions if sub.available()]
-
-    def parser(self, prefix: str = "!") -> CommandParser:
-        parser = CommandParser(prog=f"{prefix}{self.name}", description=self.help)
-        actions = parser.add_subparsers(
-            dest="action", required=True, metavar="ACTION", parser_class=CommandParser
-        )
-        for sub in self.visible():
-            sub_parser = actions.add_parser(sub.name, help=sub.help, description=sub.help)
-            for args, kwargs in sub.arguments:
-                sub_parser.add_argument(*args, **kwargs)
-        return parser
 
 
 ROOM_ARG = (
@@ -58,59 +26,55 @@ ROOM_ARG = (
 
 
 def build(plugin: GroupsPlugin) -> list[Command]:
-    async def run(ctx: EventContext, args: argparse.Namespace) -> None:
-        sub = next(s for s in command.visible() if s.name == args.action)
-        await sub.handler(ctx, args)
-
     def linkable() -> bool:
         return bool(plugin.hub and plugin.hub.linkable_networks())
 
-    command = GroupCommand(
-        "group",
-        run,
-        help="Open a group with exactly the people a decision needs, and manage it",
-        actions=[
-            Sub(
-                "create",
-                "create a group room and invite people: !group create NAME @a:server @b:server",
-                lambda ctx, args: create(plugin, ctx, args),
-                [
-                    (("name",), {"help": "the group's name (quote it if it has spaces)"}),
-                    (("people",), {"nargs": "*", "metavar": "@PERSON", "help": "who to invite"}),
-                    (("--topic",), {"help": "the room topic"}),
-                ],
-            ),
-            Sub(
-                "add",
-                "invite people to a group",
-                lambda ctx, args: add(plugin, ctx, args),
-                [(("people",), {"nargs": "+", "metavar": "@PERSON"}), ROOM_ARG],
-            ),
-            Sub(
-                "remove",
-                "remove people from a group",
-                lambda ctx, args: remove(plugin, ctx, args),
-                [(("people",), {"nargs": "+", "metavar": "@PERSON"}), ROOM_ARG],
-            ),
-            Sub("list", "list the groups you are in", lambda ctx, args: list_(plugin, ctx, args)),
-            Sub(
-                "link",
-                "bridge a group to a chat on another network, e.g. "
-                "xmpp:room@conference.example.org",
-                lambda ctx, args: link(plugin, ctx, args),
-                [(("address",), {"help": "NETWORK:ADDRESS"}), ROOM_ARG],
-                linkable,
-            ),
-            Sub(
-                "unlink",
-                "stop bridging a group",
-                lambda ctx, args: unlink(plugin, ctx, args),
-                [ROOM_ARG],
-                linkable,
-            ),
-        ],
+    groups = group(
+        "group", help="Open a group with exactly the people a decision needs, and manage it"
     )
-    return [command]
+
+    @groups.subcommand(
+        "create",
+        help="create a group room and invite people: !group create NAME @a:server @b:server",
+    )
+    @argument("name", help="the group's name (quote it if it has spaces)")
+    @argument("people", nargs="*", metavar="@PERSON", help="who to invite")
+    @argument("--topic", help="the room topic")
+    async def create_(ctx: EventContext, args: argparse.Namespace) -> None:
+        await create(plugin, ctx, args)
+
+    @groups.subcommand("add", help="invite people to a group")
+    @argument("people", nargs="+", metavar="@PERSON")
+    @argument(*ROOM_ARG[0], **ROOM_ARG[1])
+    async def add_(ctx: EventContext, args: argparse.Namespace) -> None:
+        await add(plugin, ctx, args)
+
+    @groups.subcommand("remove", help="remove people from a group")
+    @argument("people", nargs="+", metavar="@PERSON")
+    @argument(*ROOM_ARG[0], **ROOM_ARG[1])
+    async def remove_(ctx: EventContext, args: argparse.Namespace) -> None:
+        await remove(plugin, ctx, args)
+
+    @groups.subcommand("list", help="list the groups you are in")
+    async def list_groups(ctx: EventContext, args: argparse.Namespace) -> None:
+        await list_(plugin, ctx, args)
+
+    @groups.subcommand(
+        "link",
+        help="bridge a group to a chat on another network, e.g. xmpp:room@conference.example.org",
+        available=linkable,
+    )
+    @argument("address", help="NETWORK:ADDRESS")
+    @argument(*ROOM_ARG[0], **ROOM_ARG[1])
+    async def link_(ctx: EventContext, args: argparse.Namespace) -> None:
+        await link(plugin, ctx, args)
+
+    @groups.subcommand("unlink", help="stop bridging a group", available=linkable)
+    @argument(*ROOM_ARG[0], **ROOM_ARG[1])
+    async def unlink_(ctx: EventContext, args: argparse.Namespace) -> None:
+        await unlink(plugin, ctx, args)
+
+    return [groups]
 
 
 async def target_room(plugin: GroupsPlugin, ctx: EventContext, args: argparse.Namespace) -> str:

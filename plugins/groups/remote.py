@@ -17,6 +17,9 @@ from mautrix.types import EventType
 from . import convert
 from .connector import FileData, Message, Portal, RemoteUser
 
+#: Set (true) in the content of messages shown as a room's history when it was linked.
+HISTORY_KEY = "org.anywhere.history"
+
 
 def remote_txn_id(network: str, remote_id: str, what: str = "message") -> str:
     """The Matrix transaction ID of a network event: the same event, the same send."""
@@ -121,11 +124,15 @@ class RemoteEvents:
             target = await self.event_for(network, message.reply_to)
             if target:
                 content["m.relates_to"] = {"m.in_reply_to": {"event_id": target[1]}}
+        if message.extra.get("history"):
+            content[HISTORY_KEY] = True  # said before the room was linked
+        timestamp = message.extra.get("timestamp")  # when it was said, if not just now
         event_id = await ghost.send_message_event(
             portal.room_id,
             EventType.ROOM_MESSAGE,
             content,
             txn_id=remote_txn_id(network, message.id),
+            **({"timestamp": int(timestamp)} if timestamp else {}),
         )
         await self._map(network, message.id, portal.room_id, str(event_id), "remote", sender.id)
 

@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
         # How many past messages to ask a room for when (re)joining it, to catch up with
         # what was said while the bridge or the server was away.
         "history_on_join": 50,
+        # How many of a room's last messages appear in the Matrix room when it is linked
+        # (from the room's archive, with their senders and times, marked as history;
+        # 0: none).
+        "history_on_link": 50,
         # The HTTP upload service (XEP-0363) files from Matrix are put on, e.g.
         # upload.example.org (Prosody: mod_http_file_share). Empty: files are refused with
         # a notice.
@@ -83,6 +87,9 @@ def validate(section: dict[str, Any], prefix: str) -> None:
             raise ConfigError(
                 f"{prefix}.xmpp.secret", "the component_secret set in the XMPP server", ""
             )
+        for key in ("history_on_join", "history_on_link"):
+            if not isinstance(xmpp[key], int) or isinstance(xmpp[key], bool) or xmpp[key] < 0:
+                raise ConfigError(f"{prefix}.xmpp.{key}", "a whole number, 0 or more", xmpp[key])
         if not 0 < xmpp["port"] < 65536:
             raise ConfigError(f"{prefix}.xmpp.port", "a TCP port", xmpp["port"])
         for n, url in enumerate(xmpp["file_url_prefixes"]):

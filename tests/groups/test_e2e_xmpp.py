@@ -1329,3 +1329,42 @@ async def test_a_person_who_left_the_chat_is_invited_to_a_new_one_by_the_next_me
     assert second != first
     await mia.client.join(second)
     await mia.wait_for(second, text_from(body="are you still there?"))
+
+
+async def test_linking_a_room_shows_its_recent_history_once_with_senders_and_times(
+    xmpp_stack, prosody, xmpp_person, matrix_person
+):
+    alice = await xmpp_person("alice")
+    boss = await matrix_person("boss17", "Boss Ban")
+    room = f"history{next(ROOM_SEQ)}@{prosody.muc}"
+    await alice.join(room, "Alice H")
+    mark = alice.mark()
+    for i in range(3):
+        alice.send(room, f"said before the link {i}", "groupchat")
+    await alice.wait_for(lambda m: m["body"] == "said before the link 2", start=mark)
+    said_at = time.time() * 1000
+
+    bot = xmpp_stack.bot_id
+    dm = await boss.dm(bot)
+    body = await ask(boss, dm, bot, f"!group create History-{next(ROOM_SEQ)}", "Created")
+    room_id = next(w for w in body.split() if w.startswith("!")).rstrip(".:,")
+    await wait_invited(boss, room_id)
+    await boss.client.join(room_id)
+    await boss.wait_joined(room_id, boss.user_id)
+    await ask(boss, room_id, bot, f"!group link xmpp:{room}", "Linked")
+    await boss.wait_for(room_id, text_from(body="said before the link 2"))
+    history = [e for e in boss.timeline[room_id] if "said before the link" in str(e)]
+    assert [e["content"]["body"] for e in history] == [
+        f"said before the link {i}" for i in range(3)
+    ]
+    assert all(e["content"].get("org.anywhere.history") is True for e in history)
+    assert all(e["origin_server_ts"] <= said_at + 1000 for e in history)  # when said
+    assert len({e["sender"] for e in history}) == 1
+
+    # linked again: the same history is not shown twice
+    await ask(boss, room_id, bot, "!group unlink", "Unlinked")
+    await ask(boss, room_id, bot, f"!group link xmpp:{room}", "Linked")
+    alice.send(room, "after the second link", "groupchat")
+    await boss.wait_for(room_id, text_from(body="after the second link"))
+    for i in range(3):
+        assert len(bodies(boss, room_id, f"said before the link {i}")) == 1

@@ -16,13 +16,14 @@ import asyncio
 import itertools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from slixmpp.exceptions import IqError, IqTimeout
 
 from ..connector import NetworkUnavailable
-from .stanzas import NS_SID, child, element
+from .stanzas import NS_DELAY, NS_SID, child, element
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
@@ -39,9 +40,28 @@ QUERY_TIMEOUT = 30.0
 
 
 @dataclass
+class Archived:
+    """One message from a room's archive."""
+
+    id: str  # the archive's id of it
+    message: ET.Element  # the message as the room sent it
+    stamp_ms: int | None  # when the room received it (XEP-0203 delay), in ms
+    history: bool = False  # shown as history of a room just linked
+
+
+@dataclass
 class _Query:
     room: str
-    results: list[tuple[str, ET.Element]] = field(default_factory=list)
+    results: list[Archived] = field(default_factory=list)
+
+
+def _stamp_ms(forwarded: ET.Element) -> int | None:
+    delay = child(forwarded, NS_DELAY, "delay")
+    try:
+        when = datetime.fromisoformat((delay.get("stamp") or "").replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return int(when.timestamp() * 1000)
 
 
 def archive_id_of(xml: ET.Element, room: str) -> str | None:
@@ -117,21 +137,28 @@ class RoomArchives:
             return True  # an archive result must come from the room itself
         inner = next((el for el in forwarded if el.tag.endswith("}message")), None)
         if inner is not None:
-            query.results.append((result.get("id"), inner))
+            query.results.append(Archived(result.get("id"), inner, _stamp_ms(forwarded)))
         return True
 
     async def page(
-        self, send_iq: Any, room: str, *, after: str | None = None, last: bool = False
-    ) -> tuple[list[tuple[str, ET.Element]], bool]:
-        """One page of the room's archive: after ``after`` (oldest first), or with
-        ``last`` the newest message only. ``(results, complete)``; raises
-        :class:`LookupError` when the archive no longer has ``after``."""
+        self,
+        send_iq: Any,
+        room: str,
+        *,
+        after: str | None = None,
+        newest: int = 0,
+        before: str | None = None,
+    ) -> tuple[list[Archived], bool]:
+        """One page of the room's archive, oldest first: after ``after``, or with
+        ``newest`` the newest that many (before ``before``, if given). ``(results,
+        complete)``; raises :class:`LookupError` when the archive no longer has
+        ``after``."""
         query_id = f"q{next(self._ids)}"
         query = element(NS_MAM, "query", queryid=query_id)
         rsm = element(NS_RSM, "set")
-        rsm.append(element(NS_RSM, "max", "1" if last else str(PAGE)))
-        if last:
-            rsm.append(element(NS_RSM, "before"))
+        rsm.append(element(NS_RSM, "max", str(min(newest, PAGE)) if newest else str(PAGE)))
+        if newest:
+            rsm.append(element(NS_RSM, "before", before or ""))
         elif after:
             rsm.append(element(NS_RSM, "after", after))
         query.append(rsm)
@@ -140,7 +167,7 @@ class RoomArchives:
             result = await send_iq(room, "set", query, timeout=QUERY_TIMEOUT)
         except IqError as exc:
             if exc.condition == "item-not-found":
-                raise LookupError(after) from exc
+                raise LookupError(after or before) from exc
             raise NetworkUnavailable(f"{room} refused the archive query ({exc.condition})") from exc
         except IqTimeout as exc:
             raise NetworkUnavailable(f"{room} did not answer the archive query") from exc
@@ -150,16 +177,36 @@ class RoomArchives:
         complete = fin is None or fin.get("complete") in ("true", "1") or not found.results
         return found.results, complete
 
-    async def catch_up(self, send_iq: Any, room: str, handle: Any) -> int:
-        """Hand every archived message after the handled position to ``handle(archive_id,
-        message)``, oldest first, page by page; the number handed. A room never caught up
-        before (just linked) only has its position set to its newest message (or to the
-        archive's start, ``""``, when it has none yet)."""
+    async def newest(self, send_iq: Any, room: str, count: int) -> list[Archived]:
+        """The newest ``count`` (at least 1) messages of the room's archive, oldest first,
+        paging back."""
+        found: list[Archived] = []
+        before = None
+        while len(found) < max(count, 1):
+            results, complete = await self.page(
+                send_iq, room, newest=max(count, 1) - len(found), before=before
+            )
+            found[:0] = results
+            if complete or not results:
+                break
+            before = results[0].id
+        return found
+
+    async def catch_up(self, send_iq: Any, room: str, handle: Any, history_on_link: int = 0) -> int:
+        """Hand every archived message after the handled position to ``handle(archived)``,
+        oldest first, page by page; the number handed. A room never caught up before
+        (just linked) hands its newest ``history_on_link`` messages, marked as history,
+        and its position becomes its newest message (or the archive's start, ``""``,
+        when it has none yet)."""
         after = await self.position(room)
-        if after is None:  # "" below: from the archive's start (the room was empty)
-            newest, _ = await self.page(send_iq, room, last=True)
-            await self.handled(room, newest[-1][0] if newest else "")
-            return 0
+        if after is None:
+            recent = await self.newest(send_iq, room, history_on_link)
+            shown = recent[-history_on_link:] if history_on_link else []
+            for archived in shown:
+                archived.history = True
+                handle(archived)
+            await self.handled(room, recent[-1].id if recent else "")
+            return len(shown)
         count = 0
         while True:
             try:
@@ -171,13 +218,13 @@ class RoomArchives:
                     "was said in between is lost",
                     room=room,
                 )
-                newest, _ = await self.page(send_iq, room, last=True)
-                await self.handled(room, newest[-1][0] if newest else "")
+                recent = await self.newest(send_iq, room, 1)
+                await self.handled(room, recent[-1].id if recent else "")
                 return count
-            for archive_id, message in results:
-                handle(archive_id, message)
+            for archived in results:
+                handle(archived)
                 count += 1
             if complete or not results:
                 return count
-            after = results[-1][0]
+            after = results[-1].id
             await asyncio.sleep(0)

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("anywhere.groups.xmpp")
 JOIN_TIMEOUT = 10.0
 LEAVE_TIMEOUT = 2.0
+CONFIRM_TIMEOUT = 10.0  # for a sent message to leave the bridge and come back from its room
 CONNECT_TIMEOUT = 15.0
 RELAY_NODE = "bridge"
 
@@ -106,6 +107,8 @@ class XmppConnector(XmppInbound, Connector):
         self._catching_up: dict[str, list[tuple[Any, RemoteUser | None]]] = {}
         self._archived_rooms: dict[str, bool] = {}  # room → has an archive (this connection)
         self._ready = False  # rejoined every room and caught up: the outbox may send
+        # (room, id) of sent room messages → waiting for the room to reflect them
+        self._confirming: dict[tuple[str, str], asyncio.Future] = {}
         self.avatars = Avatars(self)
         self.archives: RoomArchives | None = None
 
@@ -376,11 +379,16 @@ class XmppConnector(XmppInbound, Connector):
             self._occupants.clear()
             self._catching_up.clear()  # the archive has those: the next catch-up gets them
             self._archived_rooms.clear()
-            for future in (*self._joining.values(), *self._leaving.values()):
+            for future in (
+                *self._joining.values(),
+                *self._leaving.values(),
+                *self._confirming.values(),
+            ):
                 if not future.done():
                     future.set_exception(NetworkUnavailable("disconnected"))
             self._joining.clear()
             self._leaving.clear()
+            self._confirming.clear()
             self.xmpp.cancel_connection_attempt()
             self.xmpp.abort()
             await self._retire_stream()
@@ -444,7 +452,10 @@ class XmppConnector(XmppInbound, Connector):
             try:
                 await self._join(room, self.relay_jid, self.settings["relay_nickname"], relay=True)
                 await self.archives.catch_up(
-                    self._send_iq, room, lambda aid, msg: self._archived(room, aid, msg)
+                    self._send_iq,
+                    room,
+                    lambda archived: self._archived(room, archived),
+                    self.settings["history_on_link"],
                 )
             finally:
                 for item in self._catching_up.pop(room, []):
@@ -565,5 +576,26 @@ class XmppConnector(XmppInbound, Connector):
             msg.append(element(NS_REPLY, "reply", id=message.reply_to.rsplit("#", 1)[-1]))
         for el in extra:
             msg.append(el)
-        msg.send()
+        confirmed = None
+        if portal.kind != DIRECT:
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirming[(chat, stanza_id)] = confirmed
+        try:
+            msg.send()
+            await self._delivered(confirmed)
+        finally:
+            self._confirming.pop((chat, stanza_id), None)
         return f"{chat}#{stanza_id}"
+
+    async def _delivered(self, confirmed: asyncio.Future | None) -> None:
+        """The message has left the bridge (slixmpp queues what it sends: a crash before
+        the queue is written would lose it after the outbox let it go) and, in a room,
+        the room has reflected it to its sender — only then is it the room's.
+        NetworkUnavailable otherwise: the outbox keeps it, and a late reflection makes
+        the next try a no-op instead of a second copy."""
+        try:
+            await asyncio.wait_for(self.xmpp.waiting_queue.join(), CONFIRM_TIMEOUT)
+            if confirmed is not None:
+                await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_TIMEOUT)
+        except TimeoutError as exc:
+            raise NetworkUnavailable("the XMPP server did not confirm the message") from exc

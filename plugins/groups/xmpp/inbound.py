@@ -18,7 +18,7 @@ from ..connector import (
 )
 from ..links import is_allowed
 from . import stanzas
-from .archive import archive_id_of
+from .archive import Archived, archive_id_of
 from .stanzas import element
 
 log = structlog.get_logger("anywhere.groups.xmpp")
@@ -108,6 +108,9 @@ class XmppInbound:
                 # ours (the room says who sent it: a nickname only we hold there):
                 # remembered so that a message a crash left unconfirmed is not sent twice
                 self._in_room.add((frm.bare, incoming_id))
+                confirming = self._confirming.pop((frm.bare, incoming_id), None)
+                if confirming is not None and not confirming.done():
+                    confirming.set_result(None)
             waiter = self._subject_waits.get(frm.bare)
             if waiter and not waiter.done() and stanzas.has_subject(msg.xml):
                 waiter.set_result(None)
@@ -117,12 +120,12 @@ class XmppInbound:
                 return
         self._inbound.put_nowait(("message", (msg, sender)))
 
-    def _archived(self, room: str, archive_id: str, message: ET.Element) -> None:
+    def _archived(self, room: str, archived: Archived) -> None:
         """A message from the room's archive (catching up), handled in order."""
-        incoming_id = stanzas.read_message(message).id
+        incoming_id = stanzas.read_message(archived.message).id
         if stanzas.is_bridge_id(incoming_id):
             self._in_room.add((room, incoming_id))
-        self._inbound.put_nowait(("archived", (room, archive_id, message)))
+        self._inbound.put_nowait(("archived", (room, archived)))
 
     async def _handle_inbound(self) -> None:
         """Messages and room presences, one at a time, in the order they came."""
@@ -144,7 +147,8 @@ class XmppInbound:
                     "an XMPP stanza could not be bridged", kind=kind, item=str(item)[:2000]
                 )
 
-    async def _handle_archived(self, room: str, archive_id: str, message: ET.Element) -> None:
+    async def _handle_archived(self, room: str, archived: Archived) -> None:
+        message = archived.message
         portal = self._portals.get(room)
         frm = JID(message.get("from", ""))
         if portal is None or frm.bare != room:
@@ -157,9 +161,10 @@ class XmppInbound:
                     real = stanzas.muc_user_jid(message)
                     occupant = stanzas.occupant_id(message)
                     sender = self._occupant_user(room, frm.resource, real, occupant)
-                    await self._bridge_incoming(portal, sender, room, incoming)
+                    extra = {"timestamp": archived.stamp_ms, "history": archived.history}
+                    await self._bridge_incoming(portal, sender, room, incoming, extra)
         finally:
-            await self.archives.handled(room, archive_id)
+            await self.archives.handled(room, archived.id)
 
     async def _sent_unconfirmed(self, portal: Portal, incoming_id: str) -> bool:
         """Whether an archived message is one the bridge sent but, stopped by a crash,
@@ -226,8 +231,15 @@ class XmppInbound:
         )
 
     async def _bridge_incoming(
-        self, portal: Portal, sender: RemoteUser, chat: str, incoming: stanzas.Incoming
+        self,
+        portal: Portal,
+        sender: RemoteUser,
+        chat: str,
+        incoming: stanzas.Incoming,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """``extra``: for :attr:`Message.extra` (``timestamp`` in ms and ``history`` for a
+        message from the room's archive)."""
         msg_id = incoming.id or "nid" + str(abs(hash((chat, incoming.body))))
         remote_id = f"{chat}#{msg_id}"
         if incoming.chat_state and not incoming.delayed:
@@ -251,6 +263,7 @@ class XmppInbound:
             )
             return
         message = Message(remote_id, incoming.body)
+        message.extra.update(extra or {})
         if incoming.reply_to:
             message.reply_to = f"{chat}#{incoming.reply_to}"
         if incoming.location is not None:
