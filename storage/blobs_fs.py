@@ -6,7 +6,9 @@ Layout inside the root::
     tmp/<random>.part     content still being written (never read)
 
 PyFilesystem2 is synchronous: every call runs in a worker thread, and writes are
-buffered to about a megabyte per call so a large upload costs few thread hops.
+buffered to about a megabyte per call so a large upload costs few thread hops. A writer
+hashes and writes each buffer at the same time in two threads (both release the GIL) while
+the next buffer fills, and makes the file durable once, at the commit.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from .blobs import (
     check_sha256,
 )
 
+#: Bytes gathered before they go to the worker threads (one such buffer is being
+#: hashed and written while the next one fills: memory per upload stays ~2 buffers).
+#: Larger buffers measured slower here (2 and 4 MiB: twice the CPU time per GiB).
 WRITE_BUFFER = 1 << 20
 TMP_DIR = "tmp"
 BLOB_DIR = "blobs"
@@ -170,7 +175,13 @@ class FSBlobStore:
 
 
 class FSBlobWriter:
-    """Streams content to a temporary file, hashing as it goes."""
+    """Streams content to a temporary file, hashing as it goes.
+
+    Each full buffer is hashed and written by two worker threads at once, while the caller
+    fills the next; a later :meth:`write` (or the commit) waits for the previous buffer
+    first, so buffers are hashed and written in order and an error comes out at the next
+    call. Nothing is acknowledged before :meth:`commit`, which waits for the last buffer,
+    fsyncs the file once and moves it into place."""
 
     def __init__(self, store: FSBlobStore, tmp: str, handle: Any, max_size: int | None) -> None:
         self.store = store
@@ -181,6 +192,7 @@ class FSBlobWriter:
         self._hash = hashlib.sha256()
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._in_flight: list[asyncio.Future[Any]] = []
         self._done = False
 
     async def write(self, chunk: bytes) -> None:
@@ -196,20 +208,33 @@ class FSBlobWriter:
             await self._flush()
 
     async def _flush(self) -> None:
-        data = b"".join(self._buffer)
+        data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
         self._buffer, self._buffered = [], 0
+        await self._settle()
         if data:
-            await asyncio.to_thread(self._write_sync, data)
+            self._in_flight = [
+                asyncio.ensure_future(asyncio.to_thread(self._hash.update, data)),
+                asyncio.ensure_future(asyncio.to_thread(self.handle.write, data)),
+            ]
 
-    def _write_sync(self, data: bytes) -> None:
-        self._hash.update(data)
-        self.handle.write(data)
+    async def _settle(self) -> None:
+        """Wait until the buffer in flight is hashed and written (both, even when one
+        fails); raise the first error."""
+        in_flight, self._in_flight = self._in_flight, []
+        if not in_flight:
+            return
+        # shield: a cancelled caller must not leave a thread writing into a closed file
+        results = await asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True))
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def commit(self) -> Blob:
         if self._done:
             raise BlobError("this write was already finished")
         try:
             await self._flush()
+            await self._settle()
             await asyncio.to_thread(self._close_durably)
             sha256 = self._hash.hexdigest()
             await asyncio.to_thread(self.store._install, self.tmp, sha256)
@@ -230,6 +255,8 @@ class FSBlobWriter:
             return
         self._done = True
         self._buffer = []
+        with contextlib.suppress(Exception):
+            await self._settle()
 
         def drop() -> None:
             with contextlib.suppress(Exception):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import threading
 
 import fs
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from bridge.testing.blobstore import check_blob_store
 from plugins.drive.names import InvalidName
 from storage.blobs import BlobError, BlobTooLarge, UnsafeBlobPath, open_blob_store
-from storage.blobs_fs import blob_path
+from storage.blobs_fs import WRITE_BUFFER, FSBlobStore, blob_path
 
 
 async def _store(store, data: bytes, max_size=None):
@@ -168,3 +170,69 @@ async def test_names_from_outside_never_become_storage_paths(drive, tmp_path):
     stored = sorted(p for p in drive.blobs.fs.walk.files("/"))
     assert stored == [f"/{blob_path(sha)}"]
     assert not (tmp_path / "escape").exists() and not (tmp_path / "b").exists()
+
+
+class _GatedFile:
+    """A temporary blob file whose writes wait until the test lets them through."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.fail: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        self.writing.set()
+        if not self.release.wait(timeout=60):  # a guard against a hang, not a timing check
+            raise AssertionError("the test never let the write through")
+        if self.fail is not None:
+            raise self.fail
+        return self.handle.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.handle, name)
+
+
+class _GatedStore(FSBlobStore):
+    def __init__(self) -> None:
+        super().__init__(fs.open_fs("mem://"), "mem://")
+        self.files: list[_GatedFile] = []
+
+    def _open_tmp(self, name: str):
+        self.files.append(_GatedFile(super()._open_tmp(name)))
+        return self.files[-1]
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_full_buffer_is_written_while_the_next_one_fills_and_committed_once_on_disk():
+    store = _GatedStore()
+    writer = await store.writer()
+    data = os.urandom(WRITE_BUFFER + 12345)
+    # the first buffer goes to the worker threads; write() does not wait for the disk
+    await writer.write(data[:WRITE_BUFFER])
+    gated = store.files[0]
+    await asyncio.to_thread(gated.writing.wait)
+    await writer.write(data[WRITE_BUFFER:])  # buffered, while the first is still writing
+    assert store.fs.listdir("tmp") and list(store.fs.walk.files("/blobs")) == []
+    committing = asyncio.ensure_future(writer.commit())
+    gated.release.set()
+    blob = await committing
+    assert blob.sha256 == hashlib.sha256(data).hexdigest() and blob.size == len(data)
+    assert await _read(store, blob.sha256) == data
+    assert store.fs.listdir("tmp") == []
+    await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_failed_write_of_a_buffer_in_flight_fails_the_commit_and_keeps_nothing():
+    store = _GatedStore()
+    writer = await store.writer()
+    await writer.write(os.urandom(WRITE_BUFFER))
+    gated = store.files[0]
+    gated.fail = OSError(28, "No space left on device")
+    gated.release.set()
+    with pytest.raises(OSError, match="No space left"):
+        await writer.commit()
+    assert store.fs.listdir("tmp") == []
+    assert list(store.fs.walk.files("/blobs")) == []
+    await store.close()
