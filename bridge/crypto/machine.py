@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -18,6 +19,15 @@ OLM = "m.olm.v1.curve25519-aes-sha2"
 MEGOLM = "m.megolm.v1.aes-sha2"
 OTK_ALGORITHM = "signed_curve25519"
 log = structlog.get_logger("anywhere.crypto")
+
+
+@dataclass
+class OlmStep:
+    """An Olm session moved on by a decryption, not yet saved."""
+
+    sender_key: str
+    session: vodozemac.Session
+    new_account: bool
 
 
 class DecryptionError(Exception):
@@ -83,6 +93,12 @@ class OlmMachine:
         await self.store.save_account(self.user_id, self.device_id, self.account, False)
         return True
 
+    async def reload_account(self) -> None:
+        """The account as stored (after a save that did not happen)."""
+        loaded = await self.store.load_account(self.user_id)
+        if loaded is not None:
+            self.device_id, self.account, self.shared = loaded
+
     def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
         unsigned = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
         signature = self.account.sign(canonical_json(unsigned).encode()).to_base64()
@@ -139,9 +155,14 @@ class OlmMachine:
         )
 
     # ----- Olm (to-device) -----
-    async def decrypt_olm(self, sender: str, content: dict[str, Any]) -> dict[str, Any]:
+    async def decrypt_olm(
+        self, sender: str, content: dict[str, Any]
+    ) -> tuple[dict[str, Any], OlmStep]:
         """The plaintext payload of an Olm-encrypted to-device event, checked: it is for
-        this device, from the device whose identity key encrypted it."""
+        this device, from the device whose identity key encrypted it; and the Olm state it
+        moved, which the caller saves (:meth:`save_olm_step`) in the same database
+        transaction as what the payload carries — a crash in between must not leave the
+        ratchet moved on and the room key lost."""
         if content.get("algorithm") != OLM:
             raise DecryptionError(f"unsupported algorithm {content.get('algorithm')!r}")
         sender_key = content.get("sender_key")
@@ -161,7 +182,7 @@ class OlmMachine:
                 plaintext = session.decrypt(message)
             except Exception:
                 continue
-            await self.store.save_olm_session(sender_key, session)
+            step = OlmStep(sender_key, session, new_account=False)
             break
         if plaintext is None:
             if mine["type"] != 0:
@@ -175,8 +196,7 @@ class OlmMachine:
                     f"cannot start an Olm session from it ({type(exc).__name__}: replayed, "
                     "or a one-time key already used?)"
                 ) from None
-            await self.store.save_olm_session(sender_key, session)
-            await self.store.save_account(self.user_id, self.device_id, self.account, True)
+            step = OlmStep(sender_key, session, new_account=True)
         try:
             payload = json.loads(plaintext)
         except ValueError:
@@ -186,7 +206,14 @@ class OlmMachine:
         if (payload.get("recipient_keys") or {}).get("ed25519") != self.ed25519:
             raise DecryptionError("encrypted for another device's signing key")
         payload["sender_key"] = sender_key
-        return payload
+        return payload, step
+
+    async def save_olm_step(self, step: OlmStep, conn: Any = None) -> None:
+        await self.store.save_olm_session(step.sender_key, step.session, conn)
+        if step.new_account:  # its one-time key is used up
+            await self.store.save_account(
+                self.user_id, self.device_id, self.account, self.shared, conn
+            )
 
     async def olm_encrypt(
         self, user_id: str, device: tuple[str, str, str], event_type: str, content: dict
@@ -231,11 +258,15 @@ class OlmMachine:
         }
 
     # ----- Megolm (room events) -----
-    async def add_room_key(self, payload: dict[str, Any]) -> str | None:
+    async def add_room_key(self, payload: dict[str, Any], conn: Any = None) -> str | None:
         """Store the room key an Olm payload carries; its session id, or None."""
         content = payload.get("content") or {}
         if content.get("algorithm") != MEGOLM:
             return None
+        if payload.get("type") == "m.forwarded_room_key":
+            # The bot asks nobody for keys yet, so a forwarded key is unsolicited: whoever
+            # sends it could claim any sender for it.
+            raise DecryptionError("a forwarded room key the bot did not ask for")
         room_id, session_key = content.get("room_id"), content.get("session_key")
         signing_key = (payload.get("keys") or {}).get("ed25519")
         if not all(isinstance(v, str) for v in (room_id, session_key, signing_key)):
@@ -254,7 +285,7 @@ class OlmMachine:
             raise DecryptionError(f"unusable room key ({type(exc).__name__})") from None
         if content.get("session_id") not in (None, session.session_id):
             raise DecryptionError("the room key's session_id does not match its key")
-        await self.store.save_inbound(room_id, sender_key, signing_key, session)
+        await self.store.save_inbound(room_id, sender_key, signing_key, session, conn)
         return session.session_id
 
     async def decrypt_megolm(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -251,27 +251,36 @@ class Encryption:
             return
         if event_type != "m.room.encrypted":
             return
+        machine = self.machine
         try:
-            payload = await self.machine.decrypt_olm(sender, content)
+            payload, step = await machine.decrypt_olm(sender, content)
             await self._check_sender_device(sender, payload)
         except DecryptionError as exc:
             log.warning("to-device message not decrypted", sender=sender, reason=str(exc))
             return
-        if payload.get("type") in ("m.room_key", "m.forwarded_room_key"):
-            try:
-                session_id = await self.machine.add_room_key(payload)
-            except DecryptionError as exc:
-                log.warning("room key refused", sender=sender, reason=str(exc))
-                return
-            if session_id is not None:
-                log.info(
-                    "room key received",
-                    sender=sender,
-                    room_id=(payload.get("content") or {}).get("room_id"),
-                    session_id=session_id,
-                )
-                for room_id in await self.machine.store.rooms_waiting_for(session_id):
-                    await self._release(room_id)
+        session_id = None
+        # the Olm ratchet and the room key it carried are saved together, or neither is
+        # (then the homeserver's retry or the inbox's replay decrypts the message again)
+        try:
+            async with machine.store.db.acquire() as conn, conn.transaction():
+                await machine.save_olm_step(step, conn)
+                if payload.get("type") in ("m.room_key", "m.forwarded_room_key"):
+                    try:
+                        session_id = await machine.add_room_key(payload, conn)
+                    except DecryptionError as exc:
+                        log.warning("room key refused", sender=sender, reason=str(exc))
+        except BaseException:
+            await machine.reload_account()  # as stored: its one-time key is still there
+            raise
+        if session_id is not None:
+            log.info(
+                "room key received",
+                sender=sender,
+                room_id=(payload.get("content") or {}).get("room_id"),
+                session_id=session_id,
+            )
+            for room_id in await machine.store.rooms_waiting_for(session_id):
+                await self._release(room_id)
 
     async def _check_sender_device(self, sender: str, payload: dict[str, Any]) -> None:
         """The Olm message came from a device of ``sender`` that we know (queried from the

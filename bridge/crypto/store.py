@@ -42,9 +42,14 @@ class CryptoStore:
         return row["device_id"], account, bool(row["shared"])
 
     async def save_account(
-        self, user_id: str, device_id: str, account: vodozemac.Account, shared: bool
+        self,
+        user_id: str,
+        device_id: str,
+        account: vodozemac.Account,
+        shared: bool,
+        conn: Any = None,
     ) -> None:
-        await self.db.execute(
+        await (conn or self.db).execute(
             "INSERT INTO crypto_account (user_id, device_id, pickle, shared) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET "
             "device_id = excluded.device_id, pickle = excluded.pickle, shared = excluded.shared",
@@ -62,8 +67,10 @@ class CryptoStore:
         )
         return [vodozemac.Session.from_pickle(r["pickle"], self.key) for r in rows]
 
-    async def save_olm_session(self, sender_key: str, session: vodozemac.Session) -> None:
-        await self.db.execute(
+    async def save_olm_session(
+        self, sender_key: str, session: vodozemac.Session, conn: Any = None
+    ) -> None:
+        await (conn or self.db).execute(
             "INSERT INTO crypto_olm_session (sender_key, session_id, pickle, last_used) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (sender_key, session_id) DO UPDATE SET "
             "pickle = excluded.pickle, last_used = excluded.last_used",
@@ -80,12 +87,13 @@ class CryptoStore:
         sender_key: str,
         signing_key: str,
         session: vodozemac.InboundGroupSession,
+        conn: Any = None,
     ) -> bool:
         """Store a room key; False when one as good (same or earlier first index) is kept."""
-        known = await self.inbound(session.session_id)
+        known = await self.inbound(session.session_id, conn)
         if known is not None and known[0].first_known_index <= session.first_known_index:
             return False
-        await self.db.execute(
+        await (conn or self.db).execute(
             "INSERT INTO crypto_megolm_inbound (session_id, room_id, sender_key, signing_key, "
             "pickle) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET "
             "pickle = excluded.pickle",
@@ -98,10 +106,10 @@ class CryptoStore:
         return True
 
     async def inbound(
-        self, session_id: str
+        self, session_id: str, conn: Any = None
     ) -> tuple[vodozemac.InboundGroupSession, str, str, str] | None:
         """(session, room_id, sender_key, signing_key)"""
-        row = await self.db.fetchrow(
+        row = await (conn or self.db).fetchrow(
             "SELECT room_id, sender_key, signing_key, pickle FROM crypto_megolm_inbound "
             "WHERE session_id = $1",
             session_id,
