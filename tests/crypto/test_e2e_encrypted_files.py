@@ -4,9 +4,12 @@ attachments (``file`` instead of ``url``) with matrix-nio's own code."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +19,11 @@ from nio import DownloadError, UploadResponse
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
 from bridge.testing.e2ee import EncryptedPerson
+from bridge.testing.fixtures import skip_unless_ci
 from bridge.testing.stack import Stack
 
 from .conftest import log_size, wait_for_log
+from .js_person import JsPerson, missing
 
 pytestmark = pytest.mark.e2e
 MEGOLM = {"algorithm": "m.megolm.v1.aes-sha2"}
@@ -160,3 +165,56 @@ async def test_an_encrypted_file_object_of_version_1_is_refused_saying_why(alice
     await send_encrypted_file(alice, room, "old.bin", b"old client", file_changes={"v": "v1"})
     answer = await alice.wait_for_text(room, bot, "Not saved", start=mark)
     assert "version 'v1'; only 'v2' is supported" in answer["content"]["body"]
+
+
+async def test_elements_crypto_sends_a_file_into_an_encrypted_folder_room_and_opens_ours(
+    files_stack,
+):
+    """Element's side: matrix-js-sdk with Rust crypto, attachments encrypted and opened
+    with WebCrypto as Element does (64-bit counter)."""
+    if (reason := missing()) is not None:
+        skip_unless_ci(reason)
+    alice = await JsPerson.register(files_stack, f"alice_{secrets.token_hex(3)}")
+    try:
+        bot = files_stack.bot_id
+        dm = await alice.call("create_dm", user=bot)
+        await alice.wait_joined(dm, bot)
+        await alice.call("send_text", room=dm, body="!drive mkdir Element")
+        await alice.wait_for(dm, js_text_from(bot, "Created the folder Element"))
+        room = await js_invite(alice)
+        await alice.call("join", room=room)
+        await alice.wait_joined(room, alice.user_id)
+        await alice.call("put_state", room=room, type="m.room.encryption", content=MEGOLM)
+        await alice.wait_for(room, lambda e: e["type"] == "m.room.encryption")
+        data = os.urandom(200_000)
+        encoded = base64.b64encode(data).decode()
+        await alice.call("send_encrypted_file", room=room, name="element.bin", data_b64=encoded)
+        await alice.wait_for(room, js_text_from(bot, "Saved element.bin in Element"))
+
+        await alice.call("send_text", room=dm, body="!drive get Element/element.bin")
+        posted = await alice.wait_for(
+            dm, lambda e: e["sender"] == bot and e["content"].get("body") == "element.bin"
+        )
+        assert posted["encrypted"] is True and not posted["utd"]
+        assert "url" not in posted["content"]
+        opened = await alice.call("fetch_encrypted_file", file=posted["content"]["file"])
+        assert sha(base64.b64decode(opened)) == sha(data)
+    finally:
+        await alice.close()
+
+
+def js_text_from(sender: str, contains: str):
+    return lambda e: (
+        e["sender"] == sender
+        and e["type"] == "m.room.message"
+        and contains in str(e["content"].get("body", ""))
+    )
+
+
+async def js_invite(person: JsPerson, timeout: float = 60.0) -> str:
+    """The room the js-sdk person is invited to, once their client has the invite."""
+    deadline = time.monotonic() + timeout
+    while not (rooms := await person.call("invited_rooms")):
+        assert time.monotonic() < deadline, f"{person.user_id} got no invite"
+        await asyncio.sleep(0.2)  # polling the client's state for the invite to show
+    return rooms[0]

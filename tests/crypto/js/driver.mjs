@@ -141,12 +141,83 @@ const commands = {
     }
     return result;
   },
+  async invited_rooms() {
+    return client.getRooms().filter((r) => r.getMyMembership() === "invite").map((r) => r.roomId);
+  },
+  async join({ room }) {
+    await client.joinRoom(room);
+    return null;
+  },
+  async put_state({ room, type, content }) {
+    const { event_id } = await client.sendStateEvent(room, type, content, "");
+    return event_id;
+  },
+  async send_encrypted_file({ room, name, data_b64 }) {
+    // as Element sends a file into an encrypted room (matrix-encrypt-attachment on
+    // WebCrypto): AES-CTR, 64-bit counter starting at zero, SHA-256 of the ciphertext
+    const data = Buffer.from(data_b64, "base64");
+    const { file, ciphertext } = await encryptAttachment(data);
+    const { content_uri } = await client.uploadContent(ciphertext, {
+      type: "application/octet-stream",
+      includeFilename: false,
+    });
+    const { event_id } = await client.sendMessage(room, {
+      msgtype: "m.file",
+      body: name,
+      file: { ...file, url: content_uri },
+      info: { size: data.length, mimetype: "application/octet-stream" },
+    });
+    return event_id;
+  },
+  async fetch_encrypted_file({ file }) {
+    // as Element opens an encrypted file: the hash checked, then decrypted
+    const url = client.mxcUrlToHttp(file.url, undefined, undefined, undefined, false, true, true);
+    const response = await fetch(url, {
+      headers: { Authorization: `Bearer ${client.getAccessToken()}` },
+    });
+    if (!response.ok) throw new Error(`download: ${response.status}`);
+    return Buffer.from(await decryptAttachment(new Uint8Array(await response.arrayBuffer()), file)).toString(
+      "base64",
+    );
+  },
   async stop() {
     client?.stopClient();
     setImmediate(() => process.exit(0));
     return null;
   },
 };
+
+const unpadded = (bytes) => Buffer.from(bytes).toString("base64").replace(/=+$/, "");
+
+async function encryptAttachment(data) {
+  const subtle = globalThis.crypto.subtle;
+  const iv = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(iv.subarray(0, 8));
+  const key = await subtle.generateKey({ name: "AES-CTR", length: 256 }, true, ["encrypt", "decrypt"]);
+  const jwk = await subtle.exportKey("jwk", key);
+  const ciphertext = new Uint8Array(
+    await subtle.encrypt({ name: "AES-CTR", counter: iv, length: 64 }, key, data),
+  );
+  const sha256 = await subtle.digest("SHA-256", ciphertext);
+  return {
+    ciphertext,
+    file: {
+      v: "v2",
+      key: { alg: jwk.alg, ext: jwk.ext, k: jwk.k, key_ops: jwk.key_ops, kty: jwk.kty },
+      iv: unpadded(iv),
+      hashes: { sha256: unpadded(sha256) },
+    },
+  };
+}
+
+async function decryptAttachment(ciphertext, file) {
+  const subtle = globalThis.crypto.subtle;
+  const sha256 = unpadded(await subtle.digest("SHA-256", ciphertext));
+  if (sha256 !== file.hashes.sha256) throw new Error("the file's hash does not match");
+  const key = await subtle.importKey("jwk", file.key, { name: "AES-CTR" }, false, ["encrypt", "decrypt"]);
+  const counter = Buffer.from(file.iv, "base64");
+  return new Uint8Array(await subtle.decrypt({ name: "AES-CTR", counter, length: 64 }, key, ciphertext));
+}
 
 const lines = readline.createInterface({ input: process.stdin });
 lines.on("line", async (line) => {
