@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import inspect
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -108,6 +109,9 @@ class Command:
     subcommands: dict[str, Command] = field(default_factory=dict)
     #: The group a subcommand belongs to.
     parent: Command | None = None
+    #: For a subcommand: whether it can be served now (a network connector that links
+    #: groups is running); one that cannot is neither listed nor accepted.
+    available: Callable[[], bool] | None = None
     #: Exceptions a handler raises that are refusals to answer like a CommandError (a
     #: plugin's own "not found", "not allowed"), for this command and its subcommands.
     refuses: tuple[type[Exception], ...] = ()
@@ -130,16 +134,19 @@ class Command:
         level: str | None = None,
         aliases: tuple[str, ...] = (),
         background: bool = False,
+        available: Callable[[], bool] | None = None,
     ) -> Callable[[Handler | Command], Command]:
         """Declare a subcommand of this group: ``@drive.subcommand("ls", help=...)`` above
         the ``@argument``s of ``async def handler(ctx, args)``. ``level`` defaults to the
-        group's."""
+        group's; ``available`` (asked each time; a method of the class for a group
+        declared in a class body) hides it while it cannot be served."""
 
         def decorate(func: Handler | Command) -> Command:
             sub = command(
                 name, help=help, level=level or self.level, aliases=aliases, background=background
             )(func)
             sub.parent = self
+            sub.available = available
             for key in (name, *aliases):
                 if key in self.subcommands or key == "help":
                     raise ValueError(f"command {self.name!r}: subcommand {key!r} given twice")
@@ -153,15 +160,22 @@ class Command:
         decorators in a class body (``async def ls(self, ctx, args)``)."""
         handler = self.handler.__get__(owner) if self.handler is not None else None
         bound = dataclasses.replace(self, handler=handler, subcommands={})
-        for sub in self.listed_subcommands():
+        for sub in {id(sub): sub for sub in self.subcommands.values()}.values():
             copy = sub.bind(owner)
             copy.parent = bound
+            if sub.available is not None and _takes_one_argument(sub.available):
+                copy.available = sub.available.__get__(owner)  # a method of the class
             for key in (sub.name, *sub.aliases):
                 bound.subcommands[key] = copy
         return bound
 
     def listed_subcommands(self) -> list[Command]:
-        return [sub for key, sub in self.subcommands.items() if key == sub.name]
+        """The subcommands that can be served now, once each (aliases left out)."""
+        return [
+            sub
+            for key, sub in self.subcommands.items()
+            if key == sub.name and (sub.available is None or sub.available())
+        ]
 
     def parser(self, prefix: str = "!") -> CommandParser:
         epilog = self.epilog or self._subcommand_list(prefix)
@@ -222,9 +236,12 @@ class Command:
             first = argv[0] if argv else "help"
             if first == "help":
                 raise HelpRequested(self.parser(prefix).format_help().strip())
-            if first not in self.subcommands and not first.startswith("-"):
+            listed = self.listed_subcommands()
+            if not first.startswith("-") and self.subcommands.get(first) not in listed:
+                names = ", ".join(sub.name for sub in listed)
                 raise CommandError(
-                    f"unknown action {first!r}; send {prefix}{self.full_name} help for the list",
+                    f"unknown action {first!r}: invalid choice: {first!r} (choose from {names});"
+                    f" send {prefix}{self.full_name} help for the list",
                     "usage: " + self.usage(prefix),
                 )
         target = self.subcommands.get(argv[0]) if argv and self.subcommands else None
@@ -241,6 +258,13 @@ class Command:
         if hasattr(args, "command_"):
             del args.command_
         return chosen, args
+
+
+def _takes_one_argument(func: Callable[..., Any]) -> bool:
+    try:
+        return len(inspect.signature(func).parameters) == 1
+    except (TypeError, ValueError):
+        return False
 
 
 def group(

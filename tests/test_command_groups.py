@@ -73,7 +73,8 @@ async def test_a_subcommand_has_its_own_help_and_precise_errors(plugin_kit):
     assert "usage: !tool add [-h] a b" in answer
     assert "Send !tool add --help for details." in answer
     await room.send("!tool ad 2 3")
-    assert "unknown action 'ad'; send !tool help for the list" in await room.next_reply()
+    answer = await room.next_reply()
+    assert "unknown action 'ad'" in answer and "send !tool help for the list" in answer
 
 
 async def test_a_subcommand_may_need_a_higher_level_than_its_group(plugin_kit):
@@ -123,3 +124,41 @@ async def test_every_command_passes_the_policy_unless_it_is_exempt(plugin_kit):
     assert await room.next_reply() == "!refuse is not allowed: commands are closed today"
     await room.send("!help")  # exempt: the way out of a refusal
     assert "tools:" in await room.next_reply()
+
+
+class Linker:
+    """A group whose ``link`` can be served only while a connector is there."""
+
+    links = group("links", help="Links")
+
+    def __init__(self) -> None:
+        self.connected = False
+
+    def can_link(self) -> bool:
+        return self.connected
+
+    @links.subcommand("show", help="Show the links")
+    async def show(self, ctx, args):
+        await ctx.reply("no links")
+
+    @links.subcommand("link", help="Link to elsewhere", available=can_link)
+    async def link(self, ctx, args):
+        await ctx.reply("linked")
+
+    @hookimpl
+    def anywhere_commands(self):
+        return [self.links.bind(self)]
+
+
+async def test_a_subcommand_that_cannot_be_served_is_neither_listed_nor_accepted(plugin_kit):
+    linker = Linker()
+    kit = await plugin_kit({"linker": linker})
+    room = kit.room()
+    await room.send("!links help")
+    assert "link" not in (await room.next_reply()).replace("links", "")
+    await room.send("!links link")
+    answer = await room.next_reply()
+    assert "unknown action 'link': invalid choice: 'link' (choose from show)" in answer
+    linker.connected = True  # a connector came up: asked again at each message
+    await room.send("!links link")
+    assert await room.next_reply() == "linked"
