@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -31,6 +32,8 @@ Dispatch = Callable[[MatrixEvent], Awaitable[None]]
 #: Megolm rotation defaults (the spec's, used when m.room.encryption does not say).
 ROTATION_MS = 7 * 24 * 3600 * 1000
 ROTATION_MESSAGES = 100
+#: How long an event waits for its room key before the bot gives up on it.
+KEY_WAIT_SECONDS = 60.0
 #: How long start-up waits for its probe to come back through a transaction.
 PROBE_SECONDS = 30.0
 PROBE_TYPE = "org.anywhere.probe"
@@ -91,6 +94,7 @@ class Encryption:
         display_name: str,
         is_ours: Callable[[str], bool],
         http: Callable[[], aiohttp.ClientSession],
+        key_wait_seconds: float = KEY_WAIT_SECONDS,
     ) -> None:
         self.enabled = bool(secret)
         self._secret = secret
@@ -107,6 +111,9 @@ class Encryption:
         self._room_encryption: dict[str, dict[str, Any] | None] = {}
         self._members: dict[str, list[str]] = {}
         self._room_locks: dict[str, asyncio.Lock] = {}
+        # a room's queue of events waiting for keys: taken by the worker and by the expiry
+        self._queue_locks: dict[str, asyncio.Lock] = {}
+        self.key_wait_seconds = key_wait_seconds
         self._probe = asyncio.Event()
         self._probe_id = ""
         self.saw_key_counts = False
@@ -143,6 +150,8 @@ class Encryption:
             log.exception("encrypted rooms are off", reason=self.unavailable)
         if self.unavailable:
             self.ready = False
+        else:
+            await self._expire_waiting_forever()
         if self.unavailable and self.machine is not None:
             # what was kept for its key goes on as it is (the core says it cannot read it)
             for room_id in list(self._waiting_rooms):
@@ -280,7 +289,8 @@ class Encryption:
                 session_id=session_id,
             )
             for room_id in await machine.store.rooms_waiting_for(session_id):
-                await self._release(room_id)
+                async with self._queue_lock(room_id):
+                    await self._release(room_id)
 
     async def _check_sender_device(self, sender: str, payload: dict[str, Any]) -> None:
         """The Olm message came from a device of ``sender`` that we know (queried from the
@@ -306,7 +316,69 @@ class Encryption:
         )
         if isinstance(session_id, str):
             for waiting_room in await self.machine.store.rooms_waiting_for(session_id):
-                await self._release(waiting_room, give_up=session_id)
+                async with self._queue_lock(waiting_room):
+                    await self._release(waiting_room, give_up=session_id)
+
+    def _queue_lock(self, room_id: str) -> asyncio.Lock:
+        return self._queue_locks.setdefault(room_id, asyncio.Lock())
+
+    async def _expire_waiting_forever(self) -> None:
+        """Every second: a room whose oldest event has waited longer than
+        ``key_wait_seconds`` for its key gives up on that key — the sender is told, and
+        the room's later events go on (a lost key must not block a room for ever)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.expire_waiting()
+            except Exception:
+                log.exception("giving up on missing room keys failed")
+
+    async def expire_waiting(self) -> None:
+        store = self.machine.store
+        for room_id in list(self._waiting_rooms):
+            async with self._queue_lock(room_id):
+                items = [i for i in await store.waiting_in(room_id) if i["session_id"]]
+                if not items:
+                    continue
+                head = items[0]
+                if now_ms() - head["waiting_since"] < self.key_wait_seconds * 1000:
+                    continue
+                log.warning(
+                    "gave up waiting for a room key",
+                    room_id=room_id,
+                    event_id=head["event"].get("event_id"),
+                    session_id=head["session_id"],
+                    waited_s=round((now_ms() - head["waiting_since"]) / 1000),
+                )
+                for item in items:
+                    if item["session_id"] == head["session_id"]:
+                        await self._tell_sender(room_id, item["event"])
+                await self._release(room_id, give_up=head["session_id"])
+
+    async def _tell_sender(self, room_id: str, event: dict[str, Any]) -> None:
+        """A notice (encrypted) replying to a message the bot could not read."""
+        event_id, sender = event.get("event_id", ""), event.get("sender", "")
+        content = {
+            "msgtype": "m.notice",
+            "body": (
+                f"{sender}: I could not read your message: its key did not reach me within "
+                f"{self.key_wait_seconds:g} s. Please send it again (if this repeats, check "
+                "that your client shares keys with the bot's device)."
+            ),
+            "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
+        }
+        encrypted = await self.encrypt(room_id, "m.room.message", content)
+        txn = "anywhere.nokey." + hashlib.sha256(event_id.encode()).hexdigest()[:32]
+        try:
+            await self.keys.request(
+                "PUT",
+                f"/rooms/{quote(room_id, safe='')}/send/m.room.encrypted/{txn}",
+                encrypted,
+                what="telling a sender their message could not be read",
+                as_device=False,
+            )
+        except HomeserverRefused as exc:
+            log.warning("could not tell the sender", room_id=room_id, error=str(exc))
 
     def wrap(self, dispatch: Dispatch) -> Dispatch:
         """The dispatcher the inbox calls: decrypts before ``dispatch``."""
@@ -323,10 +395,12 @@ class Encryption:
         await self._note_state(event)
         room_id = event.room_id
         if room_id in self._waiting_rooms:  # keep the room's order
-            session_id = event.content.get("session_id") if self._needs_key(event) else None
-            await self.machine.store.wait(room_id, session_id, event.txn_id, event.raw)
-            await self._release(room_id)
-            return
+            async with self._queue_lock(room_id):
+                if room_id in self._waiting_rooms:
+                    session_id = event.content.get("session_id") if self._needs_key(event) else None
+                    await self.machine.store.wait(room_id, session_id, event.txn_id, event.raw)
+                    await self._release(room_id)
+                    return
         if not self._needs_key(event):
             await dispatch(event)
             return
