@@ -124,6 +124,7 @@ class Bridge:
             display_name=config["appservice.bot.displayname"],
             is_ours=self.is_ours,
             http=lambda: self.http,
+            key_wait_seconds=float(config["encryption.key_wait_seconds"]),
         )
         self._encryption_start: asyncio.Task | None = None
 
