@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from mautrix.types import EventType
 
-from bridge import EventContext, MatrixEvent
+from bridge import EventContext, MatrixEvent, MediaError
 
 from . import convert
 from .connector import (
@@ -102,6 +102,19 @@ class Outbox:
                 "could not tell the sender", event_id=event.event_id, error=str(exc)
             )
 
+    async def _file_bytes(self, content: dict) -> bytes:
+        """A file message's plain bytes (decrypted in encrypted rooms, its hash checked);
+        a file that cannot be opened is refused saying why."""
+        chunks: list[bytes] = []
+        try:
+            async for chunk in self.hub.bridge.media.download_content(content):
+                chunks.append(chunk)
+        except MediaError as exc:
+            if exc.temporary:
+                raise NetworkUnavailable(f"the homeserver did not give the file: {exc}") from exc
+            raise Refused(str(exc)) from exc
+        return b"".join(chunks)
+
     async def _deliver(self, network: str, event: MatrixEvent) -> None:
         portal = self.hub._portals_by_room.get(event.room_id)
         connector = self.hub.connectors[network]
@@ -144,9 +157,11 @@ class Outbox:
             if not isinstance(connector, FileHandling):
                 raise Refused(f"{network} connector does not carry files")
             url = content.get("url")
-            if not isinstance(url, str) or not url.startswith("mxc://"):
-                raise Refused("the file has no media URL (encrypted files are not bridged)")
-            data = await self.hub.bridge.bot.download_media(url)
+            if not isinstance(content.get("file"), dict) and not (
+                isinstance(url, str) and url.startswith("mxc://")
+            ):
+                raise Refused("the file has no media URL")
+            data = await self._file_bytes(content)
             message = convert.file_message(event.event_id, content, data)
             remote_id = await connector.handle_matrix_file(portal, sender, message)
         elif msgtype == "m.location":
