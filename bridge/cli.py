@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import PRIVATE_UMASK, load_config, render_config, write_private_file
 from .errors import AnywhereError, StorageError
@@ -164,6 +165,12 @@ class AnywhereParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpWithDefaults)
         super().__init__(*args, **kwargs)
+        #: what ``add_subparsers`` returned, for plugins' subcommands (``anywhere_cli``)
+        self.commands: Any = None
+
+    def add_subparsers(self, **kwargs) -> Any:
+        self.commands = super().add_subparsers(**kwargs)
+        return self.commands
 
     def add_argument(self, *args, **kwargs) -> argparse.Action:
         action = super().add_argument(*args, **kwargs)
@@ -188,7 +195,7 @@ def _registration_help(what: str) -> str:
     return f"the registration file {what} (default: registration.yaml beside the config file)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> AnywhereParser:
     parser = AnywhereParser(
         prog="anywhere",
         description="Anywhere: smart-work tools for Matrix clients, as an application service.",
@@ -247,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 CORE_COMMANDS = {"init", "registration", "run", "doctor", "dev"}
 
 
-def add_plugin_commands(parser: argparse.ArgumentParser, command: str | None) -> None:
+def add_plugin_commands(parser: AnywhereParser, command: str | None) -> None:
     """Let installed plugins add their subcommands (``anywhere_cli``).
 
     A command named like a plugin (``anywhere drive ...``) loads only that plugin, so the
@@ -263,8 +270,7 @@ def add_plugin_commands(parser: argparse.ArgumentParser, command: str | None) ->
             manager.register(entry.load(), name)
         except Exception as exc:  # a broken plugin must not break the other commands
             print(f"warning: plugin {name!r} could not be loaded: {exc}", file=sys.stderr)
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for _ in manager.call_each("anywhere_cli", subparsers=subparsers):
+    for _ in manager.call_each("anywhere_cli", subparsers=parser.commands):
         pass
 
 
