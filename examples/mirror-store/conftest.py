@@ -1,0 +1,1 @@
+"""Lets the tests import the example plugin without installing it."""
