@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 import vodozemac
 
@@ -318,7 +319,7 @@ class OlmMachine:
         ):
             raise DecryptionError("message index already used by another event (replayed)")
         try:
-            plain = json.loads(decrypted.plaintext)
+            plain = orjson.loads(decrypted.plaintext)
         except ValueError:
             raise DecryptionError("the decrypted payload is not JSON") from None
         if plain.get("room_id") != event.get("room_id") or not isinstance(

@@ -212,6 +212,7 @@ class Encryption:
         its room events: a room key and the message it opens often come together)."""
         if self.machine is None:
             return
+        await self.machine.store.flush_claims()  # those of the transactions before
         mine = (self.user_id, self.machine.device_id)
         counts = _first(body, OTK_COUNT_KEYS)
         fallback = _first(body, FALLBACK_KEYS)

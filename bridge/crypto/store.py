@@ -13,6 +13,9 @@ from mautrix.util.async_db import Database
 
 from ..errors import AnywhereError
 
+#: Room keys and replay-protection entries kept in memory, at most (by session).
+MEMORY_LIMIT = 2000
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -22,6 +25,12 @@ class CryptoStore:
     def __init__(self, db: Database, pickle_key: bytes) -> None:
         self.db = db
         self.key = pickle_key
+        # Read on every encrypted event, so kept in memory (bounded): room keys by session
+        # id, and the message indexes each session's events used (replay protection),
+        # whose new entries are written in batches (flush_claims).
+        self._inbound: dict[str, tuple[vodozemac.InboundGroupSession, str, str, str]] = {}
+        self._claims: dict[str, dict[int, str]] = {}
+        self._unsaved_claims: list[tuple[str, int, str]] = []
 
     # ----- the bot's account -----
     async def load_account(self, user_id: str) -> tuple[str, vodozemac.Account, bool] | None:
@@ -93,6 +102,7 @@ class CryptoStore:
         known = await self.inbound(session.session_id, conn)
         if known is not None and known[0].first_known_index <= session.first_known_index:
             return False
+        self._inbound.pop(session.session_id, None)
         await (conn or self.db).execute(
             "INSERT INTO crypto_megolm_inbound (session_id, room_id, sender_key, signing_key, "
             "pickle) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET "
@@ -109,6 +119,8 @@ class CryptoStore:
         self, session_id: str, conn: Any = None
     ) -> tuple[vodozemac.InboundGroupSession, str, str, str] | None:
         """(session, room_id, sender_key, signing_key)"""
+        if conn is None and session_id in self._inbound:
+            return self._inbound[session_id]
         row = await (conn or self.db).fetchrow(
             "SELECT room_id, sender_key, signing_key, pickle FROM crypto_megolm_inbound "
             "WHERE session_id = $1",
@@ -117,23 +129,43 @@ class CryptoStore:
         if row is None:
             return None
         session = vodozemac.InboundGroupSession.from_pickle(row["pickle"], self.key)
-        return session, row["room_id"], row["sender_key"], row["signing_key"]
+        known = session, row["room_id"], row["sender_key"], row["signing_key"]
+        if conn is None:
+            if len(self._inbound) >= MEMORY_LIMIT:
+                self._inbound.clear()
+            self._inbound[session_id] = known
+        return known
 
     async def claim_message_index(self, session_id: str, index: int, event_id: str) -> bool:
-        """False when another event already used this session's message index (a replay)."""
-        await self.db.execute(
-            "INSERT INTO crypto_megolm_index (session_id, message_index, event_id) "
-            "VALUES ($1, $2, $3) ON CONFLICT (session_id, message_index) DO NOTHING",
-            session_id,
-            index,
-            event_id,
-        )
-        owner = await self.db.fetchval(
-            "SELECT event_id FROM crypto_megolm_index WHERE session_id = $1 AND message_index = $2",
-            session_id,
-            index,
-        )
+        """False when another event already used this session's message index (a replay).
+        New claims are written by :meth:`flush_claims` (the encryption calls it at every
+        transaction): a crash loses at most the claims of the transaction being handled."""
+        claims = self._claims.get(session_id)
+        if claims is None:
+            rows = await self.db.fetch(
+                "SELECT message_index, event_id FROM crypto_megolm_index WHERE session_id = $1",
+                session_id,
+            )
+            if len(self._claims) >= MEMORY_LIMIT:
+                await self.flush_claims()
+                self._claims.clear()
+            claims = self._claims[session_id] = {r["message_index"]: r["event_id"] for r in rows}
+        owner = claims.get(index)
+        if owner is None:
+            claims[index] = owner = event_id
+            self._unsaved_claims.append((session_id, index, event_id))
         return owner == event_id
+
+    async def flush_claims(self) -> None:
+        if not self._unsaved_claims:
+            return
+        claims, self._unsaved_claims = self._unsaved_claims, []
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO crypto_megolm_index (session_id, message_index, event_id) "
+                "VALUES ($1, $2, $3) ON CONFLICT (session_id, message_index) DO NOTHING",
+                claims,
+            )
 
     # ----- Megolm outbound -----
     async def outbound(self, room_id: str) -> dict[str, Any] | None:
