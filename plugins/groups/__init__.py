@@ -4,6 +4,7 @@ the ``anywhere_network_connectors`` hook, see docs/networks.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge import MatrixEvent, Namespaces, hookimpl
@@ -102,7 +103,29 @@ class GroupsPlugin:
             return []
         from .xmpp.doctor import check_component
 
-        return [await check_component(xmpp)]
+        return await check_component(xmpp, await self._linked_xmpp_rooms(bridge))
+
+    async def _linked_xmpp_rooms(self, bridge: Bridge) -> list[str]:
+        """The XMPP rooms linked to groups, from the bridge's database (none when it
+        cannot be read: a first run, before the database exists)."""
+        from storage.database import open_database
+
+        url = bridge.config.database_url
+        if url.startswith("sqlite") and not Path(url.partition(":")[2]).exists():
+            return []  # nothing linked yet, and the doctor creates nothing
+        try:
+            db = await open_database(url)
+        except Exception:
+            return []
+        try:
+            rows = await db.fetch(
+                "SELECT remote_id FROM groups_portal WHERE network = 'xmpp' AND kind = 'group'"
+            )
+            return sorted(row["remote_id"] for row in rows)
+        except Exception:
+            return []
+        finally:
+            await db.stop()
 
     @hookimpl
     async def anywhere_shutdown(self, bridge: Bridge) -> None:

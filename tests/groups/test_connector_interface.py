@@ -87,10 +87,10 @@ class FakePlugin:
 
 def test_link_commands_are_hidden_unless_a_connector_links_groups():
     plain = commands.build(FakePlugin(FakeHub({"textonly": TextOnly()})))[0]
-    assert [s.name for s in plain.visible()] == ["create", "add", "remove", "list"]
+    assert [s.name for s in plain.listed_subcommands()] == ["create", "add", "remove", "list"]
     assert "link" not in plain.parser().format_help()
     rich = commands.build(FakePlugin(FakeHub({"rich": WithEditsAndLinks()})))[0]
-    assert [s.name for s in rich.visible()][-2:] == ["link", "unlink"]
+    assert [s.name for s in rich.listed_subcommands()][-2:] == ["link", "unlink"]
     assert rich.parse(["link", "rich:room"]).address == "rich:room"
 
 

@@ -1,5 +1,8 @@
 """``anywhere doctor``'s check of the XMPP connector: the XMPP server takes the bridge as
-its component (XEP-0114 handshake with the secret), then the connection is closed."""
+its component (XEP-0114 handshake with the secret); then, if the bridge is not running
+(the server takes one connection per component), whether each linked room keeps an
+archive (XEP-0313), which the bridge catches up from after a restart; then the
+connection is closed."""
 
 from __future__ import annotations
 
@@ -57,7 +60,28 @@ def _stream_error(element: ET.Element) -> str:
     return (conditions[0] if conditions else "unknown") + (f" ({text})" if text else "")
 
 
-async def check_component(settings: dict[str, Any]) -> DoctorCheck:
+ARCHIVE = "xmpp archive"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_MAM = "urn:xmpp:mam:2"
+ARCHIVE_NOTE = (
+    "Prosody keeps archived messages one week by default (muc_log_expires_after): a "
+    "bridge down for longer loses what was said before the oldest one; it answers 50 "
+    "messages per query (max_archive_query_results), and the bridge asks page by page"
+)
+
+
+async def check_component(
+    settings: dict[str, Any], rooms: list[str] | None = None
+) -> list[DoctorCheck]:
+    """The component check, and (``rooms``: the linked rooms) the archive check."""
+    archives: list[DoctorCheck] = []
+    component = await _check_component(settings, rooms or [], archives)
+    return [component, *archives]
+
+
+async def _check_component(
+    settings: dict[str, Any], rooms: list[str], archives: list[DoctorCheck]
+) -> DoctorCheck:
     host, port, domain = settings["host"], settings["port"], settings["component_jid"]
     where = f"{host}:{port}"
     try:
@@ -70,7 +94,9 @@ async def check_component(settings: dict[str, Any]) -> DoctorCheck:
             "where it listens for components (Prosody: component_ports)",
         )
     try:
-        return await asyncio.wait_for(_handshake(reader, writer, domain, settings), TIMEOUT)
+        return await asyncio.wait_for(
+            _handshake(reader, writer, domain, settings, rooms, archives), TIMEOUT
+        )
     except (OSError, ConnectionError, ET.ParseError, TimeoutError) as exc:
         return DoctorCheck.fail(
             NAME,
@@ -87,6 +113,8 @@ async def _handshake(
     writer: asyncio.StreamWriter,
     domain: str,
     settings: dict[str, Any],
+    rooms: list[str],
+    archives: list[DoctorCheck],
 ) -> DoctorCheck:
     writer.write(
         b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "
@@ -115,6 +143,8 @@ async def _handshake(
     writer.write(f"<handshake>{digest}</handshake>".encode())
     kind, element = await stream.next()
     if element.tag == COMPONENT + "handshake":
+        if rooms:
+            archives.append(await _check_archives(stream, writer, domain, rooms))
         writer.write(b"</stream:stream>")
         return DoctorCheck.ok(
             NAME, f"the XMPP server accepted the component {domain} and its secret"
@@ -122,6 +152,40 @@ async def _handshake(
     if element.tag == STREAMS + "error":
         return _refused(domain, _stream_error(element))
     raise ConnectionError(f"unexpected answer to the handshake: {element.tag}")
+
+
+async def _check_archives(
+    stream: _Stream, writer: asyncio.StreamWriter, domain: str, rooms: list[str]
+) -> DoctorCheck:
+    """Ask each linked room (disco#info) whether it keeps an archive."""
+    without = []
+    for n, room in enumerate(rooms):
+        writer.write(
+            f"<iq type='get' id='doctor{n}' from={quoteattr(domain)} to={quoteattr(room)}>"
+            f"<query xmlns='{NS_DISCO_INFO}'/></iq>".encode()
+        )
+        while True:
+            _, element = await stream.next()
+            if element.tag == COMPONENT + "iq" and element.get("id") == f"doctor{n}":
+                break
+        features = {f.get("var") for f in element.iter(f"{{{NS_DISCO_INFO}}}feature")}
+        if NS_MAM not in features:
+            without.append(room)
+    if without:
+        return DoctorCheck.warn(
+            ARCHIVE,
+            f"{len(without)} of {len(rooms)} linked rooms keep no message archive "
+            f"(XEP-0313): {', '.join(without)}; after a restart the bridge catches up "
+            "there from the join history only, so messages are lost when more was said "
+            "than the room's history keeps",
+            'enable the archive: modules_enabled = { "muc_mam" } under the MUC component '
+            "in Prosody's config (and archiving in each room's settings)",
+        )
+    return DoctorCheck.ok(
+        ARCHIVE,
+        f"all {len(rooms)} linked rooms keep a message archive, which the bridge catches up "
+        f"from after a restart. {ARCHIVE_NOTE}",
+    )
 
 
 def _refused(domain: str, condition: str) -> DoctorCheck:
