@@ -52,6 +52,23 @@ class EncryptedPerson:
         await person.sync_once()
         return person
 
+    @classmethod
+    async def another_device(cls, stack: Stack, user_id: str, store: Path) -> EncryptedPerson:
+        """The same person logging in on another device (password ``correct horse``,
+        as :meth:`register` makes them)."""
+        from nio import LoginResponse
+
+        client = AsyncClient(stack.synapse.url, user_id)
+        try:
+            response = await client.login("correct horse", device_name="second")
+        finally:
+            await client.close()
+        if not isinstance(response, LoginResponse):
+            raise RuntimeError(f"login failed: {response}")
+        person = cls(stack.synapse.url, user_id, response.access_token, response.device_id, store)
+        await person.sync_once()
+        return person
+
     async def close(self) -> None:
         await self.client.close()
 

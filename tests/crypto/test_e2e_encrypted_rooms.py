@@ -97,3 +97,29 @@ def _inbound_session_ids(person) -> list[str]:
     """Every Megolm session id a person's client holds a key for."""
     store = person.client.olm.inbound_group_store
     return [session.id for session in store]
+
+
+async def test_a_members_new_device_gets_the_bots_room_key(
+    encrypted_person, bot_id, anywhere_stack, tmp_path
+):
+    """The homeserver tells the bridge that Alice's device list changed (MSC3202 device
+    lists in a transaction); the bot's next message is readable on her new device."""
+    from bridge.testing.e2ee import EncryptedPerson
+
+    alice = await encrypted_person("alice")
+    room = await alice.create_encrypted_room([bot_id], name="Two devices")
+    await alice.wait_joined(room, bot_id)
+    mark = alice.mark(room)
+    await alice.send_text(room, "!ping one")
+    await alice.wait_for(room, is_text_from(bot_id, "pong one"), start=mark)
+
+    phone = await EncryptedPerson.another_device(anywhere_stack, alice.user_id, tmp_path / "p")
+    try:
+        await alice.sync_once()  # her first device learns of the second
+        mark, phone_mark = alice.mark(room), phone.mark(room)
+        await alice.send_text(room, "!ping two")
+        await alice.wait_for(room, is_text_from(bot_id, "pong two"), start=mark)
+        answer = await phone.wait_for(room, is_text_from(bot_id, "pong two"), start=phone_mark)
+        assert answer["decrypted"] is True
+    finally:
+        await phone.close()
