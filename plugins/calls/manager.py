@@ -25,7 +25,7 @@ from .modes import MODES, CallMode
 from .routing import CallRouter
 from .sdp import candidates_in_sdp, mids_by_mline, offer_problem, usermedia_metadata
 from .session import MediaSession
-from .signalling import Candidate, SignallingError, call_content, parse_call_event
+from .signalling import CallEvent, Candidate, SignallingError, call_content, parse_call_event
 from .state import (
     Accepted,
     Action,
@@ -37,6 +37,7 @@ from .state import (
     End,
     Ignore,
     MetadataChanged,
+    Refusal,
     Refuse,
     Renegotiate,
     Route,
@@ -189,13 +190,30 @@ class CallManager:
         if parsed.skipped_candidates:
             ctx.log.warning("unreadable ICE candidates skipped", count=parsed.skipped_candidates)
         route, began = None, time.perf_counter()
+        timing = (began, began, began)
         if parsed.kind == "invite":
             route = await self.router.route(parsed.room_id, parsed.invitee, parsed.sender)
+            routed = time.perf_counter()
+            if isinstance(route, Route) and self.book.would_answer(parsed, route):
+                route = await self._ask_policy(parsed, route)
+            timing = (began, routed, time.perf_counter())
         for action in self.book.handle(parsed, route):
             if isinstance(action, Answer):
-                await self._answer(action.call, ctx, began)
+                await self._answer(action.call, ctx, timing)
             else:
                 await self._perform(action, ctx)
+
+    async def _ask_policy(self, invite: CallEvent, route: Route) -> Route | Refusal:
+        """May the caller make this call? Asked before the book takes the call, so that a
+        refusal is an invite refused (``m.call.reject`` and a notice with the rule's
+        reason), never a call the state machine took and is told to undo."""
+        decision = await self.bridge.authorize(
+            invite.sender,
+            "call.answer",
+            route.callee,
+            {"room_id": invite.room_id, "call_id": invite.call_id, "mode": route.mode},
+        )
+        return route if decision.allowed else Refusal(route.callee, decision.reason)
 
     async def _unusable(self, event: MatrixEvent, ctx: EventContext, problem: str) -> None:
         """A call event that cannot be read. An invite for one of ours with a call_id is
@@ -306,28 +324,14 @@ class CallManager:
             await self._end(action, live, ctx)
 
     # ----- answering and placing -----
-    async def _answer(self, call: Call, ctx: EventContext, began: float | None = None) -> None:
-        """Answer an invite; ``began`` is when its handling began (routing included)."""
-        began = began or time.perf_counter()
-        routed = time.perf_counter()
+    async def _answer(
+        self, call: Call, ctx: EventContext, timing: tuple[float, float, float] | None = None
+    ) -> None:
+        """Answer an invite the policy allowed; ``timing``: when its handling began, when
+        it was routed and when the policy had decided."""
+        began, routed, decided = timing or (time.perf_counter(),) * 3
         live = LiveCall(call, ctx, self.bridge)
         self.live[call.id] = live
-        decision = await self.bridge.authorize(
-            call.their_user,
-            "call.answer",
-            call.our_user,
-            {"room_id": call.room_id, "call_id": call.call_id, "mode": call.mode},
-        )
-        decided = time.perf_counter()
-        if not decision.allowed:
-            self.live.pop(call.id, None)
-            self.book.end(call, "policy", notify=False)
-            if call.version == "0":
-                await live.send_call("hangup", reason="user_hangup")
-            else:
-                await live.send_call("reject")
-            await live.notice(f"Your call was not answered: {decision.reason}")
-            return
         try:
             await self._start_media(live)
             sdp = await live.session.answer(call.offer_sdp or "")

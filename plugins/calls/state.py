@@ -198,30 +198,65 @@ class CallBook:
         handler = getattr(self, f"_on_{event.kind}")
         return handler(call, event)
 
-    def _invite(self, event: CallEvent, route: Route | Refusal | None) -> list[Action]:
+    def would_answer(self, event: CallEvent, route: Route | Refusal | None) -> bool:
+        """Whether :meth:`handle` would answer this invite now; nothing changes. The
+        manager asks the policy only then, and before :meth:`handle` commits to the
+        call: a refusal is an invite refused (a :class:`Refusal` route), never a call
+        taken and then undone."""
+        if event.kind != "invite" or self.is_ours(event.sender):
+            return False
+        return self._invite_verdict(event, route)[0] is None
+
+    def _invite_verdict(
+        self, event: CallEvent, route: Route | Refusal | None
+    ) -> tuple[str | None, Call | None]:
+        """Why an invite is not answered (None: it is), and our own invite to the caller
+        it meets (glare); changes nothing."""
         key = (event.room_id, event.call_id)
         if key in self.calls or key in self._ended:
-            return [Ignore("invite seen before")]
+            return "seen", None
         age = event.age_ms or 0
         if event.lifetime_ms is not None and age >= event.lifetime_ms:
-            self._early.pop(key, None)
-            return [Ignore(f"expired invite: {age} ms old, lifetime {event.lifetime_ms} ms")]
+            return "expired", None
         if route is None:
+            return "not_for_us", None
+        if isinstance(route, Refusal):
+            return "refused", None
+        glare = self._outgoing_to(event.room_id, event.sender)
+        if glare is not None and event.call_id >= glare.call_id:
+            return "ours_wins", glare
+        freed = 1 if glare is not None else 0  # theirs wins: ours ends first
+        if (
+            len(self.active) - freed >= self.max_calls
+            or self.calls_of(event.sender) - freed >= self.max_per_person
+        ):
+            return "busy", glare
+        return None, glare
+
+    def _invite(self, event: CallEvent, route: Route | Refusal | None) -> list[Action]:
+        key = (event.room_id, event.call_id)
+        why, glare = self._invite_verdict(event, route)
+        if why == "seen":
+            return [Ignore("invite seen before")]
+        if why == "expired":
+            self._early.pop(key, None)
+            age = event.age_ms or 0
+            return [Ignore(f"expired invite: {age} ms old, lifetime {event.lifetime_ms} ms")]
+        if why == "not_for_us":
             return [Ignore(f"invite for {event.invitee or 'someone else'}, not for us")]
         if isinstance(route, Refusal):
             self._remember_ended(key)  # a repeat of the invite is not refused twice
             return [Refuse(event, route.callee, route.reason)]
+        if why == "ours_wins":
+            return [Ignore("glare: our own invite has the lower call_id and wins")]
         actions: list[Action] = []
         mode, mode_key, options = route.mode, route.key, {}
-        glare = self._outgoing_to(event.room_id, event.sender)
         if glare is not None:
-            if event.call_id >= glare.call_id:
-                return [Ignore("glare: our own invite has the lower call_id and wins")]
             # Theirs wins: drop ours silently (they do the same) and take theirs instead.
             mode, mode_key, options = glare.mode, glare.key, glare.options
             actions.append(End(glare, "replaced", notify=False))
             self._finish(glare)
-        if len(self.active) >= self.max_calls or self.calls_of(event.sender) >= self.max_per_person:
+        if why == "busy":
             return [*actions, Busy(event, route.callee)]
         call = Call(
             room_id=event.room_id,

@@ -9,8 +9,9 @@ from array import array
 from types import SimpleNamespace
 
 import pytest
+import structlog
 
-from bridge import hookimpl
+from bridge import Decision, MatrixEvent, hookimpl
 from bridge.pluginmanager import PluginManager
 from plugins.calls import plugin as calls_plugin
 from plugins.calls.audio import FRAME_SAMPLES, SAMPLE_RATE
@@ -20,6 +21,7 @@ from plugins.calls.mixer import Conference
 from plugins.calls.modes import MODES, CallMode, ConferenceCall, VoiceMemo
 from plugins.calls.plugin import collect_modes
 from plugins.calls.settings import DEFAULTS
+from plugins.calls.state import Route
 
 
 class Parrot(CallMode):
@@ -131,3 +133,71 @@ def test_the_built_in_modes_need_only_what_call_host_offers():
     kind, text = host.asked[-1]
     assert kind == "announce_soon" and text.startswith("@ann:example.org joined the conference")
 
+
+# ----- the policy is asked before the state machine takes the call -----
+
+BOT = "@anywhere:localhost"
+ROOM = "!room:localhost"
+
+
+class PolicyHost:
+    """What the call manager uses of ``bridge.Host`` here; its policy refuses every
+    call and notes what the manager's book held while it was asked."""
+
+    def __init__(self) -> None:
+        self.info = SimpleNamespace(bot_user_id=BOT)
+        self.log = structlog.get_logger("test")
+        self.manager: CallManager | None = None
+        self.seen_while_deciding: list[list] = []
+
+    def is_ours(self, user_id: str) -> bool:
+        return user_id == BOT
+
+    async def authorize(self, actor, action, target=None, context=None) -> Decision:
+        self.seen_while_deciding.append(list(self.manager.book.active))
+        return Decision.deny("calls only over Wi-Fi", "wifi-only")
+
+
+class Context:
+    """The event's context: records what the manager sends through it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict]] = []
+        self.log = structlog.get_logger("test")
+
+    async def send(self, room_id, content, event_type="m.room.message", *, as_user=None) -> str:
+        self.sent.append((event_type, content))
+        return f"$sent{len(self.sent)}"
+
+
+def an_invite(call_id: str) -> MatrixEvent:
+    content = {
+        "call_id": call_id,
+        "party_id": "ANNDEV",
+        "version": "1",
+        "offer": {"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"},
+        "lifetime": 60_000,
+        "invitee": BOT,
+    }
+    event = {"type": "m.call.invite", "room_id": ROOM, "sender": "@ann:localhost"}
+    return MatrixEvent({**event, "event_id": f"${call_id}", "content": content})
+
+
+async def test_the_policy_is_asked_before_the_call_is_taken_never_told_to_undo_it():
+    host = PolicyHost()
+    settings = {**DEFAULTS, "ice_addresses": ["127.0.0.1"], "homeserver_turn": False}
+    manager = host.manager = CallManager(host, settings, dict(MODES))
+
+    async def route(room_id, invitee, caller):
+        return Route(BOT, "echo")
+
+    manager.router.route = route
+    ctx = Context()
+    await manager.on_call_event(an_invite("c1"), ctx)
+    assert host.seen_while_deciding == [[]]  # the book held no call while the policy decided
+    assert [kind for kind, _ in ctx.sent] == ["m.call.reject", "m.room.message"]
+    assert "calls only over Wi-Fi" in ctx.sent[1][1]["body"]
+    assert manager.book.active == [] and manager.live == {}
+    # the same invite again (delivered twice) is neither asked about nor refused again
+    await manager.on_call_event(an_invite("c1"), ctx)
+    assert len(host.seen_while_deciding) == 1 and len(ctx.sent) == 2
