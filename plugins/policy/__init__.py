@@ -30,7 +30,6 @@ from policy.rulesfile import read_rules_file
 from policy.verification import key_id
 
 from . import commands
-from .direct import PrivateAnswers
 from .facts import FactGatherer, read_subscribers
 from .module_link import BadExchange, ModuleLink
 from .schema import MIGRATIONS
@@ -82,7 +81,6 @@ class PolicyPlugin:
         self.facts: FactGatherer | None = None
         self.audit: AuditLog | None = None
         self.link: ModuleLink | None = None
-        self.direct: PrivateAnswers | None = None
         self.extra_types: dict[str, type[Rule]] = {}
         self._prune_task: asyncio.Task | None = None
 
@@ -106,7 +104,6 @@ class PolicyPlugin:
         self.bridge = bridge
         self.facts = FactGatherer(bridge, self.settings)
         self.audit = AuditLog(bridge.db)
-        self.direct = PrivateAnswers(bridge.direct_chats)
         self.link = ModuleLink(bridge, self.settings, self.facts, self.audit)
         self._warn_about_verification()
         self.extra_types = collect_rule_classes(bridge)

@@ -63,12 +63,12 @@ def build(plugin: PolicyPlugin) -> list[Command]:
         facts = await plugin.facts.gather(user, args.action, None, {"room_id": room_id})
         text = plugin.explain(user, args.action, facts, room_id)
         formatted = f"<pre>{html.escape(text)}</pre>"
-        if await plugin.direct.is_direct_with(room_id, sender):
+        if await ctx.bridge.direct_chats.is_direct(room_id, with_user=sender):
             await ctx.reply(text, formatted)
             return
         # A person's facts (plan, network, verification) are for them only: the answer
         # goes to the asker's direct chat with the bot, never to a room others read.
-        dm = await plugin.direct.room_for(sender)
+        dm = await ctx.bridge.direct_chats.open_with(sender)
         await ctx.notice(dm, f"(asked in {room_id})\n{text}", formatted)
         await ctx.reply(
             "The explanation shows personal facts (plan, network, verification), so I sent "
@@ -230,10 +230,10 @@ async def _audit(plugin: PolicyPlugin, ctx: EventContext, words: list[str]) -> N
         )
     room_id, sender = ctx.event.room_id, ctx.event.sender
     formatted = f"<pre>{html.escape(text)}</pre>"
-    if await plugin.direct.is_direct_with(room_id, sender):
+    if await ctx.bridge.direct_chats.is_direct(room_id, with_user=sender):
         await ctx.reply(text, formatted)
         return
-    await ctx.notice(await plugin.direct.room_for(sender), text, formatted)
+    await ctx.notice(await ctx.bridge.direct_chats.open_with(sender), text, formatted)
     await ctx.reply(
         "The audit shows people's decisions and facts, so I sent it to our direct chat."
     )
