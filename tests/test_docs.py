@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pluggy
 import pytest
 
 from bridge import hookspecs
@@ -84,3 +85,32 @@ async def test_hello_answers(matrix_user, bot_id):
     room = await alice.dm(bot_id)  # a direct chat the bot has joined
     await alice.send_text(room, "!hello Ada")
     await alice.wait_for_notice(room, bot_id, "Hello, Ada!")
+
+
+def renamed_hooks() -> list[tuple[str, str]]:
+    """The ``| `old` | `new` | ...`` rows of docs/upgrading.md's hook table."""
+    docs = (ROOT / "docs" / "upgrading.md").read_text()
+    rows = re.findall(r"^\| `(anywhere_\w+)` \| `(anywhere_\w+)` \|", docs, re.M)
+    assert rows, "docs/upgrading.md lists no renamed hooks"
+    return rows
+
+
+@pytest.mark.parametrize("old, new", renamed_hooks())
+def test_every_renamed_hook_in_upgrading_md_still_works_with_a_warning_naming_the_new_one(old, new):
+    """docs/upgrading.md cannot drift: each old name is still a core hook that warns when a
+    plugin implements it, the warning names the new hook, and the new one is declared."""
+    declared = {name for module in hookspec_modules() for name in dir(module)}
+    assert new in declared, f"docs/upgrading.md names {new}, which no hookspecs declares"
+    assert old in dir(hookspecs), f"{old} is no longer declared: fix docs/upgrading.md"
+    manager = pluggy.PluginManager("anywhere")
+    manager.add_hookspecs(hookspecs)
+
+    class OldStylePlugin:
+        pass
+
+    def implementation(*args, **kwargs):
+        return None
+
+    setattr(OldStylePlugin, old, pluggy.HookimplMarker("anywhere")(staticmethod(implementation)))
+    with pytest.warns(DeprecationWarning, match=new):
+        manager.register(OldStylePlugin())
