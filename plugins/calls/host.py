@@ -1,4 +1,4 @@
-"""What a call mode gets (docs/calls.md, "Writing a call mode"): :class:`CallHost`, the
+"""What a call mode gets (docs/calls.md, "a mode of your own"): :class:`CallHost`, the
 part of the calls plugin a mode may use, and :class:`ModeCall`, what it sees of its call.
 
 The calls plugin's :class:`~plugins.calls.manager.CallManager` is the host; a mode uses
