@@ -259,14 +259,16 @@ class OlmMachine:
         }
 
     # ----- Megolm (room events) -----
-    async def add_room_key(self, payload: dict[str, Any], conn: Any = None) -> str | None:
-        """Store the room key an Olm payload carries; its session id, or None."""
+    async def add_room_key(
+        self, payload: dict[str, Any], conn: Any = None, *, requested: bool = False
+    ) -> str | None:
+        """Store the room key an Olm payload carries; its session id, or None. A forwarded
+        key only when ``requested`` (the bot asked this sender for this room's session)."""
         content = payload.get("content") or {}
         if content.get("algorithm") != MEGOLM:
             return None
-        if payload.get("type") == "m.forwarded_room_key":
-            # The bot asks nobody for keys yet, so a forwarded key is unsolicited: whoever
-            # sends it could claim any sender for it.
+        if payload.get("type") == "m.forwarded_room_key" and not requested:
+            # unsolicited: whoever sends it could claim any sender for it
             raise DecryptionError("a forwarded room key the bot did not ask for")
         room_id, session_key = content.get("room_id"), content.get("session_key")
         signing_key = (payload.get("keys") or {}).get("ed25519")

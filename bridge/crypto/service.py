@@ -114,6 +114,8 @@ class Encryption:
         # a room's queue of events waiting for keys: taken by the worker and by the expiry
         self._queue_locks: dict[str, asyncio.Lock] = {}
         self.key_wait_seconds = key_wait_seconds
+        # room keys the bot asked for: session id -> (room id, the user asked)
+        self._requested: dict[str, tuple[str, str]] = {}
         self._probe = asyncio.Event()
         self._probe_id = ""
         self.saw_key_counts = False
@@ -275,8 +277,12 @@ class Encryption:
             async with machine.store.db.acquire() as conn, conn.transaction():
                 await machine.save_olm_step(step, conn)
                 if payload.get("type") in ("m.room_key", "m.forwarded_room_key"):
+                    key = payload.get("content") or {}
+                    asked = self._requested.get(key.get("session_id"))
                     try:
-                        session_id = await machine.add_room_key(payload, conn)
+                        session_id = await machine.add_room_key(
+                            payload, conn, requested=asked == (key.get("room_id"), sender)
+                        )
                     except DecryptionError as exc:
                         log.warning("room key refused", sender=sender, reason=str(exc))
         except BaseException:
@@ -319,6 +325,39 @@ class Encryption:
             for waiting_room in await self.machine.store.rooms_waiting_for(session_id):
                 async with self._queue_lock(waiting_room):
                     await self._release(waiting_room, give_up=session_id)
+
+    async def _request_key(self, room_id: str, event: MatrixEvent) -> None:
+        """Ask the sender's devices for the room key of an event (``m.room_key_request``);
+        a key they forward for it is accepted (and only then)."""
+        content = event.content
+        session_id = content.get("session_id")
+        if not isinstance(session_id, str) or session_id in self._requested:
+            return
+        if len(self._requested) >= 10_000:
+            self._requested.clear()
+        self._requested[session_id] = (room_id, event.sender)
+        request = {
+            "action": "request",
+            "body": {
+                "algorithm": MEGOLM,
+                "room_id": room_id,
+                "sender_key": content.get("sender_key"),
+                "session_id": session_id,
+            },
+            "request_id": hashlib.sha256(session_id.encode()).hexdigest()[:24],
+            "requesting_device_id": self.machine.device_id,
+        }
+        try:
+            await self.keys.send_to_device("m.room_key_request", {event.sender: {"*": request}})
+        except HomeserverRefused as exc:
+            log.warning("could not ask for a room key", room_id=room_id, error=str(exc))
+            return
+        log.info(
+            "asked the sender's devices for a room key",
+            room_id=room_id,
+            sender=event.sender,
+            session_id=session_id,
+        )
 
     def _queue_lock(self, room_id: str) -> asyncio.Lock:
         return self._queue_locks.setdefault(room_id, asyncio.Lock())
@@ -416,6 +455,7 @@ class Encryption:
             )
             await self.machine.store.wait(room_id, str(missing), event.txn_id, event.raw)
             self._waiting_rooms.add(room_id)
+            await self._request_key(room_id, event)
             return
         except DecryptionError as exc:
             log.warning(

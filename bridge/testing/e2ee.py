@@ -42,6 +42,7 @@ class EncryptedPerson:
         self.timeline: dict[str, list[dict[str, Any]]] = {}
         self.undecryptable: dict[str, list[str]] = {}
         self.invites: set[str] = set()
+        self.to_device: list[dict[str, Any]] = []  # to-device events received, as sent
 
     @classmethod
     async def register(cls, stack: Stack, localpart: str, store: Path) -> EncryptedPerson:
@@ -98,6 +99,7 @@ class EncryptedPerson:
                 self.timeline.setdefault(room_id, []).append(source)
         for room_id in response.rooms.invite:
             self.invites.add(room_id)
+        self.to_device += [event.source for event in response.to_device_events]
         if client.should_upload_keys:
             await client.keys_upload()
         if client.should_query_keys:
@@ -125,6 +127,19 @@ class EncryptedPerson:
             if time.monotonic() > deadline:
                 seen = [(e.get("sender"), e.get("type")) for e in self.timeline.get(room_id, [])]
                 raise TimeoutError(f"{self.user_id}: nothing matching in {room_id}: {seen[-10:]}")
+            await self.sync_once()
+
+    async def wait_for_to_device(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.to_device:
+                if predicate(event):
+                    return event
+            if time.monotonic() > deadline:
+                types = [e.get("type") for e in self.to_device]
+                raise TimeoutError(f"{self.user_id}: no matching to-device event: {types}")
             await self.sync_once()
 
     async def wait_for_text(

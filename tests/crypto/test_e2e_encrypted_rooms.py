@@ -54,6 +54,16 @@ async def test_a_message_whose_room_key_arrives_late_is_answered_when_it_does(
     event_id, release_key = await alice.send_text_holding_key(room, "!ping late")
     line = await wait_for_log(anywhere_stack, "waiting for the room key", after=logged)
     assert event_id in line
+    # the bot asks Alice's devices for the key (m.room_key_request)
+    session_id = alice.client.olm.outbound_group_sessions[room].id
+    request = await alice.wait_for_to_device(
+        lambda e: (
+            e.get("type") == "m.room_key_request"
+            and e.get("sender") == bot_id
+            and e["content"].get("body", {}).get("session_id") == session_id
+        )
+    )
+    assert request["content"]["action"] == "request"
     await release_key()
     answer = await alice.wait_for(room, is_text_from(bot_id, "pong late"), start=mark)
     assert answer["decrypted"] is True
