@@ -9,8 +9,6 @@ import argparse
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from mautrix.types import RoomCreatePreset
-
 from .api import QueuedJob
 from .commands import (
     Command,
@@ -61,10 +59,9 @@ class RoomBook:
             )
         self._direct.pop(room_id, None)
 
-    async def dm_with(self, user_id: str) -> str | None:
-        return await self.bridge.db.fetchval(
-            "SELECT room_id FROM bot_room WHERE is_direct AND dm_user = $1", user_id
-        )
+    def forget(self, room_id: str) -> None:
+        """Drop what is cached of ``room_id`` (it was recorded elsewhere)."""
+        self._direct.pop(room_id, None)
 
     async def claim_encrypted_notice(self, room_id: str) -> bool:
         """True the first time only: the notice is given once per room."""
@@ -211,7 +208,8 @@ class CorePlugin:
             return
         if not await self.rooms.claim_encrypted_notice(room_id):
             return
-        dm = await self.open_direct_chat(user_id, ctx)
+        dm = await self.bridge.direct_chats.open_with(user_id)
+        self.rooms.forget(dm)  # recorded by the service, not through this book
         await ctx.notice(room_id, ENCRYPTED_NOTICE.format(user=user_id))
         if self.bridge.encryption.unavailable:  # what the operator must change
             await ctx.notice(room_id, f"Why: {self.bridge.encryption.unavailable}.")
@@ -221,17 +219,3 @@ class CorePlugin:
             f"Hello! I can't read the encrypted room {room_id}, so let's talk "
             f"here. Send {prefix}help to see what I can do.",
         )
-
-    async def open_direct_chat(self, user_id: str, ctx: EventContext) -> str:
-        """The unencrypted DM with ``user_id``, created (and remembered) if needed."""
-        existing = await self.rooms.dm_with(user_id)
-        if existing:
-            return existing
-        room_id = await self.bridge.bot.create_room(
-            preset=RoomCreatePreset.TRUSTED_PRIVATE,
-            is_direct=True,
-            invitees=[user_id],
-            name=self.bridge.config["appservice.bot.displayname"],
-        )
-        await self.rooms.remember(room_id, is_direct=True, dm_user=user_id)
-        return room_id
