@@ -173,3 +173,54 @@ async def test_a_deployment_deaf_to_reused_ids_hears_them_after_upgrading(
         assert rows[4]["seq"] > 4  # seq values are never used twice
     finally:
         await db.stop()
+
+
+async def test_a_reused_id_of_an_ephemeral_only_transaction_carrying_events_is_handled(
+    anywhere_database_url,
+):
+    """The row under the id holds an empty list (typing only, handled, body cleared): the
+    same id with a persistent event is new, and the event is handled."""
+    db = await open_database(anywhere_database_url)
+    recorder = Recorder()
+    try:
+        await run_migrations(db, [CORE_MIGRATIONS])
+        inbox = Inbox(db, recorder)
+        inbox.start()
+        assert await inbox.store("77", *txn(ephemeral=(TYPING,))) is True
+        await handled_everything(inbox)
+        await inbox.stop()  # saves the position: the body is cleared
+        assert await db.fetchval("SELECT body FROM inbox WHERE txn_id = '77'") == ""
+        inbox = Inbox(db, recorder)
+        inbox.start()
+        assert await inbox.store("77", *txn("$lost")) is True
+        await handled_everything(inbox)
+        await inbox.stop()
+        assert recorder.seen == ["m.typing", "$lost"]
+    finally:
+        await db.stop()
+
+
+async def test_events_of_a_transaction_cut_off_mid_way_are_handled_after_a_restart(
+    anywhere_database_url,
+):
+    """The bridge died after handling the first of three events of a transaction: the
+    memory of handled events, refilled at start, holds only transactions handled
+    completely, so the other two (and a retry carrying one of them) are handled."""
+    db = await open_database(anywhere_database_url)
+    recorder = Recorder()
+    try:
+        await run_migrations(db, [CORE_MIGRATIONS])
+        inbox = Inbox(db, recorder)  # not started: everything waits in the database
+        assert await inbox.store("1", *txn("$z")) is True
+        assert await inbox.store("2", *txn("$a", "$b", "$c")) is True
+        second = await db.fetchval("SELECT seq FROM inbox WHERE txn_id = '2'")
+        await db.execute("UPDATE inbox_cursor SET handled_seq = $1, handled_index = 1", second)
+        inbox.start()
+        await handled_everything(inbox)
+        assert recorder.seen == ["$b", "$c"]
+        assert await inbox.store("3", *txn("$z", "$c", "$d")) is True
+        await handled_everything(inbox)
+        await inbox.stop()
+        assert recorder.seen == ["$b", "$c", "$d"]
+    finally:
+        await db.stop()
