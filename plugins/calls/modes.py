@@ -10,6 +10,7 @@ built-in modes are in :data:`MODES`; other plugins give theirs through
 
 from __future__ import annotations
 
+import warnings
 from array import array
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,13 @@ class CallMode:
     @property
     def manager(self) -> CallHost:
         """The name of :attr:`host` before contract 1.1 (modes were given the whole
-        CallManager then): use ``self.host``."""
+        CallManager then): use ``self.host``. Goes in the next release."""
+        warnings.warn(
+            f"{type(self).__name__}.manager is deprecated and goes in the next release: use "
+            "self.host (a plugins.calls.host.CallHost)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self.host
 
     def max_seconds(self) -> float:

@@ -81,6 +81,13 @@ def test_the_call_manager_is_a_call_host():
     assert "self.settings = settings" in inspect.getsource(CallManager.__init__)
 
 
+def test_a_modes_old_self_manager_is_its_host_with_a_warning_naming_self_host():
+    host = SimpleNamespace(settings=dict(DEFAULTS))
+    mode = CallMode(host, SimpleNamespace(call=None))
+    with pytest.warns(DeprecationWarning, match=r"CallMode.manager .*use self.host"):
+        assert mode.manager is host
+
+
 class StrictHost:
     """Exactly the members of CallHost, recording what modes ask of it."""
 
