@@ -54,7 +54,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         data["homeserver"].update(domain=args.domain, url=args.homeserver)
         data["bridge"]["permissions"] = {args.domain: "user"}
         config_from_data(data, config_path.resolve(), environ={})
-        text = render_config(args.domain, args.homeserver)
+        text = render_config(
+            args.domain, args.homeserver, xmpp_component_port=args.xmpp_component_port
+        )
         config = config_from_data(yaml.safe_load(text), config_path.resolve(), environ={})
         manager = load_plugins(config)
         registration = registration_text(
@@ -140,6 +142,19 @@ def _localpart(value: str) -> str:
     return value
 
 
+def _tcp_port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a TCP port: use a whole number from 1 to 65535 (Prosody's "
+            "component_ports); nothing was written"
+        )
+    return port
+
+
 def _shows_default(action: argparse.Action) -> bool:
     return bool(action.option_strings) and action.default not in (
         None,
@@ -215,6 +230,15 @@ def build_parser() -> AnywhereParser:
         "--homeserver",
         default="http://127.0.0.1:8008",
         help="the homeserver's client-server URL as the bridge reaches it",
+    )
+    p.add_argument(
+        "--xmpp-component-port",
+        type=_tcp_port,
+        metavar="PORT",
+        help="bridge XMPP: enable the groups plugin with its XMPP section's port set "
+        "(where the XMPP server listens for components; Prosody's component_ports); "
+        "then fill in component_jid and secret (docs/networks.md) (default: no XMPP "
+        "section, and the bridge uses port 5347, Prosody's default)",
     )
     p.set_defaults(func=cmd_init)
 

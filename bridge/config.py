@@ -524,8 +524,29 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def render_config(domain: str, homeserver_url: str, port: int | None = None) -> str:
-    """The example config with fresh tokens and the given homeserver filled in."""
+#: Written by ``anywhere init --xmpp-component-port``: the groups plugin's XMPP section,
+#: with only the port filled in; the rest is the operator's (docs/networks.md).
+XMPP_SECTION = """\
+    groups:
+      xmpp:
+        # Set component_jid and secret as in Prosody's Component section, then
+        # enabled: true (docs/networks.md, "For operators: XMPP with Prosody").
+        enabled: false
+        component_jid: ""
+        secret: ""
+        # Where the XMPP server listens for components (Prosody: component_ports).
+        port: {port}
+"""
+
+
+def render_config(
+    domain: str,
+    homeserver_url: str,
+    port: int | None = None,
+    xmpp_component_port: int | None = None,
+) -> str:
+    """The example config with fresh tokens and the given homeserver filled in; with
+    ``xmpp_component_port``, the groups plugin enabled and its XMPP section's port set."""
     text = example_text()
     while PLACEHOLDER in text:
         text = text.replace(PLACEHOLDER, new_token(), 1)
@@ -540,4 +561,8 @@ def render_config(domain: str, homeserver_url: str, port: int | None = None) -> 
     if port is not None:
         text = text.replace("127.0.0.1:29340", f"127.0.0.1:{port}")
         text = re.sub(r"(?m)^(  port: )29340$", rf"\g<1>{port}", text)
+    if xmpp_component_port is not None:
+        text = re.sub(r"(?m)^(    - policy\n)", lambda m: m[1] + "    - groups\n", text, count=1)
+        section = XMPP_SECTION.format(port=int(xmpp_component_port))
+        text = re.sub(r"(?m)^(  settings:\n)", lambda m: m[1] + section, text, count=1)
     return text

@@ -71,6 +71,35 @@ def test_init_with_a_bad_domain_or_homeserver_writes_nothing_and_says_which_opti
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "registration.yaml"]
 
 
+def test_init_sets_the_xmpp_component_port_and_refuses_a_bad_one_writing_nothing(tmp_path):
+    for bad in ("70000", "0", "xmpp"):
+        result = anywhere("init", "--xmpp-component-port", bad, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert f"--xmpp-component-port: '{bad}' is not a TCP port" in result.stderr
+        assert list(tmp_path.iterdir()) == []
+    result = anywhere("init", "--xmpp-component-port", "5348", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "config.yaml").read_text()
+    config = yaml.safe_load(text)
+    assert "groups" in config["plugins"]["enabled"]
+    assert config["plugins"]["settings"]["groups"]["xmpp"]["port"] == 5348
+    # what docs/networks.md then asks for makes a config the bridge accepts, port kept
+    text = text.replace('component_jid: ""', "component_jid: matrix.example.org", 1)
+    text = text.replace('secret: ""', 'secret: "a long random secret"', 1)
+    text = text.replace("enabled: false", "enabled: true", 1)
+    (tmp_path / "config.yaml").write_text(text)
+    from bridge.config import load_config
+    from bridge.runtime import load_plugins
+
+    loaded = load_config(tmp_path / "config.yaml")
+    load_plugins(loaded)
+    xmpp = loaded.plugin_settings("groups")["xmpp"]
+    assert (xmpp["enabled"], xmpp["port"]) == (True, 5348)
+    assert xmpp["component_jid"] == "matrix.example.org"
+    help_text = " ".join(anywhere("init", "--help").stdout.split())
+    assert "--xmpp-component-port PORT" in help_text and "port 5347" in help_text
+
+
 def test_init_and_doctor_find_the_registration_beside_the_config_by_default(tmp_path):
     assert anywhere("init", "-c", "site/config.yaml", cwd=tmp_path).returncode == 0
     assert sorted(p.name for p in (tmp_path / "site").iterdir()) == [
@@ -132,7 +161,10 @@ def test_every_option_of_every_core_command_has_help_that_shows_its_default():
             assert action.help, f"anywhere {name} {action.option_strings[0]} has no help"
             if action.default == []:  # a repeatable option: nothing by default
                 continue
-            shown = str(action.default) if action.default is not None else "beside the config"
+            if action.default is not None:
+                shown = str(action.default)
+            else:  # what happens without the option, in words
+                shown = {"registration": "beside the config"}.get(action.dest, "(default: ")
             help_text = command._get_formatter()._get_help_string(action) % vars(action)
             assert "default" in help_text and shown in help_text, (name, action.dest, help_text)
         assert "(default:" in " ".join(text.split()), text
