@@ -176,7 +176,7 @@ class OlmMachine:
         except Exception as exc:
             raise DecryptionError(f"malformed Olm message ({type(exc).__name__})") from None
         plaintext = None
-        for session in await self.store.olm_sessions(sender_key):
+        for session in await self.store.olm_sessions(self.user_id, sender_key):
             if mine["type"] == 0 and not session.session_matches(message.to_pre_key()):
                 continue
             try:
@@ -210,7 +210,7 @@ class OlmMachine:
         return payload, step
 
     async def save_olm_step(self, step: OlmStep, conn: Any = None) -> None:
-        await self.store.save_olm_session(step.sender_key, step.session, conn)
+        await self.store.save_olm_session(self.user_id, step.sender_key, step.session, conn)
         if step.new_account:  # its one-time key is used up
             await self.store.save_account(
                 self.user_id, self.device_id, self.account, self.shared, conn
@@ -222,7 +222,7 @@ class OlmMachine:
         """Olm-encrypted content for one device ``(device_id, curve25519, ed25519)``; None
         when no session could be made (the device has no one-time or fallback key)."""
         device_id, curve, ed = device
-        sessions = await self.store.olm_sessions(curve)
+        sessions = await self.store.olm_sessions(self.user_id, curve)
         session = sessions[0] if sessions else None
         if session is None:
             claimed = await self.keys.claim({user_id: {device_id: OTK_ALGORITHM}})
@@ -251,7 +251,7 @@ class OlmMachine:
             "recipient_keys": {"ed25519": ed},
         }
         message_type, ciphertext = session.encrypt(canonical_json(payload).encode()).to_parts()
-        await self.store.save_olm_session(curve, session)
+        await self.store.save_olm_session(self.user_id, curve, session)
         return {
             "algorithm": OLM,
             "sender_key": self.curve25519,

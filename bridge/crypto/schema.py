@@ -91,4 +91,47 @@ async def v2_cross_signing(conn, scheme: Scheme) -> None:
     )
 
 
-CRYPTO_MIGRATIONS = Migrations("crypto", [v1_crypto, v2_cross_signing])
+async def v3_per_identity(conn, scheme: Scheme) -> None:
+    """Olm sessions and outbound Megolm sessions belong to one of the bridge's identities
+    (``owner``: its user id): the bot, and later the memo/conference users and ghosts, each
+    with a device of its own (issue 16). Existing rows are the bot's (its account is the
+    only one so far)."""
+    owner = "COALESCE((SELECT MIN(user_id) FROM crypto_account), '')"
+    await conn.execute(
+        """CREATE TABLE crypto_olm_session_v3 (
+            owner      TEXT NOT NULL,
+            sender_key TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            pickle     TEXT NOT NULL,
+            last_used  BIGINT NOT NULL,
+            PRIMARY KEY (owner, sender_key, session_id)
+        )"""
+    )
+    await conn.execute(
+        "INSERT INTO crypto_olm_session_v3 (owner, sender_key, session_id, pickle, last_used) "
+        f"SELECT {owner}, sender_key, session_id, pickle, last_used FROM crypto_olm_session"
+    )
+    await conn.execute("DROP TABLE crypto_olm_session")
+    await conn.execute("ALTER TABLE crypto_olm_session_v3 RENAME TO crypto_olm_session")
+    await conn.execute(
+        """CREATE TABLE crypto_megolm_outbound_v3 (
+            owner       TEXT NOT NULL,
+            room_id     TEXT NOT NULL,
+            session_id  TEXT NOT NULL,
+            pickle      TEXT NOT NULL,
+            created_at  BIGINT NOT NULL,
+            messages    INTEGER NOT NULL,
+            shared_with TEXT NOT NULL,
+            PRIMARY KEY (owner, room_id)
+        )"""
+    )
+    await conn.execute(
+        "INSERT INTO crypto_megolm_outbound_v3 (owner, room_id, session_id, pickle, "
+        f"created_at, messages, shared_with) SELECT {owner}, room_id, session_id, pickle, "
+        "created_at, messages, shared_with FROM crypto_megolm_outbound"
+    )
+    await conn.execute("DROP TABLE crypto_megolm_outbound")
+    await conn.execute("ALTER TABLE crypto_megolm_outbound_v3 RENAME TO crypto_megolm_outbound")
+
+
+CRYPTO_MIGRATIONS = Migrations("crypto", [v1_crypto, v2_cross_signing, v3_per_identity])

@@ -547,7 +547,7 @@ class Encryption:
         lock = self._room_locks.setdefault(room_id, asyncio.Lock())
         async with lock:
             store = self.machine.store
-            state = await store.outbound(room_id)
+            state = await store.outbound(self.user_id, room_id)
             settings = self._room_encryption.get(room_id) or {}
             if state is not None and self._expired(state, settings):
                 state = None
@@ -555,7 +555,7 @@ class Encryption:
                 state = self.machine.new_outbound()
             await self._share(room_id, state)
             encrypted = self.machine.megolm_encrypt(state, room_id, event_type, content)
-            await store.save_outbound(room_id, state)
+            await store.save_outbound(self.user_id, room_id, state)
             return encrypted
 
     @staticmethod

@@ -68,21 +68,24 @@ class CryptoStore:
             shared,
         )
 
-    # ----- Olm sessions -----
-    async def olm_sessions(self, sender_key: str) -> list[vodozemac.Session]:
+    # ----- Olm sessions (each of the bridge's identities, ``owner``, has its own) -----
+    async def olm_sessions(self, owner: str, sender_key: str) -> list[vodozemac.Session]:
         rows = await self.db.fetch(
-            "SELECT pickle FROM crypto_olm_session WHERE sender_key = $1 ORDER BY last_used DESC",
+            "SELECT pickle FROM crypto_olm_session WHERE owner = $1 AND sender_key = $2 "
+            "ORDER BY last_used DESC",
+            owner,
             sender_key,
         )
         return [vodozemac.Session.from_pickle(r["pickle"], self.key) for r in rows]
 
     async def save_olm_session(
-        self, sender_key: str, session: vodozemac.Session, conn: Any = None
+        self, owner: str, sender_key: str, session: vodozemac.Session, conn: Any = None
     ) -> None:
         await (conn or self.db).execute(
-            "INSERT INTO crypto_olm_session (sender_key, session_id, pickle, last_used) "
-            "VALUES ($1, $2, $3, $4) ON CONFLICT (sender_key, session_id) DO UPDATE SET "
-            "pickle = excluded.pickle, last_used = excluded.last_used",
+            "INSERT INTO crypto_olm_session (owner, sender_key, session_id, pickle, last_used) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, sender_key, session_id) DO UPDATE "
+            "SET pickle = excluded.pickle, last_used = excluded.last_used",
+            owner,
             sender_key,
             session.session_id,
             session.pickle(self.key),
@@ -167,11 +170,12 @@ class CryptoStore:
                 claims,
             )
 
-    # ----- Megolm outbound -----
-    async def outbound(self, room_id: str) -> dict[str, Any] | None:
+    # ----- Megolm outbound (one per identity, ``owner``, and room) -----
+    async def outbound(self, owner: str, room_id: str) -> dict[str, Any] | None:
         row = await self.db.fetchrow(
             "SELECT session_id, pickle, created_at, messages, shared_with "
-            "FROM crypto_megolm_outbound WHERE room_id = $1",
+            "FROM crypto_megolm_outbound WHERE owner = $1 AND room_id = $2",
+            owner,
             room_id,
         )
         if row is None:
@@ -183,14 +187,15 @@ class CryptoStore:
             "shared_with": {tuple(d) for d in json.loads(row["shared_with"])},
         }
 
-    async def save_outbound(self, room_id: str, state: dict[str, Any]) -> None:
+    async def save_outbound(self, owner: str, room_id: str, state: dict[str, Any]) -> None:
         session: vodozemac.GroupSession = state["session"]
         await self.db.execute(
-            "INSERT INTO crypto_megolm_outbound (room_id, session_id, pickle, created_at, "
-            "messages, shared_with) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id) "
-            "DO UPDATE SET session_id = excluded.session_id, pickle = excluded.pickle, "
-            "created_at = excluded.created_at, messages = excluded.messages, "
-            "shared_with = excluded.shared_with",
+            "INSERT INTO crypto_megolm_outbound (owner, room_id, session_id, pickle, "
+            "created_at, messages, shared_with) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (owner, room_id) DO UPDATE SET session_id = excluded.session_id, "
+            "pickle = excluded.pickle, created_at = excluded.created_at, "
+            "messages = excluded.messages, shared_with = excluded.shared_with",
+            owner,
             room_id,
             session.session_id,
             session.pickle(self.key),
@@ -200,6 +205,7 @@ class CryptoStore:
         )
 
     async def discard_outbound(self, room_id: str) -> None:
+        """Every identity's session for the room (a member left: none may read on)."""
         await self.db.execute("DELETE FROM crypto_megolm_outbound WHERE room_id = $1", room_id)
 
     # ----- devices -----
