@@ -1,14 +1,14 @@
-"""The runtime side of bridging: portals, ghosts, message ids both ways, loop
-prevention. Connectors report the network's events through ``remote_*`` (``remote.py``,
-which this class extends); Matrix events reach connectors through the durable outbox
-(``outbox.py``), in order, once; what a network shows of Matrix people (names, avatars)
-comes from ``people.py``."""
+"""The runtime side of bridging, composed of parts: the portals and the message map
+(``store.py``), the network's events reported through ``remote_*`` (``remote.py``, which
+the hub hands them to), Matrix events reaching connectors through the durable outbox
+(``outbox.py``), in order, once, and what a network shows of Matrix people (names,
+avatars: ``people.py``). The hub links groups, opens 1:1 portals and routes events."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mautrix.api import Method, Path
@@ -26,6 +26,7 @@ from .connector import (
     GroupLinking,
     MatrixSender,
     MembershipHandling,
+    Message,
     NetworkUnavailable,
     Portal,
     ReadMarkerHandling,
@@ -35,11 +36,12 @@ from .connector import (
     capabilities,
 )
 from .ghosts import Ghosts
-from .limits import RemoteLimits, address_and_domain
+from .limits import RemoteLimits
 from .links import LinkFetcher
 from .outbox import Outbox
 from .people import MatrixPeople
 from .remote import RemoteEvents
+from .store import PortalStore
 
 if TYPE_CHECKING:
     from bridge.runtime import Bridge
@@ -48,7 +50,7 @@ GHOST_ROOM_VERSION = "11"  # the newest where the creator's power is set by powe
 TYPING_MS = 30_000  # a ghost stops "typing" by itself after this, if no update comes
 
 
-class Hub(RemoteEvents):
+class Hub:
     def __init__(self, bridge: Bridge, settings: dict[str, Any]) -> None:
         self.bridge = bridge
         self.settings = settings
@@ -59,27 +61,21 @@ class Hub(RemoteEvents):
         )
         self.ghosts = Ghosts(bridge, self.limits)
         self.connectors: dict[str, Connector] = {}
-        self._portals_by_room: dict[str, Portal] = {}
-        # (network, remote_id, matrix_user) → portal, and how many direct portals each
-        # (network, remote address) and (network, remote domain) has
-        self._portals_by_remote: dict[tuple[str, str, str | None], Portal] = {}
-        self._direct_counts: dict[tuple[str, str], int] = {}
+        self.store = PortalStore(bridge.db)
         self._matrix_people: set[str] = set()  # local people known to exist
         self.people = MatrixPeople(self)
-        self.outbox = Outbox(self)
-        self._wake: dict[str, asyncio.Event] = {}
+        self.remote = RemoteEvents(self.store, self.ghosts, self.links, settings, self.log)
+        self.outbox = Outbox(
+            bridge, self.store, self.connectors, self.people, self.room_intent, self.log
+        )
         self._workers: list[asyncio.Task] = []
         self._dm_lock = asyncio.Lock()
 
     # ----- life cycle -----
     async def start(self, connectors: list[Connector]) -> None:
-        for row in await self.bridge.db.fetch(
-            "SELECT network, remote_id, kind, room_id, matrix_user FROM groups_portal"
-        ):
-            self._remember(Portal(**dict(row)))
+        await self.store.load()
         for connector in connectors:
             self.connectors[connector.network] = connector
-            self._wake[connector.network] = asyncio.Event()
             settings = (
                 self.settings["xmpp"]
                 if connector.network == "xmpp"
@@ -91,9 +87,8 @@ class Hub(RemoteEvents):
                 network=connector.network,
                 capabilities=sorted(capabilities(connector)),
             )
-            for portal in self._portals_by_room.values():
-                if portal.network == connector.network:
-                    await connector.connect(portal)
+            for portal in self.store.portals(connector.network):
+                await connector.connect(portal)
             self._workers.append(asyncio.create_task(self.outbox.run(connector.network)))
 
     async def stop(self) -> None:
@@ -108,8 +103,7 @@ class Hub(RemoteEvents):
 
     def network_up(self, network: str) -> None:
         """Connectors call this after (re)connecting: queued messages go out now."""
-        if network in self._wake:
-            self._wake[network].set()
+        self.outbox.wake(network)
 
     def supports(self, network: str, capability: str) -> bool:
         connector = self.connectors.get(network)
@@ -119,48 +113,13 @@ class Hub(RemoteEvents):
         return sorted(n for n, c in self.connectors.items() if isinstance(c, GroupLinking))
 
     # ----- portals -----
-    def _remember(self, portal: Portal) -> None:
-        self._portals_by_room[portal.room_id] = portal
-        self._portals_by_remote[(portal.network, portal.remote_id, portal.matrix_user)] = portal
-        if portal.kind == DIRECT:
-            for key in self._direct_keys(portal.network, portal.remote_id):
-                self._direct_counts[key] = self._direct_counts.get(key, 0) + 1
-
-    def _forget(self, portal: Portal) -> None:
-        self._portals_by_room.pop(portal.room_id, None)
-        self._portals_by_remote.pop((portal.network, portal.remote_id, portal.matrix_user), None)
-        if portal.kind == DIRECT:
-            for key in self._direct_keys(portal.network, portal.remote_id):
-                self._direct_counts[key] -= 1
-
-    @staticmethod
-    def _direct_keys(network: str, remote_id: str) -> list[tuple[str, str]]:
-        address, domain = address_and_domain(remote_id)
-        return [(network, "address " + address), (network, "domain " + domain)]
-
     async def portal_for_room(self, room_id: str) -> Portal | None:
-        return self._portals_by_room.get(room_id)
+        return self.store.for_room(room_id)
 
     def portal_for_remote(
         self, network: str, remote_id: str, matrix_user: str | None = None
     ) -> Portal | None:
-        return self._portals_by_remote.get((network, remote_id, matrix_user))
-
-    async def _save_portal(self, portal: Portal) -> None:
-        key = (
-            portal.remote_id if portal.kind == GROUP else f"{portal.remote_id}|{portal.matrix_user}"
-        )
-        await self.bridge.db.execute(
-            "INSERT INTO groups_portal (network, portal_key, remote_id, kind, room_id, "
-            "matrix_user) VALUES ($1, $2, $3, $4, $5, $6)",
-            portal.network,
-            key,
-            portal.remote_id,
-            portal.kind,
-            portal.room_id,
-            portal.matrix_user,
-        )
-        self._remember(portal)
+        return self.store.for_remote(network, remote_id, matrix_user)
 
     async def link(self, room_id: str, network: str, address: str, by: str) -> str:
         connector = self.connectors.get(network)
@@ -169,8 +128,8 @@ class Hub(RemoteEvents):
                 f"no connector links group chats on {network!r}; linkable networks: "
                 f"{', '.join(self.linkable_networks()) or 'none'}"
             )
-        if room_id in self._portals_by_room:
-            portal = self._portals_by_room[room_id]
+        portal = self.store.for_room(room_id)
+        if portal is not None:
             raise CommandError(
                 f"this group is already bridged to {portal.network}:{portal.remote_id}; "
                 "!group unlink it first"
@@ -191,7 +150,7 @@ class Hub(RemoteEvents):
             if isinstance(connector, GroupLinking):
                 await connector.disconnect(portal)
             raise CommandError(f"cannot link {network}:{remote_id}: {exc}") from exc
-        await self._save_portal(portal)
+        await self.store.save(portal)
         self.log.info("group linked", room_id=room_id, network=network, remote_id=remote_id, by=by)
         return (
             f"Linked this group with {network}:{remote_id} ({name}). Messages now go both "
@@ -199,14 +158,13 @@ class Hub(RemoteEvents):
         )
 
     async def unlink(self, room_id: str) -> str:
-        portal = self._portals_by_room.get(room_id)
+        portal = self.store.for_room(room_id)
         if portal is None or portal.kind != GROUP:
             raise CommandError("this group is not bridged to another network")
         connector = self.connectors.get(portal.network)
         if isinstance(connector, GroupLinking):
             await connector.disconnect(portal)
-        await self.bridge.db.execute("DELETE FROM groups_portal WHERE room_id = $1", room_id)
-        self._forget(portal)
+        await self.store.delete(portal)
         return f"Unlinked from {portal.network}:{portal.remote_id}."
 
     def may_use_bridge(self, user_id: str) -> bool:
@@ -235,8 +193,8 @@ class Hub(RemoteEvents):
             if portal:
                 return portal
             await self._check_matrix_person(matrix_user)
-            counts = [self._direct_counts.get(k, 0) for k in self._direct_keys(network, remote.id)]
-            self.limits.check("direct_chats", remote.id, (counts[0], counts[1]))
+            counts = self.store.direct_counts(network, remote.id)
+            self.limits.check("direct_chats", remote.id, counts)
             ghost = await self.ghosts.ensure(network, remote)
             room_id = await ghost.create_room(
                 preset=RoomCreatePreset.TRUSTED_PRIVATE,
@@ -248,7 +206,7 @@ class Hub(RemoteEvents):
             )
             await self._lower_ghost(ghost, room_id, matrix_user)
             portal = Portal(network, remote.id, room_id, DIRECT, matrix_user)
-            await self._save_portal(portal)
+            await self.store.save(portal)
             return portal
 
     async def _lower_ghost(self, ghost: Any, room_id: str, matrix_user: str) -> None:
@@ -286,7 +244,7 @@ class Hub(RemoteEvents):
                 await intent.ensure_registered()
                 await intent.leave_room(event.room_id, reason=f"Not bridged: {exc}")
             return True
-        if event.room_id not in self._portals_by_room and not event.content.get("is_direct"):
+        if self.store.for_room(event.room_id) is None and not event.content.get("is_direct"):
             await ghost.leave_room(
                 event.room_id,
                 reason="Invite me in a direct chat to talk with me, or bridge a whole group "
@@ -294,7 +252,7 @@ class Hub(RemoteEvents):
             )
             return True
         await ghost.join_room(event.room_id)
-        if event.room_id not in self._portals_by_room:
+        if self.store.for_room(event.room_id) is None:
             # the newest direct chat is the one that reaches the person: an older one
             # says where the conversation went
             async with self._dm_lock:
@@ -306,7 +264,7 @@ class Hub(RemoteEvents):
                         f"(https://matrix.to/#/{event.room_id}).",
                     )
                 portal = Portal(network, remote_id, event.room_id, DIRECT, event.sender)
-                await self._save_portal(portal)
+                await self.store.save(portal)
             await self.connectors[network].connect(portal)
         return True
 
@@ -314,8 +272,7 @@ class Hub(RemoteEvents):
         """``portal`` no longer reaches its Matrix person (they left it, or opened a newer
         one): forgotten, so the next message opens (or finds) the current chat; its ghost
         says why, if there is something to say, and leaves."""
-        await self.bridge.db.execute("DELETE FROM groups_portal WHERE room_id = $1", portal.room_id)
-        self._forget(portal)
+        await self.store.delete(portal)
         ghost = self.bridge.intent(self.ghosts.user_id(portal.network, portal.remote_id))
         with contextlib.suppress(MatrixRequestError):
             if notice:
@@ -336,7 +293,7 @@ class Hub(RemoteEvents):
         if event.type == "m.room.member":
             await self._on_member(event)
             return
-        portal = self._portals_by_room.get(event.room_id)
+        portal = self.store.for_room(event.room_id)
         if portal is None or portal.network not in self.connectors:
             return
         if event.type == "m.reaction" and not self.supports(portal.network, "reactions"):
@@ -361,19 +318,12 @@ class Hub(RemoteEvents):
                 return
         elif event.type != "m.room.redaction":
             return
-        await self.bridge.db.execute(
-            "INSERT INTO groups_outbox (event_id, room_id, event) VALUES ($1, $2, $3) "
-            "ON CONFLICT (event_id) DO NOTHING",
-            event.event_id,
-            event.room_id,
-            json.dumps(event.raw),
-        )
-        self._wake[portal.network].set()
+        await self.outbox.enqueue(event, portal.network)
 
     async def _on_typing(self, event: MatrixEvent) -> None:
         """Who is typing in a portal room, without our own ghosts: straight to the
         connector (typing is not worth keeping in the outbox)."""
-        portal = self._portals_by_room.get(event.room_id)
+        portal = self.store.for_room(event.room_id)
         connector = self.connectors.get(portal.network) if portal else None
         if not isinstance(connector, TypingHandling):
             return
@@ -387,7 +337,7 @@ class Hub(RemoteEvents):
     async def _on_receipt(self, event: MatrixEvent) -> None:
         """A Matrix person read up to a message that came from the network: the
         connector tells the network (straight away; a late read marker is worth little)."""
-        portal = self._portals_by_room.get(event.room_id)
+        portal = self.store.for_room(event.room_id)
         connector = self.connectors.get(portal.network) if portal else None
         if not isinstance(connector, ReadMarkerHandling):
             return
@@ -395,25 +345,20 @@ class Hub(RemoteEvents):
             readers = kinds.get("m.read") if isinstance(kinds, dict) else None
             if not isinstance(readers, dict):
                 continue
-            row = await self.bridge.db.fetchrow(
-                "SELECT remote_id FROM groups_message WHERE network = $1 AND event_id = $2 "
-                "AND origin = 'remote'",
-                portal.network,
-                event_id,
-            )
-            if row is None or row["remote_id"].startswith("reaction "):
+            remote_id = await self.store.remote_from_network(portal.network, event_id)
+            if remote_id is None or remote_id.startswith("reaction "):
                 continue
             for user_id in readers:
                 if not isinstance(user_id, str) or self.bridge.is_ours(user_id):
                     continue
                 sender = await self.people.sender(event.room_id, user_id)
                 with contextlib.suppress(NetworkUnavailable, Refused):
-                    await connector.handle_matrix_read(portal, sender, row["remote_id"])
+                    await connector.handle_matrix_read(portal, sender, remote_id)
 
     async def remote_read(self, portal: Portal, sender: RemoteUser, target: str) -> None:
         """The person has seen the message ``target`` (and those before): their ghost's
         read receipt moves there."""
-        found = await self.event_for(portal.network, target)
+        found = await self.store.event_for(portal.network, target)
         if found is None or found[0] != portal.room_id:
             return
         ghost = await self.ghosts.ensure(portal.network, sender)
@@ -436,7 +381,7 @@ class Hub(RemoteEvents):
         membership = event.content.get("membership")
         if membership == "invite" and self.bridge.is_ours(event.state_key or ""):
             return
-        portal = self._portals_by_room.get(event.room_id)
+        portal = self.store.for_room(event.room_id)
         if portal is None or event.state_key != event.sender:
             return
         self.people.saw_member(event)
@@ -444,7 +389,7 @@ class Hub(RemoteEvents):
             if membership == "leave" and event.sender == portal.matrix_user:
                 # the person left: their next message from the network opens a new chat
                 async with self._dm_lock:
-                    if self._portals_by_room.get(event.room_id) is portal:
+                    if self.store.for_room(event.room_id) is portal:
                         await self._drop_direct(portal)
             return
         connector = self.connectors.get(portal.network)
@@ -455,7 +400,7 @@ class Hub(RemoteEvents):
     def room_intent(self, room_id: str):
         """Who speaks for the bridge in a portal room: the bot in groups, the remote
         person's ghost in a 1:1 chat (the bot is not in those)."""
-        portal = self._portals_by_room.get(room_id)
+        portal = self.store.for_room(room_id)
         if portal is not None and portal.kind == DIRECT:
             return self.bridge.intent(self.ghosts.user_id(portal.network, portal.remote_id))
         return self.bridge.bot
@@ -469,3 +414,41 @@ class Hub(RemoteEvents):
 
     async def matrix_avatar(self, mxc: str) -> FileData | None:
         return await self.people.avatar(mxc)
+
+    # ----- the network's events, for connectors (see remote.RemoteEvents) -----
+    async def remote_message(self, portal: Portal, sender: RemoteUser, message: Message) -> None:
+        await self.remote.remote_message(portal, sender, message)
+
+    async def remote_membership(self, portal: Portal, user: RemoteUser, membership: str) -> None:
+        await self.remote.remote_membership(portal, user, membership)
+
+    async def remote_edit(
+        self, portal: Portal, sender: RemoteUser, target: str, message: Message
+    ) -> None:
+        await self.remote.remote_edit(portal, sender, target, message)
+
+    async def remote_retraction(
+        self, portal: Portal, sender: RemoteUser, target: str, retraction_id: str
+    ) -> None:
+        await self.remote.remote_retraction(portal, sender, target, retraction_id)
+
+    async def remote_reactions(
+        self, portal: Portal, sender: RemoteUser, target: str, keys: list[str], update_id: str
+    ) -> None:
+        await self.remote.remote_reactions(portal, sender, target, keys, update_id)
+
+    async def remote_avatar(
+        self,
+        portal: Portal,
+        user: RemoteUser,
+        avatar_hash: str,
+        fetch: Callable[[], Awaitable[FileData | None]],
+    ) -> None:
+        await self.remote.remote_avatar(portal, user, avatar_hash, fetch)
+
+    async def fetch_url(self, url: str, allowed_prefixes: list[str]) -> FileData | None:
+        return await self.remote.fetch_url(url, allowed_prefixes)
+
+    async def event_for(self, network: str, remote_id: str) -> tuple[str, str] | None:
+        """``(room_id, event_id)`` of the network's ``remote_id``, or None."""
+        return await self.store.event_for(network, remote_id)

@@ -1,14 +1,13 @@
 """What connectors report, relayed into the portal rooms: the network's messages,
 edits, retractions, reactions, memberships and avatars, each once (the message map
-knows what was relayed). A part of :class:`~plugins.groups.hub.Hub`, which extends
-this class."""
+knows what was relayed). The hub hands connectors' ``remote_*`` calls to this object."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mautrix.api import Method, Path
 from mautrix.errors import MatrixRequestError
@@ -16,6 +15,9 @@ from mautrix.types import EventType
 
 from . import convert
 from .connector import FileData, Message, Portal, RemoteUser
+from .ghosts import Ghosts
+from .links import LinkFetcher
+from .store import PortalStore
 
 #: Set (true) in the content of messages shown as a room's history when it was linked.
 HISTORY_KEY = "org.anywhere.history"
@@ -28,65 +30,27 @@ def remote_txn_id(network: str, remote_id: str, what: str = "message") -> str:
 
 
 class RemoteEvents:
-    """Network → Matrix, for :class:`~plugins.groups.hub.Hub` (whose attributes these
-    methods use: the bridge, the ghosts, the portals, the connectors)."""
+    """Network → Matrix: what connectors report, posted by the ghosts and remembered in
+    the message map of ``store``."""
 
-    async def _already(self, network: str, remote_id: str) -> bool:
-        return bool(
-            await self.bridge.db.fetchval(
-                "SELECT 1 FROM groups_message WHERE network = $1 AND remote_id = $2",
-                network,
-                remote_id,
-            )
-        )
-
-    async def event_for(self, network: str, remote_id: str) -> tuple[str, str] | None:
-        row = await self.bridge.db.fetchrow(
-            "SELECT room_id, event_id FROM groups_message WHERE network = $1 AND remote_id = $2",
-            network,
-            remote_id,
-        )
-        return (row["room_id"], row["event_id"]) if row else None
-
-    async def remote_for(self, event_id: str) -> tuple[str, str] | None:
-        row = await self.bridge.db.fetchrow(
-            "SELECT network, remote_id FROM groups_message WHERE event_id = $1 "
-            "ORDER BY origin LIMIT 1",
-            event_id,
-        )
-        return (row["network"], row["remote_id"]) if row else None
-
-    async def _map(
+    def __init__(
         self,
-        network: str,
-        remote_id: str,
-        room_id: str,
-        event_id: str,
-        origin: str,
-        sender: str,
+        store: PortalStore,
+        ghosts: Ghosts,
+        links: LinkFetcher,
+        settings: dict[str, Any],
+        log: Any,
     ) -> None:
-        """Remember that ``remote_id`` is ``event_id``, written by ``sender`` (the remote
-        person's ID for ``origin`` remote, the Matrix user ID for ``origin`` matrix)."""
-        await self.bridge.db.execute(
-            "INSERT INTO groups_message (network, remote_id, room_id, event_id, origin, sender) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (network, remote_id) DO NOTHING",
-            network,
-            remote_id,
-            room_id,
-            event_id,
-            origin,
-            sender,
-        )
+        self.store = store
+        self.ghosts = ghosts
+        self.links = links
+        self.settings = settings
+        self.log = log
 
     async def _by_author(self, network: str, target: str, sender: RemoteUser, what: str) -> bool:
         """Whether the network's message ``target`` was written by ``sender``: only its
         author may correct or retract it (a Matrix person's message never is)."""
-        row = await self.bridge.db.fetchrow(
-            "SELECT origin, sender FROM groups_message WHERE network = $1 AND remote_id = $2",
-            network,
-            target,
-        )
-        if row is not None and row["origin"] == "remote" and row["sender"] == sender.id:
+        if await self.store.by_remote_author(network, target, sender.id):
             return True
         self.log.warning(
             f"a {what} of someone else's message was ignored",
@@ -96,20 +60,11 @@ class RemoteEvents:
         )
         return False
 
-    async def written_by(self, event_id: str, user_id: str) -> bool:
-        """Whether the mapped message ``event_id`` came from Matrix, from ``user_id``
-        (messages mapped before authors were kept count as theirs)."""
-        row = await self.bridge.db.fetchrow(
-            "SELECT origin, sender FROM groups_message WHERE event_id = $1 ORDER BY origin LIMIT 1",
-            event_id,
-        )
-        return row is not None and row["origin"] == "matrix" and row["sender"] in (None, user_id)
-
     async def remote_message(self, portal: Portal, sender: RemoteUser, message: Message) -> None:
         """A message from the network into the portal, once per ``message.id``; an ID
         that came from Matrix (our own echo) is ignored."""
         network = portal.network
-        if await self._already(network, message.id):
+        if await self.store.known(network, message.id):
             return
         self._cut(message)
         ghost = await self.ghosts.ensure(network, sender)
@@ -121,7 +76,7 @@ class RemoteEvents:
             )
         content = convert.message_to_content(message, mxc)
         if message.reply_to:
-            target = await self.event_for(network, message.reply_to)
+            target = await self.store.event_for(network, message.reply_to)
             if target:
                 content["m.relates_to"] = {"m.in_reply_to": {"event_id": target[1]}}
         if message.extra.get("history"):
@@ -134,7 +89,9 @@ class RemoteEvents:
             txn_id=remote_txn_id(network, message.id),
             **({"timestamp": int(timestamp)} if timestamp else {}),
         )
-        await self._map(network, message.id, portal.room_id, str(event_id), "remote", sender.id)
+        await self.store.map(
+            network, message.id, portal.room_id, str(event_id), "remote", sender.id
+        )
 
     def _cut(self, message: Message) -> None:
         """Bodies longer than max_body_chars arrive shortened, saying so."""
@@ -160,9 +117,9 @@ class RemoteEvents:
         self, portal: Portal, sender: RemoteUser, target: str, message: Message
     ) -> None:
         network = portal.network
-        if await self._already(network, message.id):
+        if await self.store.known(network, message.id):
             return
-        original = await self.event_for(network, target)
+        original = await self.store.event_for(network, target)
         if original is None or original[0] != portal.room_id:
             # an edit of something we never saw (or in an older chat): show it as new
             await self.remote_message(portal, sender, message)
@@ -184,15 +141,17 @@ class RemoteEvents:
             content,
             txn_id=remote_txn_id(network, message.id, "edit"),
         )
-        await self._map(network, message.id, portal.room_id, str(event_id), "remote", sender.id)
+        await self.store.map(
+            network, message.id, portal.room_id, str(event_id), "remote", sender.id
+        )
 
     async def remote_retraction(
         self, portal: Portal, sender: RemoteUser, target: str, retraction_id: str
     ) -> None:
         network = portal.network
-        if await self._already(network, retraction_id):
+        if await self.store.known(network, retraction_id):
             return
-        original = await self.event_for(network, target)
+        original = await self.store.event_for(network, target)
         if original is None or not await self._by_author(network, target, sender, "retraction"):
             return
         ghost = await self.ghosts.ensure(network, sender)
@@ -203,7 +162,9 @@ class RemoteEvents:
         except MatrixRequestError as exc:
             self.log.warning("could not redact", event_id=original[1], error=str(exc))
             return
-        await self._map(network, retraction_id, portal.room_id, str(event_id), "remote", sender.id)
+        await self.store.map(
+            network, retraction_id, portal.room_id, str(event_id), "remote", sender.id
+        )
 
     async def remote_avatar(
         self,
@@ -220,21 +181,6 @@ class RemoteEvents:
         except MatrixRequestError as exc:
             self.log.warning("could not set a ghost's avatar", user=user.id, error=str(exc))
 
-    async def _reactions(self, network: str, target: str, who: str) -> dict[str, tuple[str, str]]:
-        """``key → (map ID, event ID)`` of one person's reactions to ``target``."""
-        prefix = convert.reaction_prefix(target, who)
-        rows = await self.bridge.db.fetch(
-            "SELECT remote_id, event_id FROM groups_message WHERE network = $1 "
-            "AND substr(remote_id, 1, $2) = $3",
-            network,
-            len(prefix),
-            prefix,
-        )
-        return {
-            json.loads(row["remote_id"][len(prefix) :]): (row["remote_id"], row["event_id"])
-            for row in rows
-        }
-
     async def remote_reactions(
         self, portal: Portal, sender: RemoteUser, target: str, keys: list[str], update_id: str
     ) -> None:
@@ -242,11 +188,11 @@ class RemoteEvents:
         (``update_id``: the network's ID of this update): the ghost adds the new ones as
         ``m.reaction`` and redacts the ones taken back."""
         network = portal.network
-        original = await self.event_for(network, target)
+        original = await self.store.event_for(network, target)
         if original is None:
             return
         who = f"r:{sender.id}"
-        have = await self._reactions(network, target, who)
+        have = await self.store.reactions(network, target, who)
         ghost = await self.ghosts.ensure(network, sender)
         await ghost.ensure_joined(portal.room_id)
         for key in dict.fromkeys(k for k in keys if isinstance(k, str) and k):
@@ -262,17 +208,15 @@ class RemoteEvents:
                 content,
                 txn_id=remote_txn_id(network, f"{map_id}|{update_id}", "reaction"),
             )
-            await self._map(network, map_id, portal.room_id, str(event_id), "remote", sender.id)
+            await self.store.map(
+                network, map_id, portal.room_id, str(event_id), "remote", sender.id
+            )
         for key, (map_id, event_id) in have.items():
             if key in keys:
                 continue
             with contextlib.suppress(MatrixRequestError):
                 await ghost.redact(portal.room_id, event_id)
-            await self.bridge.db.execute(
-                "DELETE FROM groups_message WHERE network = $1 AND remote_id = $2",
-                network,
-                map_id,
-            )
+            await self.store.unmap(network, map_id)
 
     async def fetch_url(self, url: str, allowed_prefixes: list[str]) -> FileData | None:
         """Download a file a network message links to, if it is under one of
