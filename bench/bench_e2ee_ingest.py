@@ -53,6 +53,7 @@ from bench_ingest import (  # noqa: E402
     read_metrics,
     wait_handled,
 )
+from ingest_report import cpu_busy, filesystem_of  # noqa: E402
 
 from bridge.testing.e2ee import EncryptedPerson  # noqa: E402
 from bridge.testing.stack import Stack  # noqa: E402
@@ -199,14 +200,16 @@ async def run_rounds(args: argparse.Namespace, stack: Stack, workdir: Path) -> d
     return results
 
 
-def report(args: argparse.Namespace, results: dict, plugins: list[str]) -> None:
+def report(
+    args: argparse.Namespace, results: dict, plugins: list[str], workdir: Path, busy: float | None
+) -> None:
     events = args.transactions * PER_TXN
     rates = {}
     print(
         f"\n{args.transactions} transactions of {PER_TXN} events per load, "
         f"{args.rounds} rounds alternating (median); bridge plugins "
         f"{'+'.join(['core', *plugins])}, {os.cpu_count()} CPUs shared with Synapse and "
-        "the load generator"
+        f"the load generator; SQLite on {filesystem_of(workdir)}"
     )
     for name, runs in results.items():
         rates[name] = events / statistics.median(r.seconds for r in runs)
@@ -214,6 +217,18 @@ def report(args: argparse.Namespace, results: dict, plugins: list[str]) -> None:
         cpu = f", bridge CPU {1e6 * statistics.median(cpus):,.0f} µs/event" if cpus else ""
         each = ", ".join(f"{events / r.seconds:,.0f}" for r in runs)
         print(f"  {name:<9} {rates[name]:8,.0f} handled events/s{cpu}  (rounds: {each})")
+    cpu = {
+        name: statistics.median(r.cpu_per_event for r in runs if r.cpu_per_event is not None)
+        for name, runs in results.items()
+        if any(r.cpu_per_event for r in runs)
+    }
+    if len(cpu) == 2:
+        print(
+            f"  bridge CPU per event, encrypted / plain: {cpu['encrypted'] / cpu['plain']:.1f}x "
+            "(wall-clock rates depend on how busy the machine is; CPU per event much less)"
+        )
+    if busy is not None:
+        print(f"  CPUs busy just before the run: {100 * busy:.0f}%")
     ratio = rates["encrypted"] / rates["plain"]
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(f"  encrypted / plain: {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})")
@@ -240,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="py-spy the bridge during the first encrypted round (.svg, .txt, .json)",
     )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="parent folder for Synapse and the bridge (default: the system's temporary "
+        "folder); the SQLite inbox and crypto store live here, so its disk counts",
+    )
     args = parser.parse_args(argv)
 
     from bridge.config import example_defaults
@@ -248,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         plugins = list(example_defaults()["plugins"]["enabled"])
     else:
         plugins = [name.strip() for name in args.plugins.split(",") if name.strip()]
-    workdir = Path(tempfile.mkdtemp(prefix="anywhere-bench-e2ee-ingest-"))
+    busy = cpu_busy()
+    workdir = Path(tempfile.mkdtemp(prefix="anywhere-bench-e2ee-ingest-", dir=args.workdir))
     try:
         print("starting Synapse and the bridge ...", flush=True)
         with Stack(
@@ -260,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\nbenchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
                 print(f"end of the bridge log:\n{stack.bridge.tail(30)}", file=sys.stderr)
                 return 1
-        report(args, results, plugins)
+        report(args, results, plugins, workdir, busy)
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
