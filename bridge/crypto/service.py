@@ -102,7 +102,12 @@ class Encryption:
         self.display_name = display_name
         self.is_ours = is_ours
         self.keys = KeysAPI(homeserver_url, as_token, user_id, device_id, http)
+        self._as_token, self._http = as_token, http
         self.machine: OlmMachine | None = None
+        # the bridge's other identities with a device of their own (memo/conference users,
+        # ghosts): user id -> its machine, made when one first needs it (machine_of)
+        self._machines: dict[str, OlmMachine] = {}
+        self._identity_locks: dict[str, asyncio.Lock] = {}
         self.cross_signing: CrossSigning | None = None
         self.ready = False
         self.unavailable = "" if secret else "encryption.pickle_key is empty in the config"
@@ -130,6 +135,13 @@ class Encryption:
         self.machine = OlmMachine(self.user_id, self.keys.device_id, store, self.keys)
         created = await self.machine.load_or_create()
         self.keys.device_id = self.machine.device_id
+        self._machines[self.user_id] = self.machine
+        for user_id in await store.account_users():
+            if user_id != self.user_id:  # its to-device events are handled from the start
+                machine = self._new_machine(user_id)
+                await machine.load_or_create()
+                machine.keys.device_id = machine.device_id
+                self._machines[user_id] = machine
         secrets = CrossSigningSecrets(db, pickle_key(self._secret), self.user_id)
         self.cross_signing = CrossSigning(secrets, self.keys)
         self._waiting_rooms = await store.waiting_rooms()
@@ -192,6 +204,35 @@ class Encryption:
         self.ready = True
         log.info("encrypted rooms ready", device_id=self.machine.device_id)
 
+    # ----- the bridge's other identities -----
+    def _new_machine(self, user_id: str) -> OlmMachine:
+        device_id = "AW" + hashlib.sha256(user_id.encode()).hexdigest()[:10].upper()
+        keys = KeysAPI(self.keys.base_url, self._as_token, user_id, device_id, self._http)
+        return OlmMachine(user_id, device_id, self.machine.store, keys)
+
+    async def machine_of(self, user_id: str) -> OlmMachine:
+        """The machine of one of the bridge's identities; its device is created (MSC4190)
+        and its keys uploaded the first time it is needed, and kept like the bot's."""
+        machine = self._machines.get(user_id)
+        if machine is not None and machine.shared:
+            return machine
+        async with self._identity_locks.setdefault(user_id, asyncio.Lock()):
+            machine = self._machines.get(user_id)
+            if machine is None:
+                machine = self._new_machine(user_id)
+                await machine.load_or_create()
+                machine.keys.device_id = machine.device_id
+                self._machines[user_id] = machine
+            if not machine.shared:
+                await machine.keys.create_device(user_id.split(":")[0].lstrip("@"))
+                await machine.share_keys()
+                log.info(
+                    "device created for an identity of the bridge",
+                    user_id=user_id,
+                    device_id=machine.device_id,
+                )
+        return machine
+
     async def _bootstrap_cross_signing(self) -> None:
         """Cross-sign the bot's device; without it the bot still works, except with
         clients that share keys only with cross-signed devices (which the line says)."""
@@ -215,19 +256,24 @@ class Encryption:
         if self.machine is None:
             return
         await self.machine.store.flush_claims()  # those of the transactions before
-        mine = (self.user_id, self.machine.device_id)
         counts = _first(body, OTK_COUNT_KEYS)
         fallback = _first(body, FALLBACK_KEYS)
-        count = None
-        if isinstance(counts, dict):
-            ours = (counts.get(mine[0]) or {}).get(mine[1])
-            if isinstance(ours, dict):
-                self.saw_key_counts = True
-                count = ours.get("signed_curve25519", 0)
-        fallback_used = False
-        if isinstance(fallback, dict):
-            types = (fallback.get(mine[0]) or {}).get(mine[1])
-            fallback_used = isinstance(types, list) and "signed_curve25519" not in types
+        # per identity with a device: (count or None, fallback used)
+        replenish: dict[str, tuple[int | None, bool]] = {}
+        for user_id, machine in list(self._machines.items()):
+            count = None
+            if isinstance(counts, dict):
+                ours = (counts.get(user_id) or {}).get(machine.device_id)
+                if isinstance(ours, dict):
+                    if machine is self.machine:
+                        self.saw_key_counts = True
+                    count = ours.get("signed_curve25519", 0)
+            fallback_used = False
+            if isinstance(fallback, dict):
+                types = (fallback.get(user_id) or {}).get(machine.device_id)
+                fallback_used = isinstance(types, list) and "signed_curve25519" not in types
+            if count is not None or fallback_used:
+                replenish[user_id] = (count, fallback_used)
         lists = _first(body, DEVICE_LISTS_KEYS)
         if isinstance(lists, dict) and isinstance(lists.get("changed"), list):
             await self.machine.store.mark_outdated(
@@ -237,24 +283,32 @@ class Encryption:
         for event in to_device if isinstance(to_device, list) else ():
             if not isinstance(event, dict):
                 continue
-            if event.get("to_user_id", mine[0]) != mine[0]:
+            machine = self._machines.get(event.get("to_user_id", self.user_id))
+            if machine is None:
                 continue
-            if event.get("to_device_id", mine[1]) not in (mine[1], "*"):
+            if event.get("to_device_id", machine.device_id) not in (machine.device_id, "*"):
                 continue
             try:
-                await self._to_device(event)
+                await self._to_device(event, machine)
             except Exception:
                 log.exception("to-device event failed", txn_id=txn_id, type=event.get("type"))
-        if self.ready and (count is not None or fallback_used):
+        if not self.ready:
+            return
+        for user_id, (count, fallback_used) in replenish.items():
+            machine = self._machines[user_id]
+            if not machine.shared:
+                continue  # its first upload is under way (machine_of)
             try:
-                await self.machine.share_keys(count, fallback_used)
+                await machine.share_keys(count, fallback_used)
             except HomeserverRefused as exc:
-                log.warning("could not replenish one-time keys", error=str(exc))
+                log.warning("could not replenish one-time keys", user_id=user_id, error=str(exc))
 
-    async def _to_device(self, event: dict[str, Any]) -> None:
+    async def _to_device(self, event: dict[str, Any], machine: OlmMachine | None = None) -> None:
+        """A to-device event for ``machine`` (the bot's by default)."""
+        machine = machine or self.machine
         sender, event_type = event.get("sender"), event.get("type")
         content = event.get("content") if isinstance(event.get("content"), dict) else {}
-        if event_type == PROBE_TYPE and sender == self.user_id:
+        if event_type == PROBE_TYPE and sender == self.user_id and machine is self.machine:
             if content.get("probe") == self._probe_id:
                 self._probe.set()
             return
@@ -263,7 +317,6 @@ class Encryption:
             return
         if event_type != "m.room.encrypted":
             return
-        machine = self.machine
         try:
             payload, step = await machine.decrypt_olm(sender, content)
             await self._check_sender_device(sender, payload)
@@ -523,19 +576,56 @@ class Encryption:
             self._room_encryption[event.room_id] = event.content
         elif event.type == "m.room.member":
             self._members.pop(event.room_id, None)
+            await self._device_before_joining(event)
             if event.content.get("membership") in ("leave", "ban"):
                 # whoever left must not read what comes next: the next send starts a new
                 # session (durably: also after a restart)
                 async with self._room_locks.setdefault(event.room_id, asyncio.Lock()):
                     await self.machine.store.discard_outbound(event.room_id)
 
+    async def _device_before_joining(self, event: MatrixEvent) -> None:
+        """Another identity of the bridge invited into (or joining) an encrypted room gets
+        its device before it joins (the plugins' handlers join after this), so the
+        members' clients share their room keys with it from its first event on."""
+        user_id = event.state_key or ""
+        membership = event.content.get("membership")
+        if user_id == self.user_id or not self.is_ours(user_id) or not self.ready:
+            return
+        if membership == "invite":
+            stripped = (event.raw.get("unsigned") or {}).get("invite_room_state") or []
+            encrypted = any(
+                isinstance(s, dict) and s.get("type") == "m.room.encryption" for s in stripped
+            )
+            if encrypted:
+                self._room_encryption.setdefault(event.room_id, {"algorithm": MEGOLM})
+        elif membership == "join":
+            encrypted = await self.is_encrypted(event.room_id, user_id)
+        else:
+            return
+        if not encrypted:
+            return
+        try:
+            await self.machine_of(user_id)
+        except HomeserverRefused as exc:
+            log.error(
+                "could not create the device of an identity of the bridge: it cannot read "
+                "this encrypted room",
+                user_id=user_id,
+                room_id=event.room_id,
+                error=str(exc),
+            )
+
     # ----- what the bot sends -----
-    async def is_encrypted(self, room_id: str) -> bool:
+    async def is_encrypted(self, room_id: str, user_id: str | None = None) -> bool:
+        """Whether ``room_id`` is encrypted (read as ``user_id``, the bot by default)."""
         if not self.ready:
             return False
         if room_id not in self._room_encryption:
+            keys = self.keys
+            if user_id is not None and user_id != self.user_id:
+                keys = KeysAPI(self.keys.base_url, self._as_token, user_id, "", self._http)
             try:
-                self._room_encryption[room_id] = await self.keys.encryption_state(room_id)
+                self._room_encryption[room_id] = await keys.encryption_state(room_id)
             except HomeserverRefused as exc:
                 # not in the room (yet): the send itself says so, or joins first; asked
                 # again next time
@@ -543,19 +633,26 @@ class Encryption:
                 return False
         return bool(self._room_encryption[room_id])
 
-    async def encrypt(self, room_id: str, event_type: str, content: dict) -> dict[str, Any]:
+    async def encrypt(
+        self, room_id: str, event_type: str, content: dict, sender: str | None = None
+    ) -> dict[str, Any]:
+        """Megolm-encrypted content from ``sender`` (the bot by default; another identity
+        of the bridge gets its device when it first sends)."""
+        machine = self.machine
+        if sender is not None and sender != self.user_id:
+            machine = await self.machine_of(sender)
         lock = self._room_locks.setdefault(room_id, asyncio.Lock())
         async with lock:
-            store = self.machine.store
-            state = await store.outbound(self.user_id, room_id)
+            store = machine.store
+            state = await store.outbound(machine.user_id, room_id)
             settings = self._room_encryption.get(room_id) or {}
             if state is not None and self._expired(state, settings):
                 state = None
             if state is None:
-                state = self.machine.new_outbound()
-            await self._share(room_id, state)
-            encrypted = self.machine.megolm_encrypt(state, room_id, event_type, content)
-            await store.save_outbound(self.user_id, room_id, state)
+                state = machine.new_outbound()
+            await self._share(room_id, state, machine)
+            encrypted = machine.megolm_encrypt(state, room_id, event_type, content)
+            await store.save_outbound(machine.user_id, room_id, state)
             return encrypted
 
     @staticmethod
@@ -567,12 +664,12 @@ class Encryption:
         too_old = now_ms() - state["created_at"] >= period
         return too_old or state["messages"] >= messages
 
-    async def _share(self, room_id: str, state: dict[str, Any]) -> None:
+    async def _share(self, room_id: str, state: dict[str, Any], machine: OlmMachine) -> None:
         """Send the session's key (Olm) to the devices of the joined members that lack it."""
         if room_id not in self._members:
-            self._members[room_id] = await self.keys.joined_members(room_id)
-        members = [u for u in self._members[room_id] if u != self.user_id]
-        outdated = await self.machine.store.outdated_users(members)
+            self._members[room_id] = await machine.keys.joined_members(room_id)
+        members = [u for u in self._members[room_id] if u != machine.user_id]
+        outdated = await machine.store.outdated_users(members)
         if outdated:
             await self._query_devices(outdated)
         session = state["session"]
@@ -584,20 +681,21 @@ class Encryption:
         }
         messages: dict[str, dict[str, Any]] = {}
         for user_id in members:
-            for device_id, (curve, ed) in (await self.machine.store.devices(user_id)).items():
+            for device_id, (curve, ed) in (await machine.store.devices(user_id)).items():
                 if (user_id, device_id) in state["shared_with"]:
                     continue
-                encrypted = await self.machine.olm_encrypt(
+                encrypted = await machine.olm_encrypt(
                     user_id, (device_id, curve, ed), "m.room_key", room_key
                 )
                 if encrypted is not None:
                     messages.setdefault(user_id, {})[device_id] = encrypted
                 state["shared_with"].add((user_id, device_id))
         if messages:
-            await self.keys.send_to_device("m.room.encrypted", messages)
+            await machine.keys.send_to_device("m.room.encrypted", messages)
             log.info(
                 "room key shared",
                 room_id=room_id,
+                sender=machine.user_id,
                 devices=sum(len(d) for d in messages.values()),
             )
 
@@ -629,7 +727,8 @@ class Encryption:
 
 
 class EncryptingIntent(IntentAPI):
-    """The bot's intent: message events into encrypted rooms are encrypted."""
+    """An intent of the bridge (the bot's, or another identity's): message events into
+    encrypted rooms are encrypted, with the device of the intent's user."""
 
     encryption: Encryption | None = None
 
@@ -639,10 +738,10 @@ class EncryptingIntent(IntentAPI):
         if (
             encryption is not None
             and type_name != "m.room.encrypted"
-            and await encryption.is_encrypted(room_id)
+            and await encryption.is_encrypted(room_id, self.mxid)
         ):
             plain = content.serialize() if hasattr(content, "serialize") else dict(content)
-            encrypted = await encryption.encrypt(room_id, type_name, plain)
+            encrypted = await encryption.encrypt(room_id, type_name, plain, self.mxid)
             return await super().send_message_event(
                 room_id, EventType.ROOM_ENCRYPTED, encrypted, **kwargs
             )
@@ -660,3 +759,17 @@ class EncryptingAppServiceAPI(AppServiceAPI):
             intent.encryption = self.encryption
             self._bot_intent = intent
         return self._bot_intent
+
+    def intent(
+        self,
+        user: str | None = None,
+        token: str | None = None,
+        base_url: str | None = None,
+        real_user_as_token: bool = False,
+    ) -> IntentAPI:
+        """Another identity's intent (memo/conference users, ghosts): it encrypts too."""
+        if not user or token or self.is_real_user:
+            return super().intent(user, token, base_url, real_user_as_token)
+        intent = EncryptingIntent(user, self.user(user), self.bot_intent(), self.state_store)
+        intent.encryption = self.encryption
+        return intent

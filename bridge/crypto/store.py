@@ -50,6 +50,10 @@ class CryptoStore:
             ) from None
         return row["device_id"], account, bool(row["shared"])
 
+    async def account_users(self) -> list[str]:
+        """The user ids of every stored account (the bot and the bridge's other identities)."""
+        return [r["user_id"] for r in await self.db.fetch("SELECT user_id FROM crypto_account")]
+
     async def save_account(
         self,
         user_id: str,

@@ -1,0 +1,56 @@
+"""Calls in encrypted rooms (issue 16): the memo user has a device of its own, made when
+it is invited into an encrypted room, so it reads the encrypted ``m.call.*`` events of a
+person whose client encrypts (matrix-nio with vodozemac), and its answer, hangup and memo
+go out encrypted."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from calls_peer import CallPeer
+
+from bridge.testing.e2ee import EncryptedPerson
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_calling_the_memo_user_in_an_encrypted_dm_is_answered_and_the_memo_is_encrypted(
+    calls_stack, memo_user, tmp_path
+):
+    localpart = f"enc_{secrets.token_hex(3)}"
+    alice = await EncryptedPerson.register(calls_stack, localpart, tmp_path / localpart)
+    try:
+        room = await alice.create_encrypted_room([memo_user], direct=True)
+        await alice.wait_joined(room, memo_user)
+        phone = CallPeer(alice, room, tone_hz=587)
+        await phone.place(invitee=memo_user)
+        answer = await phone.wait_for(lambda e: e["type"] == "m.call.answer")
+        assert answer["sender"] == memo_user
+        assert answer.get("decrypted") is True  # it came encrypted, and Alice read it
+        await phone.wait_connected()
+        hangup = await phone.wait_for(lambda e: e["type"] == "m.call.hangup", timeout=30)
+        assert hangup["sender"] == memo_user and hangup.get("decrypted") is True
+        await phone.close()
+        memo = await alice.wait_for(
+            room,
+            lambda e: (
+                e.get("sender") == memo_user
+                and e.get("type") == "m.room.message"
+                and e["content"].get("msgtype") == "m.audio"
+            ),
+        )
+        assert memo.get("decrypted") is True
+        assert memo["content"]["info"]["duration"] > 0
+        # nothing from the memo user arrived in plain text or unreadable
+        assert not alice.undecryptable.get(room)
+        plain = [
+            e
+            for e in alice.timeline[room]
+            if e.get("sender") == memo_user
+            and e.get("state_key") is None
+            and not e.get("decrypted")
+        ]
+        assert plain == []
+    finally:
+        await alice.close()
