@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import gc
-import inspect
-import secrets
-import signal
-import time
 from typing import Any
 
 import aiohttp
 import structlog
 from aiohttp import web
 from mautrix.appservice import AppServiceAPI, IntentAPI
-from mautrix.client.state_store import MemoryStateStore
-from mautrix.errors import MatrixRequestError
 from mautrix.util.async_db import Database
-
-from storage import open_database, run_migrations
-from storage.database import trace_logger
 
 from .api import Decision
 from .commands import Command
 from .config import Config
-from .crypto import EncryptingAppServiceAPI, Encryption
-from .errors import AnywhereError, ConfigError, PluginLoadError
+from .crypto import Encryption
 from .inbox import Inbox
-from .jobs import Jobs, collect_job_handlers
+from .jobs import Jobs
+from .lifecycle import Lifecycle
 from .namespaces import Namespaces
 from .pluginmanager import PluginManager
 from .router import EventRouter
-from .schema import CORE_MIGRATIONS
 from .services import (
-    HTTP_TIMEOUT,
     DirectChats,
     Extensions,
     Media,
@@ -43,23 +29,9 @@ from .services import (
     bridge_info,
     keys_kept_from_before,
 )
-from .web import AccessTokens, UnknownToken, build_app, server_options
+from .web import AccessTokens, UnknownToken
 
 log = structlog.get_logger("anywhere")
-
-
-class _StateStore(MemoryStateStore):
-    """mautrix's memory state store with the appservice-specific registration cache."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._registered: set[str] = set()
-
-    async def is_registered(self, user_id: str) -> bool:
-        return user_id in self._registered
-
-    async def registered(self, user_id: str) -> None:
-        self._registered.add(user_id)
 
 
 def load_plugins(config: Config, manager: PluginManager | None = None) -> PluginManager:
@@ -83,19 +55,10 @@ class Bridge:
         self.config = config
         self.plugins = load_plugins(config, plugins)
         self.log = log.bind(appservice=config["appservice.id"])
-        self.db: Database | None = None
-        self.inbox: Inbox | None = None
-        self.jobs: Jobs | None = None
-        self.http: aiohttp.ClientSession | None = None
-        self.api: AppServiceAPI | None = None
         self.router = EventRouter(self, self.plugins, self.log)
         self.dispatch = self.router.dispatch  # what the inbox hands each event to
         self._ours: dict[str, bool] = {}
-        self.homeserver_ready = False
-        self.last_ping: tuple[str | None, float] | None = None
-        self._runner: web.AppRunner | None = None
         self.access_tokens = AccessTokens(self._whoami)
-        self._stopped = asyncio.Event()
         # read on every event: looked up once
         self._domain = config["homeserver.domain"]
         self._bot_localpart = config["appservice.bot.localpart"]
@@ -126,7 +89,66 @@ class Bridge:
             http=lambda: self.http,
             key_wait_seconds=float(config["encryption.key_wait_seconds"]),
         )
-        self._encryption_start: asyncio.Task | None = None
+        # start-up and shutdown in order, waiting for the homeserver, health: it owns the
+        # running parts (db, inbox, jobs, http, api), read here through properties
+        self.lifecycle = Lifecycle(
+            self, config, self.plugins, self.router, self.encryption, self.log
+        )
+
+    # ----- the running parts, owned by the lifecycle -----
+    @property
+    def db(self) -> Database | None:
+        return self.lifecycle.db
+
+    @db.setter
+    def db(self, value: Database | None) -> None:
+        self.lifecycle.db = value
+
+    @property
+    def inbox(self) -> Inbox | None:
+        return self.lifecycle.inbox
+
+    @inbox.setter
+    def inbox(self, value: Inbox | None) -> None:
+        self.lifecycle.inbox = value
+
+    @property
+    def jobs(self) -> Jobs | None:
+        return self.lifecycle.jobs
+
+    @jobs.setter
+    def jobs(self, value: Jobs | None) -> None:
+        self.lifecycle.jobs = value
+
+    @property
+    def http(self) -> aiohttp.ClientSession | None:
+        return self.lifecycle.http
+
+    @http.setter
+    def http(self, value: aiohttp.ClientSession | None) -> None:
+        self.lifecycle.http = value
+
+    @property
+    def api(self) -> AppServiceAPI | None:
+        return self.lifecycle.api
+
+    @api.setter
+    def api(self, value: AppServiceAPI | None) -> None:
+        self.lifecycle.api = value
+
+    @property
+    def homeserver_ready(self) -> bool:
+        return self.lifecycle.homeserver_ready
+
+    @property
+    def last_ping(self) -> tuple[str | None, float] | None:
+        """The last ping the homeserver sent: its transaction id, when (the ping route
+        records it)."""
+        return self.lifecycle.last_ping
+
+    @last_ping.setter
+    def last_ping(self, value: tuple[str | None, float] | None) -> None:
+        self.lifecycle.last_ping = value
 
     # ----- what plugins use -----
     def settings(self, plugin: str) -> dict[str, Any]:
@@ -204,190 +226,32 @@ class Bridge:
         ) as resp:
             return resp.status, await resp.json(content_type=None)
 
-    # ----- life cycle -----
+    # ----- life cycle (bridge/lifecycle.py) -----
     async def start(self) -> None:
-        await self.open()
-        await self._start_web()
-        await self._wait_for_homeserver()
-        await self.start_plugins()
-        # What start-up made (modules, config, plugins) lives as long as the process:
-        # out of the cyclic collector's sight, whose full passes over it would otherwise
-        # land on acknowledgements (measured under load: parsing a transaction took 125 µs
-        # on average with them, 70 µs without).
-        gc.freeze()
-        self.inbox.start()
-        self.jobs.start()
-        # the device's probe comes back through the inbox: started after it
-        self._encryption_start = asyncio.create_task(self.encryption.start())
-        self.log.info(
-            "bridge started",
-            bot=self.config.bot_mxid,
-            plugins=self.plugins.names(),
-            pending=await self.inbox.pending_count(),
-        )
+        await self.lifecycle.start()
 
     async def open(self) -> None:
-        """The first part of start-up: the HTTP session, the homeserver's API, the
-        database (migrated) and the inbox on it; nothing is listening or running yet."""
-        self.http = aiohttp.ClientSession(timeout=HTTP_TIMEOUT)
-        self.api = self._make_api()
-        self.db = await open_database(self.config.database_url)
-        migrations = [CORE_MIGRATIONS, self.encryption.migrations] + [
-            m for _, m in self.plugins.call_each("anywhere_migrations") if m
-        ]
-        versions = await run_migrations(self.db, migrations)
-        self.log.info("database ready", versions=versions)
-        await self.encryption.open(self.db, self.dispatch)
-        self.inbox = Inbox(
-            self.db,
-            self.encryption.wrap(self.dispatch),
-            before_events=self.encryption.handle_transaction,
-        )
+        """The first part of start-up (see :meth:`Lifecycle.open`)."""
+        await self.lifecycle.open()
 
     async def start_plugins(self) -> None:
-        """Collect the commands, event and job handlers, and run every plugin's
-        ``anywhere_startup`` (the job workers are started by the caller)."""
-        self.collect_commands_and_handlers()
-        self.jobs = Jobs(self.db, collect_job_handlers(self.plugins))
-        for name, func in self.plugins.impls("anywhere_startup"):
-            try:
-                result = func(bridge=self)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                raise PluginLoadError(
-                    f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}"
-                ) from exc
-
-    def _make_api(self) -> AppServiceAPI:
-        api = EncryptingAppServiceAPI(
-            base_url=self.config["homeserver.url"],
-            bot_mxid=self.config.bot_mxid,
-            token=self.config["appservice.as_token"],
-            log=trace_logger("mau.as"),
-            state_store=_StateStore(),
-            client_session=self.http,
-            default_retry_count=5,
-        )
-        api.encryption = self.encryption
-        return api
+        """Collect the commands and handlers, run every plugin's ``anywhere_startup``
+        (see :meth:`Lifecycle.start_plugins`)."""
+        await self.lifecycle.start_plugins()
 
     def build_web_app(self) -> web.Application:
         """The web server's app: the core's routes and every enabled plugin's."""
-        app = build_app(self)
-        for name, func in self.plugins.impls("anywhere_web_routes"):
-            try:
-                func(bridge=self, app=app)
-            except Exception as exc:
-                raise PluginLoadError(
-                    f"plugin {name!r} failed to add its web routes: {exc}"
-                ) from exc
-        return app
+        return self.lifecycle.build_web_app()
 
     async def _start_web(self) -> None:
-        app = self.build_web_app()
-        self._runner = web.AppRunner(app, access_log=None, **server_options())
-        await self._runner.setup()
-        host, port = self.config["appservice.hostname"], self.config["appservice.port"]
-        try:
-            await web.TCPSite(self._runner, host, port).start()
-        except OSError as exc:
-            raise ConfigError(
-                "appservice.port",
-                "a free port",
-                port,
-                f"cannot listen on {host}:{port}: {exc.strerror}",
-            ) from exc
-        self.log.info("web server listening", host=host, port=port)
+        await self.lifecycle.start_web()
 
-    async def _wait_for_homeserver(self) -> None:
-        """Retry with backoff until the homeserver answers and accepts the as_token."""
-        deadline = time.monotonic() + float(self.config["appservice.startup_timeout"])
-        delay = 0.5
-        url = f"{self.config['homeserver.url']}/_matrix/client/versions"
-        while True:
-            try:
-                async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                    if resp.status == 200:
-                        break
-                    problem = f"HTTP {resp.status}"
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            if time.monotonic() + delay > deadline:
-                raise AnywhereError(
-                    f"the homeserver at {self.config['homeserver.url']} did not answer within "
-                    f"{self.config['appservice.startup_timeout']} s ({problem}); check "
-                    "homeserver.url and that the homeserver is running"
-                )
-            self.log.warning(
-                "homeserver not answering yet, retrying", problem=problem, retry_in=round(delay, 1)
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
-        try:
-            whoami = await self.bot.whoami()
-        except MatrixRequestError as exc:
-            raise AnywhereError(
-                f"the homeserver refused the as_token ({exc.errcode}: {exc.message}); is "
-                "registration.yaml listed in app_service_config_files, and was the homeserver "
-                "restarted after it was added? Run `anywhere doctor`."
-            ) from exc
-        if whoami.user_id != self.config.bot_mxid:
-            raise AnywhereError(
-                f"the as_token belongs to {whoami.user_id}, not {self.config.bot_mxid}: check "
-                "appservice.bot.localpart and homeserver.domain against registration.yaml"
-            )
-        await self._ping_homeserver()
-        try:
-            await self.bot.set_displayname(self.config["appservice.bot.displayname"])
-        except MatrixRequestError as exc:
-            self.log.warning("could not set the bot's display name", error=str(exc))
-        self.homeserver_ready = True
+    @property
+    def _runner(self) -> web.AppRunner | None:
+        return self.lifecycle.runner
 
     async def _ping_homeserver(self) -> None:
-        """Ask the homeserver to ping us. Besides proving that it reaches the bridge, this
-        makes Synapse deliver the transactions it queued while the bridge was down right
-        away, instead of after its retry backoff (up to 8.5 minutes).
-
-        Whether the homeserver reached the bridge is told by its ping arriving here (the
-        ping route records the ping's transaction id), not by its answer alone: after an
-        outage Synapse answers 502 "AlreadyCalled" when its ping did reach the bridge but
-        its delivery of queued transactions was already under way (it then tries to
-        cancel the timer that started it)."""
-        url = (
-            f"{self.config['homeserver.url']}/_matrix/client/v1/appservice/"
-            f"{self.config['appservice.id']}/ping"
-        )
-        headers = {"Authorization": f"Bearer {self.config['appservice.as_token']}"}
-        ping_id = f"anywhere-{secrets.token_hex(8)}"
-        try:
-            async with self.http.post(
-                url,
-                json={"transaction_id": ping_id},
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=30),
-            ) as resp:
-                body = await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            body, resp = {"error": str(exc)}, None
-        if not isinstance(body, dict):
-            body = {"error": repr(body)}
-        if resp is not None and resp.status == 200:
-            self.log.info("homeserver reaches the bridge", ping_ms=body.get("duration_ms"))
-        elif self.last_ping is not None and self.last_ping[0] == ping_id:
-            self.log.info(
-                "homeserver reaches the bridge (it reported an error of its own after the "
-                "ping arrived)",
-                errcode=body.get("errcode"),
-                error=body.get("error"),
-            )
-        else:
-            self.log.warning(
-                "the homeserver could not reach the bridge; check appservice.address and "
-                "that hs_token matches registration.yaml (anywhere doctor)",
-                errcode=body.get("errcode"),
-                error=body.get("error"),
-            )
+        await self.lifecycle.ping_homeserver()
 
     @property
     def commands(self) -> dict[str, Command]:
@@ -407,62 +271,11 @@ class Bridge:
         self.router.collect(self.config["bridge.command_levels"])
 
     async def health_checks(self) -> dict[str, bool]:
-        database = False
-        if self.db is not None:
-            try:
-                database = await self.db.fetchval("SELECT 1") == 1
-            except Exception:
-                database = False
-        return {
-            "database": database,
-            "homeserver": self.homeserver_ready,
-            "inbox": self.inbox is not None and self.inbox.running,
-            "jobs": self.jobs is not None and self.jobs.running,
-        }
+        return await self.lifecycle.health_checks()
 
     async def stop(self) -> None:
-        if self._encryption_start is not None:
-            self._encryption_start.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._encryption_start
-        if self.inbox is not None:
-            await self.inbox.stop()
-        if self.jobs is not None:
-            await self.jobs.stop()  # before the plugins shut down: their jobs run again later
-        self.router.flush_handled()
-        for name, func in self.plugins.impls("anywhere_shutdown"):
-            try:
-                result = func(bridge=self)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                self.log.exception("plugin failed to shut down", plugin=name)
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self.db is not None:
-            await self.db.stop()
-        if self.http is not None:
-            await self.http.close()
-        self._stopped.set()
-        self.log.info("bridge stopped")
+        await self.lifecycle.stop()
 
     async def run_forever(self) -> None:
         """Start, then run until SIGTERM or SIGINT, then stop cleanly."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        starting = asyncio.create_task(self.start())
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if starting.done():
-                starting.result()  # start-up errors surface here
-                await stopping
-            else:  # stopped while still starting (e.g. waiting for the homeserver)
-                starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await starting
-        finally:
-            stopping.cancel()
-            await self.stop()
+        await self.lifecycle.run_forever()
