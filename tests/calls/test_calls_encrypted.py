@@ -5,6 +5,7 @@ go out encrypted."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -52,5 +53,29 @@ async def test_calling_the_memo_user_in_an_encrypted_dm_is_answered_and_the_memo
             and not e.get("decrypted")
         ]
         assert plain == []
+    finally:
+        await alice.close()
+
+
+async def test_after_a_restart_the_memo_users_device_reads_a_new_room_key(
+    calls_stack, memo_user, tmp_path
+):
+    """The memo user's account is loaded at start-up (no new device, no unreadable call):
+    a room key Alice's client sends after the restart reaches the memo user's device."""
+    localpart = f"enc_{secrets.token_hex(3)}"
+    alice = await EncryptedPerson.register(calls_stack, localpart, tmp_path / localpart)
+    try:
+        room = await alice.create_encrypted_room([memo_user], direct=True)
+        await alice.wait_joined(room, memo_user)
+        await alice.send_text(room, "before the restart")  # the memo user's Olm session
+        await asyncio.to_thread(calls_stack.bridge.stop)
+        await asyncio.to_thread(calls_stack.bridge.start)
+        alice.client.olm.outbound_group_sessions.pop(room, None)  # a new room key is sent
+        phone = CallPeer(alice, room, tone_hz=587)
+        await phone.place(invitee=memo_user)
+        answer = await phone.wait_for(lambda e: e["type"] == "m.call.answer")
+        assert answer["sender"] == memo_user and answer.get("decrypted") is True
+        await phone.hang_up()
+        await phone.close()
     finally:
         await alice.close()
