@@ -226,16 +226,17 @@ def anywhere_hookspecs() -> ModuleType | list[ModuleType] | None:
     """
 
 
-@hookspec
+@hookspec(
+    warn_on_impl=DeprecationWarning(
+        "anywhere_network_connectors(bridge) is deprecated and goes in the next release: "
+        "implement anywhere_groups_connectors(bridge), declared by the groups plugin "
+        "(plugins/groups/hookspecs.py)"
+    )
+)
 def anywhere_network_connectors(bridge: Host) -> list[Any] | None:
-    """Return connector instances (subclasses of
-    :class:`plugins.groups.connector.Connector`) for the networks this plugin bridges
-    (see docs/networks.md).
-
-    Called once when the groups plugin starts. Each network needs a settings entry
-    ``plugins.settings.groups.networks.<network>`` (its ghost users' namespace is claimed
-    from it); a network given twice stops start-up with both plugins named.
-    """
+    """Deprecated: the groups plugin's ``anywhere_groups_connectors``
+    (plugins/groups/hookspecs.py) is the same hook, declared by its owner. Still read by
+    the groups plugin for one release."""
 
 
 @hookspec

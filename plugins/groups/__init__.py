@@ -1,6 +1,6 @@
 """The groups plugin: group rooms for quick decisions, and bridging other messengers
 through network connectors (the XMPP one is built in; others come from plugins through
-the ``anywhere_network_connectors`` hook, see docs/networks.md)."""
+the ``anywhere_groups_connectors`` hook, plugins/groups/hookspecs.py; see docs/networks.md)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,11 @@ def collect_connectors(bridge: Bridge, settings: dict[str, Any]) -> list[Connect
 
         found.append(XmppConnector())
     owners = {c.network: "groups" for c in found}
-    for name, given in plugins.call_each("anywhere_network_connectors", bridge=bridge):
+    given_by = [
+        *plugins.call_each("anywhere_groups_connectors", bridge=bridge),
+        *plugins.call_each("anywhere_network_connectors", bridge=bridge),  # deprecated
+    ]
+    for name, given in given_by:
         for connector in given or []:
             try:
                 connector = check_connector(connector, name)
@@ -73,6 +77,12 @@ class GroupsPlugin:
     @property
     def settings(self) -> dict[str, Any]:
         return self.bridge.settings("groups")
+
+    @hookimpl
+    def anywhere_hookspecs(self):
+        from . import hookspecs
+
+        return hookspecs
 
     @hookimpl
     def anywhere_config_section(self):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .host import ConnectorHost
 
 GROUP = "group"
 DIRECT = "dm"
@@ -89,7 +89,7 @@ class Connector(ABC):
     network: str = ""
 
     @abstractmethod
-    async def start(self, hub: Hub, settings: dict[str, Any]) -> None:
+    async def start(self, hub: ConnectorHost, settings: dict[str, Any]) -> None:
         """Connect to the network. Return soon; keep reconnecting in the background."""
 
     @abstractmethod

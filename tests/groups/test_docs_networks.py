@@ -14,7 +14,7 @@ async def test_the_example_connector_in_the_docs_is_complete_and_declares_linkin
     block = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)[0]
     namespace: dict = {}
     exec(compile(block, str(DOC), "exec"), namespace)
-    connectors = namespace["anywhere_network_connectors"](bridge=None)
+    connectors = namespace["anywhere_groups_connectors"](bridge=None)
     (connector,) = connectors
     assert capabilities(connector) == {"group_linking"}
     await connector.start(hub=None, settings={})

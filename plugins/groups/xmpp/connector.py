@@ -51,7 +51,7 @@ from .stanzas import (
 )
 
 if TYPE_CHECKING:
-    from ..hub import Hub
+    from ..host import ConnectorHost
 
 log = structlog.get_logger("anywhere.groups.xmpp")
 JOIN_TIMEOUT = 10.0
@@ -81,7 +81,7 @@ class XmppConnector(XmppInbound, Connector):
     network = "xmpp"
 
     def __init__(self) -> None:
-        self.hub: Hub | None = None
+        self.hub: ConnectorHost | None = None
         self.settings: dict[str, Any] = {}
         self.xmpp: Component | None = None
         self.connected = False
@@ -113,7 +113,7 @@ class XmppConnector(XmppInbound, Connector):
         self.archives: RoomArchives | None = None
 
     # ----- the required interface -----
-    async def start(self, hub: Hub, settings: dict[str, Any]) -> None:
+    async def start(self, hub: ConnectorHost, settings: dict[str, Any]) -> None:
         self.hub, self.settings = hub, settings
         self.domain = settings["component_jid"]
         self.matrix_domain = hub.bridge.config["homeserver.domain"]
