@@ -67,7 +67,10 @@ class KeysAPI:
             "PUT",
             f"/devices/{quote(self.device_id, safe='')}",
             {"display_name": display_name},
-            what="creating the bot's device (is io.element.msc4190: true in the registration?)",
+            what=(
+                f"creating the device of {self.user_id} (is io.element.msc4190: true in the "
+                "registration?)"
+            ),
             as_device=False,
         )
 

@@ -224,7 +224,8 @@ class Encryption:
                 machine.keys.device_id = machine.device_id
                 self._machines[user_id] = machine
             if not machine.shared:
-                await machine.keys.create_device(user_id.split(":")[0].lstrip("@"))
+                # a short name: ghosts' user ids are longer than the 100 characters allowed
+                await machine.keys.create_device(f"{self.display_name[:60]} ({machine.device_id})")
                 await machine.share_keys()
                 log.info(
                     "device created for an identity of the bridge",
