@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -323,6 +324,26 @@ class Stack:
     def stop(self) -> None:
         self.bridge.stop()
         self.synapse.stop()
+
+    async def homeserver_marks_bridge(self, state: str, timeout: float = 120.0) -> None:
+        """Wait until Synapse's own record of the bridge is ``state`` ("up" or "down"), read
+        from its database as Synapse writes it.
+
+        A test that restarts the bridge under load waits for "up" before sending more:
+        Synapse's recoverer strands an event created between finding its queue empty and
+        marking the bridge up again (it sits in a transaction nobody sends until the next
+        failure) — a homeserver race the bridge cannot see
+        (tests/test_inbox_e2e_recoverer_race.py)."""
+        deadline = time.monotonic() + timeout
+        uri = f"file:{self.synapse.database_path}?mode=ro"
+        while True:
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+                rows = db.execute("SELECT state FROM application_services_state").fetchall()
+            if any(row[0] == state for row in rows):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Synapse never marked the bridge {state}: {rows}")
+            await asyncio.sleep(0.05)
 
     def __enter__(self) -> Stack:
         """``with Stack(...) as stack:`` starts both and always stops both."""

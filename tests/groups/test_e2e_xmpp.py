@@ -4,9 +4,7 @@ as a process with the XMPP component, slixmpp clients and matrix-nio clients as 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import sqlite3
 import time
 
 import pytest
@@ -57,22 +55,6 @@ def bodies(user, room_id, body):
         for e in user.timeline.get(room_id, [])
         if e.get("type") == "m.room.message" and e.get("content", {}).get("body") == body
     ]
-
-
-async def wait_for_appservice_state(stack, state: str, timeout: float = 120.0) -> None:
-    """Until Synapse's own record of the bridge's state is ``state`` ("up" or "down"),
-    read from its database as Synapse writes it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.closing(
-            sqlite3.connect(f"file:{stack.synapse.database_path}?mode=ro", uri=True)
-        ) as db:
-            rows = db.execute("SELECT state FROM application_services_state").fetchall()
-        if any(row[0] == state for row in rows):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Synapse never marked the bridge {state}: {rows}")
-        await asyncio.sleep(0.05)
 
 
 async def linked_group(stack, boss, xmpp_people_and_nicks, prosody):
@@ -316,18 +298,15 @@ async def test_a_bridge_sigkill_loses_and_doubles_nothing(
             await asyncio.to_thread(xmpp_stack.bridge.kill)
             # Matrix messages go on while the bridge is down (the homeserver queues them)
             # until the homeserver has marked the bridge down; then the bridge starts and
-            # the Matrix side waits until the homeserver has marked it up again. Synapse's
-            # recoverer strands an event created between finding its queue empty and
-            # marking the bridge up (it sits in a transaction nobody sends): a homeserver
-            # race the bridge cannot see (tests/test_inbox_e2e_recoverer_race.py), not
-            # what this test is about.
+            # the Matrix side waits until the homeserver has marked it up again (see
+            # Stack.homeserver_marks_bridge: a homeserver race, not what this test is about).
             queued_from = sent["matrix"]
-            await wait_for_appservice_state(xmpp_stack, "down")
+            await xmpp_stack.homeserver_marks_bridge("down")
             while sent["matrix"] < queued_from + 2:
                 await asyncio.sleep(0.05)
             flowing.clear()
             await asyncio.to_thread(xmpp_stack.bridge.start)
-            await wait_for_appservice_state(xmpp_stack, "up")
+            await xmpp_stack.homeserver_marks_bridge("up")
             flowing.set()
 
     await asyncio.gather(from_matrix(), from_xmpp(), crashes())
