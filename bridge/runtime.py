@@ -74,7 +74,9 @@ class Bridge:
             config["homeserver.url"],
             config["appservice.as_token"],
             lambda: self.http,
-            is_encrypted=lambda room_id: self.encryption.is_encrypted(room_id),
+            is_encrypted=lambda room_id, user_id=None: self.encryption.is_encrypted(
+                room_id, user_id
+            ),
         )
         self.extensions = Extensions(self.plugins.collect, self.plugins.acall_each)
         # encrypted rooms (bridge/crypto): decrypts before dispatch, encrypts the bot's sends

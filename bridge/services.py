@@ -194,7 +194,7 @@ class Media:
         homeserver_url: str,
         token: str,
         session: Callable[[], aiohttp.ClientSession | None],
-        is_encrypted: Callable[[str], Awaitable[bool]] | None = None,
+        is_encrypted: Callable[[str, str | None], Awaitable[bool]] | None = None,
     ) -> None:
         self._homeserver = homeserver_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
@@ -262,7 +262,9 @@ class Media:
         (the ciphertext uploaded, streamed, without its name or type)."""
         if size is None and isinstance(data, bytes | bytearray):
             size = len(data)
-        if self._is_encrypted is not None and await self._is_encrypted(room_id):
+        # asked as the uploader: the bot may not be in the room (a memo user's DM)
+        uploader = getattr(intent, "mxid", None)
+        if self._is_encrypted is not None and await self._is_encrypted(room_id, uploader):
             encryptor = Encryptor()
             mxc = await intent.upload_media(
                 encryptor.encrypt(data), mime_type="application/octet-stream", size=size

@@ -74,3 +74,10 @@ class CallHost(Protocol):
     def intent(self, user_id: str) -> IntentAPI:
         """The Matrix API as one of the calls plugin's users (``live.call.our_user``),
         e.g. to upload a recording."""
+
+    async def upload(
+        self, room_id: str, data: bytes, user_id: str, *, mime_type: str, filename: str
+    ) -> dict[str, Any]:
+        """Upload a recording to post into ``room_id`` as ``user_id``: the content fields
+        pointing at it, ``{"url": ...}`` or, in an encrypted room, ``{"file": ...}``
+        (``bridge.media.upload``)."""

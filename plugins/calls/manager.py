@@ -171,6 +171,14 @@ class CallManager:
         """The Matrix API as one of our users (for call modes: :class:`CallHost`)."""
         return self.bridge.intent(user_id)
 
+    async def upload(
+        self, room_id: str, data: bytes, user_id: str, *, mime_type: str, filename: str
+    ) -> dict[str, Any]:
+        """:meth:`CallHost.upload`: encrypted in encrypted rooms."""
+        return await self.bridge.media.upload(
+            room_id, data, intent=self.intent(user_id), mime_type=mime_type, filename=filename
+        )
+
     # ----- routing -----
     def conference(self, room_id: str) -> Conference:
         if room_id not in self.conferences:

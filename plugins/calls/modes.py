@@ -119,15 +119,20 @@ class VoiceMemo(CallMode):
                 await self.live.notice("No voice memo: nothing was recorded after the tone.")
             return
         data = encode_ogg_opus(self.recording)
-        uploader = self.host.intent(self.live.call.our_user)
-        url = await uploader.upload_media(data, mime_type="audio/ogg", filename="voice-memo.ogg")
+        where = await self.host.upload(
+            self.live.call.room_id,
+            data,
+            self.live.call.our_user,
+            mime_type="audio/ogg",
+            filename="voice-memo.ogg",
+        )
         duration_ms = int(seconds * 1000)
         await self.live.send(
             "m.room.message",
             {
                 "msgtype": "m.audio",
                 "body": "Voice message",
-                "url": str(url),
+                **where,  # url, or file in an encrypted room
                 "info": {"mimetype": "audio/ogg", "size": len(data), "duration": duration_ms},
                 "org.matrix.msc1767.audio": {
                     "duration": duration_ms,

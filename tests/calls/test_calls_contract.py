@@ -112,6 +112,10 @@ class StrictHost:
         self.asked.append(("intent", user_id))
         raise AssertionError("not reached in this test")
 
+    async def upload(self, room_id: str, data: bytes, user_id: str, *, mime_type, filename):
+        self.asked.append(("upload", user_id))
+        raise AssertionError("not reached in this test")
+
 
 def a_call(mode: str, **options):
     call = SimpleNamespace(

@@ -1,7 +1,8 @@
 """Calls in encrypted rooms (issue 16): the memo user has a device of its own, made when
 it is invited into an encrypted room, so it reads the encrypted ``m.call.*`` events of a
 person whose client encrypts (matrix-nio with vodozemac), and its answer, hangup and memo
-go out encrypted."""
+go out encrypted (the recording's file too, through bridge.media.upload as the memo
+user)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import asyncio
 import secrets
 
 import pytest
-from calls_peer import CallPeer
+from calls_peer import CallPeer, dominant_frequency
+from nio import DownloadResponse
+from nio.crypto.attachments import decrypt_attachment
 
 from bridge.testing.e2ee import EncryptedPerson
+from plugins.calls.audio import SAMPLE_RATE, decode_audio
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +46,19 @@ async def test_calling_the_memo_user_in_an_encrypted_dm_is_answered_and_the_memo
             ),
         )
         assert memo.get("decrypted") is True
-        assert memo["content"]["info"]["duration"] > 0
+        content = memo["content"]
+        assert "url" not in content  # the recording itself is encrypted too
+        file = content["file"]
+        download = await alice.client.download(mxc=file["url"])
+        assert isinstance(download, DownloadResponse), download
+        ogg = decrypt_attachment(
+            download.body, file["key"]["k"], file["hashes"]["sha256"], file["iv"]
+        )
+        samples = decode_audio(ogg)
+        assert len(samples) / SAMPLE_RATE == pytest.approx(
+            content["info"]["duration"] / 1000, abs=0.1
+        )
+        assert dominant_frequency(samples[SAMPLE_RATE // 4 :]) == pytest.approx(587, abs=10)
         # nothing from the memo user arrived in plain text or unreadable
         assert not alice.undecryptable.get(room)
         plain = [
