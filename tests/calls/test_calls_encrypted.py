@@ -7,9 +7,12 @@ user)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 
+import aiohttp
 import pytest
+import vodozemac
 from calls_peer import CallPeer, dominant_frequency
 from nio import DownloadResponse
 from nio.crypto.attachments import decrypt_attachment
@@ -93,5 +96,43 @@ async def test_after_a_restart_the_memo_users_device_reads_a_new_room_key(
         assert answer["sender"] == memo_user and answer.get("decrypted") is True
         await phone.hang_up()
         await phone.close()
+    finally:
+        await alice.close()
+
+
+async def test_the_memo_users_one_time_keys_are_topped_up_from_its_own_counts(
+    calls_stack, memo_user, tmp_path
+):
+    """Alice's client claims one of the memo user's one-time keys to share her room key;
+    the count in the next transaction makes the bridge upload another."""
+    localpart = f"enc_{secrets.token_hex(3)}"
+    alice = await EncryptedPerson.register(calls_stack, localpart, tmp_path / localpart)
+    device_id = "AW" + hashlib.sha256(memo_user.encode()).hexdigest()[:10].upper()
+    target = vodozemac.Account().max_number_of_one_time_keys // 2
+
+    auth = {"Authorization": f"Bearer {calls_stack.config['appservice']['as_token']}"}
+
+    async def memo_key_count() -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{calls_stack.synapse.url}/_matrix/client/v3/keys/upload",
+                params={"user_id": memo_user, "device_id": device_id},
+                json={},
+                headers=auth,
+            ) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            return (await resp.json())["one_time_key_counts"].get("signed_curve25519", 0)
+
+    try:
+        room = await alice.create_encrypted_room([memo_user], direct=True)
+        await alice.wait_joined(room, memo_user)
+        claimed = await alice.client.keys_claim({memo_user: [device_id]})
+        assert claimed.one_time_keys.get(memo_user, {}).get(device_id), claimed
+        deadline = asyncio.get_running_loop().time() + 30
+        while (count := await memo_key_count()) < target:
+            assert asyncio.get_running_loop().time() < deadline, f"still {count} of {target}"
+            await asyncio.sleep(0.2)
     finally:
         await alice.close()
