@@ -203,7 +203,12 @@ class PolicyPlugin:
         context: dict[str, Any] | None = None,
     ):
         context = dict(context or {})
-        facts = await self.facts.gather(actor, action, target, context)
+        # No rule covers the action: nothing reads the person's facts, so they are not
+        # looked up (the drive's HTTP gate and WebDAV ask on every request).
+        if self.engine.ruleset.plan(action).entries:
+            facts = await self.facts.gather(actor, action, target, context)
+        else:
+            facts = {}
         request = Request(
             actor,
             action,
