@@ -94,6 +94,20 @@ async def person_of(request: web.Request) -> str:
     return await require_matrix_user(request)
 
 
+def refuse_drive_sessions(request: web.Request, what: str) -> None:
+    """Refuse ``what`` to a short-lived drive session (the Files widget's): an OpenID token
+    any widget the person approved can get, so it must not lead to lasting access such as
+    an app password — only the person's own Matrix sign-in may."""
+    from .webapp.sessions import DriveSessions
+
+    token = bearer_token(request)
+    if token and DriveSessions.is_session(token):
+        raise Denied(
+            f"{what} needs your Matrix sign-in, not a widget's drive session: open the "
+            "drive's page on its own (the link in the folder room's topic) and sign in there"
+        )
+
+
 async def require_permitted(plugin: DrivePlugin, user: str) -> None:
     """Refuse (:class:`Denied`, with the reason) a person the bot would refuse the
     ``!drive`` command: the same permission level (``bridge.permissions``, and the

@@ -86,6 +86,15 @@ async def test_an_openid_token_becomes_a_drive_session_and_forged_or_foreign_one
         async with http.get(drive_stack.bridge.url + PREFIX + "/folders", headers=headers) as r:
             assert r.status == 200
             assert [f["id"] for f in (await r.json())["folders"]] == [fid]
+        # an OpenID token any approved widget can get must not lead to lasting access
+        async with http.post(
+            drive_stack.bridge.url + PREFIX + "/app-passwords", json={"name": "w"}, headers=headers
+        ) as r:
+            assert r.status == 403 and "Matrix sign-in" in (await r.json())["error"]
+        async with http.get(
+            drive_stack.bridge.url + PREFIX + "/app-passwords", headers=headers
+        ) as r:
+            assert r.status == 403
         tampered = {"Authorization": f"Bearer {body['session'][:-2]}xx"}
         async with http.get(drive_stack.bridge.url + PREFIX + "/folders", headers=tampered) as r:
             assert r.status == 401 and "not valid" in (await r.json())["error"]

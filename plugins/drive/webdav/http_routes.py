@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..http_common import authenticated, json_body, plugin_of, required
+from ..http_common import (
+    authenticated,
+    json_body,
+    plugin_of,
+    refuse_drive_sessions,
+    required,
+)
 from .passwords import AppPasswords
 
 
@@ -15,6 +21,7 @@ def _store(request: web.Request) -> AppPasswords:
 
 @authenticated
 async def list_passwords(request: web.Request, user: str) -> web.Response:
+    refuse_drive_sessions(request, "listing app passwords")
     items = [p.as_json() for p in await _store(request).list(user)]
     return web.json_response({"app_passwords": items})
 
@@ -22,6 +29,7 @@ async def list_passwords(request: web.Request, user: str) -> web.Response:
 @authenticated
 async def create(request: web.Request, user: str) -> web.Response:
     """A new app password; the answer is the only place it is ever shown."""
+    refuse_drive_sessions(request, "creating an app password")
     name = required(await json_body(request), "name")
     secret = await _store(request).create(user, name)
     return web.json_response(
@@ -33,5 +41,6 @@ async def create(request: web.Request, user: str) -> web.Response:
 
 @authenticated
 async def revoke(request: web.Request, user: str) -> web.Response:
+    refuse_drive_sessions(request, "revoking an app password")
     await _store(request).revoke(user, request.match_info["name"])
     return web.Response(status=204)
