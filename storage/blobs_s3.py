@@ -116,6 +116,12 @@ class S3Location:
                 f"endpoint={self.endpoint} in the s3:// storage_url must be an http:// or "
                 "https:// address, e.g. endpoint=https://s3.example.org"
             )
+        if self.endpoint and "@" in urlsplit(self.endpoint).netloc:
+            raise BlobError(
+                "the endpoint in the s3:// storage_url holds a user name or key before '@': "
+                "keys never go into the URL (it is logged); put them in the environment or "
+                "in a credentials_file"
+            )
         self.region = one.get("region") or None
         self.credentials_file = one.get("credentials_file") or None
         self.part_size = DEFAULT_PART_SIZE

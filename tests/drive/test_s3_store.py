@@ -131,6 +131,7 @@ async def test_missing_content_and_a_missing_bucket_are_said_plainly(s3, s3_keys
         ("s3://Bad_Bucket/p", "is not an S3 bucket name"),
         ("s3://bucket/p?endpont=http://x", "unknown option(s) endpont"),
         ("s3://bucket/p?endpoint=ftp://x", "must be an http:// or https:// address"),
+        ("s3://bucket/p?endpoint=https://KEY:hunter2secret@s3.example", "before '@'"),
         ("s3://bucket/p?part_size=1000", "part_size=1000 in the s3:// storage_url"),
         ("s3://bucket/p?credentials_file=/nonexistent/s3.yaml", "cannot read the S3 credentials"),
     ],

@@ -321,3 +321,22 @@ async def test_a_folder_room_has_a_files_widget_and_the_page_s_address_in_its_to
     assert "$matrix_room_id" in content["url"]
     topic = await client.room_get_state_event(room, "m.room.topic")
     assert drive_stack.bridge.url + APP in topic.content["topic"]  # Element X: no widgets
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://x; script-src *", "https://x 'unsafe-inline'", "https://x/path", "javascript:x"],
+)
+def test_a_frame_ancestor_that_is_not_a_bare_origin_is_refused(origin):
+    """webapp_frame_ancestors goes into the page's Content-Security-Policy: anything but an
+    origin would add directives of its own."""
+    from bridge.errors import ConfigError
+    from plugins.drive.settings import CONFIG_SECTION
+
+    section = {**CONFIG_SECTION.defaults, "webapp_frame_ancestors": [origin]}
+    with pytest.raises(ConfigError, match="webapp_frame_ancestors"):
+        CONFIG_SECTION.validate(section, "plugins.settings.drive")
+    CONFIG_SECTION.validate(
+        {**section, "webapp_frame_ancestors": ["https://app.element.io", "http://127.0.0.1:8080"]},
+        "plugins.settings.drive",
+    )
