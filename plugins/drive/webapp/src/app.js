@@ -7,6 +7,7 @@ import * as signin from "./signin.js";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const inWidget = params.get("widget") === "1";
+const SSO_STATE = "anywhere-drive-sso-state";
 
 let drive = null;
 let session = null;
@@ -98,7 +99,13 @@ async function showLogin() {
   const sso = $("login-sso");
   sso.hidden = !offered.sso;
   sso.onclick = () => {
-    location.assign(offered.sso_redirect + encodeURIComponent(location.origin + location.pathname));
+    // A login token is taken only back from the redirect this page started: someone else's
+    // link with their own loginToken must not sign this person in as them (login CSRF).
+    const state = Array.from(crypto.getRandomValues(new Uint8Array(16)),
+      (b) => b.toString(16).padStart(2, "0")).join("");
+    sessionStorage.setItem(SSO_STATE, state);
+    const back = `${location.origin}${location.pathname}?sso_state=${state}`;
+    location.assign(offered.sso_redirect + encodeURIComponent(back));
   };
   $("login-user").focus();
 }
@@ -450,8 +457,14 @@ async function main() {
   const loginToken = params.get("loginToken");
   if (loginToken) {
     history.replaceState(null, "", location.pathname);
-    const found = await attempt(() => signin.withLoginToken(loginToken));
-    if (found) return start(found);
+    const expected = sessionStorage.getItem(SSO_STATE);
+    sessionStorage.removeItem(SSO_STATE);
+    if (expected && params.get("sso_state") === expected) {
+      const found = await attempt(() => signin.withLoginToken(loginToken));
+      if (found) return start(found);
+    } else {
+      say("A sign-in link that this page did not start was ignored: sign in here instead.");
+    }
   }
   const known = signin.saved();
   if (known && known.token) return start(known);
