@@ -1,6 +1,6 @@
 """Durable crypto state in the bridge's database (SQLite or PostgreSQL): what
 :class:`~bridge.crypto.machine.OlmMachine` keeps. Pickles are encrypted by vodozemac with
-the pickle key; nothing here is ever logged."""
+the pickle key; no key material is ever logged."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import json
 import time
 from typing import Any
 
+import structlog
 import vodozemac
 from mautrix.util.async_db import Database
 
 from ..errors import AnywhereError
+
+log = structlog.get_logger("anywhere.crypto")
 
 #: Room keys and replay-protection entries kept in memory, at most (by session).
 MEMORY_LIMIT = 2000
@@ -107,6 +110,16 @@ class CryptoStore:
     ) -> bool:
         """Store a room key; False when one as good (same or earlier first index) is kept."""
         known = await self.inbound(session.session_id, conn)
+        if known is not None and (known[1], known[2]) != (room_id, sender_key):
+            # a key for a session already known from another room or sender: a member
+            # forwarding a made-up key under someone else's session id would make that
+            # person's messages undecryptable for the bot
+            log.warning(
+                "room key refused: its session is known from another room or sender",
+                room_id=room_id,
+                session_id=session.session_id,
+            )
+            return False
         if known is not None and known[0].first_known_index <= session.first_known_index:
             return False
         self._inbound.pop(session.session_id, None)

@@ -31,3 +31,30 @@ async def test_the_account_is_kept_pickled_and_a_wrong_key_is_refused(anywhere_d
             await wrong.load_or_create()
     finally:
         await db.stop()
+
+
+async def test_a_room_key_claiming_a_known_session_from_another_room_or_sender_is_refused(
+    anywhere_database_url,
+):
+    """A member forwarding a made-up key under someone else's session id (an earlier first
+    index, so it would otherwise win) must not replace the key the sender shared."""
+    import vodozemac
+
+    db = await open_database(anywhere_database_url)
+    try:
+        await run_migrations(db, [CRYPTO_MIGRATIONS])
+        store = CryptoStore(db, pickle_key("a"))
+        alice = vodozemac.GroupSession()
+        at_zero = vodozemac.InboundGroupSession(alice.session_key)
+        alice.encrypt(b"one")  # the key Alice shares starts at index 1
+        shared = vodozemac.InboundGroupSession(alice.session_key)
+        assert await store.save_inbound("!room:x", "ALICE_CURVE", "ALICE_ED", shared) is True
+        # an exported key is not signed: anyone can claim a session id with index 0
+        forged = vodozemac.InboundGroupSession.import_session(at_zero.export_at(0))
+        assert forged.session_id == shared.session_id and forged.first_known_index == 0
+        for room, sender in (("!other:x", "ALICE_CURVE"), ("!room:x", "MALLORY_CURVE")):
+            assert await store.save_inbound(room, sender, "MALLORY_ED", forged) is False
+        kept = await CryptoStore(db, pickle_key("a")).inbound(shared.session_id)
+        assert kept is not None and kept[1:] == ("!room:x", "ALICE_CURVE", "ALICE_ED")
+    finally:
+        await db.stop()
