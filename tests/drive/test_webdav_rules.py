@@ -199,6 +199,12 @@ async def test_a_put_over_quota_is_507_and_keeps_nothing(drive_stack, person):
     )
     assert status == 507 and b"does not fit" in body
     assert (await dav.call("GET", url + "again.bin"))[0] == 404
+    # a refused COPY over an existing file leaves that file where it was
+    status, _, body = await dav.call(
+        "COPY", url + "half.bin", headers={"Destination": url + "small.bin", "Overwrite": "T"}
+    )
+    assert status == 507 and b"does not fit" in body
+    assert (await dav.call("GET", url + "small.bin"))[2] == b"fits"
 
 
 async def test_an_mp3_put_into_a_shared_folder_is_403_with_the_reason(drive_stack, person):

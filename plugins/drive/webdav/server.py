@@ -247,23 +247,31 @@ class DavServer:
         overwrite = request.headers.get("Overwrite", "T").strip().upper() != "F"
         existed = dest.node is not None
         await self.locking.check_locks(user, dest, tokens, member_change=not existed, below=existed)
+        replaced = None
         if existed:
             if not overwrite:
                 raise PreconditionFailed(f"{dest.where} exists and Overwrite is F")
-            await self.drive.tree.trash(dest.folder, dest.node, user)
-            await self.locking.forget_at(dest)
+            replaced = await self.drive.tree.trash(dest.folder, dest.node, user)
         name, deep = dest.rel[-1], depth == "infinity"
         before = await self._subtree(source.folder, source.node, deep)
-        if move and same:
-            made = await self.drive.tree.move(source.folder, source.node, parent, name, user)
-        elif move:
-            made = await self.drive.move_to_folder(
-                user, source.folder, source.node, dest.folder, parent, name
-            )
-        else:
-            made = await self.drive.copy(
-                user, source.folder, source.node, dest.folder, parent, name, recursive=deep
-            )
+        try:
+            if move and same:
+                made = await self.drive.tree.move(source.folder, source.node, parent, name, user)
+            elif move:
+                made = await self.drive.move_to_folder(
+                    user, source.folder, source.node, dest.folder, parent, name
+                )
+            else:
+                made = await self.drive.copy(
+                    user, source.folder, source.node, dest.folder, parent, name, recursive=deep
+                )
+        except BaseException:
+            # refused (quota, the copyright rule) or failed: what was there comes back
+            if replaced is not None:
+                await self.drive.tree.restore(dest.folder, replaced, user)
+            raise
+        if replaced is not None:
+            await self.locking.forget_at(dest)
         if move:
             await self.locking.forget_at(source)
         if made.id != source.node.id:  # a copy: its dead properties go with it
