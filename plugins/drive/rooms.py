@@ -76,12 +76,12 @@ class FolderRooms:
             raise DriveError(f"{folder.name} has no room to invite to")
         if actor != folder.owner:
             raise Denied(f"only the owner ({folder.owner}) can share {folder.name!r}")
-        await self.drive.check_folder_share(actor, folder)
         decision = await self.bridge.authorize(
             actor, "drive.invite", user_id, {"folder": folder.id}
         )
         if not decision.allowed:
             raise DriveError(f"inviting {user_id} is refused: {decision.reason}")
+        await self.drive.check_folder_share(actor, folder)  # the costly check after the cheap
         before = await self.drive.access.member(folder.id, user_id)
         member = await self.drive.access.invite(folder, actor, user_id, role)
         if before is not None and before.state == "joined":

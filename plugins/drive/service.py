@@ -405,12 +405,17 @@ class Drive:
         """Sharing a folder shares all it holds — every version of every file, and the
         trash, which its members can revert to and restore: refuse when any is blocked
         media."""
-        await self._check_versions_share(actor, folder, await self.tree.every_node(folder))
+        everything = await self.tree.every_node(folder)
+        await self._check_versions_share(actor, folder, everything, everything)
 
-    async def _check_versions_share(self, actor: str, folder: Folder, nodes: list[Node]) -> None:
+    async def _check_versions_share(
+        self, actor: str, folder: Folder, nodes: list[Node], everything: list[Node] | None = None
+    ) -> None:
         """Refuse when any version of these files is blocked media, naming it and what
-        to do."""
-        known = {n.id: n for n in await self.tree.every_node(folder)}
+        to do. ``everything``: the folder's every node, if the caller has read it."""
+        if everything is None:
+            everything = await self.tree.every_node(folder)
+        known = {n.id: n for n in everything}
         versions: dict[str, list[Version]] = {}
         for version in await self.tree.folder_versions(folder):
             versions.setdefault(version.node_id, []).append(version)
