@@ -103,6 +103,20 @@ class BridgeProcess:
             self.kill()
             return None
 
+    async def wait_for_line(self, *parts: str, after: int = 0, timeout: float = 60.0) -> str:
+        """The first line of the bridge's log (from byte ``after``) holding all of
+        ``parts``, once it is there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError):
+                log = self.log_path.read_bytes()[after:].decode("utf-8", "replace")
+                for line in log.splitlines():
+                    if all(part in line for part in parts):
+                        return line
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no line with {parts} in the bridge's log:\n{self.tail()}")
+            await asyncio.sleep(0.1)
+
     def tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])

@@ -28,17 +28,7 @@ async def encrypted_person(anywhere_stack, tmp_path):
 
 async def wait_for_log(stack, text: str, *, after: int = 0, timeout: float = 60.0) -> str:
     """The first line of the bridge's log (from byte ``after``) containing ``text``."""
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        log = stack.bridge.log_path.read_bytes()[after:].decode("utf-8", "replace")
-        for line in log.splitlines():
-            if text in line:
-                return line
-        assert time.monotonic() < deadline, f"no {text!r} in the bridge's log"
-        await asyncio.sleep(0.2)
+    return await stack.bridge.wait_for_line(text, after=after, timeout=timeout)
 
 
 def log_size(stack) -> int:

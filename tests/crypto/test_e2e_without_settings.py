@@ -4,7 +4,6 @@ Moved here from tests/test_e2e_core.py, whose homeserver now has the settings.""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -15,10 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def wait_for_log(stack: Stack, text: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in stack.bridge.log_path.read_text("utf-8", "replace"):
-        assert time.monotonic() < deadline, f"no {text!r} in the bridge's log"
-        await asyncio.sleep(0.2)
+    await stack.bridge.wait_for_line(text, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -300,13 +300,7 @@ def database(stack: Stack) -> sqlite3.Connection:
 
 async def until_in_log(stack: Stack, *parts: str, timeout: float = 30.0) -> str:
     """The first line of the bridge's log holding all of ``parts`` (waits for it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for line in stack.bridge.log_path.read_text("utf-8", "replace").splitlines():
-            if all(part in line for part in parts):
-                return line
-        assert time.monotonic() < deadline, f"no log line with {parts}:\n{stack.bridge.tail()}"
-        await asyncio.sleep(0.1)
+    return await stack.bridge.wait_for_line(*parts, timeout=timeout)
 
 
 async def test_a_module_refusal_reaches_the_person_once_in_their_direct_chat(stack, person) -> None:
