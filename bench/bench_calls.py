@@ -52,8 +52,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "calls")]
 
 from calls_peer import CallPeer  # noqa: E402
 
-from bridge.testing.stack import MatrixUser, Stack  # noqa: E402
-from plugins.calls.ice import limit_gathering  # noqa: E402
+from anywhere.bridge.testing.stack import MatrixUser, Stack  # noqa: E402
+from anywhere.plugins.calls.ice import limit_gathering  # noqa: E402
 
 SETUP_TARGET_MS = 150
 CONCURRENT_TARGET = 20

@@ -7,7 +7,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 PREFIX = "/_anywhere/drive/v1"
 

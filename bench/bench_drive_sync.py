@@ -11,7 +11,7 @@ Both tools are run as commands, the way a person runs them:
   then one run that sees its own uploads in the change feed (it lists the server tree),
   then the measured no-change runs (the change feed is empty: the manifest stands for
   the server tree, and only the local folder is scanned).
-  The same client is also timed as ``python -m plugins.drive.sync sync LOCAL Bench``,
+  The same client is also timed as ``python -m anywhere.plugins.drive.sync sync LOCAL Bench``,
   which does not load the bridge's command line and its plugins.
 * ``rclone bisync A B`` between two local copies of the same tree, after ``--resync``.
 
@@ -69,9 +69,9 @@ async def create_folder(stack, token: str) -> None:
 
 async def sync_in_process(stack, user_id: str, token: str, local: Path) -> float:
     """The sync's own work, without the process start-up (imports) of `anywhere`."""
-    from plugins.drive.sync.credentials import Credentials
-    from plugins.drive.sync.engine import Sync
-    from plugins.drive.sync.remote import Remote
+    from anywhere.plugins.drive.sync.credentials import Credentials
+    from anywhere.plugins.drive.sync.engine import Sync
+    from anywhere.plugins.drive.sync.remote import Remote
 
     remote = Remote(Credentials(stack.synapse.url, stack.bridge.url, user_id, token, "b"))
     try:
@@ -105,7 +105,7 @@ def main() -> int:
         env = {**os.environ, "XDG_CONFIG_HOME": str(workdir / "config")}
         password = workdir / "pw"
         password.write_text("correct horse")
-        anywhere = [sys.executable, "-m", "bridge", "drive"]
+        anywhere = [sys.executable, "-m", "anywhere", "drive"]
         subprocess.run(
             [*anywhere, "login", "--homeserver", stack.synapse.url, "--user", user.user_id,
              "--bridge", stack.bridge.url, "--password-file", str(password)],
@@ -119,7 +119,7 @@ def main() -> int:
         settle = timed(sync, env)
         print(f"anywhere drive sync, run after its own uploads (lists the tree): {settle:.2f} s")
         ours = [timed(sync, env) for _ in range(args.rounds)]
-        fast = [sys.executable, "-m", "plugins.drive.sync", "sync", str(local), "Bench"]
+        fast = [sys.executable, "-m", "anywhere.plugins.drive.sync", "sync", str(local), "Bench"]
         standalone = [timed([*fast, "--no-progress"], env) for _ in range(args.rounds)]
         inside = [
             asyncio.run(sync_in_process(stack, user.user_id, token, local))
@@ -145,7 +145,7 @@ def main() -> int:
     alone = statistics.median(standalone)
     verdict = "PASS" if ref / alone >= 1.0 else "FAIL"
     print(
-        f"  python -m plugins.drive.sync (the same client without the bridge's CLI): "
+        f"  python -m anywhere.plugins.drive.sync (the same client without the bridge's CLI): "
         f"{alone:.2f} s; ratio {ref / alone:.2f} — target >= 1.0: {verdict}"
     )
     own = statistics.median(inside)

@@ -33,7 +33,7 @@ from pathlib import Path
 from nio import UploadResponse
 from nio.crypto.attachments import encrypt_attachment
 
-from bridge.testing.e2ee import EncryptedPerson
+from anywhere.bridge.testing.e2ee import EncryptedPerson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_drive_common import drive_stack, temp_workdir  # noqa: E402

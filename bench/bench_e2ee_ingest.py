@@ -4,7 +4,7 @@ messages against the same load unencrypted, through the same bridge in the same 
 Run: ``.venv/bin/python bench/bench_e2ee_ingest.py [--transactions 20] [--rounds 3]``
 (needs the test extras for Synapse).
 
-The bridge is started as ``bench_ingest.py`` starts it (``python -m bridge run`` as its
+The bridge is started as ``bench_ingest.py`` starts it (``python -m anywhere run`` as its
 own process, the plugins a fresh config enables, SQLite inbox, logging at WARNING,
 against a real Synapse in a temporary folder), with encryption on. A person whose client
 encrypts (matrix-nio with vodozemac) opens an encrypted private room with the bot and
@@ -55,8 +55,8 @@ from bench_ingest import (  # noqa: E402
 )
 from ingest_report import cpu_busy, filesystem_of  # noqa: E402
 
-from bridge.testing.e2ee import EncryptedPerson  # noqa: E402
-from bridge.testing.stack import Stack  # noqa: E402
+from anywhere.bridge.testing.e2ee import EncryptedPerson  # noqa: E402
+from anywhere.bridge.testing.stack import Stack  # noqa: E402
 
 PER_TXN = 100
 TARGET_RATIO = 0.5
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from bridge.config import example_defaults
+    from anywhere.bridge.config import example_defaults
 
     if args.plugins is None:
         plugins = list(example_defaults()["plugins"]["enabled"])

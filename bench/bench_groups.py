@@ -41,8 +41,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.testing.stack import Stack  # noqa: E402
-from plugins.groups.xmpp.testing import INSTALL_HINT, Prosody, XmppPerson  # noqa: E402
+from anywhere.bridge.testing.stack import Stack  # noqa: E402
+from anywhere.plugins.groups.xmpp.testing import INSTALL_HINT, Prosody, XmppPerson  # noqa: E402
 
 LATENCY_RATIO_TARGET = 2.0
 RATE_TARGET = 200

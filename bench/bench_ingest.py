@@ -9,7 +9,7 @@ time (Synapse never has two transactions to one appservice in flight).
 
 Three servers get the same load in the same run, one after the other in every round:
 
-* the real bridge, ``python -m bridge run`` as its own process, with the built-in
+* the real bridge, ``python -m anywhere run`` as its own process, with the built-in
   plugins a fresh config enables (``core`` plus ``plugins.enabled`` of
   ``bridge/config.example.yaml``, today ``basics`` and ``policy``; ``--plugins`` to
   choose), the durable inbox on SQLite (WAL, ``synchronous=FULL``) and logging at
@@ -414,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # Imported here so --help works without the test extras.
-    from bridge.config import example_defaults
-    from bridge.testing.stack import Stack
+    from anywhere.bridge.config import example_defaults
+    from anywhere.bridge.testing.stack import Stack
 
     if args.plugins is None:
         plugins = list(example_defaults()["plugins"]["enabled"])
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = ProfileRecorder(stack.bridge.proc.pid, args.profile) if args.profile else None
         results = asyncio.run(run_rounds(args, stack, references, profile))
         notes = (
-            f"  bridge: python -m bridge run, plugins {'+'.join(['core', *plugins])}, "
+            f"  bridge: python -m anywhere run, plugins {'+'.join(['core', *plugins])}, "
             "logging WARNING; SQLite "
             f"inbox on {filesystem_of(base)} (WAL, synchronous=FULL)\n"
             f"  {os.cpu_count()} CPUs shared by the load generator and the server"

@@ -13,8 +13,8 @@ import argparse
 import sys
 import time
 
-from policy import Engine, Request
-from policy.facts import (
+from anywhere.policy import Engine, Request
+from anywhere.policy.facts import (
     CARRIER,
     CARRIER_COUNTRY,
     DAILY_ACTIVE_USERS,

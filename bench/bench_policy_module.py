@@ -8,7 +8,7 @@ Four Synapses (same version, same generated config, SQLite, on this machine):
 * ``plain``: no module — the client-side baseline;
 * ``module``: the module with the example rule set
   (``policy/examples/korea-2012.rules.yaml``: carrier rules cover ``call.place``, the
-  identity threshold covers ``room.post``) and the real bridge (``python -m bridge run``
+  identity threshold covers ``room.post``) and the real bridge (``python -m anywhere run``
   with the ``policy`` plugin), ``facts_refresh_seconds: 0.5``;
 * ``down``: the module with its bridge killed (a closed port): facts unavailable;
 * ``hung``: the module with a bridge that accepts connections and never answers
@@ -36,7 +36,7 @@ Each event is a ``PUT /_matrix/client/v3/rooms/{room}/send/...`` on a kept-alive
 connection, one at a time. The figure to read is the time Synapse itself measured
 inside the module's ``check_event_for_spam`` (its
 ``synapse_util_metrics_block_time_seconds`` counter, block
-``policy.synapse_module.AnywherePolicyModule.check_event_for_spam``, read from
+``anywhere.policy.synapse_module.AnywherePolicyModule.check_event_for_spam``, read from
 ``/_synapse/metrics`` before and after each phase), divided by the number of events —
 exactly the time the module adds to each event. Client-side times are printed too (a
 Synapse send is several ms, and noisy).
@@ -66,12 +66,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.testing.stack import Stack  # noqa: E402
-from bridge.testing.synapse import Synapse, free_port  # noqa: E402
+from anywhere.bridge.testing.stack import Stack  # noqa: E402
+from anywhere.bridge.testing.synapse import Synapse, free_port  # noqa: E402
 
 TARGET_MS = 1.0
-MODULE = "policy.synapse_module.AnywherePolicyModule"
-BLOCK = "policy.synapse_module.AnywherePolicyModule.check_event_for_spam"
+MODULE = "anywhere.policy.synapse_module.AnywherePolicyModule"
+BLOCK = "anywhere.policy.synapse_module.AnywherePolicyModule.check_event_for_spam"
 EXAMPLE_RULES = ROOT / "policy" / "examples" / "korea-2012.rules.yaml"
 CALLER = "caller"
 SUBSCRIBERS = {

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_drive_common import PREFIX, temp_workdir  # noqa: E402
 from bench_drive_transfer import CHUNK, MemoryWatch, file_chunks, read_all  # noqa: E402
 
-from bridge.testing.s3server import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server  # noqa: E402
-from bridge.testing.stack import Stack  # noqa: E402
-from storage.blobs_s3 import DEFAULT_PART_SIZE, PARTS_IN_FLIGHT, client_config  # noqa: E402
+from anywhere.bridge.testing.s3server import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server  # noqa: E402
+from anywhere.bridge.testing.stack import Stack  # noqa: E402
+from anywhere.storage.blobs_s3 import DEFAULT_PART_SIZE, PARTS_IN_FLIGHT, client_config  # noqa: E402
 
 TARGET = 0.8
 

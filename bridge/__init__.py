@@ -2,9 +2,10 @@
 
 What plugin authors import::
 
-    from bridge import hookimpl, command, argument, ConfigSection, ConfigError
-    from bridge import Namespaces, Migrations
-    from bridge import Decision, Host, CONTRACT_VERSION   # the typed surface: bridge/api.py
+    from anywhere.bridge import hookimpl, command, argument, ConfigSection, ConfigError
+    from anywhere.bridge import Namespaces, Migrations
+    from anywhere.bridge import Decision, Host, CONTRACT_VERSION   # the typed surface:
+    bridge/api.py
 
 The names are imported on first use, so that ``anywhere`` subcommands which need none of
 the runtime (the drive's sync client, ``anywhere policy test``) start quickly.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "CONTRACT_VERSION": ".api",
@@ -37,7 +38,7 @@ _EXPORTS = {
     "hookspec": ".hookspecs",
     "Namespace": ".namespaces",
     "Namespaces": ".namespaces",
-    "Migrations": "storage.migrations",
+    "Migrations": "anywhere.storage.migrations",
 }
 
 __all__ = [
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from storage.migrations import Migrations
+    from anywhere.storage.migrations import Migrations
 
     from .api import (
         CONTRACT_VERSION,

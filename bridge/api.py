@@ -2,7 +2,7 @@
 
 Every hook that gets ``bridge`` (``anywhere_startup(bridge)``, ``anywhere_web_routes(bridge,
 app)``, ...) gets a :class:`Host`: the services below, and nothing else a plugin should
-rely on. A handler's :class:`bridge.events.EventContext` sends through the event's
+rely on. A handler's :class:`anywhere.bridge.events.EventContext` sends through the event's
 context (``ctx.reply``, ``ctx.send``, ``ctx.notice``), with sends that are safe to repeat.
 
 - :class:`Decision` — what ``anywhere_authorize`` returns and ``bridge.authorize(...)``

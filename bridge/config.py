@@ -73,7 +73,7 @@ def write_private_file(path: Path, text: str, *, exclusive: bool = False) -> Non
 
 def example_text() -> str:
     """The commented example config shipped with the package."""
-    return resources.files("bridge").joinpath("config.example.yaml").read_text("utf-8")
+    return resources.files("anywhere.bridge").joinpath("config.example.yaml").read_text("utf-8")
 
 
 def example_defaults() -> dict[str, Any]:

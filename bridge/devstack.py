@@ -153,7 +153,7 @@ def _load_state(workdir: Path, people: list[str]) -> dict[str, Any]:
 
 
 def _copy_demo_policy_files(bridge_dir: Path) -> None:
-    examples = resources.files("policy").joinpath("examples")
+    examples = resources.files("anywhere.policy").joinpath("examples")
     for name, example in DEMO_POLICY_FILES.items():
         if not (bridge_dir / name).exists():
             with resources.as_file(examples.joinpath(example)) as source:

@@ -31,4 +31,4 @@ class PluginLoadError(AnywhereError):
     """A plugin named in ``plugins.enabled`` could not be loaded."""
 
 
-from storage.errors import SchemaTooNewError, StorageError  # noqa: E402,F401 (re-exported)
+from anywhere.storage.errors import SchemaTooNewError, StorageError  # noqa: E402,F401 (re-exported)

@@ -75,7 +75,7 @@ class MatrixEvent:
 @dataclass(slots=True)
 class EventContext:
     """What a handler gets besides the event: the bridge's services (``ctx.bridge``, a
-    :class:`bridge.api.Host`), and sends that are safe to repeat. Every send made through
+    :class:`anywhere.bridge.api.Host`), and sends that are safe to repeat. Every send made through
     the context carries a transaction id derived from the event being handled, so
     handling the same event again after a crash does not post twice."""
 

@@ -23,8 +23,8 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from storage.blobs import BlobStore
-    from storage.migrations import Migrations
+    from anywhere.storage.blobs import BlobStore
+    from anywhere.storage.migrations import Migrations
 
     from .api import Decision, DoctorCheck, Host, QueuedJob
     from .commands import Command
@@ -44,7 +44,7 @@ def anywhere_config_section() -> ConfigSection | None:
     """Declare this plugin's config section, ``plugins.settings.<plugin name>``.
 
     Called once while the config is loaded, before anything starts. Return a
-    :class:`bridge.config.ConfigSection` with the defaults and a validator; the runtime
+    :class:`anywhere.bridge.config.ConfigSection` with the defaults and a validator; the runtime
     merges the operator's values onto the defaults, refuses unknown keys, runs the
     validator, and hands the result to the plugin as ``bridge.settings(name)``.
     """
@@ -55,7 +55,7 @@ def anywhere_namespaces(config: Config) -> Namespaces | None:
     """Declare the Matrix IDs this plugin manages (ghost users, room aliases).
 
     Called when ``registration.yaml`` is generated and at start-up. Return a
-    :class:`bridge.namespaces.Namespaces`. Namespaces of two plugins must not overlap
+    :class:`anywhere.bridge.namespaces.Namespaces`. Namespaces of two plugins must not overlap
     (start-up and ``anywhere doctor`` refuse them). A ghost namespace should live under
     ``config['appservice.ghost_prefix']``, which the registration already claims.
     """
@@ -66,7 +66,7 @@ def anywhere_migrations() -> Migrations | None:
     """Declare this plugin's database schema as an ordered list of upgrade steps.
 
     Called at start-up, before ``anywhere_startup``. Return a
-    :class:`storage.migrations.Migrations`; each step runs once, in order, inside a
+    :class:`anywhere.storage.migrations.Migrations`; each step runs once, in order, inside a
     transaction, on SQLite and PostgreSQL. Start-up refuses a database whose version for
     this plugin is newer than the steps the code knows.
     """
@@ -97,7 +97,8 @@ def anywhere_event_handlers() -> dict[str, EventHandler] | None:
     """Return ``{event type: handler}`` for Matrix events this plugin wants.
 
     Called once at start-up. A handler is ``async def handler(event, ctx)`` with a
-    :class:`bridge.events.MatrixEvent` and a :class:`bridge.events.EventContext`; use
+    :class:`anywhere.bridge.events.MatrixEvent` and a :class:`anywhere.bridge.events.EventContext`;
+    use
     ``"*"`` to receive every event. A plain ``def`` works too, returning None or an
     awaitable: a handler that sees every message and rarely acts can decide without
     starting a coroutine and return one only when it has work.
@@ -116,7 +117,7 @@ def anywhere_job_handlers() -> dict[str, Callable[[QueuedJob], Awaitable[None]]]
 
     Called once at start-up. Name kinds after your plugin (``"drive.save_from_chat"``);
     a kind two plugins give stops start-up with both named. The handler gets a
-    :class:`bridge.jobs.Job` (``payload``, ``attempt``) and runs beside the event worker,
+    :class:`anywhere.bridge.jobs.Job` (``payload``, ``attempt``) and runs beside the event worker,
     at least once: make it idempotent. Raising retries it later (2 s, 4 s, ... up to ten
     minutes, eight tries, then it is kept as failed and logged); an error the person
     should hear about is better answered by the handler itself, which then returns.
@@ -142,8 +143,8 @@ def anywhere_web_routes(bridge: Host, app: web.Application) -> None:
     """Add HTTP routes to the bridge's web server.
 
     Called once at start-up. Put routes under ``/_anywhere/<plugin name>/``. Every route
-    must authenticate: use :func:`bridge.web.require_matrix_user` for people (their Matrix
-    access token) or :func:`bridge.web.require_operator` for the operator's token.
+    must authenticate: use :func:`anywhere.bridge.web.require_matrix_user` for people (their Matrix
+    access token) or :func:`anywhere.bridge.web.require_operator` for the operator's token.
     """
 
 
@@ -220,7 +221,7 @@ def anywhere_hookspecs() -> ModuleType | list[ModuleType] | None:
 
     Called once, right when the plugin is registered; the runtime adds the module's
     ``@hookspec`` functions (made with ``pluggy.HookspecMarker("anywhere")``, or
-    :data:`bridge.hookspecs.hookspec`) with pluggy's ``add_hookspecs``. Call your hooks
+    :data:`anywhere.bridge.hookspecs.hookspec`) with pluggy's ``add_hookspecs``. Call your hooks
     through ``bridge.extensions.collect(...)`` (``{name: value}`` contributions) or
     your own loop; document them in docs/plugins.md.
     """
@@ -242,7 +243,7 @@ def anywhere_network_connectors(bridge: Host) -> list[Any] | None:
 @hookspec
 def anywhere_doctor(bridge: Host) -> Awaitable[list[DoctorCheck]] | list[DoctorCheck] | None:
     """Return this plugin's checks for ``anywhere doctor``: a list of
-    :class:`bridge.doctor.DoctorCheck` (``DoctorCheck.ok(name, text)``,
+    :class:`anywhere.bridge.doctor.DoctorCheck` (``DoctorCheck.ok(name, text)``,
     ``.warn(name, text, fix)``, ``.fail(name, text, fix)``), each printed as one line.
 
     Called by ``anywhere doctor`` after the core's checks, whether or not the bridge is

@@ -2,7 +2,7 @@
 homeserver API, database, inbox, job workers, encryption, web server, plugins), waiting
 for the homeserver, and the health state ``/health`` reports.
 
-:class:`Lifecycle` owns the running parts; :class:`bridge.runtime.Bridge` (the Host the
+:class:`Lifecycle` owns the running parts; :class:`anywhere.bridge.runtime.Bridge` (the Host the
 plugins see) hands it what it needs and reads the parts through it."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from mautrix.client.state_store import MemoryStateStore
 from mautrix.errors import MatrixRequestError
 from mautrix.util.async_db import Database
 
-from storage import open_database, run_migrations
-from storage.database import trace_logger
+from anywhere.storage import open_database, run_migrations
+from anywhere.storage.database import trace_logger
 
 from .config import Config
 from .crypto import EncryptingAppServiceAPI, Encryption

@@ -46,7 +46,7 @@ def plugin_namespaces(config: Config, manager: PluginManager) -> dict[str, Names
 
 
 class Bridge:
-    """The running bridge. Plugins get it typed as :class:`bridge.api.Host`: the services
+    """The running bridge. Plugins get it typed as :class:`anywhere.bridge.api.Host`: the services
     (``info``, ``permissions``, ``signer``, ``direct_chats``, ``media``, ``extensions``,
     ``db``, ``http``, ``jobs``, ``log``, ``bot``, ``intent()``, ``settings()``,
     ``authorize()``), never its config or tokens."""
@@ -207,7 +207,7 @@ class Bridge:
 
     async def user_for_token(self, token: str) -> str:
         """The Matrix user an access token belongs to, checked with the homeserver (see
-        ``bridge.web.AccessTokens``); raises HTTPUnauthorized for a token it does not
+        ``anywhere.bridge.web.AccessTokens``); raises HTTPUnauthorized for a token it does not
         know, HTTPServiceUnavailable when it could not say."""
         try:
             return await self.access_tokens.user_for(token)

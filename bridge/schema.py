@@ -6,7 +6,7 @@ import json
 
 from mautrix.util.async_db import Scheme
 
-from storage.migrations import Migrations, serial_primary_key
+from anywhere.storage.migrations import Migrations, serial_primary_key
 
 
 async def v1_inbox(conn, scheme: Scheme) -> None:

@@ -55,7 +55,7 @@ def keys_kept_from_before(config: Config) -> dict[str, bytes]:
     keeps verifying: the policy plugin's key for phone numbers and codes when
     ``verification.salt`` is empty was ``sha256("anywhere-verification:" + hs_token)``."""
     legacy = "anywhere-verification:" + config["appservice.hs_token"]
-    return {"policy.verification": hashlib.sha256(legacy.encode()).digest()}
+    return {"anywhere.policy.verification": hashlib.sha256(legacy.encode()).digest()}
 
 
 class Permissions:
@@ -187,7 +187,7 @@ class DirectChats:
 class Media:
     """The homeserver's media repository, authenticated as the bot. Attachments of
     encrypted rooms are decrypted on the way in and encrypted on the way out
-    (:mod:`bridge.crypto.attachments`), so plugins handle plain bytes everywhere."""
+    (:mod:`anywhere.bridge.crypto.attachments`), so plugins handle plain bytes everywhere."""
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 The engine has no I/O and does not import the bridge, so the same rules run inside the
 bridge and inside Synapse as a module. What callers use::
 
-    from policy import Engine, Request
+    from anywhere.policy import Engine, Request
 
     engine = Engine.from_config(config["policy.rules"], extra_types=plugin_rule_types)
     decision = engine.evaluate(Request(actor, "call.place", facts=facts))

@@ -25,7 +25,7 @@ The combining rule
    rule to set a key wins).
 
 ``evaluate`` does no I/O and writes no audit: the caller gathers facts before and
-records the decision after (:mod:`policy.audit`).
+records the decision after (:mod:`anywhere.policy.audit`).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class Engine:
     ) -> RuleSet:
         """Validate ``config`` and put it in force; returns the new rule set.
 
-        On a :class:`~policy.errors.PolicyConfigError` the old rule set stays in force
+        On a :class:`~anywhere.policy.errors.PolicyConfigError` the old rule set stays in force
         and the error propagates, so the caller can tell the operator what to fix.
         ``extra_types`` defaults to the plugin types given before.
         """

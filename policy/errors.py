@@ -3,7 +3,7 @@ what would be accepted.
 
 The policy package does not import the bridge (it also runs inside Synapse as a module),
 so it has its own error type; its message has the same shape as
-:class:`bridge.errors.ConfigError`.
+:class:`anywhere.bridge.errors.ConfigError`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ breaker period, in the background — never an event's wait. (Before the first e
 succeeds, a bridge that refuses connections — not started yet — is tried again every
 ``facts_refresh_seconds``.)
 
-Pure: no I/O, no Synapse, an injectable clock; :mod:`policy.synapse_module` does the HTTP.
+Pure: no I/O, no Synapse, an injectable clock; :mod:`anywhere.policy.synapse_module` does the HTTP.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from .facts import DAILY_ACTIVE_USERS, PUBLIC_INSTITUTION, is_public_institution
 
-logger = logging.getLogger("policy.synapse_module")
+logger = logging.getLogger("anywhere.policy.synapse_module")
 
 SYNC_PATH = "/_anywhere/policy/sync"
 MAX_OUTBOX = 10_000

@@ -1,4 +1,4 @@
-"""The facts rules read from :attr:`policy.model.Request.facts` — the one place they are
+"""The facts rules read from :attr:`anywhere.policy.model.Request.facts` — the one place they are
 named.
 
 Fact providers (hooks in the bridge, a subscriber directory, the Synapse module) gather

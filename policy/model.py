@@ -38,10 +38,10 @@ REQUIRE_VERIFICATION = Outcome.REQUIRE_VERIFICATION
 class Request:
     """Who wants to do what, where, and the facts gathered for it beforehand.
 
-    ``actor`` is a Matrix user id, ``action`` a dotted name (see :mod:`policy.actions`),
+    ``actor`` is a Matrix user id, ``action`` a dotted name (see :mod:`anywhere.policy.actions`),
     ``target`` what the action is on (a callee, a folder, an invitee), ``context`` free
     details from the caller (event id, command) and ``facts`` what the fact providers
-    found out (names in :mod:`policy.facts`). Rules read facts only from here.
+    found out (names in :mod:`anywhere.policy.facts`). Rules read facts only from here.
     """
 
     actor: str

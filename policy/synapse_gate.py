@@ -1,6 +1,6 @@
 """The policy module's logic without Synapse: its config, the gate that decides with
-the rules and the facts the module keeps (:mod:`policy.fact_sync`), and the answer
-Synapse gets. Imported by :mod:`policy.synapse_module` (see there for what the module
+the rules and the facts the module keeps (:mod:`anywhere.policy.fact_sync`), and the answer
+Synapse gets. Imported by :mod:`anywhere.policy.synapse_module` (see there for what the module
 does); importable and testable without Synapse installed."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from .rules import Rule
 from .ruleset import RuleSet, load_ruleset
 from .rulesfile import parse_rules, read_rules_bytes
 
-logger = logging.getLogger("policy.synapse_module")
-"""The module logs under the name docs/policy.md gives (``policy.synapse_module``)."""
+logger = logging.getLogger("anywhere.policy.synapse_module")
+"""The module logs under the name docs/policy.md gives (``anywhere.policy.synapse_module``)."""
 
 EVENT_ACTIONS: Mapping[str, str] = {
     "m.call.invite": CALL_PLACE,

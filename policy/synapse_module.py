@@ -4,7 +4,7 @@ The same rules file the bridge uses is enforced by the homeserver itself, so a p
 cannot get around a rule by talking to Synapse directly::
 
     modules:
-      - module: policy.synapse_module.AnywherePolicyModule
+      - module: anywhere.policy.synapse_module.AnywherePolicyModule
         config:
           rules_file: /etc/anywhere/policy-rules.yaml
           bridge_url: http://127.0.0.1:29340
@@ -35,7 +35,7 @@ Only actions some rule covers are checked; for the others (and for senders match
 ``ignore_users``, and events from other servers) the callback returns at once. Facts
 are never fetched on an event's path: the module keeps everyone's facts in memory and a
 background exchange (``POST {bridge_url}/_anywhere/policy/sync``, see
-:mod:`policy.fact_sync`) brings the changes every ``facts_refresh_seconds`` and takes to
+:mod:`anywhere.policy.fact_sync`) brings the changes every ``facts_refresh_seconds`` and takes to
 the bridge the local people seen active today and the module's refusals (for the audit
 log, and for a notice to the person in their direct chat with the bot). On a deny or
 require_verification the module refuses with ``M_FORBIDDEN`` and this error body::
@@ -65,9 +65,9 @@ logged and the old rules stay. Synapse always starts: with an invalid rules file
 module starts with the last rules it validated; with none ever, ``call.place``,
 ``call.answer`` and ``group.create`` follow ``fail_open`` and everything else passes.
 
-The policy logic (:class:`PolicyGate`, in :mod:`policy.synapse_gate`) does not import
+The policy logic (:class:`PolicyGate`, in :mod:`anywhere.policy.synapse_gate`) does not import
 Synapse; only :class:`AnywherePolicyModule` does, lazily, so this file can be imported
-(and the gate tested) without Synapse installed. Logger: ``policy.synapse_module``.
+(and the gate tested) without Synapse installed. Logger: ``anywhere.policy.synapse_module``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ __all__ = [
     "parse_sync_answer",
 ]
 
-logger = logging.getLogger("policy.synapse_module")
+logger = logging.getLogger("anywhere.policy.synapse_module")
 
 ACTIVITY_EVENT_TYPES = frozenset(
     {"m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.call.answer"}
@@ -110,7 +110,7 @@ TICK_SECONDS = 0.1
 
 
 class AnywherePolicyModule:
-    """The Synapse module: ``module: policy.synapse_module.AnywherePolicyModule``."""
+    """The Synapse module: ``module: anywhere.policy.synapse_module.AnywherePolicyModule``."""
 
     def __init__(self, config: ModuleConfig, api: Any) -> None:
         from synapse.module_api import NOT_SPAM
@@ -233,7 +233,7 @@ class AnywherePolicyModule:
         return self._bot_only(others)
 
     async def _sync_tick(self) -> None:
-        """One exchange with the bridge when due (see :class:`policy.fact_sync.FactSync`);
+        """One exchange with the bridge when due (see :class:`anywhere.policy.fact_sync.FactSync`);
         runs in the background, never on an event's path."""
         sync = self.gate.sync
         if not sync.due():

@@ -1,6 +1,6 @@
 """Anywhere's storage: the bridge database (SQLite by default, PostgreSQL by URL) with
 versioned migrations per plugin, and the drive's blob store. Names are imported on first
-use (``storage.errors`` alone stays light for the command line)."""
+use (``anywhere.storage.errors`` alone stays light for the command line)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The drive's blob store: file content kept by its SHA-256, on a filesystem named by URL.
 
 Anywhere code talks to :class:`BlobStore` only; :func:`open_blob_store` picks the
-implementation by URL scheme (``s3://``: :mod:`storage.blobs_s3`; anything else:
-PyFilesystem2, see :mod:`storage.blobs_fs`), so a library can be swapped without touching
+implementation by URL scheme (``s3://``: :mod:`anywhere.storage.blobs_s3`; anything else:
+PyFilesystem2, see :mod:`anywhere.storage.blobs_fs`), so a library can be swapped without touching
 the drive.
 
 Content is written to a temporary name while it streams in and moved to its final,
@@ -122,7 +122,7 @@ def open_blob_store(url: str, openers: Mapping[str, BlobOpener] | None = None) -
 
     A scheme in ``openers`` (what plugins give through ``anywhere_blob_stores``) is
     opened by its opener; ``s3://bucket/prefix?endpoint=...`` by Anywhere's S3 store
-    (:mod:`storage.blobs_s3`); anything else by PyFilesystem2:
+    (:mod:`anywhere.storage.blobs_s3`); anything else by PyFilesystem2:
     ``osfs:///var/lib/anywhere/drive``, ``mem://``, or any opener that is installed.
     """
     scheme = url.partition("://")[0].lower()
@@ -140,6 +140,6 @@ def open_blob_store(url: str, openers: Mapping[str, BlobOpener] | None = None) -
     if missing:
         raise BlobError(
             f"the store opened for {scheme}:// ({type(store).__name__}) lacks "
-            f"{', '.join(missing)}: a blob store implements storage.blobs.BlobStore"
+            f"{', '.join(missing)}: a blob store implements anywhere.storage.blobs.BlobStore"
         )
     return store

@@ -50,7 +50,7 @@ def blob_path(sha256: str) -> str:
 
 
 class FSBlobStore:
-    """:class:`storage.blobs.BlobStore` on a PyFilesystem2 filesystem."""
+    """:class:`anywhere.storage.blobs.BlobStore` on a PyFilesystem2 filesystem."""
 
     def __init__(self, filesystem: FS, url: str) -> None:
         self.fs = filesystem

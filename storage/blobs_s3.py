@@ -172,7 +172,8 @@ def _error_code(exc: Exception) -> str:
 
 
 class S3BlobStore:
-    """:class:`storage.blobs.BlobStore` on an S3 bucket (AWS, MinIO, SeaweedFS, Ceph...)."""
+    """:class:`anywhere.storage.blobs.BlobStore` on an S3 bucket (AWS, MinIO, SeaweedFS,
+    Ceph...)."""
 
     def __init__(self, location: S3Location, url: str, keys: dict[str, str]) -> None:
         self.location = location

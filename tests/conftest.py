@@ -1,11 +1,12 @@
 """Shared test set-up. The Synapse/bridge fixtures come from Anywhere's own pytest plugin
-(``bridge.testing.fixtures``, entry point ``pytest11``), exactly as plugin authors get them."""
+(``anywhere.bridge.testing.fixtures``, entry point ``pytest11``), exactly as plugin authors get
+them."""
 
 from __future__ import annotations
 
 import pytest
 
-from bridge.cli import render_config
+from anywhere.bridge.cli import render_config
 
 
 @pytest.fixture(scope="session")

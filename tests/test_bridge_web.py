@@ -16,13 +16,13 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge import web as web_module
-from bridge.config import load_config
-from bridge.inbox import Inbox
-from bridge.runtime import Bridge
-from bridge.schema import CORE_MIGRATIONS
-from bridge.testing.synapse import free_port
-from bridge.web import (
+from anywhere.bridge import web as web_module
+from anywhere.bridge.config import load_config
+from anywhere.bridge.inbox import Inbox
+from anywhere.bridge.runtime import Bridge
+from anywhere.bridge.schema import CORE_MIGRATIONS
+from anywhere.bridge.testing.synapse import free_port
+from anywhere.bridge.web import (
     MAX_FIELD_SIZE,
     MAX_LINE_SIZE,
     REFUSED_CACHE_SECONDS,
@@ -31,7 +31,7 @@ from bridge.web import (
     UnknownToken,
     build_app,
 )
-from storage import open_database, run_migrations
+from anywhere.storage import open_database, run_migrations
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

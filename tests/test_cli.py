@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.testing.synapse import free_port
+from anywhere.bridge.testing.synapse import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def anywhere(*args: str, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bridge", *args],
+        [sys.executable, "-m", "anywhere", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -88,8 +88,8 @@ def test_init_sets_the_xmpp_component_port_and_refuses_a_bad_one_writing_nothing
     text = text.replace('secret: ""', 'secret: "a long random secret"', 1)
     text = text.replace("enabled: false", "enabled: true", 1)
     (tmp_path / "config.yaml").write_text(text)
-    from bridge.config import load_config
-    from bridge.runtime import load_plugins
+    from anywhere.bridge.config import load_config
+    from anywhere.bridge.runtime import load_plugins
 
     loaded = load_config(tmp_path / "config.yaml")
     load_plugins(loaded)
@@ -148,7 +148,7 @@ def test_version_and_help_without_a_command():
 
 
 def test_every_option_of_every_core_command_has_help_that_shows_its_default():
-    from bridge.cli import CORE_COMMANDS, build_parser
+    from anywhere.bridge.cli import CORE_COMMANDS, build_parser
 
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -188,7 +188,7 @@ def test_a_private_file_is_never_readable_by_others_while_it_is_written(tmp_path
     import builtins
     import io
 
-    from bridge.config import write_private_file
+    from anywhere.bridge.config import write_private_file
 
     seen: list[int] = []
     real_open = builtins.open
@@ -246,7 +246,7 @@ def test_run_keeps_retrying_a_homeserver_that_is_not_up_yet(tmp_path):
     config["appservice"]["port"] = free_port()
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "run", "-c", "config.yaml"],
+        [sys.executable, "-m", "anywhere", "run", "-c", "config.yaml"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -335,7 +335,7 @@ async def test_run_keeps_the_database_and_the_drive_content_private(tmp_path):
     and folder of the drive's storage, though the bridge was started with umask 022."""
     from drive.people import DrivePerson
 
-    from bridge.testing.stack import Stack
+    from anywhere.bridge.testing.stack import Stack
 
     old = os.umask(0o022)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge import CommandError, Decision, argument, command, hookimpl
-from bridge.commands import group
+from anywhere.bridge import CommandError, Decision, argument, command, hookimpl
+from anywhere.bridge.commands import group
 
 
 class Tools:

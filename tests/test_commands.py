@@ -2,7 +2,7 @@
 
 import pytest
 
-from bridge.commands import (
+from anywhere.bridge.commands import (
     CommandError,
     HelpRequested,
     argument,

@@ -3,14 +3,14 @@
 import pytest
 import yaml
 
-from bridge.config import (
+from anywhere.bridge.config import (
     ConfigErrors,
     ConfigSection,
     apply_plugin_sections,
     example_defaults,
     load_config,
 )
-from bridge.errors import ConfigError
+from anywhere.bridge.errors import ConfigError
 
 
 def write(path, **changes):

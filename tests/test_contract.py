@@ -8,14 +8,14 @@ import hmac
 import pytest
 from anywhere_mirror import MirrorPlugin
 
-import bridge
-from bridge import BadSignature, Decision, hookimpl
-from bridge.api import contract_problem
-from bridge.commands import Command
-from bridge.errors import PluginLoadError
-from bridge.pluginmanager import PluginManager
-from bridge.services import Permissions, Signer
-from plugins.drive.rooms import FolderRooms
+from anywhere import bridge
+from anywhere.bridge import BadSignature, Decision, hookimpl
+from anywhere.bridge.api import contract_problem
+from anywhere.bridge.commands import Command
+from anywhere.bridge.errors import PluginLoadError
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.bridge.services import Permissions, Signer
+from anywhere.plugins.drive.rooms import FolderRooms
 
 
 def later_version() -> str:
@@ -46,9 +46,9 @@ def test_a_plugin_needing_a_later_contract_is_refused_naming_it_and_both_version
 def test_the_example_plugin_is_refused_by_an_anywhere_older_than_it_declares(monkeypatch):
     """The installed example (examples/mirror-store declares ``anywhere_contract =
     "1.0"``), loaded by its entry point as the bridge does, by an older Anywhere."""
-    monkeypatch.setattr("bridge.api.CONTRACT_VERSION", (1, 0))
+    monkeypatch.setattr("anywhere.bridge.api.CONTRACT_VERSION", (1, 0))
     PluginManager().load_enabled(["mirror_store", "drive"])  # the same version: loaded
-    monkeypatch.setattr("bridge.api.CONTRACT_VERSION", (0, 9))
+    monkeypatch.setattr("anywhere.bridge.api.CONTRACT_VERSION", (0, 9))
     with pytest.raises(
         PluginLoadError,
         match="plugin 'mirror_store' needs the Anywhere plugin "
@@ -59,7 +59,7 @@ def test_the_example_plugin_is_refused_by_an_anywhere_older_than_it_declares(mon
 
 
 def test_a_plugin_for_an_earlier_major_version_or_a_bad_declaration_is_refused(monkeypatch):
-    monkeypatch.setattr("bridge.api.CONTRACT_VERSION", (2, 0))
+    monkeypatch.setattr("anywhere.bridge.api.CONTRACT_VERSION", (2, 0))
     assert "was made for the Anywhere plugin contract 1.0" in contract_problem("old", "1.0")
     assert "upgrade the plugin" in contract_problem("old", "1.0")
     assert contract_problem("fine", "2.0") is None
@@ -134,10 +134,10 @@ def test_permission_levels_and_a_commands_level_come_from_one_place():
 async def test_direct_chats_are_what_the_core_recorded(anywhere_database_url):
     from types import SimpleNamespace
 
-    from bridge.core import RoomBook
-    from bridge.schema import CORE_MIGRATIONS
-    from bridge.services import DirectChats
-    from storage import open_database, run_migrations
+    from anywhere.bridge.core import RoomBook
+    from anywhere.bridge.schema import CORE_MIGRATIONS
+    from anywhere.bridge.services import DirectChats
+    from anywhere.storage import open_database, run_migrations
 
     db = await open_database(anywhere_database_url)
     try:
@@ -158,12 +158,12 @@ async def test_direct_chats_are_what_the_core_recorded(anywhere_database_url):
 
 
 def test_the_runtime_offers_everything_the_host_protocol_promises(config_file):
-    """bridge.api.Host is what plugins are told they get: the runtime must keep it."""
+    """anywhere.bridge.api.Host is what plugins are told they get: the runtime must keep it."""
     import inspect
 
-    from bridge import api
-    from bridge.config import load_config
-    from bridge.runtime import Bridge
+    from anywhere.bridge import api
+    from anywhere.bridge.config import load_config
+    from anywhere.bridge.runtime import Bridge
 
     runtime = Bridge(load_config(config_file))
     promised = set(api.Host.__annotations__) | {

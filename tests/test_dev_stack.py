@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from nio import AsyncClient, LoginResponse
 
-from bridge.devstack import stop_leftover_synapse
-from bridge.testing.stack import MatrixUser
+from anywhere.bridge.devstack import stop_leftover_synapse
+from anywhere.bridge.testing.stack import MatrixUser
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ class Dev:
 
     def __init__(self, workdir: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "dev", "--dir", str(workdir), *args],
+            [sys.executable, "-m", "anywhere", "dev", "--dir", str(workdir), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -186,7 +186,7 @@ async def test_a_second_dev_stack_on_the_same_folder_is_refused_clearly(tmp_path
     try:
         first.running()
         second = subprocess.run(
-            [sys.executable, "-m", "bridge", "dev", "--dir", str(tmp_path / "dev")],
+            [sys.executable, "-m", "anywhere", "dev", "--dir", str(tmp_path / "dev")],
             capture_output=True,
             text=True,
             timeout=60,
@@ -246,7 +246,7 @@ def test_the_demonstration_rules_pass_their_cases():
         [
             sys.executable,
             "-m",
-            "bridge",
+            "anywhere",
             "policy",
             "test",
             str(examples / "demo.rules.yaml"),
@@ -322,9 +322,9 @@ async def test_a_folder_from_an_older_dev_stack_gets_the_admin_and_the_demo_rule
     """What `anywhere dev` wrote before the demo people and rules: the state with one
     password, a config without an admin or rules. The next start keeps the demo login
     and adds the rest, once."""
-    from bridge.devstack import DEV_PLUGINS
-    from bridge.testing.stack import write_bridge_files
-    from bridge.testing.synapse import free_port
+    from anywhere.bridge.devstack import DEV_PLUGINS
+    from anywhere.bridge.testing.stack import write_bridge_files
+    from anywhere.bridge.testing.synapse import free_port
 
     workdir = tmp_path / "dev"
     workdir.mkdir()

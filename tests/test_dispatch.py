@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import structlog
 
-from bridge import hookimpl
-from bridge.config import load_config
-from bridge.events import MatrixEvent
-from bridge.pluginmanager import PluginManager
-from bridge.runtime import Bridge
+from anywhere.bridge import hookimpl
+from anywhere.bridge.config import load_config
+from anywhere.bridge.events import MatrixEvent
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.bridge.runtime import Bridge
 
 
 class Faulty:
@@ -83,7 +83,7 @@ async def test_the_operator_can_change_the_level_a_command_needs(config_file):
 
 
 async def test_a_level_for_an_unknown_command_names_the_key(config_file):
-    from bridge.errors import ConfigError
+    from anywhere.bridge.errors import ConfigError
 
     config = load_config(config_file, environ={"ANYWHERE__BRIDGE__COMMAND_LEVELS": "{pong: admin}"})
     bridge = Bridge(config)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from bridge import hookspecs
+from anywhere.bridge import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def hookspec_modules() -> list:
     owned = sorted((ROOT / "plugins").glob("*/hookspecs.py"))
     assert owned, "no plugin declares hooks of its own"
     return [hookspecs] + [
-        importlib.import_module(f"plugins.{path.parent.name}.hookspecs") for path in owned
+        importlib.import_module(f"anywhere.plugins.{path.parent.name}.hookspecs") for path in owned
     ]
 
 

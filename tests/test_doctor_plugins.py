@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge import DoctorCheck, hookimpl
-from bridge.config import load_config
-from bridge.doctor import Report, check_plugins
-from bridge.pluginmanager import PluginManager
+from anywhere.bridge import DoctorCheck, hookimpl
+from anywhere.bridge.config import load_config
+from anywhere.bridge.doctor import Report, check_plugins
+from anywhere.bridge.pluginmanager import PluginManager
 
 
 class Careful:

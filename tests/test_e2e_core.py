@@ -13,9 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.config import load_config
-from bridge.router import HANDLED_FLUSH_SECONDS
-from bridge.runtime import Bridge
+from anywhere.bridge.config import load_config
+from anywhere.bridge.router import HANDLED_FLUSH_SECONDS
+from anywhere.bridge.runtime import Bridge
 
 pytestmark = pytest.mark.e2e
 

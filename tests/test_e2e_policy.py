@@ -16,7 +16,7 @@ import pytest_asyncio
 import yaml
 from nio import RoomPreset
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

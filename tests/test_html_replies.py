@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import argument, command, hookimpl
-from bridge.config import load_config
-from bridge.core import CorePlugin
-from bridge.events import EventContext, MatrixEvent
-from bridge.pluginmanager import PluginManager
-from bridge.runtime import Bridge
+from anywhere.bridge import argument, command, hookimpl
+from anywhere.bridge.config import load_config
+from anywhere.bridge.core import CorePlugin
+from anywhere.bridge.events import EventContext, MatrixEvent
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.bridge.runtime import Bridge
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 HOSTILE = "<img src=x onerror=alert(1)> & <b>"

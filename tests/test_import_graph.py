@@ -1,8 +1,9 @@
 """The layering the plugin contract promises, checked on the source's imports (every
 import counts: at module level, inside functions and under ``TYPE_CHECKING``).
 
-- no module under ``plugins/`` imports ``bridge.runtime`` (plugins get ``bridge.api``);
-- nothing imports ``bridge.testing`` but ``bridge/testing`` itself, ``tests/``, ``bench/``
+- no module under ``plugins/`` imports ``anywhere.bridge.runtime`` (plugins get
+  ``anywhere.bridge.api``);
+- nothing imports ``anywhere.bridge.testing`` but ``bridge/testing`` itself, ``tests/``, ``bench/``
   and plugins' own test helpers (``plugins/**/testing.py``);
 - no plugin imports another plugin;
 - no import circle between the modules of one folder.
@@ -21,12 +22,12 @@ PACKAGES = ("bridge", "plugins", "policy", "storage")
 # ----- known exceptions (remove entries as the code is migrated; never add) -----
 
 #: plugins still typed against, or reaching into, the runtime object (issue 15: to be
-#: moved onto bridge.api's Host like the drive and basics); by plugin, since their
+#: moved onto anywhere.bridge.api's Host like the drive and basics); by plugin, since their
 #: modules are being rearranged
 PLUGINS_IMPORTING_RUNTIME = {"groups"}
 
 #: production modules running on the test harness: none (the dev stack owns its Synapse
-#: harness, bridge.devsynapse, and the fixtures build on it)
+#: harness, anywhere.bridge.devsynapse, and the fixtures build on it)
 IMPORTING_TESTING: set[str] = set()
 
 #: plugins importing another plugin
@@ -55,6 +56,8 @@ def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts and parts[0] in PACKAGES:
+        parts.insert(0, "anywhere")  # installed as anywhere.bridge, anywhere.plugins, ...
     return ".".join(parts)
 
 
@@ -99,7 +102,7 @@ def within(module: str, package: str) -> bool:
 
 def plugin_of(module: str) -> str | None:
     parts = module.split(".")
-    return parts[1] if parts[0] == "plugins" and len(parts) > 1 else None
+    return parts[2] if parts[:2] == ["anywhere", "plugins"] and len(parts) > 2 else None
 
 
 # ----- the checks -----
@@ -109,9 +112,12 @@ def test_no_plugin_imports_the_runtime():
     found = {
         plugin_of(name)
         for name, imported in GRAPH.items()
-        if within(name, "plugins") and any(within(m, "bridge.runtime") for m in imported)
+        if within(name, "anywhere.plugins")
+        and any(within(m, "anywhere.bridge.runtime") for m in imported)
     }
-    assert found - PLUGINS_IMPORTING_RUNTIME == set(), "plugins must use bridge.api, not Bridge"
+    assert found - PLUGINS_IMPORTING_RUNTIME == set(), (
+        "plugins must use anywhere.bridge.api, not Bridge"
+    )
     assert PLUGINS_IMPORTING_RUNTIME - found == set(), "migrated: remove from the known list"
 
 
@@ -120,15 +126,19 @@ def test_only_tests_bench_and_test_helpers_import_the_test_harness():
     found = set()
     for name, path in everything.items():
         allowed = (
-            within(name, "bridge.testing")
+            within(name, "anywhere.bridge.testing")
             or within(name, "tests")
             or within(name, "bench")
-            or (within(name, "plugins") and path.name == "testing.py")
+            or (within(name, "anywhere.plugins") and path.name == "testing.py")
             or (within(name, "examples") and "tests" in path.relative_to(ROOT).parts)
         )
-        if not allowed and any(within(m, "bridge.testing") for m in imports_of(name, path)):
+        if not allowed and any(
+            within(m, "anywhere.bridge.testing") for m in imports_of(name, path)
+        ):
             found.add(name)
-    assert found - IMPORTING_TESTING == set(), "production code must not run on bridge.testing"
+    assert found - IMPORTING_TESTING == set(), (
+        "production code must not run on anywhere.bridge.testing"
+    )
     assert IMPORTING_TESTING - found == set(), "fixed: remove from the known list"
 
 
@@ -200,6 +210,8 @@ def test_no_import_circles_between_modules_of_one_folder():
 
 
 def test_the_graph_sees_imports_under_type_checking_and_relative_ones():
-    assert "bridge.api" in GRAPH["bridge.events"]  # under TYPE_CHECKING
-    assert "bridge.services" in GRAPH["bridge.runtime"]  # relative
-    assert "plugins.drive.hookspecs" in GRAPH["plugins.drive"]  # inside a function
+    assert "anywhere.bridge.api" in GRAPH["anywhere.bridge.events"]  # under TYPE_CHECKING
+    assert "anywhere.bridge.services" in GRAPH["anywhere.bridge.runtime"]  # relative
+    assert (
+        "anywhere.plugins.drive.hookspecs" in GRAPH["anywhere.plugins.drive"]
+    )  # inside a function

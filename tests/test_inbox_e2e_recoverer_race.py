@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

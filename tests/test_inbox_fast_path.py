@@ -12,10 +12,10 @@ import os
 import pytest
 import pytest_asyncio
 
-from bridge import inbox as inbox_module
-from bridge.inbox import Inbox, parse_json
-from bridge.schema import CORE_MIGRATIONS
-from storage import open_database, run_migrations
+from anywhere.bridge import inbox as inbox_module
+from anywhere.bridge.inbox import Inbox, parse_json
+from anywhere.bridge.schema import CORE_MIGRATIONS
+from anywhere.storage import open_database, run_migrations
 
 
 def txn(*events):

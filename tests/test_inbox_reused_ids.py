@@ -10,9 +10,9 @@ import json
 import pytest
 import structlog
 
-from bridge.inbox import Inbox
-from bridge.schema import CORE_MIGRATIONS, v1_inbox, v2_rooms, v3_inbox_bodies, v4_jobs
-from storage import Migrations, open_database, run_migrations
+from anywhere.bridge.inbox import Inbox
+from anywhere.bridge.schema import CORE_MIGRATIONS, v1_inbox, v2_rooms, v3_inbox_bodies, v4_jobs
+from anywhere.storage import Migrations, open_database, run_migrations
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

@@ -9,13 +9,13 @@ import asyncio
 import pytest
 import pytest_asyncio
 
-from bridge import hookimpl
-from bridge import jobs as jobs_module
-from bridge.errors import PluginLoadError
-from bridge.jobs import Jobs, collect_job_handlers
-from bridge.pluginmanager import PluginManager
-from bridge.schema import CORE_MIGRATIONS
-from storage import open_database, run_migrations
+from anywhere.bridge import hookimpl
+from anywhere.bridge import jobs as jobs_module
+from anywhere.bridge.errors import PluginLoadError
+from anywhere.bridge.jobs import Jobs, collect_job_handlers
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.bridge.schema import CORE_MIGRATIONS
+from anywhere.storage import open_database, run_migrations
 
 
 @pytest_asyncio.fixture(loop_scope="function")

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge import Decision, hookimpl
-from bridge.config import load_config
-from bridge.errors import PluginLoadError
-from bridge.pluginmanager import PluginManager
-from bridge.runtime import Bridge
-from plugins.policy import PolicyPlugin, collect_rule_classes
-from plugins.policy.facts import FactGatherer
-from policy import Rule
-from policy.verification import DEFAULT_LIMITS, PendingVerification, hash_phone, key_id
-from storage import open_database, run_migrations
+from anywhere.bridge import Decision, hookimpl
+from anywhere.bridge.config import load_config
+from anywhere.bridge.errors import PluginLoadError
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.bridge.runtime import Bridge
+from anywhere.plugins.policy import PolicyPlugin, collect_rule_classes
+from anywhere.plugins.policy.facts import FactGatherer
+from anywhere.policy import Rule
+from anywhere.policy.verification import DEFAULT_LIMITS, PendingVerification, hash_phone, key_id
+from anywhere.storage import open_database, run_migrations
 
 PHONE = "+821077770001"
 
@@ -216,8 +216,8 @@ async def test_the_policy_answers_a_bridge_decision(config_file, tmp_path):
 @pytest.mark.asyncio(loop_scope="function")
 async def test_the_bot_opens_a_direct_chat_once_and_remembers_it(anywhere_database_url):
     """``bridge.direct_chats.open_with``: the policy's private answers go there."""
-    from bridge.schema import CORE_MIGRATIONS
-    from bridge.services import DirectChats
+    from anywhere.bridge.schema import CORE_MIGRATIONS
+    from anywhere.bridge.services import DirectChats
 
     class Bot:  # records the rooms it is asked to create
         def __init__(self) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.errors import ConfigError
-from plugins.policy.senders import dev_sender_warning, prune_outbox
-from plugins.policy.settings import DEFAULTS, validate
+from anywhere.bridge.errors import ConfigError
+from anywhere.plugins.policy.senders import dev_sender_warning, prune_outbox
+from anywhere.plugins.policy.settings import DEFAULTS, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ def test_init_writes_a_dedicated_random_salt_kept_out_of_the_registration(tmp_pa
     for n in (1, 2):
         folder = tmp_path / f"init{n}"
         result = subprocess.run(
-            [sys.executable, "-m", "bridge", "init", "-c", str(folder / "config.yaml")]
+            [sys.executable, "-m", "anywhere", "init", "-c", str(folder / "config.yaml")]
             + ["--domain", "example.org", "--homeserver", "http://127.0.0.1:8008"],
             cwd=ROOT,
             capture_output=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.testing.stack import Stack
-from policy import Engine, Request
+from anywhere.bridge.testing.stack import Stack
+from anywhere.policy import Engine, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "acme-roaming" / "acme_roaming"

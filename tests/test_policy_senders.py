@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from plugins.policy.senders import SendFailed, send_code
+from anywhere.plugins.policy.senders import SendFailed, send_code
 
 
 class FakeBridge:

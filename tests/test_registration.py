@@ -2,11 +2,11 @@
 
 import pytest
 
-from bridge.config import load_config
-from bridge.errors import ConfigError, PluginLoadError
-from bridge.namespaces import Namespaces, user_regex
-from bridge.registration import build_registration
-from bridge.runtime import load_plugins
+from anywhere.bridge.config import load_config
+from anywhere.bridge.errors import ConfigError, PluginLoadError
+from anywhere.bridge.namespaces import Namespaces, user_regex
+from anywhere.bridge.registration import build_registration
+from anywhere.bridge.runtime import load_plugins
 
 
 def test_registration_claims_the_bot_and_the_ghost_namespace_exclusively(config_file):

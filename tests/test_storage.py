@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from bridge.errors import SchemaTooNewError
-from bridge.inbox import Inbox
-from bridge.schema import CORE_MIGRATIONS
-from storage import Migrations, open_database, run_migrations
+from anywhere.bridge.errors import SchemaTooNewError
+from anywhere.bridge.inbox import Inbox
+from anywhere.bridge.schema import CORE_MIGRATIONS
+from anywhere.storage import Migrations, open_database, run_migrations
 
 
 async def _create_note(conn, scheme):
@@ -158,7 +158,7 @@ async def test_a_crash_mid_transaction_resumes_at_the_next_unhandled_event(anywh
 async def test_upgrading_the_inbox_keeps_known_transactions_and_pending_events(
     anywhere_database_url,
 ):
-    from bridge.schema import v1_inbox, v2_rooms
+    from anywhere.bridge.schema import v1_inbox, v2_rooms
 
     db = await open_database(anywhere_database_url)
     try:

@@ -1,4 +1,4 @@
-"""The real-Synapse harness in bridge.testing.synapse: start, register, log in, stop."""
+"""The real-Synapse harness in anywhere.bridge.testing.synapse: start, register, log in, stop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.testing.synapse import Synapse, SynapseError, free_port
+from anywhere.bridge.testing.synapse import Synapse, SynapseError, free_port
 
 WHOAMI = "/_matrix/client/v3/account/whoami"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Scheme
 
-from storage.migrations import Migrations, serial_primary_key
+from anywhere.storage.migrations import Migrations, serial_primary_key
 
 
 async def v1_crypto(conn, scheme: Scheme) -> None:

@@ -1,5 +1,5 @@
 """Durable crypto state in the bridge's database (SQLite or PostgreSQL): what
-:class:`~bridge.crypto.machine.OlmMachine` keeps. Pickles are encrypted by vodozemac with
+:class:`~anywhere.bridge.crypto.machine.OlmMachine` keeps. Pickles are encrypted by vodozemac with
 the pickle key; no key material is ever logged."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A real, local Synapse for the dev stack (``anywhere dev``), which owns it; the test
-fixtures (``bridge.testing``) build on it. See :mod:`bridge.devsynapse.server`."""
+fixtures (``anywhere.bridge.testing``) build on it. See :mod:`anywhere.bridge.devsynapse.server`."""
 
 from .config import SynapseError
 from .server import Synapse, free_port

@@ -8,7 +8,7 @@ reporting, so the homeserver works on a machine without network access.
 
 Typical use in a test::
 
-    from bridge.devsynapse import Synapse
+    from anywhere.bridge.devsynapse import Synapse
 
     with Synapse(tmp_path / "synapse", app_service_config_files=[reg]) as hs:
         alice = hs.register_user("alice", "secret", admin=True)
@@ -229,7 +229,7 @@ class Synapse(SynapseConfig):
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             log.write(
-                f"===== bridge.devsynapse: starting {self.url} "
+                f"===== anywhere.bridge.devsynapse: starting {self.url} "
                 f"at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode()
             )
             log.flush()
@@ -477,7 +477,7 @@ class Synapse(SynapseConfig):
                 "type": "m.login.password",
                 "identifier": {"type": "m.id.user", "user": localpart},
                 "password": password,
-                "initial_device_display_name": "bridge.devsynapse",
+                "initial_device_display_name": "anywhere.bridge.devsynapse",
             },
         )
         result = self._expect(f"logging in {localpart!r}", status, body)

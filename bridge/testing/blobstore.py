@@ -3,7 +3,7 @@
 A store a plugin gives through ``anywhere_blob_stores`` keeps the drive's file content;
 the drive relies on every point checked here. In your plugin's tests::
 
-    from bridge.testing.blobstore import check_blob_store
+    from anywhere.bridge.testing.blobstore import check_blob_store
 
     async def test_my_store_keeps_the_contract(tmp_path):
         await check_blob_store(MyStore(tmp_path))
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from storage.blobs import Blob, BlobError, BlobNotFound, BlobStore, BlobTooLarge
+from anywhere.storage.blobs import Blob, BlobError, BlobNotFound, BlobStore, BlobTooLarge
 
 CHUNK = 256 * 1024
 
@@ -49,7 +49,7 @@ async def _raises(exc_type: type[Exception], call, promise: str) -> None:
 
 
 async def check_blob_store(store: BlobStore) -> None:
-    """Exercise ``store`` (empty) against :class:`storage.blobs.BlobStore`'s contract."""
+    """Exercise ``store`` (empty) against :class:`anywhere.storage.blobs.BlobStore`'s contract."""
     try:
         await _check(store)
     finally:

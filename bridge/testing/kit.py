@@ -29,10 +29,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.config import config_from_data
-from bridge.events import MatrixEvent
-from bridge.pluginmanager import PluginManager
-from bridge.runtime import Bridge
+from anywhere.bridge.config import config_from_data
+from anywhere.bridge.events import MatrixEvent
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.bridge.runtime import Bridge
 
 DOMAIN = "kit.test"
 #: How long ``next_reply`` waits for a message before failing the test (a background

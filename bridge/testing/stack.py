@@ -1,6 +1,6 @@
 """A real test stack: Synapse, the bridge as a process, and matrix-nio people.
 
-Used by the pytest fixtures (``bridge.testing.fixtures``), the benchmarks and
+Used by the pytest fixtures (``anywhere.bridge.testing.fixtures``), the benchmarks and
 ``anywhere dev``; nothing here is a fake.
 """
 
@@ -31,13 +31,13 @@ from nio import (
     SyncResponse,
 )
 
-from bridge.devstack import write_bridge_files
+from anywhere.bridge.devstack import write_bridge_files
 
 from .synapse import Synapse, free_port
 
 
 class BridgeProcess:
-    """``python -m bridge run`` as a child process, with its log in ``log_path``."""
+    """``python -m anywhere run`` as a child process, with its log in ``log_path``."""
 
     def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
@@ -59,7 +59,7 @@ class BridgeProcess:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env = {k: v for k, v in env.items() if not k.startswith("ANYWHERE__")} | self.env
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "anywhere", "run", "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

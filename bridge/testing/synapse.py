@@ -1,5 +1,5 @@
-"""The real-Synapse harness, for tests: the dev stack's (:mod:`bridge.devsynapse`)."""
+"""The real-Synapse harness, for tests: the dev stack's (:mod:`anywhere.bridge.devsynapse`)."""
 
-from bridge.devsynapse import Synapse, SynapseError, free_port
+from anywhere.bridge.devsynapse import Synapse, SynapseError, free_port
 
 __all__ = ["Synapse", "SynapseError", "free_port"]

@@ -1,4 +1,4 @@
-from bridge import argument, command, hookimpl
+from anywhere.bridge import argument, command, hookimpl
 
 
 @command("hello", help="Say hello to someone")

@@ -1,6 +1,6 @@
 """!weather CITY: asks a slow weather service, in the background."""
 
-from bridge import CommandError, ConfigSection, argument, command, hookimpl
+from anywhere.bridge import CommandError, ConfigSection, argument, command, hookimpl
 
 
 @hookimpl

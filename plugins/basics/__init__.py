@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bridge import EventContext, argument, command, hookimpl
+from anywhere.bridge import EventContext, argument, command, hookimpl
 
 
 @command("ping", help="Check that the bot answers")

@@ -15,16 +15,16 @@ import pluggy
 if TYPE_CHECKING:
     from .modes import CallMode
 
-# The same marker as bridge.hookspecs.hookspec (pluggy matches markers by project name).
+# The same marker as anywhere.bridge.hookspecs.hookspec (pluggy matches markers by project name).
 hookspec = pluggy.HookspecMarker("anywhere")
 
 
 @hookspec
 def anywhere_calls_modes() -> Mapping[str, type[CallMode]] | None:
-    """Give call modes: ``{mode name: subclass of plugins.calls.modes.CallMode}`` (see
+    """Give call modes: ``{mode name: subclass of anywhere.plugins.calls.modes.CallMode}`` (see
     docs/calls.md, "Writing a call mode"). A mode is made per call as ``Mode(host,
-    live)``: ``host`` is a :class:`plugins.calls.host.CallHost`, what a mode may use of
-    the calls plugin; ``live`` a :class:`plugins.calls.host.ModeCall`, its call.
+    live)``: ``host`` is a :class:`anywhere.plugins.calls.host.CallHost`, what a mode may use of
+    the calls plugin; ``live`` a :class:`anywhere.plugins.calls.host.ModeCall`, its call.
 
     Called once when the calls plugin starts. A name already taken (``echo``, ``memo``,
     ``conference`` or another plugin's) stops start-up with both plugins named.

@@ -1,7 +1,7 @@
 """What a call mode gets (docs/calls.md, "a mode of your own"): :class:`CallHost`, the
 part of the calls plugin a mode may use, and :class:`ModeCall`, what it sees of its call.
 
-The calls plugin's :class:`~plugins.calls.manager.CallManager` is the host; a mode uses
+The calls plugin's :class:`~anywhere.plugins.calls.manager.CallManager` is the host; a mode uses
 these members and nothing else of it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from mautrix.appservice import IntentAPI
 
-    from bridge.events import EventContext
+    from anywhere.bridge.events import EventContext
 
     from .mixer import Conference
     from .session import MediaSession

@@ -1,6 +1,6 @@
 """The calls the bridge is in: signalling decisions carried out with aiortc and Matrix.
 
-The :class:`~plugins.calls.state.CallBook` decides what an event means; this module does
+The :class:`~anywhere.plugins.calls.state.CallBook` decides what an event means; this module does
 it — asks the policy engine, answers, sends, hangs up — through the event context of the
 event that started the call, so every send carries a transaction id derived from that
 event and a repeat after a crash is dropped by the homeserver.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mautrix.api import Method, Path
 from mautrix.errors import MatrixRequestError
 
-from bridge import EventContext, MatrixEvent
+from anywhere.bridge import EventContext, MatrixEvent
 
 from .ice import IceServers, limit_gathering
 from .mixer import Conference
@@ -48,7 +48,7 @@ from .tracks import listen
 if TYPE_CHECKING:
     from mautrix.appservice import IntentAPI
 
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
 INVITE_LIFETIME_MS = 60_000
 #: The state events of a MatrixRTC call (Element Call, Element X): the stable name and
@@ -113,7 +113,7 @@ class LiveCall:
 class CallManager:
     """The calls of the bridge: routes invites, keeps the pure state machine
     (:class:`CallBook`) and the media of each call, and is the
-    :class:`~plugins.calls.host.CallHost` its call modes get."""
+    :class:`~anywhere.plugins.calls.host.CallHost` its call modes get."""
 
     def __init__(
         self,

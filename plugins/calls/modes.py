@@ -1,7 +1,8 @@
 """What the bridge does with the audio of a call: echo test, voice memo, conference.
 
 A mode is made per call (``mode_class(host, live)``, with the
-:class:`~plugins.calls.host.CallHost` and the :class:`~plugins.calls.host.ModeCall`) and
+:class:`~anywhere.plugins.calls.host.CallHost` and the
+:class:`~anywhere.plugins.calls.host.ModeCall`) and
 offers ``track`` (what we send), ``on_audio(samples)`` (what we hear, mono 48 kHz),
 ``on_connected()`` and ``on_end(reason)``, and may shorten ``max_seconds()``. The
 built-in modes are in :data:`MODES`; other plugins give theirs through
@@ -35,7 +36,7 @@ class CallMode:
         CallManager then): use ``self.host``. Goes in the next release."""
         warnings.warn(
             f"{type(self).__name__}.manager is deprecated and goes in the next release: use "
-            "self.host (a plugins.calls.host.CallHost)",
+            "self.host (a anywhere.plugins.calls.host.CallHost)",
             DeprecationWarning,
             stacklevel=2,
         )

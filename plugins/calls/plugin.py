@@ -6,7 +6,7 @@ import argparse
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from bridge import (
+from anywhere.bridge import (
     Command,
     CommandError,
     EventContext,
@@ -17,8 +17,8 @@ from bridge import (
     command,
     hookimpl,
 )
-from bridge.errors import PluginLoadError
-from bridge.namespaces import user_regex
+from anywhere.bridge.errors import PluginLoadError
+from anywhere.bridge.namespaces import user_regex
 
 from .manager import RTC_MEMBER_TYPES, CallManager
 from .modes import MODES, CallMode
@@ -26,8 +26,8 @@ from .settings import SECTION
 from .signalling import CALL_EVENT_TYPES
 
 if TYPE_CHECKING:
-    from bridge.api import Extensions, Host
-    from bridge.config import Config
+    from anywhere.bridge.api import Extensions, Host
+    from anywhere.bridge.config import Config
 
 
 async def v1_conferences(conn: Any, scheme: Any) -> None:
@@ -65,7 +65,7 @@ def collect_modes(extensions: Extensions) -> dict[str, type[CallMode]]:
             if not (isinstance(mode, type) and issubclass(mode, CallMode)):
                 raise PluginLoadError(
                     f"plugin {name!r}: call mode {mode_name!r} must be a subclass of "
-                    f"plugins.calls.modes.CallMode, found {mode!r}"
+                    f"anywhere.plugins.calls.modes.CallMode, found {mode!r}"
                 )
             modes[mode_name], taken[mode_name] = mode, name
     return modes

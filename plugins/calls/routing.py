@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .state import Refusal, Route
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
 
 class CallRouter:

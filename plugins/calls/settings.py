@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from bridge import ConfigSection
-from bridge.errors import ConfigError
+from anywhere.bridge import ConfigSection
+from anywhere.bridge.errors import ConfigError
 
 DEFAULTS: dict[str, Any] = {
     # Local addresses ICE gathers host candidates on; empty = every non-loopback address.

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from bridge.api import Host
-    from storage.blobs import BlobOpener, BlobStore
+    from anywhere.bridge.api import Host
+    from anywhere.storage.blobs import BlobOpener, BlobStore
 
     from .rooms import FolderRooms
     from .service import Drive
 
 # The runtime parts are imported in the hooks that need them, and the marker is made
 # here rather than imported from `bridge` (it is the same: pluggy matches markers by
-# project name), so that the sync client (`python -m plugins.drive.sync`, and
+# project name), so that the sync client (`python -m anywhere.plugins.drive.sync`, and
 # `anywhere drive sync`) does not import the bridge runtime and starts quickly.
 hookimpl = pluggy.HookimplMarker("anywhere")
 TRASH_SWEEP_SECONDS = 3600
@@ -30,7 +30,7 @@ def collect_blob_openers(bridge: Host) -> dict[str, BlobOpener]:
     """``{scheme: opener}`` from every plugin's ``anywhere_drive_blob_stores`` (and, for
     one more release, the deprecated ``anywhere_blob_stores``); schemes in any letter
     case are one scheme."""
-    from bridge.errors import PluginLoadError
+    from anywhere.bridge.errors import PluginLoadError
 
     openers: dict[str, BlobOpener] = {}
     taken: dict[str, str] = {}
@@ -78,7 +78,7 @@ class DrivePlugin:
 
     @hookimpl
     async def anywhere_startup(self, bridge: Host) -> None:
-        from storage.blobs import open_blob_store
+        from anywhere.storage.blobs import open_blob_store
 
         from .doctor import storage_url
         from .rooms import FolderRooms

@@ -11,8 +11,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bridge import Command, CommandError, EventContext, argument
-from bridge.commands import group
+from anywhere.bridge import Command, CommandError, EventContext, argument
+from anywhere.bridge.commands import group
 
 from .errors import DriveError, NotFound
 from .model import Folder, Node, human_size

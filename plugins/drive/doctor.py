@@ -7,11 +7,11 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from bridge.api import DoctorCheck
-from storage.blobs import open_blob_store
+from anywhere.bridge.api import DoctorCheck
+from anywhere.storage.blobs import open_blob_store
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
 NAME = "drive storage"
 FIX = (

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bridge.web import bearer_token, require_matrix_user
-from storage.blobs import BlobError
+from anywhere.bridge.web import bearer_token, require_matrix_user
+from anywhere.storage.blobs import BlobError
 
 from .errors import Denied, DriveError, PreconditionFailed, RangeNotSatisfiable, StaleRevision
 from .model import Folder, Node
@@ -85,7 +85,7 @@ def authenticated(handler: Handler) -> Callable[[web.Request], Awaitable[web.Str
 
 async def person_of(request: web.Request) -> str:
     """Who sends the request: their Matrix access token, or a drive session the web app
-    got as a widget (see :mod:`plugins.drive.webapp.sessions`)."""
+    got as a widget (see :mod:`anywhere.plugins.drive.webapp.sessions`)."""
     from .webapp.sessions import DriveSessions
 
     token = bearer_token(request)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bridge.web import bearer_token
+from anywhere.bridge.web import bearer_token
 
 from .errors import DriveError, NotFound
 from .http_common import authenticated, folder_of, json_body, plugin_of, required

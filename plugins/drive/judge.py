@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 from mautrix.util.async_db import Database
 
-from storage.blobs import BlobStore
+from anywhere.storage.blobs import BlobStore
 
 from .mediakind import SEVERITY, sniff
 

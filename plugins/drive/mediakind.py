@@ -3,7 +3,7 @@ extension and its declared MIME type. The copyright rule takes the strictest ans
 renaming a song to ``.txt`` or declaring it ``text/plain`` changes nothing.
 
 Here are the cheap looks: extension, type, and the content's magic bytes (:func:`sniff`).
-The content's full look adds a real demuxer: see :mod:`plugins.drive.judge`. (A bare
+The content's full look adds a real demuxer: see :mod:`anywhere.plugins.drive.judge`. (A bare
 MPEG audio frame header is two bytes that random content starts with one time in a few
 hundred; MPEG audio without a tag is left to the demuxer, which checks frames decode.)
 
@@ -89,7 +89,8 @@ def kind_of_mime(mime: str | None) -> str | None:
 
 def sniff(head: bytes) -> str | None:
     """The kind the first bytes of a file show (magic numbers), or None when they show
-    nothing known. Only part of judging content: see :func:`plugins.drive.judge.judge_prefix`."""
+    nothing known. Only part of judging content: see
+    :func:`anywhere.plugins.drive.judge.judge_prefix`."""
     if head.startswith(b"ID3") or head.startswith((b"fLaC", b"#!AMR", b"MThd")):
         return "audio"
     if head.startswith(b"OggS"):

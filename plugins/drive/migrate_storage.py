@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from storage.blobs import BlobError, BlobStore, open_blob_store
+from anywhere.storage.blobs import BlobError, BlobStore, open_blob_store
 
 COMMAND = "migrate-storage"
 
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_migrate_storage(args: argparse.Namespace) -> int:
-    from bridge.errors import AnywhereError
+    from anywhere.bridge.errors import AnywhereError
 
     try:
         return asyncio.run(migrate_storage(args.config, args.to_url))
@@ -58,8 +58,8 @@ def current_storage_url(config) -> str:
 
 
 async def migrate_storage(config_path: Path, to_url: str, out: TextIO = sys.stdout) -> int:
-    from bridge.config import load_config
-    from storage import open_database
+    from anywhere.bridge.config import load_config
+    from anywhere.storage import open_database
 
     config = load_config(config_path)
     from_url = current_storage_url(config)

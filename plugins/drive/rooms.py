@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from mautrix.types import EventType, RoomCreatePreset
 
-from bridge import EventContext, MatrixEvent, MediaError
-from storage.blobs import BlobError
+from anywhere.bridge import EventContext, MatrixEvent, MediaError
+from anywhere.storage.blobs import BlobError
 
 from .errors import Denied, DriveError
 from .model import Folder, Node, human_size
@@ -25,7 +25,7 @@ from .service import Drive
 from .webapp import widget as webapp_widget
 
 if TYPE_CHECKING:
-    from bridge.api import Host, QueuedJob
+    from anywhere.bridge.api import Host, QueuedJob
 
 FILE_MSGTYPES = frozenset({"m.file", "m.image", "m.audio", "m.video"})
 #: The signing purpose of shared links (the key it names signed links before the

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Scheme
 
-from storage import Migrations
-from storage.migrations import serial_primary_key
+from anywhere.storage import Migrations
+from anywhere.storage.migrations import serial_primary_key
 
 
 async def create_tables(conn, scheme: Scheme) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
-from bridge.api import Decision
-from storage.blobs import BlobStore, BlobWriter
+from anywhere.bridge.api import Decision
+from anywhere.storage.blobs import BlobStore, BlobWriter
 
 from .access import Access
 from .errors import (
@@ -90,8 +90,8 @@ class Drive:
     ) -> tuple[Node, bool]:
         """Store ``chunks`` as the new content of ``path``; nothing is kept unless all of
         it arrived, fits the owner's quota and passes the content rule. The upload holds
-        its part of the quota as its bytes arrive (see :mod:`plugins.drive.quota`), and
-        is judged by its first bytes (see :mod:`plugins.drive.judge`)."""
+        its part of the quota as its bytes arrive (see :mod:`anywhere.plugins.drive.quota`), and
+        is judged by its first bytes (see :mod:`anywhere.plugins.drive.judge`)."""
         parts = split_path(path)
         await self.access.require(folder, user, write=True)
         if source is not None and (done := await self.tree.node_for_source(source)):

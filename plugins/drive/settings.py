@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.config import ConfigSection
-from bridge.errors import ConfigError
+from anywhere.bridge.config import ConfigSection
+from anywhere.bridge.errors import ConfigError
 
 MEDIA_KINDS = ("audio", "video", "image", "document", "archive", "other")
 DEFAULTS: dict[str, Any] = {

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge import MatrixEvent, Namespaces, hookimpl
-from bridge.errors import PluginLoadError
-from bridge.namespaces import user_regex
+from anywhere.bridge import MatrixEvent, Namespaces, hookimpl
+from anywhere.bridge.errors import PluginLoadError
+from anywhere.bridge.namespaces import user_regex
 
 from . import commands
 from .connector import Connector, check_connector
@@ -19,9 +19,9 @@ from .schema import MIGRATIONS
 from .settings import SECTION, enabled_networks
 
 if TYPE_CHECKING:
-    from bridge import EventContext
-    from bridge.config import Config
-    from bridge.runtime import Bridge
+    from anywhere.bridge import EventContext
+    from anywhere.bridge.config import Config
+    from anywhere.bridge.runtime import Bridge
 
 RELAYED_TYPES = (
     "m.room.message",
@@ -118,7 +118,7 @@ class GroupsPlugin:
     async def _linked_xmpp_rooms(self, bridge: Bridge) -> list[str]:
         """The XMPP rooms linked to groups, from the bridge's database (none when it
         cannot be read: a first run, before the database exists)."""
-        from storage.database import open_database
+        from anywhere.storage.database import open_database
 
         url = bridge.config.database_url
         if url.startswith("sqlite") and not Path(url.partition(":")[2]).exists():

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from bridge import CommandError, EventContext, argument
-from bridge.commands import Command, group
+from anywhere.bridge import CommandError, EventContext, argument
+from anywhere.bridge.commands import Command, group
 
 from .rooms import Invited, check_user_ids
 

@@ -5,7 +5,7 @@ required interface of :class:`Connector` and, one by one, the optional capabilit
 that its network can do; the hub detects them with ``isinstance`` and hides the commands
 and drops the events a connector cannot serve.
 
-The runtime side (:class:`plugins.groups.hub.Hub`) keeps the portals, the ghost users,
+The runtime side (:class:`anywhere.plugins.groups.hub.Hub`) keeps the portals, the ghost users,
 the message ids both ways and the loop prevention; a connector only talks to its network
 and reports what happens there through the hub's ``remote_*`` methods.
 """
@@ -220,7 +220,7 @@ def check_connector(connector: Any, owner: str) -> Connector:
     if not isinstance(connector, Connector):
         raise TypeError(
             f"plugin {owner!r} gave {connector!r} as a network connector; it must be an "
-            "instance of plugins.groups.connector.Connector"
+            "instance of anywhere.plugins.groups.connector.Connector"
         )
     if not (isinstance(connector.network, str) and connector.network.isalnum()):
         raise TypeError(

@@ -15,7 +15,7 @@ from .limits import RemoteLimits, address_and_domain
 if TYPE_CHECKING:
     from mautrix.appservice import IntentAPI
 
-    from bridge.runtime import Bridge
+    from anywhere.bridge.runtime import Bridge
 
 _SAFE = re.compile(r"[a-z0-9._-]")
 MAX_DISPLAYNAME = 100

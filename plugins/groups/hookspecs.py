@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
     from .connector import Connector
 
-# The same marker as bridge.hookspecs.hookspec (pluggy matches markers by project name).
+# The same marker as anywhere.bridge.hookspecs.hookspec (pluggy matches markers by project name).
 hookspec = pluggy.HookspecMarker("anywhere")
 
 
 @hookspec
 def anywhere_groups_connectors(bridge: Host) -> list[Connector] | None:
     """Return connector instances (subclasses of
-    :class:`plugins.groups.connector.Connector`) for the networks this plugin bridges
+    :class:`anywhere.plugins.groups.connector.Connector`) for the networks this plugin bridges
     (see docs/networks.md). A connector is started with a
-    :class:`plugins.groups.host.ConnectorHost`: what it may use of the groups plugin.
+    :class:`anywhere.plugins.groups.host.ConnectorHost`: what it may use of the groups plugin.
 
     Called once when the groups plugin starts. Each network needs a settings entry
     ``plugins.settings.groups.networks.<network>`` (its ghost users' namespace is claimed

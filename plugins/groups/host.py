@@ -2,7 +2,7 @@
 :class:`ConnectorHost`, the part of the groups plugin a connector may use, given to
 ``Connector.start(hub, settings)``.
 
-The groups plugin's :class:`~plugins.groups.hub.Hub` is the host; a connector uses these
+The groups plugin's :class:`~anywhere.plugins.groups.hub.Hub` is the host; a connector uses these
 members and nothing else of it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
     from .connector import FileData, MatrixSender, Message, Portal, RemoteUser
 
@@ -34,7 +34,7 @@ class ConnectorHost(Protocol):
 
     async def direct_portal(self, network: str, remote: RemoteUser, matrix_user: str) -> Portal:
         """The 1:1 portal (created by the ghost, inviting the person); raises
-        :class:`~plugins.groups.connector.Refused` saying why it cannot be."""
+        :class:`~anywhere.plugins.groups.connector.Refused` saying why it cannot be."""
 
     async def remote_message(self, portal: Portal, sender: RemoteUser, message: Message) -> None:
         """Post as the sender's ghost; a message ID seen before (an echo) is dropped."""

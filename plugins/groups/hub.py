@@ -15,8 +15,8 @@ from mautrix.api import Method, Path
 from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType, RoomCreatePreset
 
-from bridge import CommandError, EventContext, MatrixEvent
-from bridge.commands import LEVELS, level_for
+from anywhere.bridge import CommandError, EventContext, MatrixEvent
+from anywhere.bridge.commands import LEVELS, level_for
 
 from .connector import (
     DIRECT,
@@ -44,7 +44,7 @@ from .remote import RemoteEvents
 from .store import PortalStore
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from anywhere.bridge.runtime import Bridge
 
 GHOST_ROOM_VERSION = "11"  # the newest where the creator's power is set by power levels
 TYPING_MS = 30_000  # a ghost stops "typing" by itself after this, if no update comes

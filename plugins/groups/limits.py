@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.errors import ConfigError
+from anywhere.bridge.errors import ConfigError
 
 from .connector import Refused
 
@@ -48,7 +48,7 @@ class _Bucket:
 
 class RemoteLimits:
     """Counts and rate of what remote people create; :meth:`check` raises
-    :class:`~plugins.groups.connector.Refused` saying which limit was reached."""
+    :class:`~anywhere.plugins.groups.connector.Refused` saying which limit was reached."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings

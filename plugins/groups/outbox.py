@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mautrix.types import EventType
 
-from bridge import EventContext, MatrixEvent, MediaError
+from anywhere.bridge import EventContext, MatrixEvent, MediaError
 
 from . import convert
 from .connector import (

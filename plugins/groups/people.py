@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from mautrix.types import EventType
 
-from bridge import MatrixEvent
+from anywhere.bridge import MatrixEvent
 
 from . import convert
 from .connector import FileData, MatrixSender

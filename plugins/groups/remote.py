@@ -220,6 +220,6 @@ class RemoteEvents:
 
     async def fetch_url(self, url: str, allowed_prefixes: list[str]) -> FileData | None:
         """Download a file a network message links to, if it is under one of
-        ``allowed_prefixes`` (size-capped; see :mod:`plugins.groups.links`), for the media
+        ``allowed_prefixes`` (size-capped; see :mod:`anywhere.plugins.groups.links`), for the media
         repository; None when it may not or cannot be fetched."""
         return await self.links.fetch(url, allowed_prefixes)

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from mautrix.errors import MatrixRequestError
 from mautrix.types import EventType, PowerLevelStateEventContent, RoomCreatePreset
 
-from bridge import CommandError
+from anywhere.bridge import CommandError
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from anywhere.bridge.runtime import Bridge
 
 USER_ID = re.compile(r"@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 ADMIN_LEVEL = 100

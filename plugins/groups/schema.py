@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Scheme
 
-from storage import Migrations
-from storage.migrations import is_postgres
+from anywhere.storage import Migrations
+from anywhere.storage.migrations import is_postgres
 
 
 async def v1_groups(conn, scheme: Scheme) -> None:

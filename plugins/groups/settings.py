@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bridge.config import ConfigSection
-from bridge.errors import ConfigError
+from anywhere.bridge.config import ConfigSection
+from anywhere.bridge.errors import ConfigError
 
 from . import limits
 from .links import BadLink, prefix_place

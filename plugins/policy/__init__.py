@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from bridge import Decision, hookimpl
-from bridge.errors import PluginLoadError
-from bridge.web import require_operator
-from policy import Engine, Request, load_ruleset
-from policy.audit import AuditLog, parse_since
-from policy.errors import PolicyConfigError
-from policy.rulesfile import read_rules_file
-from policy.verification import key_id
+from anywhere.bridge import Decision, hookimpl
+from anywhere.bridge.errors import PluginLoadError
+from anywhere.bridge.web import require_operator
+from anywhere.policy import Engine, Request, load_ruleset
+from anywhere.policy.audit import AuditLog, parse_since
+from anywhere.policy.errors import PolicyConfigError
+from anywhere.policy.rulesfile import read_rules_file
+from anywhere.policy.verification import key_id
 
 from . import commands
 from .facts import FactGatherer, read_subscribers
@@ -37,15 +37,15 @@ from .senders import dev_sender_warning, prune_outbox
 from .settings import SECTION
 
 if TYPE_CHECKING:
-    from bridge.api import Host
-    from policy import Rule
+    from anywhere.bridge.api import Host
+    from anywhere.policy import Rule
 
 
 log = structlog.get_logger("anywhere.policy")
 PRUNE_EVERY_SECONDS = 3600
 #: The purpose of the runtime's key (``bridge.signer.key``) that hashes phone numbers and
 #: codes when ``verification.salt`` is empty.
-VERIFICATION_KEY_PURPOSE = "policy.verification"
+VERIFICATION_KEY_PURPOSE = "anywhere.policy.verification"
 ACTIVITY_EVENT_TYPES = (
     "m.room.message",
     "m.room.encrypted",
@@ -236,7 +236,7 @@ class PolicyPlugin:
     def verification_keys(self) -> dict[str, bytes]:
         """The keys phone numbers and codes are hashed with, by :func:`key_id`: the
         configured ``verification.salt`` first (new hashes use it), then the runtime's
-        key for the purpose ``policy.verification`` (id ""; the key derived from
+        key for the purpose ``anywhere.policy.verification`` (id ""; the key derived from
         ``appservice.hs_token`` that this plugin made itself before contract 1.1), with
         which records made before the salt was set keep being checked — they are hashed
         again with the new key when the person next verifies."""
@@ -376,7 +376,7 @@ class PolicyPlugin:
 
 
 def _policy_test(args) -> int:
-    from policy.cases import run_cases
+    from anywhere.policy.cases import run_cases
 
     try:
         report = run_cases(args.rules, args.cases)

@@ -9,12 +9,12 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from bridge import Command, CommandError, EventContext, argument, command
-from bridge.commands import group
-from policy.audit import parse_since
-from policy.errors import PolicyConfigError
-from policy.facts import NETWORK_TYPES
-from policy.verification import (
+from anywhere.bridge import Command, CommandError, EventContext, argument, command
+from anywhere.bridge.commands import group
+from anywhere.policy.audit import parse_since
+from anywhere.policy.errors import PolicyConfigError
+from anywhere.policy.facts import NETWORK_TYPES
+from anywhere.policy.verification import (
     InvalidPhoneNumber,
     PendingVerification,
     SendLimited,

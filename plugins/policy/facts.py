@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from policy import facts as F
-from policy.errors import PolicyConfigError, Problem
-from policy.rules.params import Invalid, positive_number, upper_code
-from policy.rules.params import text as text_param
+from anywhere.policy import facts as F
+from anywhere.policy.errors import PolicyConfigError, Problem
+from anywhere.policy.rules.params import Invalid, positive_number, upper_code
+from anywhere.policy.rules.params import text as text_param
 
 from .feed import FactsFeed
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
 
 def today() -> str:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from bridge.api import Host
-    from policy import Rule
+    from anywhere.bridge.api import Host
+    from anywhere.policy import Rule
 
-# The same marker as bridge.hookspecs.hookspec (pluggy matches markers by project name).
+# The same marker as anywhere.bridge.hookspecs.hookspec (pluggy matches markers by project name).
 hookspec = pluggy.HookspecMarker("anywhere")
 
 

@@ -1,5 +1,5 @@
 """The bridge's side of the exchange with the Synapse module (``POST
-/_anywhere/policy/sync``, operator token; see :mod:`policy.fact_sync` for the module's).
+/_anywhere/policy/sync``, operator token; see :mod:`anywhere.policy.fact_sync` for the module's).
 
 The module sends what it saw (local people active today, its refusals and dry-run
 results) and the cursor of the facts it has; the bridge records the activity (daily
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from mautrix.types import EventType
 
-from policy.audit import AuditEntry, AuditLog
+from anywhere.policy.audit import AuditEntry, AuditLog
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
     from .facts import FactGatherer
 

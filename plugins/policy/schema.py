@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Scheme
 
-from policy.audit import upgrade_v1 as audit_v1
-from storage import Migrations
-from storage.migrations import is_postgres
+from anywhere.policy.audit import upgrade_v1 as audit_v1
+from anywhere.storage import Migrations
+from anywhere.storage.migrations import is_postgres
 
 
 async def v2_facts(conn, scheme: Scheme) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import structlog
 
 if TYPE_CHECKING:
-    from bridge.api import Host
+    from anywhere.bridge.api import Host
 
 log = structlog.get_logger("anywhere.policy.verify")
 

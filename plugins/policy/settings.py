@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.config import PLACEHOLDER, ConfigSection
-from bridge.errors import ConfigError
+from anywhere.bridge.config import PLACEHOLDER, ConfigSection
+from anywhere.bridge.errors import ConfigError
 
 SENDERS = ("log", "file", "http")
 NETWORK_SOURCES = ("reported", "providers")

@@ -3,7 +3,7 @@
 They cover ``call.place`` and ``call.answer`` by default and only ever restrict mobile
 data: on Wi-Fi they have no opinion (or allow). With ``carriers: [...]`` a rule applies
 only to subscribers of those carriers (fact ``carrier``). Regulation rules
-(:mod:`policy.rules.regulation`) can veto their blocks.
+(:mod:`anywhere.policy.rules.regulation`) can veto their blocks.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Rule parameters: how a rule type declares the config keys it takes.
 
 A validator is a function ``value -> normalized value`` that raises :class:`Invalid`
-with what it expected; the loader turns that into a :class:`policy.errors.Problem` that
+with what it expected; the loader turns that into a :class:`anywhere.policy.errors.Problem` that
 names the key and what was found there.
 """
 

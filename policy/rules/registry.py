@@ -19,7 +19,9 @@ def register_rule_type(name: str, cls: type[Rule], *, replace: bool = False) -> 
     (tests use it); registering the same class twice is harmless.
     """
     if not isinstance(cls, type) or not issubclass(cls, Rule):
-        raise TypeError(f"rule type {name!r}: {cls!r} is not a subclass of policy.rules.Rule")
+        raise TypeError(
+            f"rule type {name!r}: {cls!r} is not a subclass of anywhere.policy.rules.Rule"
+        )
     if not name or not name.replace("_", "").isalnum() or not name.islower():
         raise ValueError(f"rule type name {name!r} must be snake_case")
     existing = _TYPES.get(name)
@@ -50,6 +52,8 @@ def rule_types(extra: Mapping[str, type[Rule]] | None = None) -> dict[str, type[
                 f"{types[name].__module__}; one of the plugins must rename it"
             )
         if not isinstance(cls, type) or not issubclass(cls, Rule):
-            raise TypeError(f"rule type {name!r}: {cls!r} is not a subclass of policy.rules.Rule")
+            raise TypeError(
+                f"rule type {name!r}: {cls!r} is not a subclass of anywhere.policy.rules.Rule"
+            )
         types[name] = cls
     return types

@@ -56,7 +56,7 @@ SKIP_PREFIXES = (
     "setup.py",
     "docs/upgrading.md",
     "tests/test_namespace.py",
-    "scripts/namespace_move.py",
+    "scripts/namespace/",
 )
 TEXT_SUFFIXES = {".md", ".toml", ".yaml", ".yml", ".txt", ".cfg", ".ini", ".sh", ".json", ".js"}
 # Dotted names that are modules but, written alone, are config keys in this project.

@@ -20,10 +20,10 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from bridge.testing.stack import MatrixUser
-from plugins.calls.audio import SAMPLE_RATE, peak_frequency, tone
-from plugins.calls.sdp import candidates_in_sdp, without_candidates
-from plugins.calls.tracks import PacedTrack, listen
+from anywhere.bridge.testing.stack import MatrixUser
+from anywhere.plugins.calls.audio import SAMPLE_RATE, peak_frequency, tone
+from anywhere.plugins.calls.sdp import candidates_in_sdp, without_candidates
+from anywhere.plugins.calls.tracks import PacedTrack, listen
 
 #: end-of-candidates as Chromium gives it to matrix-js-sdk
 END = {"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}

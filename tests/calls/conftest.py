@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import pytest_asyncio
 
-from bridge.testing.stack import MatrixUser, Stack
-from plugins.calls.ice import limit_gathering
+from anywhere.bridge.testing.stack import MatrixUser, Stack
+from anywhere.plugins.calls.ice import limit_gathering
 
 CALL_SETTINGS = {
     "ice_addresses": ["127.0.0.1"],

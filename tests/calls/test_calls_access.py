@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 from calls_peer import CallPeer
 
-from bridge.testing.stack import MatrixUser
+from anywhere.bridge.testing.stack import MatrixUser
 
 pytestmark = pytest.mark.e2e
 

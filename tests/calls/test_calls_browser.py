@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.testing.fixtures import skip_unless_ci
+from anywhere.bridge.testing.fixtures import skip_unless_ci
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from calls_peer import CallPeer
 
-from plugins.calls.audio import SAMPLE_RATE, goertzel_power
+from anywhere.plugins.calls.audio import SAMPLE_RATE, goertzel_power
 
 pytestmark = pytest.mark.e2e
 

@@ -11,17 +11,17 @@ from types import SimpleNamespace
 import pytest
 import structlog
 
-from bridge import Decision, MatrixEvent, hookimpl
-from bridge.pluginmanager import PluginManager
-from plugins.calls import plugin as calls_plugin
-from plugins.calls.audio import FRAME_SAMPLES, SAMPLE_RATE
-from plugins.calls.host import CallHost
-from plugins.calls.manager import CallManager
-from plugins.calls.mixer import Conference
-from plugins.calls.modes import MODES, CallMode, ConferenceCall, VoiceMemo
-from plugins.calls.plugin import collect_modes
-from plugins.calls.settings import DEFAULTS
-from plugins.calls.state import Route
+from anywhere.bridge import Decision, MatrixEvent, hookimpl
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.plugins.calls import plugin as calls_plugin
+from anywhere.plugins.calls.audio import FRAME_SAMPLES, SAMPLE_RATE
+from anywhere.plugins.calls.host import CallHost
+from anywhere.plugins.calls.manager import CallManager
+from anywhere.plugins.calls.mixer import Conference
+from anywhere.plugins.calls.modes import MODES, CallMode, ConferenceCall, VoiceMemo
+from anywhere.plugins.calls.plugin import collect_modes
+from anywhere.plugins.calls.settings import DEFAULTS
+from anywhere.plugins.calls.state import Route
 
 
 class Parrot(CallMode):

@@ -10,7 +10,7 @@ import secrets
 import pytest
 from calls_peer import CallPeer, dominant_frequency
 
-from plugins.calls.audio import rms
+from anywhere.plugins.calls.audio import rms
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ from calls_peer import CallPeer, dominant_frequency
 from nio import DownloadResponse
 from nio.crypto.attachments import decrypt_attachment
 
-from bridge.testing.e2ee import EncryptedPerson
-from plugins.calls.audio import SAMPLE_RATE, decode_audio
+from anywhere.bridge.testing.e2ee import EncryptedPerson
+from anywhere.plugins.calls.audio import SAMPLE_RATE, decode_audio
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from nio import RoomPutStateResponse
 
-from bridge.testing.stack import MatrixUser
+from anywhere.bridge.testing.stack import MatrixUser
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import pytest
 from calls_peer import CallPeer, dominant_frequency
 from nio import DownloadResponse
 
-from plugins.calls.audio import SAMPLE_RATE, decode_audio
+from anywhere.plugins.calls.audio import SAMPLE_RATE, decode_audio
 
 pytestmark = pytest.mark.e2e
 

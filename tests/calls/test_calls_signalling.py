@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.calls.signalling import SignallingError, call_content, parse_call_event
-from plugins.calls.state import (
+from anywhere.plugins.calls.signalling import SignallingError, call_content, parse_call_event
+from anywhere.plugins.calls.state import (
     Accepted,
     AddCandidates,
     Answer,

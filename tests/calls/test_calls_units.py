@@ -13,23 +13,29 @@ import aioice.ice
 import pytest
 from calls_peer import dominant_frequency  # noqa: I001
 
-from bridge import hookimpl
-from bridge.errors import ConfigError, PluginLoadError
-from bridge.pluginmanager import PluginManager
-from plugins.calls import plugin as calls_plugin
-from plugins.calls.audio import FRAME_SAMPLES, decode_audio, encode_ogg_opus, tone, waveform
-from plugins.calls.ice import IceServers, limit_gathering
-from plugins.calls.mixer import Conference
-from plugins.calls.modes import MODES, CallMode
-from plugins.calls.plugin import collect_modes
-from plugins.calls.sdp import (
+from anywhere.bridge import hookimpl
+from anywhere.bridge.errors import ConfigError, PluginLoadError
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.plugins.calls import plugin as calls_plugin
+from anywhere.plugins.calls.audio import (
+    FRAME_SAMPLES,
+    decode_audio,
+    encode_ogg_opus,
+    tone,
+    waveform,
+)
+from anywhere.plugins.calls.ice import IceServers, limit_gathering
+from anywhere.plugins.calls.mixer import Conference
+from anywhere.plugins.calls.modes import MODES, CallMode
+from anywhere.plugins.calls.plugin import collect_modes
+from anywhere.plugins.calls.sdp import (
     candidates_in_sdp,
     offer_problem,
     stream_ids,
     usermedia_metadata,
     without_candidates,
 )
-from plugins.calls.settings import DEFAULTS, validate
+from anywhere.plugins.calls.settings import DEFAULTS, validate
 
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
@@ -202,8 +208,8 @@ async def test_the_statistics_are_read_after_the_other_side_closed_the_connectio
     aiortc then closes ours, and the quality report must still count every packet."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    from plugins.calls.session import MediaSession
-    from plugins.calls.tracks import PacedTrack
+    from anywhere.plugins.calls.session import MediaSession
+    from anywhere.plugins.calls.tracks import PacedTrack
 
     states: list[str] = []
     ours = MediaSession(
@@ -248,8 +254,8 @@ async def test_turn_credentials_never_reach_what_callers_are_sent():
     it after a few seconds."""
     from aiortc import RTCPeerConnection
 
-    from plugins.calls.session import MediaSession
-    from plugins.calls.tracks import PacedTrack
+    from anywhere.plugins.calls.session import MediaSession
+    from anywhere.plugins.calls.tracks import PacedTrack
 
     secret = {"username": "1798000000:@anywhere:localhost", "password": "s3cret-turn-pass"}
 

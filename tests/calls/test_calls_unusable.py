@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from calls_peer import END, CallPeer
 
-from plugins.calls.sdp import candidates_in_sdp, without_candidates
+from anywhere.plugins.calls.sdp import candidates_in_sdp, without_candidates
 
 pytestmark = pytest.mark.e2e
 

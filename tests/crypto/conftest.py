@@ -6,7 +6,7 @@ import secrets
 
 import pytest_asyncio
 
-from bridge.testing.e2ee import EncryptedPerson
+from anywhere.bridge.testing.e2ee import EncryptedPerson
 
 
 @pytest_asyncio.fixture

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 HERE = Path(__file__).resolve().parent / "js"
 MODULES = Path(

@@ -9,7 +9,7 @@ import os
 import pytest
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
-from bridge.crypto.attachments import (
+from anywhere.bridge.crypto.attachments import (
     AttachmentError,
     AttachmentHashMismatch,
     EncryptedFile,

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.crypto.cross_signing import (
+from anywhere.bridge.crypto.cross_signing import (
     CrossSigningSecrets,
     SealedWithAnotherKey,
     public_key,
     sign_json,
 )
-from bridge.crypto.machine import b64, verify_signed
-from bridge.crypto.schema import CRYPTO_MIGRATIONS
-from storage import open_database, run_migrations
+from anywhere.bridge.crypto.machine import b64, verify_signed
+from anywhere.bridge.crypto.schema import CRYPTO_MIGRATIONS
+from anywhere.storage import open_database, run_migrations
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 USER = "@anywhere:localhost"

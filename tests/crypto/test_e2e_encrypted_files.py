@@ -18,9 +18,9 @@ import pytest_asyncio
 from nio import DownloadError, UploadResponse
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 
-from bridge.testing.e2ee import EncryptedPerson
-from bridge.testing.fixtures import skip_unless_ci
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.e2ee import EncryptedPerson
+from anywhere.bridge.testing.fixtures import skip_unless_ci
+from anywhere.bridge.testing.stack import Stack
 
 from .conftest import log_size, wait_for_log
 from .js_person import JsPerson, missing

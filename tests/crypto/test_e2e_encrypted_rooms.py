@@ -114,7 +114,7 @@ async def test_a_members_new_device_gets_the_bots_room_key(
 ):
     """The homeserver tells the bridge that Alice's device list changed (MSC3202 device
     lists in a transaction); the bot's next message is readable on her new device."""
-    from bridge.testing.e2ee import EncryptedPerson
+    from anywhere.bridge.testing.e2ee import EncryptedPerson
 
     alice = await encrypted_person("alice")
     room = await alice.create_encrypted_room([bot_id], name="Two devices")

@@ -12,7 +12,7 @@ import secrets
 import pytest
 import pytest_asyncio
 
-from bridge.testing.fixtures import skip_unless_ci
+from anywhere.bridge.testing.fixtures import skip_unless_ci
 
 from .conftest import log_size, wait_for_log
 from .js_person import JsPerson, missing

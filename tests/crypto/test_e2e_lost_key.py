@@ -8,8 +8,8 @@ import secrets
 
 import pytest
 
-from bridge.testing.e2ee import EncryptedPerson
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.e2ee import EncryptedPerson
+from anywhere.bridge.testing.stack import Stack
 
 from .conftest import log_size, wait_for_log
 from .test_e2e_encrypted_rooms import is_text_from

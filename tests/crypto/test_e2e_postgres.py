@@ -8,9 +8,9 @@ import secrets
 
 import pytest
 
-from bridge.testing.e2ee import EncryptedPerson
-from bridge.testing.fixtures import postgres_database_blocking
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.e2ee import EncryptedPerson
+from anywhere.bridge.testing.fixtures import postgres_database_blocking
+from anywhere.bridge.testing.stack import Stack
 
 from .conftest import log_size, wait_for_log
 from .test_e2e_encrypted_rooms import is_text_from

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import vodozemac
 
-from bridge.crypto.homeserver import KeysAPI
-from bridge.crypto.machine import OlmMachine, canonical_json
-from bridge.crypto.schema import CRYPTO_MIGRATIONS, v1_crypto, v2_cross_signing
-from bridge.crypto.service import pickle_key
-from bridge.crypto.store import CryptoStore
-from storage import open_database, run_migrations
-from storage.migrations import Migrations
+from anywhere.bridge.crypto.homeserver import KeysAPI
+from anywhere.bridge.crypto.machine import OlmMachine, canonical_json
+from anywhere.bridge.crypto.schema import CRYPTO_MIGRATIONS, v1_crypto, v2_cross_signing
+from anywhere.bridge.crypto.service import pickle_key
+from anywhere.bridge.crypto.store import CryptoStore
+from anywhere.storage import open_database, run_migrations
+from anywhere.storage.migrations import Migrations
 
 ROOM, ALICE = "!room:example.org", "@alice:example.org"
 BOT, MEMO = "@bot:example.org", "@memo:example.org"

@@ -12,8 +12,8 @@ import json
 import pytest
 import vodozemac
 
-from bridge.crypto import Encryption
-from storage import open_database, run_migrations
+from anywhere.bridge.crypto import Encryption
+from anywhere.storage import open_database, run_migrations
 
 ROOM, ALICE, BOT = "!room:example.org", "@alice:example.org", "@bot:example.org"
 

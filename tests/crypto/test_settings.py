@@ -6,9 +6,9 @@ import sys
 
 import yaml
 
-from bridge.config import load_config
-from bridge.registration import build_registration
-from bridge.testing.synapse import Synapse
+from anywhere.bridge.config import load_config
+from anywhere.bridge.registration import build_registration
+from anywhere.bridge.testing.synapse import Synapse
 
 
 def test_registration_asks_for_device_management_transaction_extensions_and_ephemeral(
@@ -33,7 +33,7 @@ def test_init_writes_a_fresh_pickle_key_and_the_flags(tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         result = subprocess.run(
-            [sys.executable, "-m", "bridge", "init", "--domain", "corp.example"],
+            [sys.executable, "-m", "anywhere", "init", "--domain", "corp.example"],
             cwd=tmp_path / folder,
             capture_output=True,
             text=True,
@@ -50,7 +50,7 @@ def test_init_writes_a_fresh_pickle_key_and_the_flags(tmp_path):
 def test_doctor_names_each_missing_registration_setting_for_encrypted_rooms(tmp_path):
     def doctor() -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "bridge", "doctor", "-c", "config.yaml"],
+            [sys.executable, "-m", "anywhere", "doctor", "-c", "config.yaml"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -60,7 +60,7 @@ def test_doctor_names_each_missing_registration_setting_for_encrypted_rooms(tmp_
         return lines[0]
 
     init = subprocess.run(
-        [sys.executable, "-m", "bridge", "init", "--domain", "corp.example"],
+        [sys.executable, "-m", "anywhere", "init", "--domain", "corp.example"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

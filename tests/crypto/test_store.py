@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.crypto.homeserver import KeysAPI
-from bridge.crypto.machine import OlmMachine
-from bridge.crypto.schema import CRYPTO_MIGRATIONS
-from bridge.crypto.service import pickle_key
-from bridge.crypto.store import CryptoStore
-from bridge.errors import AnywhereError
-from storage import open_database, run_migrations
+from anywhere.bridge.crypto.homeserver import KeysAPI
+from anywhere.bridge.crypto.machine import OlmMachine
+from anywhere.bridge.crypto.schema import CRYPTO_MIGRATIONS
+from anywhere.bridge.crypto.service import pickle_key
+from anywhere.bridge.crypto.store import CryptoStore
+from anywhere.bridge.errors import AnywhereError
+from anywhere.storage import open_database, run_migrations
 
 
 async def test_the_account_is_kept_pickled_and_a_wrong_key_is_refused(anywhere_database_url):

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 import pytest_asyncio
 
-from bridge.testing.fixtures import postgres_database_blocking
-from bridge.testing.stack import Stack
-from plugins.drive.schema import DRIVE_MIGRATIONS
-from plugins.drive.service import Drive
-from plugins.drive.settings import DriveSettings
-from storage import open_database, run_migrations
-from storage.blobs import open_blob_store
+from anywhere.bridge.testing.fixtures import postgres_database_blocking
+from anywhere.bridge.testing.stack import Stack
+from anywhere.plugins.drive.schema import DRIVE_MIGRATIONS
+from anywhere.plugins.drive.service import Drive
+from anywhere.plugins.drive.settings import DriveSettings
+from anywhere.storage import open_database, run_migrations
+from anywhere.storage.blobs import open_blob_store
 
 from .people import DrivePerson
 

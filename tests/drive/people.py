@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from nio import UploadResponse
 
-from bridge.testing.stack import MatrixUser, Stack
+from anywhere.bridge.testing.stack import MatrixUser, Stack
 
 PREFIX = "/_anywhere/drive/v1"
 

@@ -10,10 +10,10 @@ import threading
 import fs
 import pytest
 
-from bridge.testing.blobstore import check_blob_store
-from plugins.drive.names import InvalidName
-from storage.blobs import BlobError, BlobTooLarge, UnsafeBlobPath, open_blob_store
-from storage.blobs_fs import WRITE_BUFFER, FSBlobStore, blob_path
+from anywhere.bridge.testing.blobstore import check_blob_store
+from anywhere.plugins.drive.names import InvalidName
+from anywhere.storage.blobs import BlobError, BlobTooLarge, UnsafeBlobPath, open_blob_store
+from anywhere.storage.blobs_fs import WRITE_BUFFER, FSBlobStore, blob_path
 
 
 async def _store(store, data: bytes, max_size=None):

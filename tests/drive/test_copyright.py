@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from plugins.drive import judge as judge_module
-from plugins.drive.errors import ContentRefused
-from plugins.drive.judge import JUDGE_VERSION, UNJUDGED, judge_prefix
+from anywhere.plugins.drive import judge as judge_module
+from anywhere.plugins.drive.errors import ContentRefused
+from anywhere.plugins.drive.judge import JUDGE_VERSION, UNJUDGED, judge_prefix
 
 from .conftest import chunks_of
 from .media import (

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 def doctor(config_path, registration_path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bridge", "doctor", "-c", str(config_path)]
+        [sys.executable, "-m", "anywhere", "doctor", "-c", str(config_path)]
         + ["-r", str(registration_path)],
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from storage.blobs_fs import blob_path
+from anywhere.storage.blobs_fs import blob_path
 
 from .people import Api, sha
 

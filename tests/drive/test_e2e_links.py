@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 from .conftest import E2E_QUOTA, E2E_UPLOAD_LIMIT
 from .people import Api, DrivePerson, sha

@@ -14,10 +14,10 @@ import unicodedata
 
 import pytest
 
-from plugins.drive.sync.credentials import Credentials
-from plugins.drive.sync.engine import NeedsForce, Sync
-from plugins.drive.sync.lock import Locked
-from plugins.drive.sync.remote import Remote, Unreachable
+from anywhere.plugins.drive.sync.credentials import Credentials
+from anywhere.plugins.drive.sync.engine import NeedsForce, Sync
+from anywhere.plugins.drive.sync.lock import Locked
+from anywhere.plugins.drive.sync.remote import Remote, Unreachable
 
 from .people import Api
 
@@ -246,7 +246,7 @@ async def test_the_command_line_logs_in_and_syncs(person, drive_stack, tmp_path)
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
     password = tmp_path / "pw"
     password.write_text("correct horse")
-    anywhere = [sys.executable, "-m", "bridge"]
+    anywhere = [sys.executable, "-m", "anywhere"]
     login = subprocess.run(
         [*anywhere, "drive", "login", "--homeserver", drive_stack.synapse.url, "--user",
          alice.id, "--bridge", drive_stack.bridge.url, "--password-file", str(password)],
@@ -288,7 +288,7 @@ async def test_watch_mode_keeps_syncing_and_catches_up_after_an_outage(pc, drive
     log_path = tmp_path / "watch.log"
     log = open(log_path, "w")  # noqa: SIM115 - the watcher writes it until it stops
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "plugins.drive.sync", "sync", str(box.root), "Watched",
+        [sys.executable, "-m", "anywhere.plugins.drive.sync", "sync", str(box.root), "Watched",
          "--watch", "--interval", "0.3"],
         env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 from .people import Api, DrivePerson
 

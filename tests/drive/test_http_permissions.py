@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 import pytest_asyncio
 
-from bridge.api import Decision
-from bridge.commands import Command
-from bridge.services import Permissions
-from bridge.testing.stack import Stack
-from plugins.drive.errors import Denied
-from plugins.drive.http_common import require_permitted
+from anywhere.bridge.api import Decision
+from anywhere.bridge.commands import Command
+from anywhere.bridge.services import Permissions
+from anywhere.bridge.testing.stack import Stack
+from anywhere.plugins.drive.errors import Denied
+from anywhere.plugins.drive.http_common import require_permitted
 
 from .conftest import E2E_QUOTA
 from .people import Api, DrivePerson

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.drive.preconditions import (
+from anywhere.plugins.drive.preconditions import (
     EntityTag,
     Outcome,
     TagList,

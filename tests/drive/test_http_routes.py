@@ -12,8 +12,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from plugins.drive import DrivePlugin
-from plugins.drive.http_api import PUBLIC_ROUTES, add_routes
+from anywhere.plugins.drive import DrivePlugin
+from anywhere.plugins.drive.http_api import PUBLIC_ROUTES, add_routes
 
 from .people import PREFIX, Api
 

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from plugins.drive.names import InvalidName, check_name, name_key, split_path
+from anywhere.plugins.drive.names import InvalidName, check_name, name_key, split_path
 
 
 @pytest.mark.parametrize(

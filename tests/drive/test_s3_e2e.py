@@ -16,9 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from bridge.testing.fixtures import postgres_database_blocking
-from bridge.testing.s3server import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server, require_moto
-from bridge.testing.stack import BridgeProcess, Stack
+from anywhere.bridge.testing.fixtures import postgres_database_blocking
+from anywhere.bridge.testing.s3server import (
+    TEST_ACCESS_KEY,
+    TEST_SECRET_KEY,
+    S3Server,
+    require_moto,
+)
+from anywhere.bridge.testing.stack import BridgeProcess, Stack
 
 from .people import PREFIX, Api, DrivePerson, sha
 
@@ -63,7 +68,7 @@ def keyed_stack(s3, tmp_path_factory):
 
 def doctor(stack: Stack, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bridge", "doctor", "-c", str(stack.config_path)]
+        [sys.executable, "-m", "anywhere", "doctor", "-c", str(stack.config_path)]
         + ["-r", str(stack.registration_path)],
         capture_output=True,
         text=True,

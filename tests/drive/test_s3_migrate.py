@@ -14,9 +14,9 @@ import sys
 import pytest
 import yaml
 
-from bridge.testing.s3server import S3Server, require_moto
-from bridge.testing.stack import Stack
-from storage.blobs import open_blob_store
+from anywhere.bridge.testing.s3server import S3Server, require_moto
+from anywhere.bridge.testing.stack import Stack
+from anywhere.storage.blobs import open_blob_store
 
 from .people import Api, DrivePerson, sha
 
@@ -32,7 +32,7 @@ def s3(tmp_path_factory):
 
 def migrate(stack: Stack, to_url: str, s3: S3Server, **popen) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bridge", "drive", "migrate-storage", to_url]
+        [sys.executable, "-m", "anywhere", "drive", "migrate-storage", to_url]
         + ["-c", str(stack.config_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -133,7 +133,7 @@ async def test_migrate_storage_refuses_damaged_content_and_does_not_say_switch(s
         )
     )
     result = subprocess.run(
-        [sys.executable, "-m", "bridge", "drive", "migrate-storage"]
+        [sys.executable, "-m", "anywhere", "drive", "migrate-storage"]
         + [s3.storage_url("damaged", "d"), "-c", str(config)],
         capture_output=True,
         text=True,

@@ -10,10 +10,15 @@ import re
 
 import pytest
 
-from bridge.testing.blobstore import check_blob_store
-from bridge.testing.s3server import TEST_ACCESS_KEY, TEST_SECRET_KEY, S3Server, require_moto
-from storage.blobs import BlobError, BlobNotFound, open_blob_store
-from storage.blobs_s3 import MIN_PART_SIZE, PARTS_IN_FLIGHT, S3BlobStore
+from anywhere.bridge.testing.blobstore import check_blob_store
+from anywhere.bridge.testing.s3server import (
+    TEST_ACCESS_KEY,
+    TEST_SECRET_KEY,
+    S3Server,
+    require_moto,
+)
+from anywhere.storage.blobs import BlobError, BlobNotFound, open_blob_store
+from anywhere.storage.blobs_s3 import MIN_PART_SIZE, PARTS_IN_FLIGHT, S3BlobStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -164,7 +169,7 @@ async def test_no_keys_anywhere_is_said_with_where_to_put_them(s3, monkeypatch, 
 
 
 async def test_an_s3_server_that_does_not_answer_is_named(s3_keys):
-    from bridge.testing.synapse import free_port
+    from anywhere.bridge.testing.synapse import free_port
 
     store = open_blob_store(f"s3://bucket/p?endpoint=http://127.0.0.1:{free_port()}")
     try:

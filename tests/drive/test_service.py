@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from mautrix.util.async_db import Scheme
 
-from plugins.drive.errors import (
+from anywhere.plugins.drive.errors import (
     Conflict,
     ContentRefused,
     Denied,
@@ -18,8 +18,8 @@ from plugins.drive.errors import (
     QuotaExceeded,
     StaleRevision,
 )
-from plugins.drive.names import InvalidName
-from plugins.drive.service import allow_everything
+from anywhere.plugins.drive.names import InvalidName
+from anywhere.plugins.drive.service import allow_everything
 
 from .conftest import chunks_of
 
@@ -364,8 +364,8 @@ async def test_parallel_uploads_that_fit_together_all_go_through(drive):
 
 
 async def test_upgrading_a_version_1_database_counts_the_usage_it_holds(database_url):
-    from plugins.drive.schema import DRIVE_MIGRATIONS, create_tables
-    from storage import Migrations, open_database, run_migrations
+    from anywhere.plugins.drive.schema import DRIVE_MIGRATIONS, create_tables
+    from anywhere.storage import Migrations, open_database, run_migrations
 
     db = await open_database(database_url)
     try:

@@ -10,15 +10,15 @@ import os
 import pytest
 from anywhere_mirror import MirrorPlugin, open_mirror
 
-from bridge import hookimpl
-from bridge.errors import ConfigError, PluginLoadError
-from bridge.pluginmanager import PluginManager
-from bridge.services import Extensions
-from bridge.testing.blobstore import check_blob_store
-from bridge.testing.stack import Stack
-from plugins.drive import DrivePlugin, collect_blob_openers
-from storage.blobs import BlobError, open_blob_store
-from storage.blobs_fs import blob_path
+from anywhere.bridge import hookimpl
+from anywhere.bridge.errors import ConfigError, PluginLoadError
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.bridge.services import Extensions
+from anywhere.bridge.testing.blobstore import check_blob_store
+from anywhere.bridge.testing.stack import Stack
+from anywhere.plugins.drive import DrivePlugin, collect_blob_openers
+from anywhere.storage.blobs import BlobError, open_blob_store
+from anywhere.storage.blobs_fs import blob_path
 
 from .people import Api, DrivePerson
 

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from plugins.drive.sync import credentials
-from plugins.drive.sync.cli import ProgressBar, plain_http_warning
-from plugins.drive.sync.credentials import Credentials, LoginError, load, save
+from anywhere.plugins.drive.sync import credentials
+from anywhere.plugins.drive.sync.cli import ProgressBar, plain_http_warning
+from anywhere.plugins.drive.sync.credentials import Credentials, LoginError, load, save
 
 
 def test_the_progress_bar_draws_whole_percent_steps_and_ends_the_line():
@@ -73,7 +73,7 @@ def _login(tmp_path, *extra: str, **popen) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "ANYWHERE_DRIVE_PASSWORD"}
     env["XDG_CONFIG_HOME"] = str(tmp_path)
     return subprocess.run(
-        [sys.executable, "-m", "plugins.drive.sync", "login", "--homeserver",
+        [sys.executable, "-m", "anywhere.plugins.drive.sync", "login", "--homeserver",
          "http://127.0.0.1:9", "--user", "@kim:hs", "--bridge", "http://127.0.0.1:9", *extra],
         env=env, capture_output=True, text=True, timeout=60, start_new_session=True, **popen,
     )  # fmt: skip

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.drive.sync.disk import LocalFolder, Unsafe
-from plugins.drive.sync.local import folds_case
+from anywhere.plugins.drive.sync.disk import LocalFolder, Unsafe
+from anywhere.plugins.drive.sync.local import folds_case
 
 
 @pytest.fixture

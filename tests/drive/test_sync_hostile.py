@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from plugins.drive.sync.credentials import Credentials
-from plugins.drive.sync.engine import Sync
-from plugins.drive.sync.manifest import Entry, Manifest
-from plugins.drive.sync.remote import Remote, Unreachable
+from anywhere.plugins.drive.sync.credentials import Credentials
+from anywhere.plugins.drive.sync.engine import Sync
+from anywhere.plugins.drive.sync.manifest import Entry, Manifest
+from anywhere.plugins.drive.sync.remote import Remote, Unreachable
 
 PREFIX = "/_anywhere/drive/v1"
 FOLDER = "f1"
@@ -265,7 +265,7 @@ async def test_the_command_line_reports_refused_paths_and_does_not_exit_0(serve,
     )  # fmt: skip
     env = {**os.environ, "XDG_CONFIG_HOME": str(config)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "plugins.drive.sync", "sync", str(home / "Team"), "Team",
+        sys.executable, "-m", "anywhere.plugins.drive.sync", "sync", str(home / "Team"), "Team",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
@@ -390,7 +390,7 @@ async def test_login_to_a_homeserver_with_a_self_signed_certificate_is_refused(s
     env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
     env |= {"XDG_CONFIG_HOME": str(tmp_path / "config"), "ANYWHERE_DRIVE_PASSWORD": "pw"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "plugins.drive.sync", "login", "--homeserver", url,
+        sys.executable, "-m", "anywhere.plugins.drive.sync", "login", "--homeserver", url,
         "--user", "@kim:hs", "--bridge", url,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.drive.names import name_key
-from plugins.drive.sync.engine import conflict_name
-from plugins.drive.sync.local import LocalItem
-from plugins.drive.sync.manifest import Entry
-from plugins.drive.sync.plan import make_plan
+from anywhere.plugins.drive.names import name_key
+from anywhere.plugins.drive.sync.engine import conflict_name
+from anywhere.plugins.drive.sync.local import LocalItem
+from anywhere.plugins.drive.sync.manifest import Entry
+from anywhere.plugins.drive.sync.plan import make_plan
 
 
 def entry(path: str, sha: str, node: str = "n1", rev: int = 2) -> Entry:

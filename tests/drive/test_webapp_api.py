@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 import yaml
 
-from bridge.api import BadSignature
-from plugins.drive.webapp.sessions import DriveSessions
+from anywhere.bridge.api import BadSignature
+from anywhere.plugins.drive.webapp.sessions import DriveSessions
 
 from .media import mp3
 from .people import PREFIX, Api, sha
@@ -330,8 +330,8 @@ async def test_a_folder_room_has_a_files_widget_and_the_page_s_address_in_its_to
 def test_a_frame_ancestor_that_is_not_a_bare_origin_is_refused(origin):
     """webapp_frame_ancestors goes into the page's Content-Security-Policy: anything but an
     origin would add directives of its own."""
-    from bridge.errors import ConfigError
-    from plugins.drive.settings import CONFIG_SECTION
+    from anywhere.bridge.errors import ConfigError
+    from anywhere.plugins.drive.settings import CONFIG_SECTION
 
     section = {**CONFIG_SECTION.defaults, "webapp_frame_ancestors": [origin]}
     with pytest.raises(ConfigError, match="webapp_frame_ancestors"):

@@ -20,9 +20,9 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 
-from bridge.testing.fixtures import skip_unless_ci
-from bridge.testing.stack import Stack
-from bridge.testing.synapse import free_port
+from anywhere.bridge.testing.fixtures import skip_unless_ci
+from anywhere.bridge.testing.stack import Stack
+from anywhere.bridge.testing.synapse import free_port
 
 from .media import mp3
 from .people import Api, DrivePerson, sha

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from bridge.testing.fixtures import skip_unless_ci
+from anywhere.bridge.testing.fixtures import skip_unless_ci
 
 from .webapp.modules import APP, ESBUILD, NODE_MODULES, missing, node_env
 

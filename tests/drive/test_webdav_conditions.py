@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.drive.webdav.conditions import (
+from anywhere.plugins.drive.webdav.conditions import (
     BadIfHeader,
     Condition,
     parse_if,

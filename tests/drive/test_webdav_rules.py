@@ -13,7 +13,7 @@ import re
 import aiohttp
 import pytest
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 from .conftest import E2E_QUOTA
 from .media import mp3

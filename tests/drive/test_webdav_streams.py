@@ -9,7 +9,7 @@ import contextlib
 
 import pytest
 
-from plugins.drive.streams import read_ahead
+from anywhere.plugins.drive.streams import read_ahead
 
 
 async def test_chunks_come_in_order_and_all_of_them():

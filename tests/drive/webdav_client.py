@@ -9,7 +9,7 @@ import shutil
 
 import aiohttp
 
-from bridge.testing.fixtures import skip_unless_ci
+from anywhere.bridge.testing.fixtures import skip_unless_ci
 
 from .people import Api, DrivePerson
 

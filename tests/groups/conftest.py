@@ -7,8 +7,8 @@ import shutil
 import pytest
 import pytest_asyncio
 
-from bridge.testing.stack import Stack
-from plugins.groups.xmpp.testing import INSTALL_HINT, Prosody, XmppPerson
+from anywhere.bridge.testing.stack import Stack
+from anywhere.plugins.groups.xmpp.testing import INSTALL_HINT, Prosody, XmppPerson
 
 XMPP_PEOPLE = ("alice", "bob", "carol", "dave", "erin", "frank")
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.groups import commands
-from plugins.groups.connector import (
+from anywhere.plugins.groups import commands
+from anywhere.plugins.groups.connector import (
     Connector,
     Message,
     Portal,
     capabilities,
     check_connector,
 )
-from plugins.groups.convert import (
+from anywhere.plugins.groups.convert import (
     edit_target,
     matrix_to_message,
     message_to_content,
     strip_reply_fallback,
 )
-from plugins.groups.ghosts import clean_name, escape, unescape
+from anywhere.plugins.groups.ghosts import clean_name, escape, unescape
 
 
 class TextOnly(Connector):
@@ -154,7 +154,7 @@ def test_a_portal_knows_its_kind():
 
 
 def test_the_xmpp_connector_declares_reactions_typing_and_read_markers():
-    from plugins.groups.xmpp.connector import XmppConnector
+    from anywhere.plugins.groups.xmpp.connector import XmppConnector
 
     declared = capabilities(XmppConnector())
     assert {"reactions", "typing", "read_markers"} <= declared

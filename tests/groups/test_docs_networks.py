@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from plugins.groups.connector import Message, Portal, capabilities
+from anywhere.plugins.groups.connector import Message, Portal, capabilities
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "networks.md"
 
@@ -25,7 +25,7 @@ async def test_the_example_connector_in_the_docs_is_complete_and_declares_linkin
 
 
 def test_the_tests_run_prosody_with_the_configuration_the_docs_give():
-    from plugins.groups.xmpp.testing import CONFIG
+    from anywhere.plugins.groups.xmpp.testing import CONFIG
 
     block = re.findall(r"```lua\n(.*?)```", DOC.read_text(), re.S)[0]
     muc = block[block.index('Component "conference.example.org" "muc"') :].splitlines()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from plugins.groups.xmpp.doctor import check_component
+from anywhere.plugins.groups.xmpp.doctor import check_component
 
 
 def settings(prosody, **changes):
@@ -76,7 +76,7 @@ async def test_while_the_bridge_is_connected_the_secret_is_still_checked(prosody
 
 
 async def test_linked_rooms_are_checked_for_an_archive_and_its_defaults_are_named(prosody):
-    from plugins.groups.xmpp.testing import XmppPerson
+    from anywhere.plugins.groups.xmpp.testing import XmppPerson
 
     person = XmppPerson(f"alice@{prosody.domain}", "alice-password", prosody.c2s_port)
     await person.connect()

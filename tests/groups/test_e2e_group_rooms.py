@@ -7,7 +7,7 @@ import pytest
 import pytest_asyncio
 from nio import RoomGetStateEventResponse
 
-from bridge.testing.stack import Stack
+from anywhere.bridge.testing.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -392,7 +392,7 @@ async def upload_from_xmpp(person, prosody, data, name, mimetype):
     """What an XMPP client does: ask the upload service for a slot, PUT, share the URL."""
     import aiohttp
 
-    from plugins.groups.xmpp.stanzas import NS_UPLOAD, read_slot
+    from anywhere.plugins.groups.xmpp.stanzas import NS_UPLOAD, read_slot
 
     request = xml(NS_UPLOAD, "request", filename=name, size=str(len(data)))
     request.set("content-type", mimetype)
@@ -836,7 +836,7 @@ async def test_a_matrix_persons_avatar_shows_in_xmpp_rooms_and_chats(
 ):
     import hashlib
 
-    from plugins.groups.ghosts import escape
+    from anywhere.plugins.groups.ghosts import escape
 
     alice = await xmpp_person("alice")
     boss = await matrix_person("boss12", "Boss Face")
@@ -1174,7 +1174,7 @@ async def test_one_to_one_messages_carry_origin_ids_derived_from_the_matrix_even
     """1:1 delivery is at least once (a component cannot read a person's archive): a
     message repeated after a crash carries the same origin id (XEP-0359), derived from
     the Matrix event, so the person's client can drop the repeat."""
-    from plugins.groups.xmpp.stanzas import NS_SID, stanza_id_for
+    from anywhere.plugins.groups.xmpp.stanzas import NS_SID, stanza_id_for
 
     bob = await xmpp_person("bob")
     gil = await matrix_person("gil1", "Gil Bae")

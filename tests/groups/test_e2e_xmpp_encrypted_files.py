@@ -12,7 +12,7 @@ import pytest_asyncio
 from nio import UploadResponse
 from nio.crypto.attachments import encrypt_attachment
 
-from bridge.testing.e2ee import EncryptedPerson
+from anywhere.bridge.testing.e2ee import EncryptedPerson
 
 from .test_e2e_xmpp import PNG, ROOM_SEQ, child_of, relay_joined, wait_presence
 

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from bridge.testing.fixtures import create_postgres_database, drop_postgres_database
+from anywhere.bridge.testing.fixtures import create_postgres_database, drop_postgres_database
 
 from .conftest import make_xmpp_stack
 from .test_e2e_xmpp import (  # noqa: F401  (collected here again, against this module's stack)

@@ -12,13 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from bridge import hookimpl
-from bridge.pluginmanager import PluginManager
-from plugins.groups import collect_connectors
-from plugins.groups import plugin as groups_plugin
-from plugins.groups.connector import Connector
-from plugins.groups.host import ConnectorHost
-from plugins.groups.hub import Hub
+from anywhere.bridge import hookimpl
+from anywhere.bridge.pluginmanager import PluginManager
+from anywhere.plugins.groups import collect_connectors
+from anywhere.plugins.groups import plugin as groups_plugin
+from anywhere.plugins.groups.connector import Connector
+from anywhere.plugins.groups.host import ConnectorHost
+from anywhere.plugins.groups.hub import Hub
 
 SETTINGS = {"xmpp": {"enabled": False}, "networks": {"log": {}}}
 ROOT = Path(__file__).resolve().parents[2]

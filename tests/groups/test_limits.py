@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.groups import limits
-from plugins.groups.connector import Refused
-from plugins.groups.limits import RemoteLimits, address_and_domain
+from anywhere.plugins.groups import limits
+from anywhere.plugins.groups.connector import Refused
+from anywhere.plugins.groups.limits import RemoteLimits, address_and_domain
 
 
 def test_addresses_and_domains_of_people_and_room_occupants():

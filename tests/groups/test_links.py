@@ -6,7 +6,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from plugins.groups.links import LinkFetcher, is_allowed
+from anywhere.plugins.groups.links import LinkFetcher, is_allowed
 
 PREFIXES = ["https://up.example.org:5281/file_share", "http://files.example.org/"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from plugins.groups.xmpp import stanzas
+from anywhere.plugins.groups.xmpp import stanzas
 
 NS = "jabber:component:accept"
 
@@ -118,8 +118,8 @@ def test_a_renaming_occupant_known_only_by_nickname_keeps_one_ghost():
     change would otherwise make a new ghost."""
     from slixmpp.stanza import Message, Presence
 
-    from plugins.groups.connector import Portal
-    from plugins.groups.xmpp.connector import XmppConnector
+    from anywhere.plugins.groups.connector import Portal
+    from anywhere.plugins.groups.xmpp.connector import XmppConnector
 
     room = "r@conf.example"
     connector = XmppConnector()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from policy import Decision, Engine, Request
+from anywhere.policy import Decision, Engine, Request
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import contextlib
 import pytest
 import pytest_asyncio
 
-from bridge.testing.fixtures import postgres_database
-from policy import Engine, Request
-from policy.audit import (
+from anywhere.bridge.testing.fixtures import postgres_database
+from anywhere.policy import Engine, Request
+from anywhere.policy.audit import (
     MIGRATION_COMPONENT,
     MIGRATION_STEPS,
     AuditEntry,
@@ -18,7 +18,7 @@ from policy.audit import (
     MemoryAuditLog,
     parse_since,
 )
-from storage import Migrations, open_database, run_migrations
+from anywhere.storage import Migrations, open_database, run_migrations
 
 RULES = [
     {"type": "plan_threshold", "id": "kr-plan"},

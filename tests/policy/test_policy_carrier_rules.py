@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy import Request
-from policy.rules import MvoipQuota, NoBlocking, PlanThreshold, WifiOnly
+from anywhere.policy import Request
+from anywhere.policy.rules import MvoipQuota, NoBlocking, PlanThreshold, WifiOnly
 
 KR = {"carrier": "SKT", "carrier_country": "KR", "plan_currency": "KRW"}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from policy import PolicyConfigError
-from policy.cases import run_cases
+from anywhere.policy import PolicyConfigError
+from anywhere.policy.cases import run_cases
 
 EXAMPLES = Path(__file__).parents[2] / "policy" / "examples"
 RULES = [{"type": "plan_threshold", "id": "kr-plan"}, {"type": "no_blocking"}]

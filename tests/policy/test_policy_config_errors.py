@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy import PolicyConfigError, load_ruleset
-from policy.rules import PlanThreshold
+from anywhere.policy import PolicyConfigError, load_ruleset
+from anywhere.policy.rules import PlanThreshold
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from policy import Engine, PolicyConfigError, Request, Rule
-from policy.rules import register_rule_type, unregister_rule_type
+from anywhere.policy import Engine, PolicyConfigError, Request, Rule
+from anywhere.policy.rules import register_rule_type, unregister_rule_type
 
 KR_3G_CHEAP = {
     "carrier": "SKT",

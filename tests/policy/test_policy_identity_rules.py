@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy import Request
-from policy.rules import DailyUsersThreshold
+from anywhere.policy import Request
+from anywhere.policy.rules import DailyUsersThreshold
 
 VERIFY_GROUPS = {"type": "require_verified", "id": "verify", "actions": ["group.create"]}
 

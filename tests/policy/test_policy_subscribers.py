@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.policy.facts import read_subscribers
-from policy import PolicyConfigError
+from anywhere.plugins.policy.facts import read_subscribers
+from anywhere.policy import PolicyConfigError
 
 GOOD = """\
 "@kim:example.kr": {carrier: SKT, carrier_country: kr, plan_price: 45000, plan_currency: krw}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policy.verification import (
+from anywhere.policy.verification import (
     CheckResult,
     InvalidPhoneNumber,
     PendingVerification,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from policy.fact_sync import MAX_OUTBOX, SyncFailed
-from policy.synapse_module import (
+from anywhere.policy.fact_sync import MAX_OUTBOX, SyncFailed
+from anywhere.policy.synapse_module import (
     FIELD_PREFIX,
     ModuleConfig,
     ModuleConfigError,
@@ -134,7 +134,7 @@ def test_parse_config_stops_synapse_for_its_own_mistakes_never_for_the_rules(
     pytest.importorskip("synapse")
     from synapse.config import ConfigError
 
-    from policy.synapse_module import AnywherePolicyModule
+    from anywhere.policy.synapse_module import AnywherePolicyModule
 
     bad = tmp_path / "rules.yaml"
     bad.write_text("- type: plan_treshold\n", "utf-8")
@@ -147,13 +147,13 @@ def test_parse_config_stops_synapse_for_its_own_mistakes_never_for_the_rules(
 
 
 def test_the_obsolete_cache_option_is_accepted_and_warned_about(tmp_path: Path, caplog) -> None:
-    with caplog.at_level("WARNING", logger="policy.synapse_module"):
+    with caplog.at_level("WARNING", logger="anywhere.policy.synapse_module"):
         make_gate(tmp_path, [KR_PLAN], facts_cache_seconds=2)
     assert "facts_cache_seconds is obsolete" in caplog.text
 
 
 def test_an_empty_rules_file_is_said_loudly(tmp_path: Path, caplog) -> None:
-    with caplog.at_level("WARNING", logger="policy.synapse_module"):
+    with caplog.at_level("WARNING", logger="anywhere.policy.synapse_module"):
         gate = make_gate(tmp_path, [])
     assert gate.has_rules and "holds no rules: the module restricts nothing" in caplog.text
 
@@ -319,7 +319,7 @@ def test_a_failing_bridge_costs_one_exchange_per_breaker_period(tmp_path: Path, 
     sync.succeeded({"cursor": "run:1", "full": True, "users": {}}, outbox)
     clock.now += 2
     attempts = 0
-    with caplog.at_level("WARNING", logger="policy.synapse_module"):
+    with caplog.at_level("WARNING", logger="anywhere.policy.synapse_module"):
         for _tick in range(1200):  # two minutes in ticks of 0.1 s, events in between
             if sync.due():
                 attempts += 1
@@ -390,7 +390,7 @@ def test_refusals_and_dry_run_results_are_queued_for_the_audit_and_allowed_ones_
 ) -> None:
     dry = {**REAL_NAME, "id": "trial", "mode": "dry-run", "actions": ["call.place"]}
     gate = make_gate(tmp_path, [KR_PLAN, dry], {**SKT_45000, "network": "3g"})
-    with caplog.at_level("INFO", logger="policy.synapse_module"):
+    with caplog.at_level("INFO", logger="anywhere.policy.synapse_module"):
         refused = gate.decide(KIM, "call.place", room_id="!r:x")
         gate.conclude(refused)
         receive(gate, {KIM: {**SKT_45000, "network": "wifi", "verified_methods": ["code"]}})
@@ -402,13 +402,13 @@ def test_refusals_and_dry_run_results_are_queued_for_the_audit_and_allowed_ones_
     assert entry["dry_run_verdicts"][0]["rule_id"] == "trial"
     assert allowed["outcome"] == "allow"
     assert allowed["dry_run_verdicts"][0]["outcome"] == "allow"
-    assert [r.name for r in caplog.records] == ["policy.synapse_module"]
+    assert [r.name for r in caplog.records] == ["anywhere.policy.synapse_module"]
     assert "DENY call.place by @kim:example.kr" in caplog.records[0].getMessage()
 
 
 def test_an_allowed_action_is_not_logged_as_a_refusal(tmp_path: Path, caplog) -> None:
     gate = make_gate(tmp_path, [KR_PLAN], {**SKT_45000, "network": "wifi"})
-    with caplog.at_level("INFO", logger="policy.synapse_module"):
+    with caplog.at_level("INFO", logger="anywhere.policy.synapse_module"):
         gate.conclude(gate.decide(KIM, "call.place"))
         gate.conclude(None)
     assert caplog.records == []
@@ -444,7 +444,7 @@ def test_invalid_new_rules_keep_the_old_set(tmp_path: Path, caplog) -> None:
     path.write_text("- type: plan_treshold\n", "utf-8")
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 5_000_000_000))
     clock.now += 5
-    with caplog.at_level("ERROR", logger="policy.synapse_module"):
+    with caplog.at_level("ERROR", logger="anywhere.policy.synapse_module"):
         gate.maybe_reload()
     assert gate.version == old
     assert "plan_threshold" in gate.reload_error
@@ -473,7 +473,7 @@ def test_an_invalid_rules_file_at_start_falls_back_to_the_last_good_rules(
     last_good = Path(f"{first.config.rules_file}.last-good")
     assert last_good.exists()
     Path(first.config.rules_file).write_text("- type: plan_treshold\n", "utf-8")
-    with caplog.at_level("ERROR", logger="policy.synapse_module"):
+    with caplog.at_level("ERROR", logger="anywhere.policy.synapse_module"):
         gate = make_gate(tmp_path, None, {**SKT_45000, "network": "3g"})
     assert gate.has_rules and gate.version == good
     assert gate.decide(KIM, "call.place").code == "plan_below_mvoip_threshold"
@@ -489,7 +489,7 @@ def test_with_no_valid_rules_ever_governed_actions_follow_fail_open_and_posts_pa
     tmp_path: Path, caplog, fail_open: bool
 ) -> None:
     (tmp_path / "rules.yaml").write_text("- type: plan_treshold\n", "utf-8")
-    with caplog.at_level("ERROR", logger="policy.synapse_module"):
+    with caplog.at_level("ERROR", logger="anywhere.policy.synapse_module"):
         gate = make_gate(tmp_path, None, fail_open=fail_open)
     assert not gate.has_rules
     assert "no valid rules were ever loaded" in caplog.text

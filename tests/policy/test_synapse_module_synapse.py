@@ -23,12 +23,12 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bridge.testing.synapse import Synapse, free_port
+from anywhere.bridge.testing.synapse import Synapse, free_port
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "facts-token-for-tests"
-MODULE = "policy.synapse_module.AnywherePolicyModule"
+MODULE = "anywhere.policy.synapse_module.AnywherePolicyModule"
 P = "org.anywhere.policy."
 
 KR_PLAN = {

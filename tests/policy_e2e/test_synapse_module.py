@@ -23,11 +23,11 @@ import pytest
 import yaml
 from nio import RoomCreateError, RoomSendError, RoomSendResponse
 
-from bridge.testing.stack import MatrixUser, Stack
+from anywhere.bridge.testing.stack import MatrixUser, Stack
 
 pytestmark = pytest.mark.e2e
 
-MODULE = "policy.synapse_module.AnywherePolicyModule"
+MODULE = "anywhere.policy.synapse_module.AnywherePolicyModule"
 P = "org.anywhere.policy."
 
 KR_PLAN = {

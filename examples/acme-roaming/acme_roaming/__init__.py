@@ -1,5 +1,5 @@
 # acme_roaming/__init__.py
-from bridge import ConfigSection, hookimpl
+from anywhere.bridge import ConfigSection, hookimpl
 
 from .rules import ROAMING, RoamingBlock
 

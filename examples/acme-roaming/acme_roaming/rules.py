@@ -1,7 +1,7 @@
 # acme_roaming/rules.py
-from policy import Param, Request, Rule, Verdict
-from policy.actions import MVOIP_ACTIONS
-from policy.rules.params import string_set
+from anywhere.policy import Param, Request, Rule, Verdict
+from anywhere.policy.actions import MVOIP_ACTIONS
+from anywhere.policy.rules.params import string_set
 
 ROAMING = "acme_roaming"  # a fact of our own: True while the person is roaming
 

@@ -18,8 +18,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from bridge import ConfigError, ConfigSection, hookimpl
-from storage.blobs import Blob, BlobError, BlobNotFound, BlobStore, BlobWriter, open_blob_store
+from anywhere.bridge import ConfigError, ConfigSection, hookimpl
+from anywhere.storage.blobs import (
+    Blob,
+    BlobError,
+    BlobNotFound,
+    BlobStore,
+    BlobWriter,
+    open_blob_store,
+)
 
 SCHEME = "mirror"
 
@@ -58,7 +65,7 @@ class MirrorWriter:
 
 
 class MirrorStore:
-    """A :class:`storage.blobs.BlobStore` over several others."""
+    """A :class:`anywhere.storage.blobs.BlobStore` over several others."""
 
     def __init__(self, url: str, copies: list[BlobStore]) -> None:
         self.url = url
@@ -122,7 +129,7 @@ def validate(section: dict, prefix: str) -> None:
 
 
 class MirrorPlugin:
-    anywhere_contract = "1.0"  # bridge.api: the services and hooks used here
+    anywhere_contract = "1.0"  # anywhere.bridge.api: the services and hooks used here
 
     @hookimpl
     def anywhere_config_section(self):

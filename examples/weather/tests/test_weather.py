@@ -1,6 +1,6 @@
 import anywhere_weather
 
-from bridge.testing.kit import serve
+from anywhere.bridge.testing.kit import serve
 
 
 async def test_weather_answers_from_the_service_in_the_background(plugin_kit):

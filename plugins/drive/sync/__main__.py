@@ -1,4 +1,4 @@
-"""``python -m plugins.drive.sync login|sync ...``: the sync client on its own, the same
+"""``python -m anywhere.plugins.drive.sync login|sync ...``: the sync client on its own, the same
 commands as ``anywhere drive login|sync`` without loading the bridge and its plugins
 (a faster start, for scripts and schedulers)."""
 
@@ -11,7 +11,7 @@ from .cli import add_parsers
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plugins.drive.sync")
+    parser = argparse.ArgumentParser(prog="python -m anywhere.plugins.drive.sync")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_parsers(sub)
     drive = sub.choices["drive"]

@@ -48,7 +48,7 @@ def make_plan(
     fold: Callable[[str], str] | None = None,
 ) -> Plan:
     """``fold``: the key two paths are one file under on the local disk, when it folds
-    case (:func:`~plugins.drive.names.name_key`); None when the disk tells them apart."""
+    case (:func:`~anywhere.plugins.drive.names.name_key`); None when the disk tells them apart."""
     plan = Plan()
     handled: set[str] = set()
     files = {p for p, e in manifest.items() if e.kind == "file"}

@@ -228,7 +228,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class Tree:
     """A folder's tree from the server, trusted no further than checked: every path is
-    checked as the server checks names (:func:`~plugins.drive.names.split_path`: no
+    checked as the server checks names (:func:`~anywhere.plugins.drive.names.split_path`: no
     ``..``, nothing absolute, no reserved or unholdable name) and every node's fields
     have their types. What fails is left out and said in ``refused``, so a compromised
     server or anyone in the middle cannot steer a write, and nothing crashes on it."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bridge.api import Host
+from anywhere.bridge.api import Host
 
 from . import signin
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from bridge.api import BadSignature, Signer
+from anywhere.bridge.api import BadSignature, Signer
 
 PREFIX = "drive-session."
 PURPOSE = "drive.session"

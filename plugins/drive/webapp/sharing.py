@@ -9,7 +9,7 @@ import secrets
 
 from aiohttp import web
 
-from bridge import EventContext, MatrixEvent
+from anywhere.bridge import EventContext, MatrixEvent
 
 from ..errors import Denied, DriveError, NotFound
 from ..http_common import authenticated, folder_of, json_body, plugin_of, required

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.api import Host
+from anywhere.bridge.api import Host
 
 WIDGET_EVENT = "im.vector.modular.widgets"
 WIDGET_STATE_KEY = "anywhere_drive_files"

@@ -2,7 +2,7 @@
 for Finder, Windows Explorer, GNOME Files, davfs2 and rclone.
 
 Written on aiohttp, on the bridge's own event loop, as a thin layer over the drive
-service: every change goes through the same :class:`~plugins.drive.service.Drive` calls
+service: every change goes through the same :class:`~anywhere.plugins.drive.service.Drive` calls
 as chat and the HTTP API, so acceptance, roles, quota, the copyright rule, versions
 and the trash are the same here; uploads and downloads are streamed. This module routes
 the methods and serves the content ones (GET, PUT, DELETE, MKCOL, COPY, MOVE); signing

@@ -26,7 +26,7 @@ from ..connector import NetworkUnavailable
 from .stanzas import NS_DELAY, NS_SID, child, element
 
 if TYPE_CHECKING:
-    from bridge.runtime import Bridge
+    from anywhere.bridge.runtime import Bridge
 
 log = structlog.get_logger("anywhere.groups.xmpp")
 

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from bridge.doctor import DoctorCheck
+from anywhere.bridge.doctor import DoctorCheck
 
 NAME = "xmpp"
 STREAMS = "{http://etherx.jabber.org/streams}"

@@ -1,6 +1,6 @@
 """What the XMPP connector receives: presences (people joining, leaving, renaming,
 their avatars) and messages (rooms and 1:1 chats), handed to the hub in order. A part
-of :class:`~plugins.groups.xmpp.connector.XmppConnector`, which extends this class."""
+of :class:`~anywhere.plugins.groups.xmpp.connector.XmppConnector`, which extends this class."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ log = structlog.get_logger("anywhere.groups.xmpp")
 
 
 class XmppInbound:
-    """Receiving, for :class:`~plugins.groups.xmpp.connector.XmppConnector` (whose
+    """Receiving, for :class:`~anywhere.plugins.groups.xmpp.connector.XmppConnector` (whose
     attributes these methods use: the hub, settings, the joined rooms and occupants,
     the inbound queue)."""
 

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bridge.testing.synapse import free_port
+from anywhere.bridge.testing.synapse import free_port
 
 INSTALL_HINT = "Prosody is not installed: run `apt-get install prosody` (Debian/Ubuntu)"
 

@@ -25,8 +25,8 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from bridge.testing.stack import Stack  # noqa: E402
-from bridge.testing.synapse import free_port  # noqa: E402
+from anywhere.bridge.testing.stack import Stack  # noqa: E402
+from anywhere.bridge.testing.synapse import free_port  # noqa: E402
 
 TONE_HZ = 440
 CHROMIUM_FLAGS = [
