@@ -63,7 +63,7 @@ class Hub:
         self.connectors: dict[str, Connector] = {}
         self.store = PortalStore(bridge.db)
         self._matrix_people: set[str] = set()  # local people known to exist
-        self.people = MatrixPeople(self)
+        self.people = MatrixPeople(self.room_intent, bridge.bot, self.log)
         self.remote = RemoteEvents(self.store, self.ghosts, self.links, settings, self.log)
         self.outbox = Outbox(
             bridge, self.store, self.connectors, self.people, self.room_intent, self.log

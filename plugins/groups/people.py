@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from mautrix.types import EventType
 
@@ -13,14 +14,20 @@ from . import convert
 from .connector import FileData, MatrixSender
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from mautrix.appservice import IntentAPI
 
 MAX_AVATAR_BYTES = 1024 * 1024
 
 
 class MatrixPeople:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    """Given what it uses, not the hub: ``room_intent(room_id)``, who reads a portal
+    room's state (the bot in groups, the ghost in a 1:1 chat); ``bot``, who reads
+    profiles and downloads avatars; ``log``."""
+
+    def __init__(self, room_intent: Callable[[str], IntentAPI], bot: IntentAPI, log: Any) -> None:
+        self.room_intent = room_intent
+        self.bot = bot
+        self.log = log
         self._names: dict[tuple[str, str], str] = {}
         self._avatar_urls: dict[tuple[str, str], str | None] = {}
         self._avatar_files: dict[str, FileData | None] = {}  # mxc → the image
@@ -40,12 +47,12 @@ class MatrixPeople:
         if key not in self._names:
             name = avatar = None
             try:
-                member = await self.hub.room_intent(room_id).get_state_event(
+                member = await self.room_intent(room_id).get_state_event(
                     room_id, EventType.ROOM_MEMBER, user_id
                 )
                 name, avatar = member.displayname, member.avatar_url
             except Exception as exc:
-                self.hub.log.warning("display name unknown", user_id=user_id, error=str(exc))
+                self.log.warning("display name unknown", user_id=user_id, error=str(exc))
             self._names[key] = name or user_id.removeprefix("@").split(":")[0]
             if key not in self._avatar_urls:
                 self._avatar_urls[key] = str(avatar) if avatar else None
@@ -60,9 +67,9 @@ class MatrixPeople:
         """A Matrix person's global profile (name and avatar), for a network asking about
         someone it has not seen in a portal room; None when the homeserver has none."""
         try:
-            profile = await self.hub.bridge.bot.get_profile(user_id)
+            profile = await self.bot.get_profile(user_id)
         except Exception as exc:
-            self.hub.log.info("no profile for a Matrix person", user_id=user_id, error=str(exc))
+            self.log.info("no profile for a Matrix person", user_id=user_id, error=str(exc))
             return None
         name = profile.displayname or user_id.removeprefix("@").split(":")[0]
         return MatrixSender(user_id, name, str(profile.avatar_url) if profile.avatar_url else None)
@@ -75,9 +82,9 @@ class MatrixPeople:
             return self._avatar_files[mxc]
         image = None
         try:
-            data = await self.hub.bridge.bot.download_media(mxc)
+            data = await self.bot.download_media(mxc)
         except Exception as exc:
-            self.hub.log.info("could not fetch a Matrix avatar", mxc=mxc, error=str(exc))
+            self.log.info("could not fetch a Matrix avatar", mxc=mxc, error=str(exc))
             return None  # not remembered: it may work next time
         mimetype = convert.image_type(data) if len(data) <= MAX_AVATAR_BYTES else None
         if mimetype:
