@@ -14,10 +14,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 
-# What the install depends on: pyproject.toml and the venv's Python.
+# What the install depends on: pyproject.toml, setup.py and the venv's Python.
 wanted="$("$PYTHON" - <<'EOF'
 import hashlib, pathlib, sys
 digest = hashlib.sha256(pathlib.Path("pyproject.toml").read_bytes())
+digest.update(pathlib.Path("setup.py").read_bytes())
 digest.update(pathlib.Path(".venv/bin/python").resolve().as_posix().encode())
 print(digest.hexdigest())
 EOF
