@@ -86,16 +86,17 @@ def matrix_to_message(event_id: str, content: dict[str, Any]) -> Message:
     return message
 
 
-def message_to_content(message: Message, mxc: str | None = None) -> dict[str, Any]:
-    """Matrix content for a message from the network (``mxc``: its uploaded file)."""
-    if message.file is not None and mxc:
+def message_to_content(message: Message, uploaded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Matrix content for a message from the network (``uploaded``: where its file went,
+    ``{"url": mxc}`` or, in an encrypted room, ``{"file": {...}}``)."""
+    if message.file is not None and uploaded:
         mimetype = message.file.mimetype
         kind = mimetype.split("/", 1)[0]
         msgtype = {"image": "m.image", "audio": "m.audio", "video": "m.video"}.get(kind, "m.file")
         content: dict[str, Any] = {
             "msgtype": msgtype,
             "body": message.file.name,
-            "url": mxc,
+            **uploaded,
             "info": {"mimetype": mimetype, "size": len(message.file.data)},
         }
         if is_voice_memo(mimetype):

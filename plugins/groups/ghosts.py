@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mautrix.errors import MatrixRequestError
 
@@ -139,6 +139,19 @@ class Ghosts:
             remote_id,
             address,
             domain,
+        )
+
+    async def upload_file(self, intent: IntentAPI, room_id: str, file: FileData) -> dict[str, Any]:
+        """Upload ``file`` as the ghost ``intent`` to post into ``room_id``: the content
+        fields pointing at it, ``{"url": mxc}`` or, in an encrypted room, ``{"file": ...}``
+        (the attachment encrypted on the way, as Element does)."""
+        return await self.bridge.media.upload(
+            room_id,
+            file.data,
+            intent=intent,
+            mime_type=file.mimetype,
+            filename=file.name,
+            size=len(file.data),
         )
 
     async def set_avatar(

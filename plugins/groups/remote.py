@@ -69,12 +69,10 @@ class RemoteEvents:
         self._cut(message)
         ghost = await self.ghosts.ensure(network, sender)
         await ghost.ensure_joined(portal.room_id)
-        mxc = None
+        uploaded = None
         if message.file is not None:
-            mxc = await ghost.upload_media(
-                message.file.data, message.file.mimetype, message.file.name
-            )
-        content = convert.message_to_content(message, mxc)
+            uploaded = await self.ghosts.upload_file(ghost, portal.room_id, message.file)
+        content = convert.message_to_content(message, uploaded)
         if message.reply_to:
             target = await self.store.event_for(network, message.reply_to)
             if target:

@@ -406,6 +406,16 @@ async def upload_from_xmpp(person, prosody, data, name, mimetype):
     return get
 
 
+def share_link(person, room, url):
+    """Share ``url`` in ``room`` as XMPP clients share a file: the link as the body and
+    in an out-of-band data element (XEP-0066)."""
+    oob = xml("jabber:x:oob", "x")
+    link = xml("jabber:x:oob", "url")
+    link.text = url
+    oob.append(link)
+    return person.send(room, url, "groupchat", extra=[oob])
+
+
 async def test_an_image_arrives_byte_identical_each_way(
     xmpp_stack, prosody, xmpp_person, matrix_person
 ):
@@ -416,11 +426,7 @@ async def test_an_image_arrives_byte_identical_each_way(
     room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice F")], prosody)
 
     url = await upload_from_xmpp(alice, prosody, PNG, "chart.png", "image/png")
-    oob = xml("jabber:x:oob", "x")
-    link = xml("jabber:x:oob", "url")
-    link.text = url
-    oob.append(link)
-    alice.send(room, url, "groupchat", extra=[oob])
+    share_link(alice, room, url)
     event = await boss.wait_for(room_id, lambda e: e.get("content", {}).get("msgtype") == "m.image")
     assert await download(boss, event["content"]["url"]) == PNG
     assert event["content"]["info"]["mimetype"] == "image/png"
@@ -491,11 +497,7 @@ async def test_voice_memos_go_both_ways_as_playable_voice_messages(
     # XMPP → Matrix: what Conversations sends for a recording (an uploaded .ogg linked
     # with out-of-band data) arrives as a Matrix voice message with its length.
     url = await upload_from_xmpp(alice, prosody, memo, "2026-11-25_memo.ogg", "audio/ogg")
-    oob = xml("jabber:x:oob", "x")
-    link = xml("jabber:x:oob", "url")
-    link.text = url
-    oob.append(link)
-    alice.send(room, url, "groupchat", extra=[oob])
+    share_link(alice, room, url)
     event = await boss.wait_for(room_id, lambda e: e.get("content", {}).get("msgtype") == "m.audio")
     content = event["content"]
     assert "org.matrix.msc3245.voice" in content
@@ -1156,11 +1158,7 @@ async def test_a_file_link_with_user_at_host_is_not_fetched_from_the_other_host(
         room, room_id = await linked_group(xmpp_stack, boss, [(alice, "Alice L")], prosody)
         # the configured prefix is http://127.0.0.1:HTTP_PORT (no trailing /)
         url = f"http://127.0.0.1:{prosody.http_port}@127.0.0.1:{internal}/secret.png"
-        oob = xml("jabber:x:oob", "x")
-        link = xml("jabber:x:oob", "url")
-        link.text = url
-        oob.append(link)
-        alice.send(room, url, "groupchat", extra=[oob])
+        share_link(alice, room, url)
         event = await boss.wait_for(room_id, text_from(body=url))
         assert event["content"]["msgtype"] == "m.text"  # it stays a link
         assert hits == []  # and the internal service was never asked
