@@ -48,6 +48,21 @@ async def encrypted_linked_group(stack, boss: EncryptedPerson, xmpp_person, nick
     return room, room_id
 
 
+async def wire_type(person, room_id: str, event_id: str) -> dict:
+    """The event as the homeserver holds it (what went over the wire; matrix-nio's own
+    ``room_get_event`` would decrypt it)."""
+    from urllib.parse import quote
+
+    import aiohttp
+
+    client = person.client
+    url = f"{client.homeserver}/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}"
+    headers = {"Authorization": f"Bearer {client.access_token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
 async def send_encrypted_file(boss: EncryptedPerson, room_id: str, name: str, data: bytes, *,
                               tamper: bool = False) -> None:  # fmt: skip
     ciphertext, keys = encrypt_attachment(data)

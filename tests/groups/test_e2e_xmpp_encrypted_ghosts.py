@@ -11,7 +11,11 @@ from nio import DownloadResponse
 from nio.crypto.attachments import decrypt_attachment
 
 from .test_e2e_xmpp import PNG, share_link, text_from, upload_from_xmpp, xml
-from .test_e2e_xmpp_encrypted_files import encrypted_boss, encrypted_linked_group  # noqa: F401
+from .test_e2e_xmpp_encrypted_files import (  # noqa: F401
+    encrypted_boss,
+    encrypted_linked_group,
+    wire_type,
+)
 
 CORRECT = "urn:xmpp:message-correct:0"
 RETRACT = "urn:xmpp:message-retract:1"
@@ -43,21 +47,6 @@ async def test_an_xmpp_persons_message_reaches_the_encrypted_room_encrypted_by_i
     assert ghost.startswith("@anywhere_xmpp_") and ghost != xmpp_stack.bot_id
     assert event.get("decrypted") is True  # sent encrypted, and the boss's client read it
     assert not encrypted_boss.undecryptable.get(room_id)
-
-
-async def wire_type(person, room_id: str, event_id: str) -> dict:
-    """The event as the homeserver holds it (what went over the wire; matrix-nio's own
-    ``room_get_event`` would decrypt it)."""
-    from urllib.parse import quote
-
-    import aiohttp
-
-    client = person.client
-    url = f"{client.homeserver}/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}"
-    headers = {"Authorization": f"Bearer {client.access_token}"}
-    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
 
 
 async def test_corrections_retractions_replies_and_files_from_xmpp_arrive_encrypted(
