@@ -1,16 +1,20 @@
-"""What a test Synapse's ``homeserver.yaml`` and logging config hold (the part of
-:class:`anywhere.bridge.devsynapse.Synapse` that writes files; see that module)."""
+"""What a local Synapse's ``homeserver.yaml`` and logging config hold: the files in its
+workdir, their paths, the secrets kept across rewrites and the listener's port. The
+:class:`anywhere.bridge.devsynapse.Synapse` running the process holds one."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from anywhere.bridge.config import deep_merge
+
+from .ports import free_port, port_is_free
 
 #: Secrets that survive a rewrite of an existing ``homeserver.yaml``.
 _PERSISTENT_SECRETS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
@@ -71,24 +75,51 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 class SynapseConfig:
-    """The config files of a :class:`~anywhere.bridge.devsynapse.Synapse` (which sets the
-    attributes used here: workdir, server_name, host, port, paths, secrets)."""
+    """The config files of one Synapse living in ``workdir`` (see
+    :class:`~anywhere.bridge.devsynapse.Synapse` for the arguments).
 
-    workdir: Path
-    server_name: str
-    host: str
-    port: int
-    app_service_config_files: list[Path]
-    extra_config: dict[str, Any]
-    log_level: str
-    config_path: Path
-    log_config_path: Path
-    log_path: Path
-    pid_path: Path
-    database_path: Path
-    signing_key_path: Path
-    media_store_path: Path
-    _secrets: dict[str, str]
+    Reading an existing ``homeserver.yaml`` on construction keeps its secrets and, when
+    ``port`` is None and it is still free, its port; :meth:`write_config` rewrites
+    everything else from the arguments.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        server_name: str = "localhost",
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        app_service_config_files: Iterable[Path] = (),
+        extra_config: dict[str, Any] | None = None,
+        log_level: str = "WARNING",
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.server_name = server_name
+        self.host = host
+        self.app_service_config_files = [Path(p).resolve() for p in app_service_config_files]
+        self.extra_config = dict(extra_config or {})
+        self.log_level = log_level.upper()
+
+        self.config_path = self.workdir / "homeserver.yaml"
+        self.log_config_path = self.workdir / "log.config.yaml"
+        self.log_path = self.workdir / "synapse.log"
+        self.pid_path = self.workdir / "homeserver.pid"
+        self.database_path = self.workdir / "homeserver.db"
+        self.signing_key_path = self.workdir / "signing.key"
+        self.media_store_path = self.workdir / "media"
+
+        existing = self._read_existing_config()
+        self._secrets = {
+            name: existing.get(name) or secrets.token_urlsafe(32) for name in _PERSISTENT_SECRETS
+        }
+        self.registration_shared_secret: str = self._secrets["registration_shared_secret"]
+
+        if port is None:
+            port = self._existing_port(existing)
+            if port is None or not port_is_free(host, port):
+                port = free_port(host)
+        self.port = port
 
     @property
     def url(self) -> str:

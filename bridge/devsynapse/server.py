@@ -49,9 +49,7 @@ import hmac
 import json
 import os
 import re
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -62,7 +60,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .config import _PERSISTENT_SECRETS, SynapseConfig, SynapseError
+from .config import SynapseConfig, SynapseError
+from .ports import free_port, port_is_free
 
 __all__ = ["Synapse", "SynapseError", "free_port"]
 
@@ -75,30 +74,6 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit): ")
 #: Loopback names added to ``no_proxy`` for the child, so that a proxy set in the
 #: environment is never used to reach the bridge.
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that is free right now.
-
-    The port is found by binding to port 0; another process may grab it before
-    it is used, which is acceptable for tests.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # Same option Twisted uses, so a port in TIME_WAIT counts as free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,7 +99,7 @@ def _stop_all() -> None:
             hs.stop(timeout=5)
 
 
-class Synapse(SynapseConfig):
+class Synapse:
     """One Synapse homeserver process living in ``workdir``.
 
     Args:
@@ -142,6 +117,8 @@ class Synapse(SynapseConfig):
         log_level: level of the root logger in ``synapse.log``.
 
     Attributes:
+        config: its :class:`~anywhere.bridge.devsynapse.config.SynapseConfig`, the
+            files in ``workdir``; the attributes below read from it.
         url: base URL of the client API, e.g. ``"http://127.0.0.1:8448"``.
         server_name: as given.
         registration_shared_secret: secret for the shared-secret registration API.
@@ -161,39 +138,74 @@ class Synapse(SynapseConfig):
         extra_config: dict[str, Any] | None = None,
         log_level: str = "WARNING",
     ) -> None:
-        self.workdir = Path(workdir).resolve()
-        self.server_name = server_name
-        self.host = host
-        self.app_service_config_files = [Path(p).resolve() for p in app_service_config_files]
+        #: The files in ``workdir``: ``homeserver.yaml``, the log config, the paths.
+        self.config = SynapseConfig(
+            workdir,
+            server_name=server_name,
+            host=host,
+            port=port,
+            app_service_config_files=app_service_config_files,
+            extra_config=extra_config,
+            log_level=log_level,
+        )
         self.python = python
-        self.extra_config = dict(extra_config or {})
-        self.log_level = log_level.upper()
-
-        self.config_path = self.workdir / "homeserver.yaml"
-        self.log_config_path = self.workdir / "log.config.yaml"
-        self.log_path = self.workdir / "synapse.log"
-        self.pid_path = self.workdir / "homeserver.pid"
-        self.database_path = self.workdir / "homeserver.db"
-        self.signing_key_path = self.workdir / "signing.key"
-        self.media_store_path = self.workdir / "media"
-
-        existing = self._read_existing_config()
-        self._secrets = {
-            name: existing.get(name) or secrets.token_urlsafe(32) for name in _PERSISTENT_SECRETS
-        }
-        self.registration_shared_secret: str = self._secrets["registration_shared_secret"]
-
-        if port is None:
-            port = self._existing_port(existing)
-            if port is None or not _port_is_free(host, port):
-                port = free_port(host)
-        self.port = port
-
         self._proc: subprocess.Popen[bytes] | None = None
         #: Seconds the last successful start() took (None before one).
         self.startup_seconds: float | None = None
         self._log_offset = 0
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    # ------------------------------------------------------- its config, read
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def workdir(self) -> Path:
+        return self.config.workdir
+
+    @property
+    def server_name(self) -> str:
+        return self.config.server_name
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    @property
+    def extra_config(self) -> dict[str, Any]:
+        """Merged over the generated config by the next :meth:`write_config` (a start
+        writes it): change it before starting."""
+        return self.config.extra_config
+
+    @property
+    def registration_shared_secret(self) -> str:
+        return self.config.registration_shared_secret
+
+    @property
+    def config_path(self) -> Path:
+        return self.config.config_path
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.log_path
+
+    @property
+    def database_path(self) -> Path:
+        return self.config.database_path
+
+    def build_config(self) -> dict[str, Any]:
+        """The ``homeserver.yaml`` content (see :meth:`SynapseConfig.build_config`)."""
+        return self.config.build_config()
+
+    def write_config(self) -> Path:
+        """Write ``homeserver.yaml`` and the log config (see :meth:`SynapseConfig.write_config`)."""
+        return self.config.write_config()
 
     # --------------------------------------------------------------- lifecycle
 
@@ -246,7 +258,7 @@ class Synapse(SynapseConfig):
             except OSError as exc:
                 raise SynapseError(f"cannot run {self.python!r}: {exc}") from exc
         _RUNNING.add(self)
-        self.pid_path.write_text(f"{self._proc.pid}\n", encoding="ascii")
+        self.config.pid_path.write_text(f"{self._proc.pid}\n", encoding="ascii")
 
         deadline = started + timeout
         while True:
@@ -274,25 +286,25 @@ class Synapse(SynapseConfig):
             time.sleep(0.05)
 
     def _preflight(self) -> None:
-        missing = [p for p in self.app_service_config_files if not p.is_file()]
+        missing = [p for p in self.config.app_service_config_files if not p.is_file()]
         if missing:
             raise SynapseError(
                 "application-service registration file(s) not found: "
                 + ", ".join(map(str, missing))
                 + " (generate the registration before starting Synapse)"
             )
-        if self.pid_path.exists():
+        if self.config.pid_path.exists():
             try:
-                old_pid = int(self.pid_path.read_text(encoding="ascii").strip())
+                old_pid = int(self.config.pid_path.read_text(encoding="ascii").strip())
             except (OSError, ValueError):
                 old_pid = 0
             if old_pid and _pid_alive(old_pid) and _pid_cmdline_is_synapse(old_pid):
                 raise SynapseError(
                     f"a Synapse started from {self.workdir} is still running "
-                    f"(pid {old_pid}, see {self.pid_path}); stop it with "
+                    f"(pid {old_pid}, see {self.config.pid_path}); stop it with "
                     f"`kill {old_pid}` before starting another one on the same database"
                 )
-        if not _port_is_free(self.host, self.port):
+        if not port_is_free(self.host, self.port):
             raise SynapseError(
                 f"port {self.port} on {self.host} is already in use; pass another "
                 "port=, or port=None to pick a free one"
@@ -333,7 +345,7 @@ class Synapse(SynapseConfig):
         self._proc = None
         _RUNNING.discard(self)
         with contextlib.suppress(OSError):
-            self.pid_path.unlink()
+            self.config.pid_path.unlink()
 
     def __enter__(self) -> Synapse:
         self.start()
