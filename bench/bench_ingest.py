@@ -318,6 +318,25 @@ class ProfileRecorder:
 # --------------------------------------------------------------------------- main
 
 
+def enabled_plugins(option: str | None) -> list[str]:
+    """``--plugins``: comma-separated names, or by default the plugins a fresh config
+    enables (``plugins.enabled`` of bridge/config.example.yaml)."""
+    if option is not None:
+        return [name.strip() for name in option.split(",") if name.strip()]
+    from anywhere.bridge.config import example_defaults  # the test extras, not for --help
+
+    return list(example_defaults()["plugins"]["enabled"])
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM raises :class:`Interrupted`, so that a benchmark's clean-up runs."""
+
+    def on_sigterm(*_: object) -> None:
+        raise Interrupted()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 async def run_rounds(
     args: argparse.Namespace,
     stack,
@@ -354,8 +373,8 @@ async def run_rounds(
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_load_options(parser: argparse.ArgumentParser, rounds: int) -> None:
+    """The options of the load and its work folder, shared with bench_dispatch_compare.py."""
     parser.add_argument(
         "--transactions",
         type=int,
@@ -372,8 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="measure each server this many times, report the median",
+        default=rounds,
+        help=f"measure each server this many times, report the median (default {rounds})",
     )
     parser.add_argument(
         "--timeout",
@@ -395,6 +414,25 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated plugins to enable (default: the ones a fresh config from "
         "`anywhere init` enables, i.e. plugins.enabled of bridge/config.example.yaml)",
     )
+
+
+def make_work_folder(args: argparse.Namespace, prefix: str) -> Path:
+    base = args.workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def remove_work_folder(args: argparse.Namespace, base: Path) -> None:
+    """Unless --keep or --workdir asked to keep it."""
+    if args.keep or args.workdir:
+        print(f"work folder kept: {base}", file=sys.stderr)
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_load_options(parser, rounds=1)
     parser.add_argument(
         "--floor-handling",
         type=float,
@@ -414,21 +452,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # Imported here so --help works without the test extras.
-    from anywhere.bridge.config import example_defaults
     from anywhere.bridge.testing.stack import Stack
 
-    if args.plugins is None:
-        plugins = list(example_defaults()["plugins"]["enabled"])
-    else:
-        plugins = [name.strip() for name in args.plugins.split(",") if name.strip()]
-
-    def on_sigterm(*_: object) -> None:
-        raise Interrupted()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    plugins = enabled_plugins(args.plugins)
+    interrupt_on_sigterm()
     busy_before = cpu_busy()
-    base = args.workdir or Path(tempfile.mkdtemp(prefix="anywhere-bench-ingest-"))
-    base.mkdir(parents=True, exist_ok=True)
+    base = make_work_folder(args, "anywhere-bench-ingest-")
     stack = profile = None
     references: dict[str, ReferenceProcess] = {}
     helpers: list[ReferenceProcess] = []
@@ -501,10 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.bridge.stop()
             with contextlib.suppress(Exception):
                 stack.synapse.stop()
-        if args.keep or args.workdir:
-            print(f"work folder kept: {base}", file=sys.stderr)
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        remove_work_folder(args, base)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,24 @@ from .synapse import Synapse, free_port
 
 
 class BridgeProcess:
-    """``python -m anywhere run`` as a child process, with its log in ``log_path``."""
+    """``python -m anywhere run`` as a child process, with its log in ``log_path``.
 
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+    ``module`` and ``cwd`` run another tree's bridge instead (bench/bench_dispatch_compare.py
+    runs an older checkout's ``python -m bridge`` from its own folder)."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        env: dict[str, str] | None = None,
+        *,
+        module: str = "anywhere",
+        cwd: Path | None = None,
+    ) -> None:
         self.config_path = config_path
         self.config = yaml.safe_load(config_path.read_text("utf-8"))
         self.log_path = config_path.parent / "bridge.log"
         self.env = env or {}
+        self.module, self.cwd = module, cwd
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -59,10 +70,11 @@ class BridgeProcess:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env = {k: v for k, v in env.items() if not k.startswith("ANYWHERE__")} | self.env
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "anywhere", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", self.module, "run", "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=self.cwd,
             start_new_session=True,
         )
         log.close()
