@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import secrets
 
 import aiohttp
@@ -21,6 +22,15 @@ from anywhere.bridge.testing.e2ee import EncryptedPerson
 from anywhere.plugins.calls.audio import SAMPLE_RATE, decode_audio
 
 pytestmark = pytest.mark.e2e
+
+
+def sent_in_plain_text(person: EncryptedPerson, room: str, sender: str) -> list[dict]:
+    """The events other than state that ``sender`` sent into ``room`` unencrypted."""
+    return [
+        e
+        for e in person.timeline[room]
+        if e.get("sender") == sender and e.get("state_key") is None and not e.get("decrypted")
+    ]
 
 
 async def test_calling_the_memo_user_in_an_encrypted_dm_is_answered_and_the_memo_is_encrypted(
@@ -64,14 +74,7 @@ async def test_calling_the_memo_user_in_an_encrypted_dm_is_answered_and_the_memo
         assert dominant_frequency(samples[SAMPLE_RATE // 4 :]) == pytest.approx(587, abs=10)
         # nothing from the memo user arrived in plain text or unreadable
         assert not alice.undecryptable.get(room)
-        plain = [
-            e
-            for e in alice.timeline[room]
-            if e.get("sender") == memo_user
-            and e.get("state_key") is None
-            and not e.get("decrypted")
-        ]
-        assert plain == []
+        assert sent_in_plain_text(alice, room, memo_user) == []
     finally:
         await alice.close()
 
@@ -137,3 +140,71 @@ async def test_the_memo_users_one_time_keys_are_topped_up_from_its_own_counts(
             await asyncio.sleep(0.2)
     finally:
         await alice.close()
+
+
+async def test_a_conference_in_an_encrypted_room_signals_encrypted_both_ways(
+    calls_stack, calls_bot, tmp_path
+):
+    """Two people whose clients encrypt call the conference user of their encrypted
+    room: their invites go out encrypted and are read, the conference user's answer and
+    candidates come back encrypted (its own device), and each hears the other."""
+    from test_calls_conference import loudness
+
+    people = []
+    for _ in range(2):
+        localpart = f"conf_{secrets.token_hex(3)}"
+        people.append(await EncryptedPerson.register(calls_stack, localpart, tmp_path / localpart))
+    alice, bob = people
+    calls = []
+    try:
+        room = await alice.create_encrypted_room([calls_bot, bob.user_id], name="Decision")
+        await alice.wait_joined(room, calls_bot)
+        while room not in bob.invites:
+            await bob.sync_once()
+        await bob.client.join(room)
+        await alice.wait_joined(room, bob.user_id)
+        mark = alice.mark(room)
+        await alice.send_text(room, "!call conference")
+        ready = await alice.wait_for_text(room, calls_bot, "Conference ready", start=mark)
+        assert ready.get("decrypted") is True
+        conference_user = re.search(r"call (@\S+:localhost) to join", ready["content"]["body"])[1]
+        await bob.wait_joined(room, conference_user)
+
+        calls = [CallPeer(p, room, tone_hz=hz) for p, hz in zip(people, (440, 660), strict=True)]
+        for call in calls:
+            await call.place(invitee=conference_user)
+        for person, call in zip(people, calls, strict=True):
+            answer = await call.wait_for(lambda e: e["type"] == "m.call.answer")
+            assert answer["sender"] == conference_user
+            assert answer.get("decrypted") is True  # it came encrypted, and was read
+            candidates = await call.wait_for(lambda e: e["type"] == "m.call.candidates")
+            assert candidates["sender"] == conference_user
+            assert candidates.get("decrypted") is True
+            await call.wait_connected()
+            # the person's own invite went out encrypted (their client decrypts it back)
+            invite = next(
+                e
+                for e in person.timeline[room]
+                if e.get("type") == "m.call.invite" and e["content"].get("call_id") == call.call_id
+            )
+            assert invite.get("decrypted") is True
+        await calls[0].wait_for_room(
+            lambda e: "joined the conference (2 connected)" in str(e.get("content", {}).get("body"))
+        )
+        heard = await asyncio.gather(*(call.hear(1.5) for call in calls))
+        for own, other, samples in ((440, 660, heard[0]), (660, 440, heard[1])):
+            assert loudness(samples, other) > 0.2, f"the {own} Hz caller does not hear {other} Hz"
+            assert loudness(samples, own) < 0.01, f"the {own} Hz caller hears themselves"
+
+        for call in calls:
+            await call.hang_up()
+        # nothing from the conference user went out in plain text or unreadable
+        for person in people:
+            await person.sync_once()
+            assert not person.undecryptable.get(room)
+            assert sent_in_plain_text(person, room, conference_user) == []
+    finally:
+        for call in calls:
+            await call.close()
+        for person in people:
+            await person.close()
