@@ -119,8 +119,10 @@ class Encryption:
         # a room's queue of events waiting for keys: taken by the worker and by the expiry
         self._queue_locks: dict[str, asyncio.Lock] = {}
         self.key_wait_seconds = key_wait_seconds
-        # room keys the bot asked for: session id -> (room id, the user asked)
-        self._requested: dict[str, tuple[str, str]] = {}
+        # room keys asked for: session id -> (room id, the user asked, the identity asking)
+        self._requested: dict[str, tuple[str, str, str]] = {}
+        # room id -> the identity of the bridge that reads it (see reader_of)
+        self._readers: dict[str, str] = {}
         self._probe = asyncio.Event()
         self._probe_id = ""
         self.saw_key_counts = False
@@ -165,6 +167,7 @@ class Encryption:
         if self.unavailable:
             self.ready = False
         else:
+            await self._ask_again_for_waiting_keys()
             await self._expire_waiting_forever()
         if self.unavailable and self.machine is not None:
             # what was kept for its key goes on as it is (the core says it cannot read it)
@@ -333,10 +336,9 @@ class Encryption:
                 if payload.get("type") in ("m.room_key", "m.forwarded_room_key"):
                     key = payload.get("content") or {}
                     asked = self._requested.get(key.get("session_id"))
+                    requested = asked == (key.get("room_id"), sender, machine.user_id)
                     try:
-                        session_id = await machine.add_room_key(
-                            payload, conn, requested=asked == (key.get("room_id"), sender)
-                        )
+                        session_id = await machine.add_room_key(payload, conn, requested=requested)
                     except DecryptionError as exc:
                         log.warning("room key refused", sender=sender, reason=str(exc))
         except BaseException:
@@ -381,28 +383,30 @@ class Encryption:
                     await self._release(waiting_room, give_up=session_id)
 
     async def _request_key(self, room_id: str, event: MatrixEvent) -> None:
-        """Ask the sender's devices for the room key of an event (``m.room_key_request``);
-        a key they forward for it is accepted (and only then)."""
+        """Ask the sender's devices for the room key of an event (``m.room_key_request``),
+        as the identity of the bridge that reads the room (:meth:`reader_of`: its device is
+        the one the key was meant for); a key they forward for it, to that device, is
+        accepted (and only then). The sender of a Megolm event is the one who made its
+        session, also when the bot holds a forwarded copy of it."""
         content = event.content
         session_id = content.get("session_id")
         if not isinstance(session_id, str) or session_id in self._requested:
             return
+        machine = await self.reader_of(room_id)
         if len(self._requested) >= 10_000:
             self._requested.clear()
-        self._requested[session_id] = (room_id, event.sender)
+        self._requested[session_id] = (room_id, event.sender, machine.user_id)
+        body = {"algorithm": MEGOLM, "room_id": room_id, "session_id": session_id}
+        if isinstance(content.get("sender_key"), str):  # deprecated, not always sent
+            body["sender_key"] = content["sender_key"]
         request = {
             "action": "request",
-            "body": {
-                "algorithm": MEGOLM,
-                "room_id": room_id,
-                "sender_key": content.get("sender_key"),
-                "session_id": session_id,
-            },
+            "body": body,
             "request_id": hashlib.sha256(session_id.encode()).hexdigest()[:24],
-            "requesting_device_id": self.machine.device_id,
+            "requesting_device_id": machine.device_id,
         }
         try:
-            await self.keys.send_to_device("m.room_key_request", {event.sender: {"*": request}})
+            await machine.keys.send_to_device("m.room_key_request", {event.sender: {"*": request}})
         except HomeserverRefused as exc:
             log.warning("could not ask for a room key", room_id=room_id, error=str(exc))
             return
@@ -411,7 +415,43 @@ class Encryption:
             room_id=room_id,
             sender=event.sender,
             session_id=session_id,
+            asked_as=machine.user_id,
+            device_id=machine.device_id,
         )
+
+    async def _ask_again_for_waiting_keys(self) -> None:
+        """At start-up: the keys of events kept from before (what was asked, and its
+        answer, may have been lost with the bridge down) are asked for again, and waited
+        for their full time again."""
+        if self._waiting_rooms:
+            await self.machine.store.wait_again()
+        for room_id in list(self._waiting_rooms):
+            for item in await self.machine.store.waiting_in(room_id):
+                event = MatrixEvent(item["event"], item["txn_id"], False)
+                if item["session_id"] is not None and self._needs_key(event):
+                    await self._request_key(room_id, event)
+
+    async def reader_of(self, room_id: str) -> OlmMachine:
+        """The machine of the identity of the bridge that reads ``room_id``: the bot when
+        it is a member, else another identity with a device that is (the memo user in its
+        direct chats, a portal's ghost) — whose device the room's keys are shared with, and
+        who can write there. The bot when none is known to be."""
+        known = self._machines.get(self._readers.get(room_id, ""))
+        if known is not None:
+            return known
+        others = [m for u, m in self._machines.items() if u != self.user_id and m.shared]
+        for asking in [self.machine, *others]:
+            try:
+                members = await asking.keys.joined_members(room_id)
+            except HomeserverRefused:
+                continue  # not in the room
+            if asking.user_id not in members:
+                continue
+            if self.user_id not in members:
+                asking = next(m for m in others if m.user_id in members)
+            self._readers[room_id] = asking.user_id
+            return asking
+        return self.machine
 
     def _queue_lock(self, room_id: str) -> asyncio.Lock:
         return self._queue_locks.setdefault(room_id, asyncio.Lock())
@@ -450,21 +490,23 @@ class Encryption:
                 await self._release(room_id, give_up=head["session_id"])
 
     async def _tell_sender(self, room_id: str, event: dict[str, Any]) -> None:
-        """A notice (encrypted) replying to a message the bot could not read."""
+        """A notice (encrypted) replying to a message the bot could not read, from the
+        identity of the bridge that reads the room (:meth:`reader_of`)."""
         event_id, sender = event.get("event_id", ""), event.get("sender", "")
+        machine = await self.reader_of(room_id)
         content = {
             "msgtype": "m.notice",
             "body": (
                 f"{sender}: I could not read your message: its key did not reach me within "
                 f"{self.key_wait_seconds:g} s. Please send it again (if this repeats, check "
-                "that your client shares keys with the bot's device)."
+                "that your client shares keys with my device)."
             ),
             "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
         }
-        encrypted = await self.encrypt(room_id, "m.room.message", content)
+        encrypted = await self.encrypt(room_id, "m.room.message", content, machine.user_id)
         txn = "anywhere.nokey." + hashlib.sha256(event_id.encode()).hexdigest()[:32]
         try:
-            await self.keys.request(
+            await machine.keys.request(
                 "PUT",
                 f"/rooms/{quote(room_id, safe='')}/send/m.room.encrypted/{txn}",
                 encrypted,
@@ -577,6 +619,7 @@ class Encryption:
             self._room_encryption[event.room_id] = event.content
         elif event.type == "m.room.member":
             self._members.pop(event.room_id, None)
+            self._readers.pop(event.room_id, None)
             await self._device_before_joining(event)
             if event.content.get("membership") in ("leave", "ban"):
                 # whoever left must not read what comes next: the next send starts a new

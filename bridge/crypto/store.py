@@ -289,6 +289,11 @@ class CryptoStore:
             now_ms(),
         )
 
+    async def wait_again(self) -> None:
+        """Events kept from before a restart wait their full time again, from now: no
+        room key could reach the bridge while it was down."""
+        await self.db.execute("UPDATE crypto_waiting SET waiting_since = $1", now_ms())
+
     async def waiting_rooms(self) -> set[str]:
         return {r["room_id"] for r in await self.db.fetch("SELECT room_id FROM crypto_waiting")}
 

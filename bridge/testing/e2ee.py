@@ -15,6 +15,7 @@ from nio import (
     AsyncClientConfig,
     MegolmEvent,
     RoomCreateResponse,
+    RoomKeyRequest,
     RoomSendResponse,
     ShareGroupSessionResponse,
     SyncResponse,
@@ -43,6 +44,9 @@ class EncryptedPerson:
         self.undecryptable: dict[str, list[str]] = {}
         self.invites: set[str] = set()
         self.to_device: list[dict[str, Any]] = []  # to-device events received, as sent
+        # answer other people's key requests as Element does (see answer_key_requests)
+        self.answers_key_requests = False
+        self.keys_forwarded: list[tuple[str, str, str]] = []  # (user, device, session id)
 
     @classmethod
     async def register(cls, stack: Stack, localpart: str, store: Path) -> EncryptedPerson:
@@ -100,6 +104,8 @@ class EncryptedPerson:
         for room_id in response.rooms.invite:
             self.invites.add(room_id)
         self.to_device += [event.source for event in response.to_device_events]
+        if self.answers_key_requests:
+            self.answer_key_requests(response.to_device_events)
         if client.should_upload_keys:
             await client.keys_upload()
         if client.should_query_keys:
@@ -107,6 +113,38 @@ class EncryptedPerson:
         if client.should_claim_keys:
             await client.keys_claim(client.get_users_for_key_claiming())
         await client.send_to_device_messages()
+
+    def answer_key_requests(self, events: list[Any]) -> None:
+        """Forward a room key another person's device asks for, as Element's crypto
+        (matrix-rust-sdk) does and matrix-nio does not (it answers its own devices only):
+        only a session of this client's, and only to a device it was shared with when it
+        was made (that device should have it; its to-device copy was lost). The forwarded
+        key goes out with this sync's to-device messages."""
+        olm = self.client.olm
+        for event in events:
+            if not isinstance(event, RoomKeyRequest) or event.sender == self.user_id:
+                continue
+            outbound = olm.outbound_group_sessions.get(event.room_id)
+            wanted = (event.sender, event.requesting_device_id)
+            if outbound is None or outbound.id != event.session_id:
+                continue
+            if wanted not in outbound.users_shared_with:
+                continue
+            own_key = olm.account.identity_keys["curve25519"]
+            group_session = olm.inbound_group_store.get(event.room_id, own_key, event.session_id)
+            device = olm.device_store[event.sender].get(event.requesting_device_id)
+            session = olm.session_store.get(device.curve25519) if device else None
+            if group_session is None or session is None:
+                continue
+            olm.outgoing_to_device_messages.append(
+                olm._encrypt_forwarding_key(event.room_id, group_session, session, device)
+            )
+            self.keys_forwarded.append((*wanted, event.session_id))
+
+    def rotate_room_key(self, room_id: str) -> None:
+        """The next message into ``room_id`` starts a new Megolm session (and shares its
+        key with the members' devices first)."""
+        self.client.olm.outbound_group_sessions.pop(room_id, None)
 
     def mark(self, room_id: str) -> int:
         return len(self.timeline.get(room_id, []))
@@ -213,7 +251,9 @@ class EncryptedPerson:
         async def capture(response_class, method, path, data=None, response_data=None, **kw):
             if "/sendToDevice/" in path:
                 held.append((response_class, method, path, data, response_data, kw))
-                return ShareGroupSessionResponse(*response_data)
+                response = ShareGroupSessionResponse(*response_data)
+                await self.client.receive_response(response)  # as if sent: it thinks so
+                return response
             return await real(response_class, method, path, data, response_data, **kw)
 
         self.client._send = capture
