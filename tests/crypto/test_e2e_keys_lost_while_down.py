@@ -94,3 +94,43 @@ async def test_a_room_key_dropped_while_the_bridge_was_down_is_requested_and_the
         assert "could not read your message" not in str(alice.timeline[room])
     finally:
         await alice.close()
+
+
+async def test_an_answer_lost_while_the_bridge_was_down_is_asked_for_again_after_the_restart(
+    down_stack, tmp_path
+):
+    """The bot keeps a message and asks for its key; it is SIGKILLed before the answer
+    comes, and the answer is dropped like any to-device message to a bridge that is down.
+    After the restart the bot asks again (what it asked before is not remembered), the
+    key comes, and the command is answered once."""
+    stack = down_stack
+    await wait_for_log(stack, "encrypted rooms ready")
+    alice = await EncryptedPerson.register(stack, f"alice_{secrets.token_hex(3)}", tmp_path / "a")
+    try:
+        room = await alice.create_encrypted_room([stack.bot_id], direct=True)
+        await alice.wait_joined(room, stack.bot_id)
+        mark, logged = alice.mark(room), log_size(stack)
+        kept, _never_sent = await alice.send_text_holding_key(room, "!ping kept")
+        session = alice.client.olm.outbound_group_sessions[room].id
+        await stack.bridge.wait_for_line("asked the sender's devices", session, after=logged)
+
+        await asyncio.to_thread(stack.bridge.kill)
+        alice.answers_key_requests = True  # the answer goes out while the bridge is down
+        await alice.wait_for_to_device(lambda e: e.get("type") == "m.room_key_request")
+        assert [s for _user, _device, s in alice.keys_forwarded] == [session]
+        await stack.homeserver_marks_bridge("down")
+
+        logged = log_size(stack)
+        await asyncio.to_thread(stack.bridge.start)
+        await stack.homeserver_marks_bridge("up")
+        await stack.bridge.wait_for_line("asked the sender's devices", session, after=logged)
+        await alice.wait_for(room, is_text_from(stack.bot_id, "pong kept"), start=mark, timeout=120)
+        assert [s for _user, _device, s in alice.keys_forwarded] == [session, session]
+        marker = alice.mark(room)
+        await alice.send_text(room, "!ping marker")
+        await alice.wait_for(room, is_text_from(stack.bot_id, "pong marker"), start=marker)
+        assert pongs(alice, room, stack.bot_id, "kept") == 1
+        assert "could not read your message" not in str(alice.timeline[room])
+        assert kept not in alice.undecryptable.get(room, [])
+    finally:
+        await alice.close()
