@@ -39,10 +39,8 @@ FOLDERS_WITH_CIRCLES = {
     # the runtime builds the core plugin and the web app, which type themselves against
     # the Bridge (issue 15: the runtime cut along its seams): core, runtime, web
     "bridge",
-    # the groups hub split by line count (issue 15: composed of parts), and the XMPP
-    # connector with its avatars
+    # the groups hub split by line count (issue 15: composed of parts)
     "plugins/groups",
-    "plugins/groups/xmpp",
     # open_blob_store (in the base module) opens the stores built on it: its own module
     # would end this
     "storage",

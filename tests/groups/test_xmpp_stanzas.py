@@ -123,9 +123,11 @@ def test_a_renaming_occupant_known_only_by_nickname_keeps_one_ghost():
 
     room = "r@conf.example"
     connector = XmppConnector()
-    connector.domain, connector.settings = "matrix.example", {"relay_nickname": "Matrix"}
-    connector._portals[room] = Portal("xmpp", room, "!room:example")
-    to = connector.relay_jid
+    settings = {"component_jid": "matrix.example", "relay_nickname": "Matrix"}
+    connector.configure(settings, "example")
+    connector.relay.portals[room] = Portal("xmpp", room, "!room:example")
+    inbound = connector.inbound
+    to = connector.addresses.relay_jid
     muc = "http://jabber.org/protocol/muc#user"
 
     def presence(nick, extra="", ptype=""):
@@ -139,7 +141,7 @@ def test_a_renaming_occupant_known_only_by_nickname_keeps_one_ghost():
         )
 
     def said(nick, body):
-        connector.on_message(
+        inbound.on_message(
             Message(
                 xml=stanza(
                     f'<message xmlns="{NS}" from="{room}/{nick}" to="{to}" type="groupchat">'
@@ -157,22 +159,22 @@ def test_a_renaming_occupant_known_only_by_nickname_keeps_one_ghost():
                 f"{code}</x></presence>"
             )
         )
-        connector.on_presence(rename)
-        connector.on_presence(presence(new))
+        inbound.on_presence(rename)
+        inbound.on_presence(presence(new))
 
-    connector.on_presence(presence("Erin"))
+    inbound.on_presence(presence("Erin"))
     said("Erin", "one")
     renamed("Erin", "Erin J")
     said("Erin J", "two")
     renamed("Erin J", "EJ")
     said("EJ", "three")
-    connector.on_presence(presence("EJ", ptype="unavailable"))
-    connector.on_presence(presence("Erin J"))  # someone else takes an old nickname
+    inbound.on_presence(presence("EJ", ptype="unavailable"))
+    inbound.on_presence(presence("Erin J"))  # someone else takes an old nickname
     said("Erin J", "four")
 
     senders = []
-    while not connector._inbound.empty():
-        kind, item = connector._inbound.get_nowait()
+    while not inbound.queue.empty():
+        kind, item = inbound.queue.get_nowait()
         if kind == "message":
             body = stanzas.read_message(item[0].xml).body
             senders.append((body, item[1].id, item[1].name))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -14,16 +15,24 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from ..connector import FileData, MatrixSender, Portal, RemoteUser
 from . import stanzas
+from .addresses import NETWORK, XmppAddresses
 
 if TYPE_CHECKING:
-    from .connector import XmppConnector
+    from ..host import ConnectorHost
 
 log = structlog.get_logger("anywhere.groups.xmpp")
 
 
 class Avatars:
-    def __init__(self, connector: XmppConnector) -> None:
-        self.connector = connector
+    """Given the host (None until the connector starts), the connector's addresses and
+    ``stream()``: the XMPP stream while connected, else None."""
+
+    def __init__(
+        self, host: ConnectorHost | None, addresses: XmppAddresses, stream: Callable[[], Any]
+    ) -> None:
+        self.hub = host
+        self.addresses = addresses
+        self.stream = stream
         # Matrix person → (their avatar's mxc, the image as (mimetype, bytes), its SHA-1)
         self._photos: dict[str, tuple[str | None, tuple[str, bytes] | None, str]] = {}
         self._names: dict[str, str] = {}  # Matrix person → the name their vCard gives
@@ -41,7 +50,7 @@ class Avatars:
         if known is not None and known[0] == sender.avatar_url:
             return known[2]
         photo, digest = None, ""
-        hub = self.connector.hub
+        hub = self.hub
         if sender.avatar_url and hub is not None:
             image = await hub.matrix_avatar(sender.avatar_url)
             if image is not None:
@@ -58,8 +67,8 @@ class Avatars:
         task.add_done_callback(self._answering.discard)
 
     async def _answer_vcard(self, iq: Any) -> None:
-        connector, hub = self.connector, self.connector.hub
-        user_id = connector.matrix_user_of(iq["to"])
+        hub = self.hub
+        user_id = self.addresses.matrix_user_of(iq["to"])
         if user_id is None:
             reply = iq.reply(clear=True)
             reply.error()
@@ -71,7 +80,7 @@ class Avatars:
         if (
             user_id not in self._photos
             and hub is not None
-            and hub.portal_for_remote(connector.network, asker, user_id) is not None
+            and hub.portal_for_remote(NETWORK, asker, user_id) is not None
         ):
             # a 1:1 contact who has not written yet: their profile on the homeserver (only
             # for the person they chat with; others learn a name and avatar from rooms)
@@ -90,12 +99,13 @@ class Avatars:
     ) -> None:
         """The occupant's vCard photo (XEP-0054, asked through the room, which passes the
         question to the person's server) as their ghost's avatar, when its hash is new."""
-        connector = self.connector
+        hub = self.hub
 
         async def fetch() -> FileData | None:
-            if not connector.connected or connector.xmpp is None:
+            stream = self.stream()
+            if stream is None:
                 return None
-            iq = connector.xmpp.make_iq_get(ito=occupant, ifrom=connector.relay_jid)
+            iq = stream.make_iq_get(ito=occupant, ifrom=self.addresses.relay_jid)
             iq.append(stanzas.element(stanzas.NS_VCARD, "vCard"))
             try:
                 result = await iq.send(timeout=10)
@@ -103,9 +113,9 @@ class Avatars:
                 log.info("no vCard for an occupant", occupant=occupant, error=str(exc))
                 return None
             photo = stanzas.vcard_photo(result.xml)
-            if photo is None or len(photo[1]) > connector.hub.settings["max_file_bytes"]:
+            if photo is None or len(photo[1]) > hub.settings["max_file_bytes"]:
                 return None
             extension = photo[0].removeprefix("image/").split("+")[0] or "png"
             return FileData(f"avatar.{extension}", photo[0], photo[1])
 
-        await connector.hub.remote_avatar(portal, user, avatar_hash, fetch)
+        await hub.remote_avatar(portal, user, avatar_hash, fetch)

@@ -33,13 +33,15 @@ from ..connector import (
     NetworkUnavailable,
     Portal,
     Refused,
-    RemoteUser,
 )
-from ..ghosts import escape, unescape
 from . import stanzas
+from .addresses import NETWORK, XmppAddresses
 from .archive import RoomArchives
 from .avatars import Avatars
 from .inbound import XmppInbound
+from .reflections import Reflections
+from .relay import Relay
+from .rooms import MucRooms
 from .stanzas import (
     NS_CORRECT,
     NS_FASTEN,
@@ -54,22 +56,20 @@ if TYPE_CHECKING:
     from ..host import ConnectorHost
 
 log = structlog.get_logger("anywhere.groups.xmpp")
-JOIN_TIMEOUT = 10.0
-LEAVE_TIMEOUT = 2.0
 CONFIRM_TIMEOUT = 10.0  # for a sent message to leave the bridge and come back from its room
 CONNECT_TIMEOUT = 15.0
-RELAY_NODE = "bridge"
 
 
 class Component(ComponentXMPP):
     def __init__(self, connector: XmppConnector, jid: str, secret: str) -> None:
         super().__init__(jid, secret)
         self.connector = connector
-        self.add_event_handler("message", connector.on_message)
+        inbound = connector.inbound
+        self.add_event_handler("message", inbound.on_message)
         self.register_handler(
-            Callback("Bodyless", stanzas.BodylessMessages(self.default_ns), connector.on_message)
+            Callback("Bodyless", stanzas.BodylessMessages(self.default_ns), inbound.on_message)
         )
-        self.add_event_handler("presence", connector.on_presence)
+        self.add_event_handler("presence", inbound.on_presence)
         self.register_handler(
             Callback(
                 "vCard", stanzas.VcardRequests(self.default_ns), connector.avatars.on_vcard_request
@@ -77,8 +77,13 @@ class Component(ComponentXMPP):
         )
 
 
-class XmppConnector(XmppInbound, Connector):
-    network = "xmpp"
+class XmppConnector(Connector):
+    """Composed of parts, built from the settings by :meth:`configure`: its ``addresses``,
+    the ``rooms`` its occupants are in, the ``relay`` in every linked room, the
+    ``reflections`` of what it sent, the ``avatars`` both ways and the ``inbound``
+    handler. The connector itself keeps the connection and sends."""
+
+    network = NETWORK
 
     def __init__(self) -> None:
         self.hub: ConnectorHost | None = None
@@ -86,39 +91,51 @@ class XmppConnector(XmppInbound, Connector):
         self.xmpp: Component | None = None
         self.connected = False
         self._task: asyncio.Task | None = None
-        self._inbound: asyncio.Queue = asyncio.Queue()
         self._inbound_task: asyncio.Task | None = None
         self._state: asyncio.Future | None = None
-        self._portals: dict[str, Portal] = {}  # room JID → portal
-        self._joined: dict[tuple[str, str], str] = {}  # (room, occupant JID) → nick
-        self._joining: dict[tuple[str, str], asyncio.Future] = {}
-        self._occupants: dict[str, dict[str, str | None]] = {}  # room → nick → real JID
-        # room → nick → the ghost's remote ID of an occupant known only by nickname who
-        # renamed themselves (so a new nickname is not a new ghost)
-        self._nick_identity: dict[str, dict[str, str]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._pending_nicks: dict[tuple[str, str], str] = {}  # joins under way
-        self._leaving: dict[tuple[str, str], asyncio.Future] = {}
-        self._subject_waits: dict[str, asyncio.Future] = {}
-        self._in_room: set[tuple[str, str]] = set()  # (room, id) of our messages seen there
         self._typing: dict[str, set[str]] = {}  # portal room → Matrix people typing there
-        self._remote_typing: set[tuple[str, str]] = set()  # (portal room, XMPP person)
-        # rooms catching up from their archive → live messages held until it is done
-        self._catching_up: dict[str, list[tuple[Any, RemoteUser | None]]] = {}
-        self._archived_rooms: dict[str, bool] = {}  # room → has an archive (this connection)
         self._ready = False  # rejoined every room and caught up: the outbox may send
-        # (room, id) of sent room messages → waiting for the room to reflect them
-        self._confirming: dict[tuple[str, str], asyncio.Future] = {}
-        self.avatars = Avatars(self)
-        self.archives: RoomArchives | None = None
+
+    def configure(
+        self, settings: dict[str, Any], matrix_domain: str, host: ConnectorHost | None = None
+    ) -> None:
+        """Build the parts for ``settings`` (:meth:`start` does, with the host; a test
+        feeding stanzas to ``inbound`` without a server may, without one)."""
+        self.hub, self.settings = host, settings
+        self.addresses = XmppAddresses(settings["component_jid"], matrix_domain)
+        self.rooms = MucRooms(lambda: self.xmpp, settings["relay_nickname"])
+        self.reflections = Reflections()
+        self.archives = RoomArchives(host.bridge) if host is not None else None
+        queue: asyncio.Queue = asyncio.Queue()
+        self.relay = Relay(
+            self.rooms,
+            self.archives,
+            self.reflections,
+            self.addresses.relay_jid,
+            settings,
+            lambda: self.xmpp,
+            queue,
+        )
+        self.avatars = Avatars(host, self.addresses, self._live_stream)
+        self.inbound = XmppInbound(
+            host,
+            settings,
+            self.addresses,
+            self.rooms,
+            self.relay,
+            self.reflections,
+            self.archives,
+            self.avatars,
+            queue,
+        )
+
+    def _live_stream(self) -> Component | None:
+        return self.xmpp if self.connected else None
 
     # ----- the required interface -----
     async def start(self, hub: ConnectorHost, settings: dict[str, Any]) -> None:
-        self.hub, self.settings = hub, settings
-        self.domain = settings["component_jid"]
-        self.matrix_domain = hub.bridge.config["homeserver.domain"]
-        self.archives = RoomArchives(hub.bridge)
-        self._inbound_task = asyncio.create_task(self._handle_inbound())
+        self.configure(settings, hub.bridge.config["homeserver.domain"], hub)
+        self._inbound_task = asyncio.create_task(self.inbound.run())
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -129,8 +146,7 @@ class XmppConnector(XmppInbound, Connector):
                     await task
         if self.xmpp is not None:
             if self.connected:  # leave the rooms, so people see Matrix people go
-                for (room, occupant), nick in list(self._joined.items()):
-                    self._presence(occupant, f"{room}/{nick}", ptype="unavailable")
+                self.rooms.leave_all()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.xmpp.disconnect(wait=1), 2)
             self.xmpp.abort()
@@ -139,9 +155,9 @@ class XmppConnector(XmppInbound, Connector):
     async def connect(self, portal: Portal) -> None:
         if portal.kind == DIRECT:
             return
-        self._portals[portal.remote_id] = portal
+        self.relay.portals[portal.remote_id] = portal
         if self.connected:
-            await self._join_relay(portal.remote_id)
+            await self.relay.join(portal.remote_id)
 
     async def handle_matrix_message(
         self, portal: Portal, sender: MatrixSender, message: Message
@@ -160,14 +176,11 @@ class XmppConnector(XmppInbound, Connector):
 
     async def disconnect(self, portal: Portal) -> None:
         room = portal.remote_id
-        self._portals.pop(room, None)
+        self.relay.portals.pop(room, None)
         if self.archives is not None:
             await self.archives.forget(room)
         if self.connected:
-            for (joined_room, occupant), nick in list(self._joined.items()):
-                if joined_room == room:
-                    self._presence(occupant, f"{room}/{nick}", ptype="unavailable")
-                    del self._joined[(joined_room, occupant)]
+            self.rooms.leave_all(room)
 
     async def handle_matrix_edit(
         self, portal: Portal, sender: MatrixSender, target: str, message: Message
@@ -208,10 +221,10 @@ class XmppConnector(XmppInbound, Connector):
         changes = [(u, "composing") for u in sorted(now - before)]
         changes += [(u, "paused") for u in sorted(before - now)]
         for user_id, state in changes:
-            occupant = self.puppet_jid(user_id)
+            occupant = self.addresses.puppet_jid(user_id)
             if portal.kind == DIRECT:
                 mtype = "chat"
-            elif (portal.remote_id, occupant) in self._joined:
+            elif self.rooms.nick(portal.remote_id, occupant) is not None:
                 mtype = "groupchat"
             elif state == "composing":
                 sender = await self.hub.matrix_sender(portal.room_id, user_id)
@@ -228,10 +241,10 @@ class XmppConnector(XmppInbound, Connector):
         only once they are in it: a read marker alone does not make anyone join)."""
         if not self.connected or self.xmpp is None:
             return
-        occupant = self.puppet_jid(sender.user_id)
+        occupant = self.addresses.puppet_jid(sender.user_id)
         if portal.kind == DIRECT:
             mtype = "chat"
-        elif (portal.remote_id, occupant) in self._joined:
+        elif self.rooms.nick(portal.remote_id, occupant) is not None:
             mtype = "groupchat"
         else:
             return
@@ -258,7 +271,7 @@ class XmppConnector(XmppInbound, Connector):
             )
         if not self._ready or self.xmpp is None:
             raise NetworkUnavailable("not connected to the XMPP server, or catching up")
-        url = await self._upload(self.puppet_jid(sender.user_id), message.file)
+        url = await self._upload(self.addresses.puppet_jid(sender.user_id), message.file)
         oob = element(stanzas.NS_OOB, "x")
         oob.append(element(stanzas.NS_OOB, "url", url))
         return await self._send(portal, sender, Message(message.id, url), extra=[oob])
@@ -295,47 +308,26 @@ class XmppConnector(XmppInbound, Connector):
     ) -> None:
         if portal.kind == DIRECT or not self.connected:
             return
-        occupant = self.puppet_jid(sender.user_id)
-        key = (portal.remote_id, occupant)
-        if membership == "leave" and key in self._joined:
-            nick = self._joined.pop(key)
-            self._presence(occupant, f"{portal.remote_id}/{nick}", ptype="unavailable")
-        elif membership == "join" and key in self._joined:
+        room, occupant = portal.remote_id, self.addresses.puppet_jid(sender.user_id)
+        joined_as = self.rooms.nick(room, occupant)
+        if membership == "leave":
+            self.rooms.leave(room, occupant)
+        elif membership == "join" and joined_as is not None:
             nick = stanzas.clean_text(sender.displayname)[:64] or "Matrix user"
             before = self.avatars.known_hash(sender.user_id)
             photo = await self.avatars.photo_hash(sender)
-            if self._joined[key] != nick or photo != before:
+            if joined_as != nick or photo != before:
                 # a new display name is a new nickname; a new avatar, a new photo hash
-                self._joined[key] = nick
-                self._presence(
-                    occupant, f"{portal.remote_id}/{nick}", extra=[stanzas.vcard_update(photo)]
-                )
+                self.rooms.rename(room, occupant, nick, [stanzas.vcard_update(photo)])
 
     async def _join_as(self, room: str, sender: MatrixSender) -> str:
         """The Matrix person in ``room`` under their display name, with their avatar's
         hash (joined when not in yet); their nickname there."""
         nick = stanzas.clean_text(sender.displayname)[:64].strip() or "Matrix user"
         photo = await self.avatars.photo_hash(sender)
-        return await self._join(room, self.puppet_jid(sender.user_id), nick, photo=photo)
-
-    # ----- addresses -----
-    def puppet_jid(self, user_id: str) -> str:
-        return f"{escape(user_id.removeprefix('@'))}@{self.domain}/matrix"
-
-    def matrix_user_of(self, jid: JID) -> str | None:
-        if jid.domain != self.domain or not jid.user or jid.user == RELAY_NODE:
-            return None
-        try:
-            localpart, _, server = unescape(jid.user).partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if server != self.matrix_domain or not localpart:
-            return None
-        return f"@{localpart}:{server}"
-
-    @property
-    def relay_jid(self) -> str:
-        return f"{RELAY_NODE}@{self.domain}/relay"
+        return await self.rooms.join(
+            room, self.addresses.puppet_jid(sender.user_id), nick, photo=photo
+        )
 
     # ----- connection -----
     async def _run(self) -> None:
@@ -343,7 +335,7 @@ class XmppConnector(XmppInbound, Connector):
         max_delay = float(self.settings["reconnect_max_delay"])
         loop = asyncio.get_running_loop()
         while True:
-            self.xmpp = Component(self, self.domain, self.settings["secret"])
+            self.xmpp = Component(self, self.addresses.domain, self.settings["secret"])
             self._state = loop.create_future()
             for name, outcome in (
                 ("session_start", "up"),
@@ -361,8 +353,8 @@ class XmppConnector(XmppInbound, Connector):
                 delay = 0.5
                 self._state = loop.create_future()
                 self.connected = True
-                log.info("connected to the XMPP server", component=self.domain)
-                await self._rejoin_all()
+                log.info("connected to the XMPP server", component=self.addresses.domain)
+                await self.relay.rejoin_all()
                 self._ready = True  # every room caught up: what the outbox sends is new
                 self.hub.network_up(self.network)
                 await self._state
@@ -375,20 +367,9 @@ class XmppConnector(XmppInbound, Connector):
                     retry_in=delay,
                 )
             self.connected = self._ready = False
-            self._joined.clear()
-            self._occupants.clear()
-            self._catching_up.clear()  # the archive has those: the next catch-up gets them
-            self._archived_rooms.clear()
-            for future in (
-                *self._joining.values(),
-                *self._leaving.values(),
-                *self._confirming.values(),
-            ):
-                if not future.done():
-                    future.set_exception(NetworkUnavailable("disconnected"))
-            self._joining.clear()
-            self._leaving.clear()
-            self._confirming.clear()
+            self.rooms.disconnected()
+            self.relay.disconnected()
+            self.reflections.disconnected()
             self.xmpp.cancel_connection_attempt()
             self.xmpp.abort()
             await self._retire_stream()
@@ -412,128 +393,6 @@ class XmppConnector(XmppInbound, Connector):
 
         return handler
 
-    async def _rejoin_all(self) -> None:
-        """After every (re)connection: back into every linked room, all at once."""
-
-        async def rejoin(room: str) -> None:
-            try:
-                await self._join_relay(room, fresh=True)
-            except (NetworkUnavailable, Refused) as exc:
-                log.warning("cannot join a linked room", room=room, error=str(exc))
-
-        await asyncio.gather(*(rejoin(room) for room in list(self._portals)))
-
-    async def _send_iq(
-        self, to: str, itype: str, payload: ET.Element, timeout: float = 15.0
-    ) -> Any:
-        """An iq from the relay, its answer (slixmpp raises IqError/IqTimeout)."""
-        if self.xmpp is None:
-            raise NetworkUnavailable("not connected to the XMPP server")
-        make = self.xmpp.make_iq_get if itype == "get" else self.xmpp.make_iq_set
-        iq = make(ito=to, ifrom=self.relay_jid)
-        iq.append(payload)
-        return await iq.send(timeout=timeout)
-
-    async def _join_relay(self, room: str, *, fresh: bool = False) -> None:
-        """The relay into ``room``, caught up with what the room said since the bridge
-        last handled one of its messages: from the room's archive, or (a room without
-        one) from the join history."""
-        if room not in self._archived_rooms:
-            self._archived_rooms[room] = await self.archives.has_archive(self._send_iq, room)
-            if not self._archived_rooms[room]:
-                log.warning(
-                    "the room has no message archive (XEP-0313; Prosody: muc_mam): after a "
-                    "restart the bridge catches up from the join history only, so nothing "
-                    "is lost only while less was said than the room's history keeps",
-                    room=room,
-                )
-        if self._archived_rooms[room]:
-            self._catching_up.setdefault(room, [])
-            try:
-                await self._join(room, self.relay_jid, self.settings["relay_nickname"], relay=True)
-                await self.archives.catch_up(
-                    self._send_iq,
-                    room,
-                    lambda archived: self._archived(room, archived),
-                    self.settings["history_on_link"],
-                )
-            finally:
-                for item in self._catching_up.pop(room, []):
-                    self._inbound.put_nowait(("message", item))
-            return
-        if fresh:
-            # leave first: after a crash the server may still count the relay as present,
-            # and only a fresh join sends the history that fills the gap
-            key = (room, self.relay_jid)
-            leaving = asyncio.get_running_loop().create_future()
-            self._leaving[key] = leaving
-            nick = self.settings["relay_nickname"]
-            self._presence(self.relay_jid, f"{room}/{nick}", "unavailable")
-            try:  # its answer (or an error: we were not in) must come before the join's
-                await asyncio.wait_for(leaving, LEAVE_TIMEOUT)
-            except TimeoutError:
-                pass  # no answer when we were not in the room: join anyway
-            finally:
-                self._leaving.pop(key, None)
-        subject = asyncio.get_running_loop().create_future()
-        self._subject_waits[room] = subject
-        try:
-            await self._join(room, self.relay_jid, self.settings["relay_nickname"], relay=True)
-            # the room sends its history, then its subject: wait for it, so the outbox
-            # knows what the room already has before it sends anything
-            await asyncio.wait_for(subject, LEAVE_TIMEOUT)
-        except TimeoutError:
-            pass
-        finally:
-            self._subject_waits.pop(room, None)
-
-    async def _join(
-        self, room: str, occupant: str, nick: str, *, relay: bool = False, photo: str | None = None
-    ) -> str:
-        """Join ``room`` as ``occupant`` under ``nick`` (or a variant when taken);
-        ``photo``: the SHA-1 of their avatar for the join presence (XEP-0153)."""
-        key = (room, occupant)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            if key in self._joined:
-                return self._joined[key]
-            for attempt in range(3):
-                candidate = (
-                    nick if attempt == 0 else f"{nick} [{'matrix' if attempt == 1 else attempt}]"
-                )
-                future = asyncio.get_running_loop().create_future()
-                self._joining[key] = future
-                self._pending_nicks[key] = candidate
-                archived = self._archived_rooms.get(room, False)
-                history = self.settings["history_on_join"] if relay and not archived else 0
-                extra = [stanzas.muc_join(history)]
-                if photo is not None:
-                    extra.append(stanzas.vcard_update(photo))
-                self._presence(occupant, f"{room}/{candidate}", extra=extra)
-                try:
-                    error = await asyncio.wait_for(future, JOIN_TIMEOUT)
-                except TimeoutError as exc:
-                    raise NetworkUnavailable(f"no answer joining {room}") from exc
-                finally:
-                    self._joining.pop(key, None)
-                    self._pending_nicks.pop(key, None)
-                if error is None:
-                    self._joined[key] = candidate
-                    return candidate
-                if error != "conflict":
-                    raise Refused(f"the room {room} refused to let {nick} in ({error})")
-            raise Refused(f"the nickname {nick!r} is taken in {room}")
-
-    def _presence(
-        self, pfrom: str, pto: str, ptype: str | None = None, extra: list[ET.Element] = ()
-    ) -> None:
-        if self.xmpp is None:
-            return
-        presence = self.xmpp.make_presence(pto=pto, pfrom=pfrom, ptype=ptype)
-        for el in extra:
-            presence.append(el)
-        presence.send()
-
     def _fasten_retract(self, target_id: str) -> ET.Element:
         fasten = element(NS_FASTEN, "apply-to", id=target_id)
         fasten.append(element(NS_RETRACT_0, "retract"))
@@ -553,7 +412,7 @@ class XmppConnector(XmppInbound, Connector):
             raise NetworkUnavailable("not connected to the XMPP server")
         if not self._ready:
             raise NetworkUnavailable("rejoining the rooms and catching up")
-        occupant = self.puppet_jid(sender.user_id)
+        occupant = self.addresses.puppet_jid(sender.user_id)
         if portal.kind == DIRECT:
             to, mtype, chat = portal.remote_id, "chat", portal.remote_id
         else:
@@ -561,7 +420,7 @@ class XmppConnector(XmppInbound, Connector):
             await self._join_as(chat, sender)
             to, mtype = chat, "groupchat"
         stanza_id = stanzas.stanza_id_for(message.id)
-        if portal.kind != DIRECT and (chat, stanza_id) in self._in_room:
+        if portal.kind != DIRECT and self.reflections.has(chat, stanza_id):
             return f"{chat}#{stanza_id}"  # the room already has it (sent before a crash)
         msg = self.xmpp.make_message(
             mto=to, mbody=stanzas.clean_text(message.text) or None, mtype=mtype, mfrom=occupant
@@ -578,13 +437,12 @@ class XmppConnector(XmppInbound, Connector):
             msg.append(el)
         confirmed = None
         if portal.kind != DIRECT:
-            confirmed = asyncio.get_running_loop().create_future()
-            self._confirming[(chat, stanza_id)] = confirmed
+            confirmed = self.reflections.expect(chat, stanza_id)
         try:
             msg.send()
             await self._delivered(confirmed)
         finally:
-            self._confirming.pop((chat, stanza_id), None)
+            self.reflections.forget(chat, stanza_id)
         return f"{chat}#{stanza_id}"
 
     async def _delivered(self, confirmed: asyncio.Future | None) -> None:

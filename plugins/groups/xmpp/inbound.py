@@ -1,11 +1,10 @@
 """What the XMPP connector receives: presences (people joining, leaving, renaming,
-their avatars) and messages (rooms and 1:1 chats), handed to the hub in order. A part
-of :class:`~anywhere.plugins.groups.xmpp.connector.XmppConnector`, which extends this class."""
+their avatars) and messages (rooms and 1:1 chats), handed to the hub in order."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from slixmpp import JID
@@ -18,119 +17,104 @@ from ..connector import (
 )
 from ..links import is_allowed
 from . import stanzas
-from .archive import Archived, archive_id_of
-from .stanzas import element
+from .addresses import NETWORK, XmppAddresses
+from .archive import Archived, RoomArchives, archive_id_of
+from .avatars import Avatars
+from .reflections import Reflections
+from .relay import Relay
+from .rooms import MucRooms
+
+if TYPE_CHECKING:
+    from ..host import ConnectorHost
 
 log = structlog.get_logger("anywhere.groups.xmpp")
 
 
 class XmppInbound:
-    """Receiving, for :class:`~anywhere.plugins.groups.xmpp.connector.XmppConnector` (whose
-    attributes these methods use: the hub, settings, the joined rooms and occupants,
-    the inbound queue)."""
+    """Receiving: stanzas come in through :meth:`on_presence` and :meth:`on_message`
+    (the stream's handlers), wait in ``queue`` and reach the hub one at a time, in the
+    order they came (:meth:`run`). Given the host (None until the connector starts), the
+    connector's settings (``relay_nickname``, ``file_url_prefixes``), its addresses, the
+    rooms our occupants are in, the relay, the reflections of our own messages, the
+    archives (None until the connector starts), the avatars and the queue."""
+
+    def __init__(
+        self,
+        host: ConnectorHost | None,
+        settings: dict[str, Any],
+        addresses: XmppAddresses,
+        rooms: MucRooms,
+        relay: Relay,
+        reflections: Reflections,
+        archives: RoomArchives | None,
+        avatars: Avatars,
+        queue: asyncio.Queue,
+    ) -> None:
+        self.hub = host
+        self.settings = settings
+        self.addresses = addresses
+        self.rooms = rooms
+        self.relay = relay
+        self.reflections = reflections
+        self.archives = archives
+        self.avatars = avatars
+        self.queue = queue
+        self._remote_typing: set[tuple[str, str]] = set()  # (portal room, XMPP person)
 
     def on_presence(self, presence: Any) -> None:
         frm, to = presence["from"], presence["to"]
         room, nick = frm.bare, frm.resource
-        key = (room, to.full)
         ptype = presence["type"]
         info = stanzas.read_muc_presence(presence.xml, room, nick, ptype)
-        leaving = self._leaving.get(key)
-        if leaving is not None and ptype in ("unavailable", "error"):
-            if not leaving.done():
-                leaving.set_result(None)
+        if self.rooms.answered(room, to.full, ptype, info):
             return
-        future = self._joining.get(key)
-        if future is not None and not future.done():
-            if ptype == "error":
-                future.set_result(info.error)
-                return
-            if ptype != "unavailable" and "110" in info.codes:
-                if "201" in info.codes:  # we created it: accept the default configuration
-                    self._instant_room(room, to.full)
-                future.set_result(None)
-        if to.full != self.relay_jid or room not in self._portals or ptype == "error":
+        portal = self.relay.portals.get(room)
+        if to.full != self.addresses.relay_jid or portal is None or ptype == "error":
             return
-        occupants = self._occupants.setdefault(room, {})
-        if ptype == "unavailable":
-            occupants.pop(nick, None)
-        else:
-            occupants[nick] = info.real_jid
-        if not nick or self._is_ours(room, nick):
+        self.rooms.saw(room, nick, ptype != "unavailable", info.real_jid)
+        if not nick or self.rooms.is_ours(room, nick):
             return
         if ptype == "unavailable" and "303" in info.codes:
             # a nickname change: the new name's presence follows, and a person the room
             # shows only by nickname keeps their ghost under the new name
             if info.new_nick and not info.real_jid:
-                names = self._nick_identity.setdefault(room, {})
-                names[info.new_nick] = names.pop(nick, f"{room}/{nick}")
+                self.rooms.renamed(room, nick, info.new_nick)
             return
-        user = self._occupant_user(room, nick, info.real_jid, stanzas.occupant_id(presence.xml))
+        occupant = stanzas.occupant_id(presence.xml)
+        user = self.rooms.occupant_user(room, nick, info.real_jid, occupant)
         membership = "leave" if ptype == "unavailable" else "join"
-        self._inbound.put_nowait(("membership", (self._portals[room], user, membership)))
+        self.queue.put_nowait(("membership", (portal, user, membership)))
         if membership == "leave":  # gone: their nickname may be someone else's next
-            self._nick_identity.get(room, {}).pop(nick, None)
+            self.rooms.gone(room, nick)
         avatar = stanzas.photo_hash(presence.xml) if membership == "join" else None
         if avatar:  # XEP-0153: the occupant's vCard has this photo
-            item = (self._portals[room], user, f"{room}/{nick}", avatar)
-            self._inbound.put_nowait(("avatar", item))
-
-    def _occupant_user(
-        self, room: str, nick: str, real_jid: str | None, occupant: str | None
-    ) -> RemoteUser:
-        """The person behind a room occupant: their address if the room shows it, else
-        the room's stable occupant ID (so a nickname change keeps the same ghost)."""
-        if real_jid:
-            return RemoteUser(JID(real_jid).bare, nick)
-        if occupant:
-            return RemoteUser(f"{room}/~{occupant}", nick)
-        return RemoteUser(self._nick_identity.get(room, {}).get(nick, f"{room}/{nick}"), nick)
-
-    def _instant_room(self, room: str, owner: str) -> None:
-        iq = self.xmpp.make_iq_set(ito=room, ifrom=owner)
-        query = element(stanzas.NS_MUC_OWNER, "query")
-        query.append(ET.Element("{jabber:x:data}x", {"type": "submit"}))
-        iq.append(query)
-        iq.send()
+            self.queue.put_nowait(("avatar", (portal, user, f"{room}/{nick}", avatar)))
 
     def on_message(self, msg: Any) -> None:
         frm, to = msg["from"], msg["to"]
-        if to.full == self.relay_jid and self.archives and self.archives.on_result(msg.xml):
+        relay_jid = self.addresses.relay_jid
+        if to.full == relay_jid and self.archives and self.archives.on_result(msg.xml):
             return  # one result of an archive query: the query hands it on
         sender = None
-        if msg["type"] == "groupchat" and to.full == self.relay_jid:
+        if msg["type"] == "groupchat" and to.full == relay_jid:
+            room = frm.bare
             if frm.resource:  # who sent it, as the room shows them now (names change)
-                real = self._occupants.get(frm.bare, {}).get(frm.resource)
+                real = self.rooms.real_jid(room, frm.resource)
                 occupant = stanzas.occupant_id(msg.xml)
-                sender = self._occupant_user(frm.bare, frm.resource, real, occupant)
-            incoming_id = stanzas.read_message(msg.xml).id
-            if frm.resource and self._is_ours(frm.bare, frm.resource):
+                sender = self.rooms.occupant_user(room, frm.resource, real, occupant)
+            if frm.resource and self.rooms.is_ours(room, frm.resource):
                 # ours (the room says who sent it: a nickname only we hold there):
                 # remembered so that a message a crash left unconfirmed is not sent twice
-                self._in_room.add((frm.bare, incoming_id))
-                confirming = self._confirming.pop((frm.bare, incoming_id), None)
-                if confirming is not None and not confirming.done():
-                    confirming.set_result(None)
-            waiter = self._subject_waits.get(frm.bare)
-            if waiter and not waiter.done() and stanzas.has_subject(msg.xml):
-                waiter.set_result(None)
-            held = self._catching_up.get(frm.bare)
-            if held is not None:  # after what the archive query brings
-                held.append((msg, sender))
+                self.reflections.reflected(room, stanzas.read_message(msg.xml).id)
+            self.relay.subject(room, msg.xml)
+            if self.relay.held(room, (msg, sender)):  # after what the archive query brings
                 return
-        self._inbound.put_nowait(("message", (msg, sender)))
+        self.queue.put_nowait(("message", (msg, sender)))
 
-    def _archived(self, room: str, archived: Archived) -> None:
-        """A message from the room's archive (catching up), handled in order."""
-        incoming_id = stanzas.read_message(archived.message).id
-        if stanzas.is_bridge_id(incoming_id):
-            self._in_room.add((room, incoming_id))
-        self._inbound.put_nowait(("archived", (room, archived)))
-
-    async def _handle_inbound(self) -> None:
+    async def run(self) -> None:
         """Messages and room presences, one at a time, in the order they came."""
         while True:
-            kind, item = await self._inbound.get()
+            kind, item = await self.queue.get()
             try:
                 if kind == "message":
                     await self._handle_message(*item)
@@ -149,7 +133,7 @@ class XmppInbound:
 
     async def _handle_archived(self, room: str, archived: Archived) -> None:
         message = archived.message
-        portal = self._portals.get(room)
+        portal = self.relay.portals.get(room)
         frm = JID(message.get("from", ""))
         if portal is None or frm.bare != room:
             return
@@ -160,7 +144,7 @@ class XmppInbound:
                 if not await self._sent_unconfirmed(portal, incoming.id):
                     real = stanzas.muc_user_jid(message)
                     occupant = stanzas.occupant_id(message)
-                    sender = self._occupant_user(room, frm.resource, real, occupant)
+                    sender = self.rooms.occupant_user(room, frm.resource, real, occupant)
                     extra = {"timestamp": archived.stamp_ms, "history": archived.history}
                     await self._bridge_incoming(portal, sender, room, incoming, extra)
         finally:
@@ -184,31 +168,31 @@ class XmppInbound:
         frm, to = msg["from"], msg["to"]
         incoming = stanzas.read_message(msg.xml)
         if mtype == "groupchat":
-            portal = self._portals.get(frm.bare)
-            if portal is None or to.full != self.relay_jid or not frm.resource:
+            portal = self.relay.portals.get(frm.bare)
+            if portal is None or to.full != self.addresses.relay_jid or not frm.resource:
                 return  # one copy (the relay's) per room message; the subject has no nick
             archive_id = archive_id_of(msg.xml, frm.bare)
             try:
-                if self._is_ours(frm.bare, frm.resource):
+                if self.rooms.is_ours(frm.bare, frm.resource):
                     return  # our own puppets' messages, reflected by the room
                 await self._bridge_incoming(portal, occupant_user, frm.bare, incoming)
             finally:
                 if archive_id:  # catching up after a restart starts after it
                     await self.archives.handled(frm.bare, archive_id)
             return
-        matrix_user = self.matrix_user_of(to)
+        matrix_user = self.addresses.matrix_user_of(to)
         if matrix_user is None or not frm.user:
             return
         sender = RemoteUser(frm.bare, incoming.nick or frm.user)
         if incoming.body or incoming.oob_url or incoming.location or incoming.retract:
             try:
-                portal = await self.hub.direct_portal(self.network, sender, matrix_user)
+                portal = await self.hub.direct_portal(NETWORK, sender, matrix_user)
             except Refused as exc:
                 log.info("a 1:1 message was refused", sender=sender.id, why=str(exc))
                 self._bounce(msg, str(exc))
                 return
         else:  # typing or a reaction never opens a chat by itself
-            portal = self.hub.portal_for_remote(self.network, sender.id, matrix_user)
+            portal = self.hub.portal_for_remote(NETWORK, sender.id, matrix_user)
             if portal is None:
                 return
         await self._bridge_incoming(portal, sender, frm.bare, incoming)
@@ -221,14 +205,6 @@ class XmppInbound:
         error["error"]["condition"] = "not-acceptable"
         error["error"]["text"] = f"Not delivered: {text}"
         error.send()
-
-    def _is_ours(self, room: str, nick: str) -> bool:
-        if nick == self.settings["relay_nickname"]:
-            return True
-        return any(
-            r == room and n == nick
-            for (r, _), n in (*self._joined.items(), *self._pending_nicks.items())
-        )
 
     async def _bridge_incoming(
         self,
