@@ -60,6 +60,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import (  # noqa: E402
     Interrupted,
+    ProfileRecorder,
     add_load_options,
     enabled_plugins,
     free_port,
@@ -181,11 +182,18 @@ def git(*args: str) -> str:
 # --------------------------------------------------------------------------- rounds
 
 
+def profile_path(args: argparse.Namespace, name: str) -> Path:
+    return args.profile.with_name(f"{args.profile.stem}-{name}{args.profile.suffix}")
+
+
 async def run_rounds(args: argparse.Namespace, bridges: dict) -> dict[str, list[Figures]]:
     """``bridges``: name -> BridgeProcess, measured in this order in every round."""
     results: dict[str, list[Figures]] = {name: [] for name in bridges}
     for r in range(args.rounds):
         for name, bridge in bridges.items():
+            profile = None
+            if args.profile and r == 0:
+                profile = ProfileRecorder(bridge.proc.pid, profile_path(args, name))
             figures = await measure(
                 name,
                 bridge.url,
@@ -194,6 +202,7 @@ async def run_rounds(args: argparse.Namespace, bridges: dict) -> dict[str, list[
                 r,
                 pid=bridge.proc.pid,
                 ops_token=bridge.ops_token,
+                profile=profile,
             )
             results[name].append(figures)
         print(
@@ -265,6 +274,21 @@ def main(argv: list[str] | None = None) -> int:
         "issue-15 runtime work)",
     )
     add_load_options(parser, rounds=3)
+    parser.add_argument(
+        "--without-encryption",
+        action="store_true",
+        help="run this tree with encryption.pickle_key empty (encryption off, as the "
+        "baseline has none): the runtime's dispatch alone, without issue 16's decrypting "
+        "layer in front of it",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record both bridges with py-spy during the first round, into NAME-current.EXT "
+        "and NAME-baseline.EXT (.txt collapsed stacks, .svg flamegraph, .json speedscope); "
+        "sampling slows them, take the figures from a run without it",
+    )
     args = parser.parse_args(argv)
 
     # Imported here so --help works without the test extras.
@@ -281,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         tree.unpack()
         print(f"baseline imports its own {tree.check_imports(plugins)}", flush=True)
         print(f"work folder {base} ({filesystem_of(base)}); starting Synapse and both bridges")
-        stack = Stack(
-            base / "stack", enabled=plugins, bridge_extra={"logging": {"level": "WARNING"}}
-        )
+        extra: dict = {"logging": {"level": "WARNING"}}
+        if args.without_encryption:
+            extra["encryption"] = {"pickle_key": ""}
+        stack = Stack(base / "stack", enabled=plugins, bridge_extra=extra)
         stack.start()
         baseline = BridgeProcess(
             tree.config(stack.config, base / "baseline"),
@@ -297,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         head = git("log", "-1", "--format=%h", "HEAD")
         dirty = " + uncommitted changes" if git("status", "--porcelain", "--", ".") else ""
         notes = (
-            f"  current: {head}{dirty} (python -m anywhere run); baseline: {tree.subject[:90]} "
+            f"  current: {head}{dirty} (python -m anywhere run, encryption "
+            f"{'off' if args.without_encryption else 'on'}); baseline: {tree.subject[:80]} "
             "(python -m bridge run)\n"
             f"  plugins {'+'.join(['core', *plugins])}, logging WARNING, SQLite inbox on "
             f"{filesystem_of(base)}; {os.cpu_count()} CPUs shared with the load generator"
@@ -307,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
             if busy_before > 0.15:
                 notes += " (other work was running: figures are noisy)"
         report(results, args, notes)
+        if args.profile:
+            print(
+                "\npy-spy profiles of the first round: "
+                + ", ".join(str(profile_path(args, name)) for name in results)
+            )
         return 0
     except (KeyboardInterrupt, Interrupted):
         print("\ninterrupted; cleaning up", file=sys.stderr)
