@@ -4,6 +4,8 @@ Layout inside the root::
 
     blobs/ab/cd/abcd...   complete content, named by its SHA-256
     tmp/<random>.part     content still being written (never read)
+    staging/              files prepared for ``adopt`` by their owner (the drive's
+                          resumable uploads); the store neither reads nor sweeps them
 
 PyFilesystem2 is synchronous: every call runs in a worker thread, and writes are
 buffered to about a megabyte per call so a large upload costs few thread hops. A writer
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import fs
@@ -34,6 +38,7 @@ from .blobs import (
     BlobTooLarge,
     UnsafeBlobPath,
     check_sha256,
+    stream_file,
 )
 
 #: Bytes gathered before they go to the worker threads (one such buffer is being
@@ -42,6 +47,7 @@ from .blobs import (
 WRITE_BUFFER = 1 << 20
 TMP_DIR = "tmp"
 BLOB_DIR = "blobs"
+STAGING_DIR = "staging"
 
 
 def blob_path(sha256: str) -> str:
@@ -60,6 +66,8 @@ class FSBlobStore:
             self._root_real = os.path.realpath(filesystem.getsyspath("/"))
         filesystem.makedirs(TMP_DIR, recreate=True)
         filesystem.makedirs(BLOB_DIR, recreate=True)
+        if self._root_real is not None:
+            filesystem.makedirs(STAGING_DIR, recreate=True)
 
     @classmethod
     def open(cls, url: str) -> FSBlobStore:
@@ -106,6 +114,45 @@ class FSBlobStore:
         self.fs.makedirs(parent, recreate=True)
         self._checked(parent)
         self.fs.move(tmp, final, overwrite=True)
+
+    # ----- taking a local file whole -----
+    def staging_folder(self) -> Path | None:
+        """``staging/`` in the root, when the filesystem is a local one (a file there
+        is adopted by a rename)."""
+        if self._root_real is None:
+            return None
+        return Path(self.fs.getsyspath(self._checked(STAGING_DIR)))
+
+    async def adopt(self, path: Path, sha256: str, size: int) -> Blob:
+        """Rename ``path`` to the content's place (the caller made it durable); a file on
+        another filesystem, or a store that is not a local folder, is streamed."""
+        if self._root_real is not None:
+            try:
+                await asyncio.to_thread(self._rename_in, Path(path), sha256, size)
+                return Blob(sha256, size)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise BlobError(f"cannot store {path}: {exc}") from exc
+        return await stream_file(self, Path(path), sha256, size)
+
+    def _rename_in(self, path: Path, sha256: str, size: int) -> None:
+        found = path.stat().st_size
+        if found != size:
+            raise BlobError(f"{path} has {found} bytes, not the {size} announced")
+        final = blob_path(sha256)
+        if self.fs.exists(final):
+            self._checked(final)
+            path.unlink()  # identical content is stored once
+            return
+        parent = final.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, recreate=True)
+        target = self.fs.getsyspath(self._checked(parent))
+        os.replace(path, os.path.join(target, sha256))
+        folder = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)  # the new name is durable too
+        finally:
+            os.close(folder)
 
     def _remove_quietly(self, path: str) -> None:
         with contextlib.suppress(fs.errors.ResourceNotFound):

@@ -16,8 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+from pathlib import Path
 
-from anywhere.storage.blobs import Blob, BlobError, BlobNotFound, BlobStore, BlobTooLarge
+from anywhere.storage.blobs import (
+    Blob,
+    BlobError,
+    BlobNotFound,
+    BlobStore,
+    BlobTooLarge,
+    adopt_file,
+    staging_folder,
+)
 
 CHUNK = 256 * 1024
 
@@ -110,4 +120,28 @@ async def _check(store: BlobStore) -> None:
     assert await store.hashes() == [small.sha256], "deleted content is not listed"
     await store.delete(digest)
     await store.delete(small.sha256)
+    assert await store.hashes() == []
+
+    # a complete local file is taken whole (adopt_file: the store's adopt, or streamed)
+    await _check_adopt(store)
+
+
+async def _check_adopt(store: BlobStore) -> None:
+    data = os.urandom(2 * CHUNK + 77)
+    digest = hashlib.sha256(data).hexdigest()
+    with tempfile.TemporaryDirectory() as spare:
+        folder = staging_folder(store) or Path(spare)
+        path = folder / f"check-{os.getpid()}.part"
+        path.write_bytes(data)
+        assert await store.sweep_partial() == 0, "a sweep leaves the staging folder alone"
+        assert path.exists(), "a sweep leaves the staging folder alone"
+        blob = await adopt_file(store, path, digest, len(data))
+        assert blob == Blob(digest, len(data)), f"adopt_file returns the SHA-256 and size: {blob}"
+        assert not path.exists(), "an adopted file is gone from where it was"
+        assert await _read(store, digest) == data, "adopted content reads back"
+        path.write_bytes(data)
+        assert await adopt_file(store, path, digest, len(data)) == blob, "adopted again: same"
+        assert not path.exists(), "a file adopted again is gone too"
+        assert await store.hashes() == [digest], "adopted content is listed once"
+    await store.delete(digest)
     assert await store.hashes() == []

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from mautrix.util.async_db import Database
 
 from anywhere.bridge.api import Decision
-from anywhere.storage.blobs import BlobStore, BlobWriter
+from anywhere.storage.blobs import BlobStore, BlobWriter, StagedFile
 
 from .access import Access
 from .errors import (
@@ -38,6 +39,21 @@ Authorize = Callable[[str, str, str | None, dict[str, Any]], Awaitable[Decision]
 async def allow_everything(actor: str, action: str, target: str | None, context: dict) -> Decision:
     """The answer of a bridge without a policy plugin."""
     return Decision.allow()
+
+
+class Staged(Protocol):
+    """Content arriving in a local file (see :meth:`Drive.upload_staged`)."""
+
+    path: Path
+    size: int
+
+    async def finished(self) -> str:
+        """Once every byte is in the file, durably: its SHA-256."""
+        ...
+
+    async def head(self, length: int) -> bytes:
+        """The first ``length`` bytes (once they are there)."""
+        ...
 
 
 class Drive:
@@ -96,10 +112,7 @@ class Drive:
         await self.access.require(folder, user, write=True)
         if source is not None and (done := await self.tree.node_for_source(source)):
             return done, False  # a repeated Matrix event: stored already
-        parent = await self.tree.lookup(folder, parts[:-1])
-        if not parent.is_dir:
-            raise DriveError(f"{parent.name} is a file, not a folder")
-        await self._precondition(parent, parts[-1], if_match, create_only)
+        parent = await self._upload_parent(folder, parts, if_match, create_only)
         async with self.reservations.start(folder.owner) as held:
             if declared_size is not None and not await held.cover(declared_size):
                 raise await self._over_quota(folder, declared_size, held)
@@ -112,11 +125,9 @@ class Drive:
                     await writer.write(chunk)
                     if len(prefix) < PROBE_BYTES:
                         prefix += chunk[: PROBE_BYTES - len(prefix)]
-                declared = mime if mime and mime != "application/octet-stream" else None
-                content_kind = await self.judge.judge(bytes(prefix))
-                kinds = media_kinds(content_kind, parts[-1], declared)
-                if await self._shared_with_others(folder, user):
-                    await self.check_share(user, f"{folder.name}/{'/'.join(parts)}", kinds)
+                content_kind, declared = await self._judge_upload(
+                    user, folder, parts, bytes(prefix), mime
+                )
             except BaseException:
                 await writer.abort()
                 raise
@@ -125,6 +136,53 @@ class Drive:
                 mime=declared or guess_mime(parts[-1]), actor=user, if_match=if_match,
                 create_only=create_only, source=source,
             )  # fmt: skip
+
+    async def upload_staged(
+        self, user: str, folder: Folder, path: str, staged: Staged, *, mime: str | None = None
+    ) -> Node:
+        """Store content that arrives in a local file (a resumable upload) under the same
+        rules as :meth:`upload`: the owner's quota is held for ``staged.size`` from now,
+        ``staged.finished()`` waits for the last byte and gives the SHA-256, and the file
+        is handed to the blob store whole (:func:`anywhere.storage.blobs.adopt_file`: no
+        copy where the store allows)."""
+        parts = split_path(path)
+        await self.access.require(folder, user, write=True)
+        parent = await self._upload_parent(folder, parts, None, False)
+        async with self.reservations.start(folder.owner) as held:
+            if not await held.cover(staged.size):
+                raise await self._over_quota(folder, staged.size, held)
+            sha256 = await staged.finished()
+            content_kind, declared = await self._judge_upload(
+                user, folder, parts, await staged.head(PROBE_BYTES), mime
+            )
+            writer = StagedFile(self.blobs, staged.path, sha256, staged.size)
+            node, _ = await self._record(
+                writer, held, folder, parent, parts[-1], content_kind,
+                mime=declared or guess_mime(parts[-1]), actor=user,
+            )  # fmt: skip
+            return node
+
+    async def _upload_parent(
+        self, folder: Folder, parts: list[str], if_match: int | None, create_only: bool
+    ) -> Node:
+        """The folder an upload goes into (it must be one), after its preconditions."""
+        parent = await self.tree.lookup(folder, parts[:-1])
+        if not parent.is_dir:
+            raise DriveError(f"{parent.name} is a file, not a folder")
+        await self._precondition(parent, parts[-1], if_match, create_only)
+        return parent
+
+    async def _judge_upload(
+        self, user: str, folder: Folder, parts: list[str], prefix: bytes, mime: str | None
+    ) -> tuple[str | None, str | None]:
+        """The uploaded content's sniffed kind and its declared type (None when only
+        generic), after the content rule for a shared folder."""
+        declared = mime if mime and mime != "application/octet-stream" else None
+        content_kind = await self.judge.judge(prefix)
+        kinds = media_kinds(content_kind, parts[-1], declared)
+        if await self._shared_with_others(folder, user):
+            await self.check_share(user, f"{folder.name}/{'/'.join(parts)}", kinds)
+        return content_kind, declared
 
     async def _record(
         self,

@@ -5,14 +5,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import tempfile
 import threading
+from pathlib import Path
 
 import fs
 import pytest
 
 from anywhere.bridge.testing.blobstore import check_blob_store
 from anywhere.plugins.drive.names import InvalidName
-from anywhere.storage.blobs import BlobError, BlobTooLarge, UnsafeBlobPath, open_blob_store
+from anywhere.storage.blobs import (
+    Blob,
+    BlobError,
+    BlobTooLarge,
+    UnsafeBlobPath,
+    adopt_file,
+    open_blob_store,
+    staging_folder,
+)
 from anywhere.storage.blobs_fs import WRITE_BUFFER, FSBlobStore, blob_path
 
 
@@ -235,4 +245,50 @@ async def test_a_failed_write_of_a_buffer_in_flight_fails_the_commit_and_keeps_n
         await writer.commit()
     assert store.fs.listdir("tmp") == []
     assert list(store.fs.walk.files("/blobs")) == []
+    await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_staged_file_is_renamed_into_place_without_a_copy(tmp_path):
+    store = open_blob_store(f"osfs://{tmp_path / 'store'}")
+    staging = staging_folder(store)
+    assert staging == tmp_path / "store" / "staging"
+    data = os.urandom(300_000)
+    sha = hashlib.sha256(data).hexdigest()
+    staged = staging / "upload.part"
+    staged.write_bytes(data)
+    inode = staged.stat().st_ino
+    assert await adopt_file(store, staged, sha, len(data)) == Blob(sha, len(data))
+    assert os.stat(store.fs.getsyspath(blob_path(sha))).st_ino == inode  # renamed, not copied
+    assert not staged.exists() and await store.sweep_partial() == 0
+    # a file that is not what the caller says is refused, and left where it is
+    staged.write_bytes(b"abc")
+    with pytest.raises(BlobError, match="3 bytes, not the 4 announced"):
+        await adopt_file(store, staged, hashlib.sha256(b"abcd").hexdigest(), 4)
+    assert staged.read_bytes() == b"abc"
+    with pytest.raises(BlobError, match="not a SHA-256"):
+        await adopt_file(store, staged, "../../x", 3)
+    await store.close()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_file_the_store_cannot_rename_is_streamed_in_and_checked(tmp_path):
+    mem = open_blob_store("mem://")
+    assert staging_folder(mem) is None  # nowhere to rename into: streamed
+    path = tmp_path / "upload.part"
+    path.write_bytes(b"abc")
+    with pytest.raises(BlobError, match="changed while it waited"):
+        await adopt_file(mem, path, hashlib.sha256(b"abd").hexdigest(), 3)
+    assert path.exists()  # left to its owner
+    await mem.close()
+    other_disk = Path("/dev/shm")
+    if not other_disk.is_dir() or os.stat(other_disk).st_dev == os.stat(tmp_path).st_dev:
+        return
+    store = open_blob_store(f"osfs://{tmp_path / 'store'}")
+    with tempfile.NamedTemporaryFile(dir=other_disk, delete=False) as elsewhere:
+        elsewhere.write(b"from another filesystem")
+    sha = hashlib.sha256(b"from another filesystem").hexdigest()
+    assert await adopt_file(store, Path(elsewhere.name), sha, 23) == Blob(sha, 23)
+    assert not Path(elsewhere.name).exists()
+    assert await _read(store, sha) == b"from another filesystem"
     await store.close()

@@ -140,6 +140,12 @@ def _data_dir(stack) -> Path:
     return Path(yaml.safe_load(stack.config_path.read_text("utf-8"))["data_dir"])
 
 
+def _staged(stack, upload_id: str) -> Path:
+    """The upload's one staging file (in the blob store's staging folder)."""
+    meta = (_data_dir(stack) / "drive-uploads" / f"{upload_id}.json").read_text()
+    return Path(yaml.safe_load(meta)["staged"])
+
+
 async def _cut_off_piece(stack, token: str, upload_id: str, offset: int, data: bytes, sent: int):
     """PATCH a piece announcing ``len(data)`` bytes, send ``sent`` of them, and hang up
     once the bridge has written some of them into the piece's file (so the cut-off
@@ -155,9 +161,9 @@ async def _cut_off_piece(stack, token: str, upload_id: str, offset: int, data: b
     )
     writer.write(data[:sent])
     await writer.drain()
-    pieces = _data_dir(stack) / "drive-uploads"
+    staged = _staged(stack, upload_id)
     for _ in range(600):
-        if any(p.stat().st_size for p in pieces.glob(f"{upload_id}.*.part")):
+        if staged.exists() and staged.stat().st_size:
             break
         await asyncio.sleep(0.05)
     else:
@@ -234,6 +240,8 @@ async def test_resumable_pieces_arrive_at_once_in_any_order_and_a_cut_one_is_con
         "POST", f"/folders/{fid}/uploads", json={"path": "lanes.bin", "size": len(data)}
     )
     upload = session["id"]
+    staged = _staged(drive_stack, upload)
+    assert staged.parent.name == "staging"  # inside the drive's storage, to be renamed
     # The last third first, cut off half way: kept, ahead of what is missing.
     await _cut_off_piece(drive_stack, alice.token, upload, 2_000_000, data[2_000_000:], 500_000)
     state = await _kept_after_cut_off(a, upload)
@@ -261,6 +269,7 @@ async def test_resumable_pieces_arrive_at_once_in_any_order_and_a_cut_one_is_con
     status, _, content = await a.call("GET", f"/folders/{fid}/files/lanes.bin")
     assert status == 200 and sha(content) == sha(data)
     assert not list((_data_dir(drive_stack) / "drive-uploads").glob(f"{upload}.*"))
+    assert not staged.exists()  # the staging file became the content: nothing left
 
 
 async def test_a_resumable_upload_over_quota_is_refused_before_any_byte(person, api):

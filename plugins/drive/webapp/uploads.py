@@ -14,91 +14,100 @@ kept after a cut-off; once every byte is there, the file is stored as any upload
   ``Upload-Offset`` the first byte missing).
 - ``DELETE .../uploads/{id}`` gives up (the kept bytes are removed).
 
-Each piece is a file ``<data_dir>/drive-uploads/<id>.<start>.part`` until the upload
-ends (a piece continued at its end grows its file); a session not continued for
-``UPLOAD_KEEP_SECONDS`` is removed when the next one starts. Only the person who started
-an upload can see or continue it.
+The bytes go into ONE staging file, each piece written at its place, in the blob store's
+staging folder when it has one (:func:`anywhere.storage.blobs.staging_folder`; the
+filesystem store's ``staging/``), else ``<data_dir>/drive-uploads/``. A piece is made
+durable (fsync) before it is acknowledged, and its range is then appended to a journal,
+``<data_dir>/drive-uploads/<id>.kept`` (also fsynced): what the journal names is what is
+kept, whatever happens to the bridge. The session itself is ``<id>.json`` beside it. A
+session not continued for ``UPLOAD_KEEP_SECONDS`` is removed when the next one starts.
+Only the person who started an upload can see or continue it.
 
-While the bridge runs, one task per upload reads the pieces in order as they arrive and
-hands them on into the drive's store, so the last piece ends the upload without reading
-the whole file again; after a restart, it reads back what was kept first."""
+While the bridge runs, one task per upload hashes the bytes in order as they arrive (from
+the page cache) and holds the owner's quota; after a restart it hashes what was kept
+once, when the upload is continued. The last piece hands the staging file to the blob
+store whole (:func:`anywhere.storage.blobs.adopt_file`): renamed into place by the
+filesystem store, streamed by stores that cannot take a file (S3)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from anywhere.storage.blobs import staging_folder
+
 from ..errors import Conflict, DriveError, NotFound, QuotaExceeded
 from ..http_common import authenticated, etag, folder_of, json_body, plugin_of, required
 from ..names import split_path
+from ..sync.local import file_sha256
 
 if TYPE_CHECKING:
     from ..model import Folder, Node
     from ..service import Drive
 
-#: Read and write in pieces of this size (memory stays flat whatever the size).
+#: Bytes read and hashed at a time.
 CHUNK = 1 << 20
+#: Bytes gathered from the connection before they are written at once (fewer thread
+#: hops than the socket's small reads; small enough that a piece cut off early has some
+#: bytes kept).
+WRITE_BUFFER = 256 * 1024
 #: An upload session not continued for this long is removed.
 UPLOAD_KEEP_SECONDS = 24 * 3600
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
+@dataclass
+class Piece:
+    """A piece being received: ``[offset, end)`` announced, written up to ``written``."""
+
+    offset: int
+    end: int
+    written: int
+
+
 class Upload:
-    """One upload session: its pieces on disk, the pieces arriving now, and the task that
-    stores the bytes in order (started by the first piece this process receives)."""
+    """One upload session: its staging file, the journal of what is kept, the pieces
+    arriving now, and the task that hashes the bytes in order and stores the file
+    (started by the first piece this process receives)."""
 
     def __init__(self, root: Path, meta: dict[str, Any]) -> None:
         self.root = root
         self.meta = meta
         self.id: str = meta["id"]
         self.size: int = meta["size"]
-        #: start → bytes in its file so far, and where it will end, for the pieces
-        #: arriving now
-        self.arriving: dict[int, int] = {}
-        self.planned: dict[int, int] = {}
+        self.path = Path(meta["staged"])
+        self.journal = root / f"{self.id}.kept"
+        self.ranges = _merged(_read_journal(self.journal))
+        self.arriving: dict[int, Piece] = {}
+        self._numbers = itertools.count()
         self.changed = asyncio.Condition()
         self.store: asyncio.Task[Node] | None = None
-
-    def piece_path(self, start: int) -> Path:
-        return self.root / f"{self.id}.{start}.part"
-
-    def pieces(self) -> dict[int, int]:
-        """start → bytes, of every piece (those arriving: what they wrote so far)."""
-        found = {}
-        for path in self.root.glob(f"{self.id}.*.part"):
-            found[int(path.name.split(".")[1])] = path.stat().st_size
-        found |= self.arriving  # a piece begun may have no file yet
-        return dict(sorted(found.items()))
+        self.hashed = 0
+        self._sha = hashlib.sha256()
+        #: set when bytes already hashed were not kept: hash the whole file at the end
+        self.rehash = False
 
     def kept(self) -> list[list[int]]:
-        """The ranges ``[start, end)`` kept (pieces next to each other joined)."""
-        ranges: list[list[int]] = []
-        for start, length in self.pieces().items():
-            if not length:
-                continue
-            if ranges and ranges[-1][1] == start:
-                ranges[-1][1] = start + length
-            else:
-                ranges.append([start, start + length])
-        return ranges
+        """The ranges ``[start, end)`` kept (durably, next ones joined)."""
+        return [list(r) for r in self.ranges]
 
     def first_missing(self) -> int:
-        kept = self.kept()
-        return kept[0][1] if kept and kept[0][0] == 0 else 0
+        return self.ranges[0][1] if self.ranges and self.ranges[0][0] == 0 else 0
 
     def complete(self) -> bool:
         if self.arriving:
             return False
-        return self.size == 0 or self.kept() == [[0, self.size]]
+        return self.size == 0 or self.ranges == [[0, self.size]]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -111,42 +120,47 @@ class Upload:
         }
 
     def begin_piece(self, offset: int, length: int) -> int:
-        """Where a piece ``[offset, offset + length)`` goes (the start of its file: a
-        piece that ends at ``offset`` grows); :class:`Conflict` when it overlaps what is
-        kept or arriving."""
+        """Note a piece ``[offset, offset + length)`` arriving; its number.
+        :class:`Conflict` when it overlaps what is kept or arriving."""
         end = offset + length
         if offset < 0 or end > self.size:
             raise DriveError(
                 f"the piece [{offset}, {end}) is outside the file's announced size "
                 f"({self.size} bytes)"
             )
-        start = offset
-        for piece_start, piece_length in self.pieces().items():
-            arriving = self.planned.get(piece_start)
-            piece_end = arriving if arriving is not None else piece_start + piece_length
-            if arriving is None and piece_length and piece_end == offset:
-                start = piece_start  # continue that piece's file
-            elif piece_start < end and offset < piece_end:
+        taken = [*self.ranges, *([p.offset, p.end] for p in self.arriving.values())]
+        for piece_start, piece_end in sorted(taken):
+            if piece_start < end and offset < piece_end:
                 raise Conflict(
                     f"this upload already has bytes from {piece_start} to {piece_end} (it "
                     f"keeps {self.kept()}); send a piece of what is missing, such as "
                     f"Upload-Offset: {self.first_missing()}",
                     headers={"Upload-Offset": str(self.first_missing())},
                 )
-        self.planned[start] = end
-        self.arriving[start] = offset - start
-        return start
+        number = next(self._numbers)
+        self.arriving[number] = Piece(offset, end, offset)
+        return number
 
-    async def wrote(self, start: int, length: int) -> None:
+    async def wrote(self, number: int, written: int) -> None:
         async with self.changed:
-            self.arriving[start] = length
+            self.arriving[number].written = written
             self.changed.notify_all()
 
-    async def end_piece(self, start: int) -> None:
-        async with self.changed:
-            self.arriving.pop(start, None)
-            self.planned.pop(start, None)
-            self.changed.notify_all()
+    async def end_piece(self, number: int, durable: int) -> None:
+        """The piece ended (whole or cut off) and its bytes up to ``durable`` are safely
+        stored: journal them."""
+        piece = self.arriving[number]
+        if durable < piece.written and self.hashed > durable:
+            self.rehash = True  # bytes hashed were not kept: they may come again, changed
+        try:
+            if durable > piece.offset:
+                line = f"{piece.offset} {durable}\n".encode()
+                await asyncio.to_thread(_append_durably, self.journal, line)
+                self.ranges = _merged([*self.ranges, [piece.offset, durable]])
+        finally:
+            async with self.changed:
+                self.arriving.pop(number, None)
+                self.changed.notify_all()
 
     async def settled(self) -> None:
         """Until no piece is arriving (a piece cut off ends first)."""
@@ -155,49 +169,117 @@ class Upload:
 
     def start_storing(self, drive: Drive, user: str, folder: Folder) -> asyncio.Task[Node]:
         if self.store is None or (self.store.done() and self.store.exception() is not None):
-            self.store = asyncio.create_task(self._store(drive, user, folder))
+            self.store = asyncio.create_task(
+                drive.upload_staged(user, folder, self.meta["path"], self, mime=self.meta["mime"])
+            )
         return self.store
 
-    async def _store(self, drive: Drive, user: str, folder: Folder) -> Node:
-        node, _ = await drive.upload(
-            user,
-            folder,
-            self.meta["path"],
-            self._in_order(),
-            declared_size=self.size,
-            mime=self.meta["mime"],
-        )
-        return node
-
-    async def _in_order(self) -> AsyncIterator[bytes]:
-        """The file's bytes from the start, read from the pieces as they arrive."""
-        position = 0
-        while position < self.size:
-            async with self.changed:
-                found = await self.changed.wait_for(lambda at=position: self._covering(at))
-            start, available = found
-            handle = await asyncio.to_thread(open, self.piece_path(start), "rb")
+    # ----- what the drive asks of staged content (anywhere.plugins.drive.service.Staged)
+    async def finished(self) -> str:
+        """Hash the bytes in order as they are written (from the start again after a
+        restart); once every byte is kept: the SHA-256."""
+        if self.size == 0:
+            await asyncio.to_thread(_create_empty, self.path)
+        else:
+            handle = None
             try:
-                handle.seek(position - start)
-                while position < start + available:
-                    want = min(CHUNK, start + available - position)
-                    chunk = await asyncio.to_thread(handle.read, want)
-                    if not chunk:
-                        break
-                    position += len(chunk)
-                    yield chunk
+                while self.hashed < self.size:
+                    async with self.changed:
+                        until = await self.changed.wait_for(self._written_from_hashed)
+                    if handle is None:
+                        handle = await asyncio.to_thread(os.open, self.path, os.O_RDONLY)
+                    while self.hashed < until:
+                        want = min(CHUNK, until - self.hashed)
+                        got = await asyncio.to_thread(
+                            _read_and_hash, handle, self._sha, self.hashed, want
+                        )
+                        if not got:
+                            raise DriveError(
+                                f"the upload's staging file {self.path} lost bytes after "
+                                f"{self.hashed}; give the upload up and start again"
+                            )
+                        self.hashed += got
             finally:
-                handle.close()
+                if handle is not None:
+                    os.close(handle)
+        async with self.changed:
+            await self.changed.wait_for(self.complete)
+        if self.rehash:
+            return await asyncio.to_thread(file_sha256, self.path)
+        return self._sha.hexdigest()
 
-    def _covering(self, position: int) -> tuple[int, int] | None:
-        for start, length in self.pieces().items():
-            if start <= position < start + length:
-                return start, length
-        return None
+    def _written_from_hashed(self) -> int:
+        """The end of the bytes written from where hashing is (0: none yet)."""
+        at = self.hashed
+        for start, end in self.ranges:
+            if start <= at < end:
+                return end
+        for piece in self.arriving.values():
+            if piece.offset <= at < piece.written:
+                return piece.written
+        return 0
+
+    async def head(self, length: int) -> bytes:
+        def read() -> bytes:
+            with open(self.path, "rb") as handle:
+                return handle.read(length)
+
+        return await asyncio.to_thread(read)
 
     def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
         for path in self.root.glob(f"{self.id}.*"):
             path.unlink(missing_ok=True)
+
+
+def _merged(ranges: list[list[int]]) -> list[list[int]]:
+    joined: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if joined and start <= joined[-1][1]:
+            joined[-1][1] = max(joined[-1][1], end)
+        else:
+            joined.append([start, end])
+    return joined
+
+
+def _read_journal(path: Path) -> list[list[int]]:
+    """The ranges a journal names (a line cut off by a crash is not one)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    ranges = []
+    for line in text.split("\n")[:-1]:  # only lines that were ended
+        start, _, end = line.partition(" ")
+        if start.isdigit() and end.isdigit() and int(start) < int(end):
+            ranges.append([int(start), int(end)])
+    return ranges
+
+
+def _append_durably(path: Path, line: bytes) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(handle, line)
+        os.fdatasync(handle)
+    finally:
+        os.close(handle)
+
+
+def _read_and_hash(handle: int, sha: Any, position: int, length: int) -> int:
+    data = os.pread(handle, length, position)
+    sha.update(data)
+    return len(data)
+
+
+def _write_at(handle: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(handle, view, position)
+        view, position = view[done:], position + done
+
+
+def _create_empty(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 @dataclass
@@ -217,16 +299,28 @@ class UploadSessions:
         if upload is not None and upload.store is not None and not upload.store.done():
             upload.store.cancel()
 
-    def remove_stale(self, root: Path) -> None:
+    def remove_stale(self, root: Path, staging: Path) -> None:
+        """Remove the sessions not continued for ``UPLOAD_KEEP_SECONDS`` (and staging
+        files no session names, as old)."""
         cutoff = time.time() - UPLOAD_KEEP_SECONDS
         for meta_path in root.glob("*.json"):
             upload_id = meta_path.stem
-            files = list(root.glob(f"{upload_id}.*"))
-            newest = max((p.stat().st_mtime for p in files if p.exists()), default=0)
+            files = [*root.glob(f"{upload_id}.*"), staging / f"{upload_id}.part"]
+            newest = max((_mtime(p) for p in files), default=0)
             if newest < cutoff:
                 self.forget(upload_id)
                 for path in files:
                     path.unlink(missing_ok=True)
+        for path in staging.glob("*.part"):
+            if not (root / f"{path.stem}.json").exists() and _mtime(path) < cutoff:
+                path.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0
 
 
 SESSIONS_KEY: web.AppKey[UploadSessions] = web.AppKey("drive_upload_sessions")
@@ -237,9 +331,15 @@ def sessions_of(request: web.Request) -> UploadSessions:
 
 
 def _folder(request: web.Request) -> Path:
+    """Where sessions and their journals are (and staging files, when the blob store
+    has no staging folder)."""
     root = plugin_of(request).bridge.info.data_dir / "drive-uploads"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _staging(request: web.Request, root: Path) -> Path:
+    return staging_folder(plugin_of(request).drive.blobs) or root
 
 
 def _load(request: web.Request, user: str) -> Upload:
@@ -252,8 +352,8 @@ def _load(request: web.Request, user: str) -> Upload:
         meta = json.loads((root / f"{upload_id}.json").read_text())
     except (OSError, ValueError):
         raise gone from None
-    if meta.get("user") != user:
-        raise gone
+    if meta.get("user") != user or not isinstance(meta.get("staged"), str):
+        raise gone  # (a session of an older version, without "staged", cannot go on)
     return sessions_of(request).get(root, meta)
 
 
@@ -278,15 +378,18 @@ async def start(request: web.Request, user: str) -> web.Response:
         )
     root = _folder(request)
     sessions = sessions_of(request)
-    sessions.remove_stale(root)
+    staging = _staging(request, root)
+    sessions.remove_stale(root, staging)
+    upload_id = secrets.token_urlsafe(18)
     meta = {
-        "id": secrets.token_urlsafe(18),
+        "id": upload_id,
         "user": user,
         "folder": folder.id,
         "path": "/".join(parts),
         "size": size,
         "mime": body.get("mime") if isinstance(body.get("mime"), str) else None,
         "created": time.time(),
+        "staged": str(staging / f"{upload_id}.part"),
     }
     meta_path = root / f"{meta['id']}.json"
     tmp = meta_path.with_suffix(".tmp")
@@ -323,22 +426,30 @@ async def append(request: web.Request, user: str) -> web.Response:
         raise DriveError("send the piece with a Content-Length")
     drive = plugin_of(request).drive
     folder = await drive.access.folder(upload.meta["folder"])
-    start = upload.begin_piece(offset, request.content_length)
+    number = upload.begin_piece(offset, request.content_length)
     try:
         storing = upload.start_storing(drive, user, folder)
-        written = offset - start
-        # Unbuffered: what is written can be read at once by the storing task.
-        handle = await asyncio.to_thread(open, upload.piece_path(start), "ab", buffering=0)
+        written, pending, durable, handle = offset, bytearray(), offset, None
         try:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                await asyncio.to_thread(handle.write, chunk)
-                written += len(chunk)
-                await upload.wrote(start, written)
-                if storing.done():
-                    storing.result()  # its error (quota, storage)
+            handle = await asyncio.to_thread(os.open, upload.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            async for chunk in request.content.iter_chunked(WRITE_BUFFER):
+                pending += chunk
+                if len(pending) >= WRITE_BUFFER:
+                    await asyncio.to_thread(_write_at, handle, pending, written)
+                    written += len(pending)
+                    pending = bytearray()
+                    await upload.wrote(number, written)
+                    if storing.done():
+                        storing.result()  # its error (quota, storage)
         finally:
-            await asyncio.to_thread(_sync_and_close, handle)
-            await upload.end_piece(start)
+            # What arrived before a cut-off is kept too; all of it durable before the
+            # piece is journaled and acknowledged (nothing is, if that fails).
+            try:
+                if handle is not None:
+                    await asyncio.to_thread(_write_sync_close, handle, bytes(pending), written)
+                    durable = written + len(pending)
+            finally:
+                await upload.end_piece(number, durable)
         if not upload.complete():
             return web.json_response(upload.describe())
         node = await storing
@@ -358,11 +469,12 @@ async def append(request: web.Request, user: str) -> web.Response:
     )
 
 
-def _sync_and_close(handle: Any) -> None:
+def _write_sync_close(handle: int, rest: bytes, position: int) -> None:
     try:
-        os.fsync(handle.fileno())
+        _write_at(handle, rest, position)
+        os.fdatasync(handle)
     finally:
-        handle.close()
+        os.close(handle)
 
 
 def add_routes(app: web.Application, prefix: str, folder: str) -> None:
