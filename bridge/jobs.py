@@ -42,6 +42,9 @@ WORKERS = 4
 MAX_ATTEMPTS = 8
 FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 600.0
+#: How long ``stop`` waits for the workers to end (cancelling them again each second)
+#: before it leaves the ones still running behind.
+STOP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Jobs:
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task] = []
         self._claimed: set[int] = set()  # jobs a worker of this process is running
+        self._stopping = False
 
     async def enqueue(self, kind: str, payload: dict[str, Any], *, key: str) -> bool:
         """Store a job for a worker; True if it was new (False: ``key`` is queued already).
@@ -140,16 +144,39 @@ class Jobs:
         return bool(self._workers) and not any(task.done() for task in self._workers)
 
     def start(self, workers: int = WORKERS) -> None:
+        self._stopping = False
         self._workers = [
             asyncio.create_task(self._work(), name=f"anywhere-job-{n}") for n in range(workers)
         ]
 
     async def stop(self) -> None:
-        """Stop the workers; a job cut off in the middle runs again at the next start."""
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        """Stop the workers; a job cut off in the middle runs again at the next start.
+
+        A cancellation can be lost: a handler may catch it, and on Python 3.11
+        ``asyncio.wait_for`` drops it when what it waits for ends at that moment. So a
+        worker also ends at its next turn once stopping, is cancelled again each
+        second, and one still running after ``STOP_SECONDS`` is left behind with an
+        error naming the jobs still running, so that the bridge's shutdown goes on."""
+        self._stopping = True
+        workers, self._workers = self._workers, []
+        deadline = time.monotonic() + STOP_SECONDS
+        left = {task for task in workers if not task.done()}
+        while left and time.monotonic() < deadline:
+            for task in left:
+                task.cancel()
+            _, left = await asyncio.wait(left, timeout=min(1.0, deadline - time.monotonic()))
+        for task in workers:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "a job worker had ended", worker=task.get_name(), exc_info=task.exception()
+                )
+        if left:
+            log.error(
+                "job workers did not stop; left running (their jobs run again at the next start)",
+                workers=sorted(task.get_name() for task in left),
+                running_jobs=sorted(self._claimed),
+                waited_seconds=STOP_SECONDS,
+            )
 
     async def _next(self) -> tuple[Job | None, float]:
         """The next due job no worker here runs, or None and how long until one is due."""
@@ -172,7 +199,7 @@ class Jobs:
         return None, 60.0
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 job, wait = await self._next()
@@ -182,8 +209,11 @@ class Jobs:
                 log.exception("reading the job queue failed; trying again")
                 job, wait = None, FIRST_RETRY_SECONDS
             if job is None:
+                # Not asyncio.wait_for: on Python 3.11 it drops a cancellation (stop)
+                # that arrives as the wake-up does, and the worker would run on.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 continue
             try:
                 await self._run(job)

@@ -5,9 +5,11 @@ failing, and run again after a restart cut them off."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 import pytest_asyncio
+import structlog
 
 from anywhere.bridge import hookimpl
 from anywhere.bridge import jobs as jobs_module
@@ -276,3 +278,85 @@ async def test_workers_with_an_old_view_of_the_queue_do_not_run_a_job_twice(db):
     await jobs._run(stale)
     assert runs == [1]  # not run again by B
     assert await db.fetchval("SELECT attempts FROM job") == 1
+
+
+async def _nothing(job):
+    pass
+
+
+async def stop_within(jobs: Jobs, seconds: float) -> None:
+    """``jobs.stop()``, failing the test (not hanging it) if it does not return in time."""
+    stopping = asyncio.create_task(jobs.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=seconds)
+    if not done:
+        raise AssertionError(f"Jobs.stop did not return within {seconds} s")
+    stopping.result()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+@pytest.mark.parametrize("turns", [0, 1, 2])
+async def test_a_stop_as_idle_workers_are_woken_ends_them(db, turns):
+    """The bridge stops just as a job is queued (or another worker finished one): the
+    idle workers are being woken when they are cancelled. With asyncio.wait_for (Python
+    3.11) the cancellation was dropped after 0 or 1 turns of the loop and the worker
+    waited on, so stop never returned (the plugin kit's teardown hung)."""
+    jobs = queue(db, {"test.save": _nothing})
+    jobs.start()
+    workers = list(jobs._workers)
+
+    async def all_idle():
+        return len(jobs._wake._waiters) == len(workers)
+
+    await until(all_idle)
+    await jobs.enqueue("test.save", {}, key="late")  # wakes them, with no turn in between
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await stop_within(jobs, jobs_module.STOP_SECONDS / 2)
+    assert all(task.done() for task in workers)
+    assert await jobs.waiting() == 1  # queued still: it runs at the next start
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_that_swallows_its_cancellation_does_not_keep_the_worker(db):
+    started = asyncio.Event()
+
+    async def stubborn(job):
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()  # until cancelled; then it returns
+
+    jobs = queue(db, {"test.stubborn": stubborn})
+    jobs.start(workers=1)
+    workers = list(jobs._workers)
+    await jobs.enqueue("test.stubborn", {}, key="stubborn")
+    await asyncio.wait_for(started.wait(), 5)
+    await stop_within(jobs, jobs_module.STOP_SECONDS / 2)
+    assert workers[0].done()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_job_that_will_not_stop_is_left_behind_with_an_error(db, monkeypatch):
+    monkeypatch.setattr(jobs_module, "STOP_SECONDS", 0.5)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def deaf(job):
+        started.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    jobs = queue(db, {"test.deaf": deaf})
+    jobs.start(workers=1)
+    workers = list(jobs._workers)
+    await jobs.enqueue("test.deaf", {}, key="deaf")
+    await asyncio.wait_for(started.wait(), 5)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await stop_within(jobs, 5)
+        [left] = [entry for entry in logs if entry["event"].startswith("job workers did not stop")]
+        assert left["log_level"] == "error" and left["workers"] == ["anywhere-job-0"]
+        assert len(left["running_jobs"]) == 1
+        assert not workers[0].done()
+    finally:
+        release.set()
+        await asyncio.wait_for(workers[0], 5)
