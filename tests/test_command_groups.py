@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from anywhere.bridge import CommandError, Decision, argument, command, hookimpl
 from anywhere.bridge.commands import group
+from anywhere.bridge.testing import kit as kit_module
+from anywhere.bridge.testing.kit import PluginKit
 
 
 class Tools:
@@ -105,6 +109,44 @@ async def test_a_background_command_keeps_its_command_error(plugin_kit):
     await room.send("!refuse")
     assert await room.next_reply() == "!refuse: not today"
     assert await kit.bridge.jobs.failed() == []
+
+
+async def test_the_kit_stops_as_a_background_command_wakes_the_idle_workers(plugin_kit):
+    """The bridge stops right after a background command was queued, while the idle job
+    workers are being woken: stopping them used to be lost (asyncio.wait_for on Python
+    3.11) and the kit's teardown waited forever."""
+    kit = await plugin_kit({"tools": Tools()})
+    room, wake = kit.room(), kit.bridge.jobs._wake
+    async with asyncio.timeout(10):
+        while len(wake._waiters) < len(kit.bridge.jobs._workers):  # every worker idle
+            await asyncio.sleep(0.01)
+    await room.send("!refuse")
+    await kit.stop()  # fails (kit.STOP_SECONDS) rather than hangs
+    assert not kit.bridge.jobs.running
+
+
+class Stuck:
+    """A plugin whose shutdown waits for something that does not come."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    @hookimpl
+    async def anywhere_shutdown(self, bridge):
+        await self.release.wait()
+
+
+async def test_a_kit_that_cannot_stop_fails_saying_what_it_waits_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(kit_module, "STOP_SECONDS", 0.5)
+    stuck = Stuck()
+    kit = await PluginKit(tmp_path, {"stuck": stuck}).start()
+    with pytest.raises(AssertionError) as failed:
+        await kit.stop()
+    message = str(failed.value)
+    assert message.startswith("stopping the plugin kit's bridge did not finish within 0.5 s")
+    assert "in Lifecycle.stop" in message and "in Stuck.anywhere_shutdown" in message
+    stuck.release.set()
+    await kit.bridge.stop()  # what the cancelled stop left open
 
 
 class DenyAll:

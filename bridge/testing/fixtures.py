@@ -115,8 +115,14 @@ async def plugin_kit(tmp_path) -> AsyncIterator[Callable[..., Awaitable[PluginKi
         return await kit.start()
 
     yield make
-    for kit in kits:
-        await kit.stop()
+    failures = []
+    for kit in kits:  # each is stopped, even after another failed to stop
+        try:
+            await kit.stop()
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="function")

@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -38,6 +38,12 @@ DOMAIN = "kit.test"
 #: How long ``next_reply`` waits for a message before failing the test (a background
 #: command on a slow service may need longer: pass ``timeout=``).
 WAIT_SECONDS = 10.0
+#: How long stopping a kit (the bridge's shutdown: job workers, the plugins'
+#: ``anywhere_shutdown``, the database) or a :func:`serve` service may take before the
+#: test fails, saying what it was waiting for.
+STOP_SECONDS = 30.0
+
+T = TypeVar("T")
 
 
 class KitUnsupported(NotImplementedError):
@@ -229,7 +235,9 @@ class PluginKit:
         return self
 
     async def stop(self) -> None:
-        await self.bridge.stop()
+        """Stop the bridge; fails (AssertionError) if that takes over ``STOP_SECONDS``,
+        naming where it waits and what else still runs."""
+        await finish(self.bridge.stop(), STOP_SECONDS, "stopping the plugin kit's bridge")
 
     async def __aenter__(self) -> PluginKit:
         return await self.start()
@@ -293,7 +301,40 @@ async def serve(routes: dict[str, str] | web.Application) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        await runner.cleanup()
+        await finish(runner.cleanup(), STOP_SECONDS, f"stopping the web service on port {port}")
+
+
+async def finish(step: Awaitable[T], seconds: float, what: str) -> T:
+    """Await ``step``, a teardown; if it has not ended within ``seconds``, cancel it and
+    fail with ``what``, where it waits, and where every other unfinished task waits (a
+    teardown must not hang the test run)."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if done:
+        return task.result()
+    current = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not task and t is not current]
+    report = [f"{what} did not finish within {seconds} s; it waits at:", waiting_at(task)]
+    if others:
+        report.append("other unfinished tasks:")
+        report += [f"{t.get_name()}:\n{waiting_at(t)}" for t in others[:10]]
+    task.cancel()
+    await asyncio.wait({task}, timeout=1.0)  # it may not let itself be cancelled either
+    raise AssertionError("\n".join(report))
+
+
+def waiting_at(task: asyncio.Future) -> str:
+    """Where a task is suspended: its chain of awaits, outermost first, one a line."""
+    lines = []
+    awaited = task.get_coro() if isinstance(task, asyncio.Task) else None
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_qualname}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return "\n".join(lines) or f"  {task!r}"
 
 
 def _answer(text: str) -> Any:
