@@ -210,6 +210,7 @@ class Inbox:
         db: Database,
         dispatch: Callable[[MatrixEvent], Awaitable[None]],
         before_events: Callable[[dict[str, Any], str], Awaitable[None]] | None = None,
+        before_save: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.dispatch = dispatch
@@ -217,6 +218,10 @@ class Inbox:
         # to-device, device-list and key-count parts there: room keys before the messages
         # they open).
         self.before_events = before_events
+        # Awaited before the worker's position is saved: what handling the events before
+        # it wrote in memory only is made durable first (the encryption's replay
+        # protection), since those events are not handled again after a crash.
+        self.before_save = before_save
         self._writer: SQLiteWriter | None = None
         path = getattr(db, "_path", None)  # mautrix's SQLite pool keeps the file's path there
         if db.scheme == Scheme.SQLITE and isinstance(path, str) and path not in ("", ":memory:"):
@@ -479,6 +484,8 @@ class Inbox:
         now = time.monotonic()
         if not force and now - self._saved_at < CURSOR_INTERVAL:
             return
+        if self.before_save is not None:
+            await self.before_save()
         cleared = (self._cleared_below, position[0])
         async with self._store_lock:  # not while a checkpoint runs (see SQLiteWriter)
             saved = self._writer is not None and self._writer.save_position(position, cleared)

@@ -132,6 +132,7 @@ class Lifecycle:
             self.db,
             self.encryption.wrap(self.on_event),
             before_events=self.encryption.handle_transaction,
+            before_save=self.encryption.before_position_saved,
         )
 
     async def start_plugins(self) -> None:

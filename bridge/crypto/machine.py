@@ -324,6 +324,8 @@ class OlmMachine:
             plain = orjson.loads(decrypted.plaintext)
         except ValueError:
             raise DecryptionError("the decrypted payload is not JSON") from None
+        if not isinstance(plain, dict):
+            raise DecryptionError("the decrypted payload is not a JSON object")
         if plain.get("room_id") != event.get("room_id") or not isinstance(
             plain.get("content"), dict
         ):

@@ -254,12 +254,18 @@ class Encryption:
         )
 
     # ----- what arrives -----
+    async def before_position_saved(self) -> None:
+        """Before the inbox saves its position: the message indexes the events before it
+        used are written (replay protection). Events past the saved position are handled
+        again after a crash, and claim their indexes again, under the same event ids."""
+        if self.machine is not None:
+            await self.machine.store.flush_claims()
+
     async def handle_transaction(self, body: dict[str, Any], txn_id: str) -> None:
         """The to-device, device-list and key-count parts of a stored transaction (before
         its room events: a room key and the message it opens often come together)."""
         if self.machine is None:
             return
-        await self.machine.store.flush_claims()  # those of the transactions before
         counts = _first(body, OTK_COUNT_KEYS)
         fallback = _first(body, FALLBACK_KEYS)
         # per identity with a device: (count or None, fallback used)
@@ -609,6 +615,7 @@ class Encryption:
                 )
             else:
                 await self._dispatch(self._decrypted(event, plain))
+                await store.flush_claims()  # before the event is no longer kept
             await store.done_waiting(item["seq"])
         self._waiting_rooms.discard(room_id)
 

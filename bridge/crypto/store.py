@@ -158,8 +158,9 @@ class CryptoStore:
 
     async def claim_message_index(self, session_id: str, index: int, event_id: str) -> bool:
         """False when another event already used this session's message index (a replay).
-        New claims are written by :meth:`flush_claims` (the encryption calls it at every
-        transaction): a crash loses at most the claims of the transaction being handled."""
+        New claims are written by :meth:`flush_claims`, which the encryption calls before
+        the inbox saves its position and before an event kept for its key is let go: a
+        crash loses only claims of events that are handled again after it."""
         claims = self._claims.get(session_id)
         if claims is None:
             rows = await self.db.fetch(
@@ -180,12 +181,16 @@ class CryptoStore:
         if not self._unsaved_claims:
             return
         claims, self._unsaved_claims = self._unsaved_claims, []
-        async with self.db.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                "INSERT INTO crypto_megolm_index (session_id, message_index, event_id) "
-                "VALUES ($1, $2, $3) ON CONFLICT (session_id, message_index) DO NOTHING",
-                claims,
-            )
+        try:
+            async with self.db.acquire() as conn, conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO crypto_megolm_index (session_id, message_index, event_id) "
+                    "VALUES ($1, $2, $3) ON CONFLICT (session_id, message_index) DO NOTHING",
+                    claims,
+                )
+        except BaseException:
+            self._unsaved_claims[:0] = claims  # written with the next flush
+            raise
 
     # ----- Megolm outbound (one per identity, ``owner``, and room) -----
     async def outbound(self, owner: str, room_id: str) -> dict[str, Any] | None:
