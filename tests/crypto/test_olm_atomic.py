@@ -149,11 +149,16 @@ async def test_a_forwarded_room_key_is_taken_only_when_the_bot_asked_that_person
         await setup.encryption._to_device(setup.olm_event("m.forwarded_room_key", forwarded))
         assert await setup.store.inbound(group.session_id) is None  # unsolicited: refused
 
-        setup.encryption._requested[group.session_id] = (ROOM, "@mallory:example.org")
+        setup.encryption._requested[group.session_id] = (ROOM, "@mallory:example.org", BOT)
         await setup.encryption._to_device(setup.olm_event("m.forwarded_room_key", forwarded))
         assert await setup.store.inbound(group.session_id) is None  # asked someone else
 
-        setup.encryption._requested[group.session_id] = (ROOM, ALICE)
+        # asked by another identity of the bridge: only its device takes the answer
+        setup.encryption._requested[group.session_id] = (ROOM, ALICE, "@memo:example.org")
+        await setup.encryption._to_device(setup.olm_event("m.forwarded_room_key", forwarded))
+        assert await setup.store.inbound(group.session_id) is None
+
+        setup.encryption._requested[group.session_id] = (ROOM, ALICE, BOT)
         await setup.encryption._to_device(setup.olm_event("m.forwarded_room_key", forwarded))
         assert await setup.store.inbound(group.session_id) is not None
     finally:
