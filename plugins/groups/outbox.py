@@ -102,8 +102,11 @@ class Outbox:
             except Exception:
                 self.log.exception("the outbox worker stumbled; retrying", network=network)
             wake.clear()
+            # Not asyncio.wait_for: on Python 3.11 it drops a cancellation (the hub
+            # stopping) that arrives as the wake-up does, and the worker would run on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), RETRY_SECONDS)
+                async with asyncio.timeout(RETRY_SECONDS):
+                    await wake.wait()
 
     async def _send_one(self, network: str, event: MatrixEvent) -> bool:
         """Deliver one event; False to keep it for later (the network is away)."""
