@@ -278,6 +278,7 @@ def test_dev_sh_installs_only_when_pyproject_changed_and_says_what_it_does(tmp_p
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "dev.sh", tmp_path / "scripts" / "dev.sh")
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (tmp_path / "setup.py").write_text("from setuptools import setup\n\nsetup()\n")
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     python = tmp_path / ".venv" / "bin" / "python"
     python.write_text(FAKE_PYTHON)
