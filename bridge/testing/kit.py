@@ -309,7 +309,11 @@ async def finish(step: Awaitable[T], seconds: float, what: str) -> T:
     fail with ``what``, where it waits, and where every other unfinished task waits (a
     teardown must not hang the test run)."""
     task = asyncio.ensure_future(step)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
     if done:
         return task.result()
     current = asyncio.current_task()
