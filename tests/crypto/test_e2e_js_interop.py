@@ -7,6 +7,7 @@ under ``CI=true``)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -170,3 +171,39 @@ async def test_excluding_insecure_devices_is_in_force_the_bot_reads_a_device_wit
     assert pong["encrypted"] and not pong["utd"]
     await bob.wait_for(room, lambda e: e.get("event_id") == event_id)
     assert event_id in bob.undecryptable.get(room, [])  # Bob's device was excluded
+
+
+async def test_element_crypto_answers_the_bots_key_request_for_a_key_lost_while_it_was_down(
+    js_person, anywhere_stack
+):
+    """Element's own crypto starts a new session while the bridge is SIGKILLed: Synapse
+    drops its room key for the bot (no to-device data for an appservice that is down).
+    After the restart the bot asks for the key, Element's crypto forwards it (it had shared
+    that session with the bot's device), and the command is answered once."""
+    stack, bot_id = anywhere_stack, anywhere_stack.bot_id
+    alice = await js_person("alice")
+    room = await alice.call("create_dm", user=bot_id)
+    await alice.wait_joined(room, bot_id)
+    await alice.call("send_text", room=room, body="!ping js before")
+    await alice.wait_for(room, text_from(bot_id, "pong js before"))
+
+    await asyncio.to_thread(stack.bridge.kill)
+    await alice.call("discard_room_key", room=room)
+    lost = await alice.call("send_text", room=room, body="!ping js while down")
+    await stack.homeserver_marks_bridge("down")
+    logged = log_size(stack)
+    await asyncio.to_thread(stack.bridge.start)
+    await stack.homeserver_marks_bridge("up")
+    waiting = await wait_for_log(stack, "waiting for the room key", after=logged)
+    assert lost in waiting  # its key did not come with it: it was dropped
+    session = waiting.split("session_id=")[1].split()[0]
+    asked = await stack.bridge.wait_for_line("asked the sender's devices", session, after=logged)
+    await stack.bridge.wait_for_line("room key received", session, after=logged)  # forwarded
+    pong = await alice.wait_for(room, text_from(bot_id, "pong js while down"), timeout=120)
+    assert alice.user_id in asked
+    assert pong["encrypted"] and not pong["utd"]
+    await alice.call("send_text", room=room, body="!ping js marker")
+    await alice.wait_for(room, text_from(bot_id, "pong js marker"))
+    answers = [e for e in alice.events(room) if text_from(bot_id, "pong js while down")(e)]
+    assert len(answers) == 1
+    assert_every_bot_message_readable(alice, room, bot_id)

@@ -99,6 +99,11 @@ const commands = {
     await client.invite(room, user);
     return null;
   },
+  async discard_room_key({ room }) {
+    // the next message starts a new Megolm session (what Element does when it rotates)
+    await client.getCrypto().forceDiscardSession(room);
+    return null;
+  },
   async send_text({ room, body }) {
     const { event_id } = await client.sendTextMessage(room, body);
     return event_id;
