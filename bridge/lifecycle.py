@@ -15,7 +15,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +27,7 @@ from mautrix.util.async_db import Database
 from anywhere.storage import open_database, run_migrations
 from anywhere.storage.database import trace_logger
 
+from .api import Host
 from .config import Config
 from .crypto import EncryptingAppServiceAPI, Encryption
 from .errors import AnywhereError, ConfigError, PluginLoadError
@@ -36,10 +37,7 @@ from .pluginmanager import PluginManager
 from .router import EventRouter
 from .schema import CORE_MIGRATIONS
 from .services import HTTP_TIMEOUT
-from .web import build_app, server_options
-
-if TYPE_CHECKING:
-    from .runtime import Bridge
+from .web import WebHost, build_app, server_options
 
 
 class _StateStore(MemoryStateStore):
@@ -56,16 +54,23 @@ class _StateStore(MemoryStateStore):
         self._registered.add(user_id)
 
 
+class LifecycleHost(Host, WebHost, Protocol):
+    """What the lifecycle is given as ``host`` and hands on without reading any of it:
+    to the plugins' ``anywhere_startup``, ``anywhere_shutdown`` and ``anywhere_web_routes``
+    hooks (a :class:`~anywhere.bridge.api.Host`) and to the core's web app (a
+    :class:`~anywhere.bridge.web.WebHost`). The runtime's ``Bridge`` is one."""
+
+
 class Lifecycle:
     """Starts the bridge's parts in order and stops them in the reverse order.
 
     ``host`` is what the plugins' ``anywhere_startup``/``anywhere_shutdown``/
-    ``anywhere_web_routes`` hooks and the web app are given (the Bridge); ``on_event`` is
-    where the inbox hands each event (the router's dispatch)."""
+    ``anywhere_web_routes`` hooks and the web app are given (:class:`LifecycleHost`, the
+    Bridge); ``on_event`` is where the inbox hands each event (the router's dispatch)."""
 
     def __init__(
         self,
-        host: Bridge,
+        host: LifecycleHost,
         config: Config,
         plugins: PluginManager,
         router: EventRouter,

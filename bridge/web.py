@@ -14,7 +14,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import structlog
@@ -25,10 +25,34 @@ from . import metrics
 from .inbox import parse_json, transaction_events
 
 if TYPE_CHECKING:
-    from .runtime import Bridge
+    from .config import Config
+    from .inbox import Inbox
+    from .pluginmanager import PluginManager
+
+
+class WebHost(Protocol):
+    """What the core's web app (the appservice API, ``/health``, ``/metrics``, the
+    operator and Matrix-token checks) reads of the bridge: the runtime's ``Bridge``."""
+
+    config: Config
+    plugins: PluginManager
+    #: the last ping the homeserver sent (its transaction id, when): the ping route sets it
+    last_ping: tuple[str | None, float] | None
+
+    @property
+    def inbox(self) -> Inbox | None:
+        """Where the homeserver's transactions are stored (None before start-up)."""
+
+    async def user_for_token(self, token: str) -> str:
+        """The Matrix user a client's access token belongs to; HTTPUnauthorized for a token
+        the homeserver does not know."""
+
+    async def health_checks(self) -> dict[str, bool]:
+        """``{check: passed}`` for ``/health``."""
+
 
 log = structlog.get_logger("anywhere.web")
-BRIDGE_KEY: web.AppKey[Bridge] = web.AppKey("bridge")
+BRIDGE_KEY: web.AppKey[WebHost] = web.AppKey("bridge")
 MAX_TRANSACTION_BYTES = 64 * 1024 * 1024
 USER_CACHE_SECONDS = 60.0
 # A token the homeserver refused is refused again without asking for this long, so one
@@ -258,7 +282,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 class AppserviceRoutes:
     """The Matrix appservice API v1 that the homeserver calls."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: WebHost) -> None:
         self.bridge = bridge
 
     def add_to(self, app: web.Application) -> None:
@@ -340,7 +364,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(bridge: Bridge) -> web.Application:
+def build_app(bridge: WebHost) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_TRANSACTION_BYTES)
     app[BRIDGE_KEY] = bridge
     AppserviceRoutes(bridge).add_to(app)
