@@ -204,3 +204,48 @@ async def test_a_subcommand_that_cannot_be_served_is_neither_listed_nor_accepted
     linker.connected = True  # a connector came up: asked again at each message
     await room.send("!links link")
     assert await room.next_reply() == "linked"
+
+
+class Report:
+    """A background command that acknowledges first and whose slow part fails once."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    @hookimpl
+    def anywhere_commands(self):
+        @command("report", help="The report of a week, from a slow service", background=True)
+        @argument("week", type=int)
+        async def report(ctx, args):
+            if not 1 <= args.week <= 53:
+                raise CommandError(f"there is no week {args.week}")
+            await ctx.reply(f"Working on the report of week {args.week}…")
+            self.tries += 1
+            if self.tries == 1:
+                raise ConnectionError("the report service is down")  # tried again later
+            await ctx.reply(f"Report of week {args.week}: 42 items")
+
+        return [report]
+
+
+async def test_a_background_command_says_working_on_it_once_though_tried_again(
+    plugin_kit, monkeypatch
+):
+    """What a ``ctx.defer(...)`` would add is here already (docs/plugins.md, "Why
+    ``background=True`` is the one way"): the first reply of a background command is its
+    quick answer, sent once even when the slow part after it fails and the job runs the
+    handler again."""
+    monkeypatch.setattr("anywhere.bridge.jobs.FIRST_RETRY_SECONDS", 0.05)
+    report = Report()
+    kit = await plugin_kit({"report": report})
+    room = kit.room()
+    await room.send("!report 48")
+    assert await room.next_reply() == "Working on the report of week 48…"
+    assert await room.next_reply() == "Report of week 48: 42 items"
+    assert report.tries == 2
+    assert room.replies() == ["Working on the report of week 48…", "Report of week 48: 42 items"]
+    await room.send("!report 54")
+    assert await room.next_reply() == "!report: there is no week 54"
+    await room.send("!report soon")  # the arguments are checked before the job is stored
+    assert "argument week: invalid int value: 'soon'" in await room.next_reply()
+    assert report.tries == 2
