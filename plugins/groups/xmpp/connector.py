@@ -346,7 +346,10 @@ class XmppConnector(Connector):
                 self.xmpp.add_event_handler(name, self._outcome_handler(outcome))
             self.xmpp.connect(self.settings["host"], self.settings["port"])
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(self._state), CONNECT_TIMEOUT)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel
+                # (the connector's stop) that arrives as the session starts.
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    outcome = await asyncio.shield(self._state)
             except TimeoutError:
                 outcome = "failed"
             if outcome == "up":
