@@ -51,7 +51,7 @@ async def test_closing_early_stops_reading_and_closes_the_source():
 
 
 def test_a_missing_litmus_or_rclone_skips_but_fails_under_ci(monkeypatch):
-    from tests.drive import webdav_client
+    from . import webdav_client
 
     monkeypatch.setattr(webdav_client.shutil, "which", lambda name: None)
     monkeypatch.delenv("CI", raising=False)
