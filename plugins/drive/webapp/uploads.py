@@ -57,10 +57,9 @@ if TYPE_CHECKING:
 
 #: Bytes read and hashed at a time.
 CHUNK = 1 << 20
-#: Bytes gathered from the connection before they are written at once (fewer thread
-#: hops than the socket's small reads; small enough that a piece cut off early has some
-#: bytes kept).
-WRITE_BUFFER = 256 * 1024
+#: Bytes gathered from the connection before they are written at once (a thread hop
+#: per megabyte, not per small read of the socket).
+WRITE_BUFFER = 1 << 20
 #: An upload session not continued for this long is removed.
 UPLOAD_KEEP_SECONDS = 24 * 3600
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
@@ -73,6 +72,46 @@ class Piece:
     offset: int
     end: int
     written: int
+
+
+class InOrderHash:
+    """The SHA-256 of a file written in pieces, fed in order: bytes written at the point
+    hashing has reached are hashed as they are written (no reading back); bytes written
+    ahead are read back from the file (the page cache) once the bytes before them are
+    hashed. One step at a time: a step runs to its end even if its caller is cancelled,
+    so the hash and its position always agree."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.busy = False
+        self._sha = hashlib.sha256()
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    async def write(self, handle: int, data: bytes | bytearray, position: int) -> None:
+        """Write ``data`` at ``position`` in the file; hash it too when it comes next."""
+        if position != self.position or self.busy:
+            await asyncio.to_thread(_write_at, handle, data, position)
+            return
+        await self._step(_write_and_hash, handle, data, position)
+
+    async def read_back(self, handle: int, length: int) -> int:
+        """Hash up to ``length`` bytes from the file where hashing is; how many."""
+        return await self._step(_read_and_hash, handle, length, self.position)
+
+    async def _step(self, work: Any, handle: int, data: Any, position: int) -> int:
+        self.busy = True
+
+        async def step() -> int:
+            try:
+                done = await asyncio.to_thread(work, handle, self._sha, data, position)
+                self.position = position + done
+                return done
+            finally:
+                self.busy = False
+
+        return await asyncio.shield(asyncio.ensure_future(step()))
 
 
 class Upload:
@@ -92,8 +131,7 @@ class Upload:
         self._numbers = itertools.count()
         self.changed = asyncio.Condition()
         self.store: asyncio.Task[Node] | None = None
-        self.hashed = 0
-        self._sha = hashlib.sha256()
+        self.hash = InOrderHash()
         #: set when bytes already hashed were not kept: hash the whole file at the end
         self.rehash = False
 
@@ -150,7 +188,7 @@ class Upload:
         """The piece ended (whole or cut off) and its bytes up to ``durable`` are safely
         stored: journal them."""
         piece = self.arriving[number]
-        if durable < piece.written and self.hashed > durable:
+        if durable < piece.written and self.hash.position > durable:
             self.rehash = True  # bytes hashed were not kept: they may come again, changed
         try:
             if durable > piece.offset:
@@ -183,22 +221,21 @@ class Upload:
         else:
             handle = None
             try:
-                while self.hashed < self.size:
+                while self.hash.position < self.size:
                     async with self.changed:
-                        until = await self.changed.wait_for(self._written_from_hashed)
+                        await self.changed.wait_for(
+                            lambda: self.hash.position >= self.size or self._to_read_back()
+                        )
                     if handle is None:
                         handle = await asyncio.to_thread(os.open, self.path, os.O_RDONLY)
-                    while self.hashed < until:
-                        want = min(CHUNK, until - self.hashed)
-                        got = await asyncio.to_thread(
-                            _read_and_hash, handle, self._sha, self.hashed, want
+                    until, at = self._to_read_back(), self.hash.position  # (now: no await)
+                    if not until:
+                        continue  # hashed as written meanwhile
+                    if not await self.hash.read_back(handle, min(CHUNK, until - at)):
+                        raise DriveError(
+                            f"the upload's staging file {self.path} lost bytes after "
+                            f"{at}; give the upload up and start again"
                         )
-                        if not got:
-                            raise DriveError(
-                                f"the upload's staging file {self.path} lost bytes after "
-                                f"{self.hashed}; give the upload up and start again"
-                            )
-                        self.hashed += got
             finally:
                 if handle is not None:
                     os.close(handle)
@@ -206,11 +243,16 @@ class Upload:
             await self.changed.wait_for(self.complete)
         if self.rehash:
             return await asyncio.to_thread(file_sha256, self.path)
-        return self._sha.hexdigest()
+        return self.hash.hexdigest()
+
+    def _to_read_back(self) -> int:
+        """Where the bytes written from where hashing is end, when they are to be read
+        back (0: none, or being hashed as they are written)."""
+        return 0 if self.hash.busy else self._written_from_hashed()
 
     def _written_from_hashed(self) -> int:
         """The end of the bytes written from where hashing is (0: none yet)."""
-        at = self.hashed
+        at = self.hash.position
         for start, end in self.ranges:
             if start <= at < end:
                 return end
@@ -265,8 +307,14 @@ def _append_durably(path: Path, line: bytes) -> None:
         os.close(handle)
 
 
-def _read_and_hash(handle: int, sha: Any, position: int, length: int) -> int:
+def _read_and_hash(handle: int, sha: Any, length: int, position: int) -> int:
     data = os.pread(handle, length, position)
+    sha.update(data)
+    return len(data)
+
+
+def _write_and_hash(handle: int, sha: Any, data: bytes, position: int) -> int:
+    _write_at(handle, data, position)
     sha.update(data)
     return len(data)
 
@@ -435,7 +483,7 @@ async def append(request: web.Request, user: str) -> web.Response:
             async for chunk in request.content.iter_chunked(WRITE_BUFFER):
                 pending += chunk
                 if len(pending) >= WRITE_BUFFER:
-                    await asyncio.to_thread(_write_at, handle, pending, written)
+                    await upload.hash.write(handle, pending, written)
                     written += len(pending)
                     pending = bytearray()
                     await upload.wrote(number, written)
