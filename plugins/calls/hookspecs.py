@@ -26,6 +26,10 @@ def anywhere_calls_modes() -> Mapping[str, type[CallMode]] | None:
     live)``: ``host`` is a :class:`anywhere.plugins.calls.host.CallHost`, what a mode may use of
     the calls plugin; ``live`` a :class:`anywhere.plugins.calls.host.ModeCall`, its call.
 
+    A mode answers the calls to the bot that the operator's ``bot_modes`` rules
+    (``plugins.settings.calls``) give it; a rule naming a mode nobody gives stops
+    start-up naming the modes there are.
+
     Called once when the calls plugin starts. A name already taken (``echo``, ``memo``,
     ``conference`` or another plugin's) stops start-up with both plugins named.
     """

@@ -22,9 +22,10 @@ from anywhere.bridge import EventContext, MatrixEvent
 from .ice import IceServers, limit_gathering
 from .mixer import Conference
 from .modes import MODES, CallMode
-from .routing import CallRouter
+from .routing import BotModes, CallRouter
 from .sdp import candidates_in_sdp, mids_by_mline, offer_problem, usermedia_metadata
 from .session import MediaSession
+from .settings import check_bot_modes
 from .signalling import CallEvent, Candidate, SignallingError, call_content, parse_call_event
 from .state import (
     Accepted,
@@ -132,7 +133,9 @@ class CallManager:
         )
         self.live: dict[tuple[str, str], LiveCall] = {}
         self.conferences: dict[str, Conference] = {}
-        self.router = CallRouter(bridge)
+        rules = settings["bot_modes"]
+        check_bot_modes(rules, self.modes, "plugins.settings.calls.bot_modes")
+        self.router = CallRouter(bridge, BotModes(rules))
         turn = self._fetch_turn if settings["homeserver_turn"] else None
         self.ice = IceServers(settings["ice_servers"], turn)
         self._timer: asyncio.Task | None = None

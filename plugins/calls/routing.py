@@ -1,14 +1,16 @@
 """Who of ours answers an incoming call, and whether the caller may make it.
 
-The call targets are the bot (echo test), the memo user and one conference user per
-room. A room's members are always read as one of ours who is in that room: the bot is
-not in a direct chat with the memo or a conference user, and asking as someone who is
-not in a room must never make them join it.
+The call targets are the bot (the echo test, or the mode ``bot_modes`` chooses), the
+memo user and one conference user per room. A room's members are always read as one of
+ours who is in that room: the bot is not in a direct chat with the memo or a conference
+user, and asking as someone who is not in a room must never make them join it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any
 
 from .state import Refusal, Route
 
@@ -16,12 +18,32 @@ if TYPE_CHECKING:
     from anywhere.bridge.api import Host
 
 
+class BotModes:
+    """Which mode answers a call to the bot (``plugins.settings.calls.bot_modes``): the
+    first rule whose ``room`` (a room ID) and ``caller`` (a user ID, ``*`` matching any
+    characters) match the call, a rule without one matching every room or caller;
+    ``default`` when none does. The rules' shape and names are checked by the settings."""
+
+    def __init__(self, rules: Sequence[Mapping[str, Any]] = (), default: str = "echo") -> None:
+        self.rules = [(r.get("room"), r.get("caller"), r["mode"]) for r in rules]
+        self.default = default
+
+    def choose(self, room_id: str, caller: str) -> str:
+        for room, pattern, mode in self.rules:
+            if room not in (None, room_id):
+                continue
+            if pattern is None or fnmatchcase(caller, pattern):
+                return mode
+        return self.default
+
+
 class CallRouter:
     """The call targets, the rooms the memo and conference users are in (the
     ``calls_room_user`` table), and the routing and admission of invites."""
 
-    def __init__(self, bridge: Host) -> None:
+    def __init__(self, bridge: Host, bot_modes: BotModes | None = None) -> None:
         self.bridge = bridge
+        self.bot_modes = bot_modes or BotModes()
         self.bot = bridge.info.bot_user_id
         self.memo_user = ""  # calling it in a room records a memo for that room
         self.conference_users: dict[str, str] = {}  # conference user -> its room
@@ -50,16 +72,16 @@ class CallRouter:
             invitee = ours[0]
         elif invitee not in members:
             return None
-        route = self._target(invitee, room_id)
+        route = self._target(invitee, room_id, caller)
         # a call in the conference's own room: the members just read tell membership
         return await self._admit(route, caller, members if route.key == room_id else None)
 
-    def _target(self, callee: str, room_id: str) -> Route:
+    def _target(self, callee: str, room_id: str, caller: str) -> Route:
         if callee == self.memo_user:
             return Route(callee, "memo", room_id)
         if callee in self.conference_users:
             return Route(callee, "conference", self.conference_users[callee])
-        return Route(callee, "echo")
+        return Route(callee, self.bot_modes.choose(room_id, caller))
 
     async def _admit(
         self, route: Route, caller: str, members: set[str] | None = None

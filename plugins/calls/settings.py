@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from typing import Any
 
 from anywhere.bridge import ConfigSection
@@ -30,7 +31,15 @@ DEFAULTS: dict[str, Any] = {
     "greeting_ms": 400,
     # Longest voice memo, in seconds.
     "memo_max_seconds": 60,
+    # Which mode answers a call to the bot: the first rule whose room and caller match
+    # ({room: "!id:server", caller: "@user:server" (* matches any characters), mode:
+    # name}, room and caller optional); echo when none does. Modes are the built-in
+    # echo and memo, and those other plugins give (anywhere_calls_modes).
+    "bot_modes": [],
 }
+
+#: The keys of one ``bot_modes`` rule.
+BOT_MODE_KEYS = ("room", "caller", "mode")
 
 
 def _positive(section: dict[str, Any], prefix: str, key: str, *, maximum: float) -> None:
@@ -80,6 +89,47 @@ def validate(section: dict[str, Any], prefix: str) -> None:
     _positive(section, prefix, "greeting_hz", maximum=20_000)
     _positive(section, prefix, "greeting_ms", maximum=10_000)
     _positive(section, prefix, "memo_max_seconds", maximum=3600)
+    _bot_modes(section["bot_modes"], f"{prefix}.bot_modes")
+
+
+def _bot_modes(rules: Any, prefix: str) -> None:
+    """The shape of ``bot_modes``; which mode names exist is known only once every plugin
+    has given its modes (:func:`check_bot_modes`, at start-up)."""
+    example = '[{room: "!id:server", caller: "@user:server", mode: name}]'
+    if not isinstance(rules, list):
+        raise ConfigError(prefix, f"a list of rules such as {example}", rules)
+    for i, rule in enumerate(rules):
+        where = f"{prefix}[{i}]"
+        if not isinstance(rule, dict):
+            raise ConfigError(where, "a mapping with room, caller and mode", rule)
+        extra = sorted(set(rule) - set(BOT_MODE_KEYS))
+        if extra:
+            raise ConfigError(f"{where}.{extra[0]}", "one of room, caller, mode", extra[0])
+        mode = rule.get("mode")
+        if not isinstance(mode, str) or not mode:
+            raise ConfigError(f"{where}.mode", "the name of a call mode, such as echo", mode)
+        for key, sigil, what in (("room", "!", "a room ID"), ("caller", "@", "a user ID")):
+            value = rule.get(key)
+            if value is not None and not (isinstance(value, str) and value.startswith(sigil)):
+                raise ConfigError(
+                    f"{where}.{key}", f"{what} ({sigil}...:server)", value, "or leave it out"
+                )
+
+
+def check_bot_modes(rules: list[dict[str, Any]], known: Iterable[str], prefix: str) -> None:
+    """Refuse a ``bot_modes`` rule naming a mode nobody gives, naming the modes that exist
+    (``conference`` answers only its conference users, never the bot)."""
+    usable = sorted(set(known) - {"conference"})
+    for i, rule in enumerate(rules):
+        if rule["mode"] not in usable:
+            hint = (
+                "a conference answers calls to its own conference user (!call conference)"
+                if rule["mode"] == "conference"
+                else "enable the plugin that gives it, or check its spelling"
+            )
+            raise ConfigError(
+                f"{prefix}[{i}].mode", f"one of {', '.join(usable)}", rule["mode"], hint
+            )
 
 
 SECTION = ConfigSection(defaults=DEFAULTS, validate=validate)

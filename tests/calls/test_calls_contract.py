@@ -1,6 +1,7 @@
 """The calls plugin on the plugin contract (issue 15): its extension hook declared by
-itself (plugins/calls/hookspecs.py), the old name still read with a warning, and call
-modes given a :class:`CallHost` — what a mode may use — instead of the whole manager."""
+itself (plugins/calls/hookspecs.py), the old name still read with a warning, call
+modes given a :class:`CallHost` — what a mode may use — instead of the whole manager,
+and other plugins' modes answering the calls ``bot_modes`` gives them."""
 
 from __future__ import annotations
 
@@ -10,17 +11,21 @@ from types import SimpleNamespace
 
 import pytest
 import structlog
+from calls_peer import CallPeer, dominant_frequency
+from tone_mode_plugin import TONE_HZ
 
 from anywhere.bridge import Decision, MatrixEvent, hookimpl
+from anywhere.bridge.errors import ConfigError
 from anywhere.bridge.pluginmanager import PluginManager
 from anywhere.plugins.calls import plugin as calls_plugin
-from anywhere.plugins.calls.audio import FRAME_SAMPLES, SAMPLE_RATE
+from anywhere.plugins.calls.audio import FRAME_SAMPLES, SAMPLE_RATE, rms
 from anywhere.plugins.calls.host import CallHost
 from anywhere.plugins.calls.manager import CallManager
 from anywhere.plugins.calls.mixer import Conference
 from anywhere.plugins.calls.modes import MODES, CallMode, ConferenceCall, VoiceMemo
 from anywhere.plugins.calls.plugin import collect_modes
-from anywhere.plugins.calls.settings import DEFAULTS
+from anywhere.plugins.calls.routing import BotModes
+from anywhere.plugins.calls.settings import DEFAULTS, validate
 from anywhere.plugins.calls.state import Route
 
 
@@ -212,3 +217,85 @@ async def test_the_policy_is_asked_before_the_call_is_taken_never_told_to_undo_i
     # the same invite again (delivered twice) is neither asked about nor refused again
     await manager.on_call_event(an_invite("c1"), ctx)
     assert len(host.seen_while_deciding) == 1 and len(ctx.sent) == 2
+
+
+# ----- a mode given by another plugin gets the calls bot_modes sends it -----
+
+
+def test_bot_modes_picks_the_first_matching_rule_then_echo():
+    modes = BotModes(
+        [
+            {"room": "!hotline:localhost", "mode": "parrot"},
+            {"caller": "@ann:*", "mode": "memo"},
+            {"room": "!quiet:localhost", "caller": "@bob:localhost", "mode": "tone"},
+        ]
+    )
+    assert modes.choose("!hotline:localhost", "@ann:localhost") == "parrot"  # the room first
+    assert modes.choose("!elsewhere:localhost", "@ann:localhost") == "memo"
+    assert modes.choose("!quiet:localhost", "@bob:localhost") == "tone"  # both must match
+    assert modes.choose("!quiet:localhost", "@carl:localhost") == "echo"
+    assert modes.choose("!elsewhere:localhost", "@bob:localhost") == "echo"
+
+
+@pytest.mark.parametrize(
+    ("rules", "where", "message"),
+    [
+        ({"mode": "echo"}, "bot_modes", "a list of rules"),
+        ([{"room": "!a:b"}], r"bot_modes\[0\].mode", "the name of a call mode"),
+        ([{"mode": "echo", "user": "@a:b"}], r"bot_modes\[0\].user", "one of room, caller"),
+        ([{"mode": "echo", "room": "lobby"}], r"bot_modes\[0\].room", "a room ID"),
+        ([{"mode": "echo"}, {"mode": "x", "caller": "ann"}], r"bot_modes\[1\].caller", "a user ID"),
+    ],
+)
+def test_a_malformed_bot_modes_rule_is_refused_naming_it(rules, where, message):
+    with pytest.raises(ConfigError, match=rf"^calls\.{where}: expected {message}"):
+        validate({**DEFAULTS, "bot_modes": rules}, "calls")
+
+
+def test_a_bot_modes_rule_naming_an_unknown_mode_stops_start_up_naming_the_known_ones():
+    host = PolicyHost()
+    settings = {**DEFAULTS, "homeserver_turn": False, "bot_modes": [{"mode": "parot"}]}
+    modes = {**MODES, "parrot": Parrot}
+    with pytest.raises(ConfigError) as caught:
+        CallManager(host, settings, modes)
+    assert str(caught.value) == (
+        "plugins.settings.calls.bot_modes[0].mode: expected one of echo, memo, parrot, "
+        "found 'parot' — enable the plugin that gives it, or check its spelling"
+    )
+    settings["bot_modes"] = [{"mode": "conference"}]
+    with pytest.raises(ConfigError, match="own conference user"):
+        CallManager(host, settings, modes)
+    settings["bot_modes"] = [{"mode": "parrot"}]
+    assert CallManager(host, settings, modes).router.bot_modes.choose(ROOM, "@a:b") == "parrot"
+
+
+@pytest.mark.e2e
+async def test_another_plugins_mode_answers_the_bots_calls_bot_modes_gives_it(person, calls_bot):
+    """``bot_modes`` (tests/calls/conftest.py) sends @tonecaller's calls to the bot to the
+    ``tone`` mode of another plugin (tone_mode_plugin.py): the caller hears its 660 Hz
+    tone, not the echo of their own 440 Hz, and sees what the mode said through its host
+    and its call. Anybody else calling the bot still gets the echo test."""
+    caller = await person("tonecaller")
+    room = await caller.dm(calls_bot)
+    call = CallPeer(caller, room, tone_hz=440)
+    await call.place(invitee=calls_bot)
+    await call.wait_for(lambda e: e["type"] == "m.call.answer")
+    await call.wait_connected()
+    answered = f"Tone mode answered {caller.user_id}."
+    await call.wait_for_room(lambda e: e["content"].get("body") == answered)
+    heard = await call.hear(1.5)
+    assert rms(heard) > 500, "the tone mode's track is silent"
+    assert dominant_frequency(heard) == pytest.approx(TONE_HZ, abs=10)
+    await call.hang_up()
+    report = await caller.wait_for_notice(room, calls_bot, "Tone mode heard")
+    seconds = float(report["content"]["body"].split()[3])
+    assert seconds >= 1.0, "the mode did not hear the caller's tone"
+    # someone else calling the bot gets the echo test, as before
+    other = await person()
+    room = await other.dm(calls_bot)
+    call = CallPeer(other, room, tone_hz=440)
+    await call.place(invitee=calls_bot)
+    await call.wait_connected()
+    await call.hear(1.0)  # the greeting tone
+    assert dominant_frequency(await call.hear(1.0)) == pytest.approx(440, abs=10)
+    await call.hang_up()
