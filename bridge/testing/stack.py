@@ -365,7 +365,10 @@ class Stack:
         while True:
             with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
                 rows = db.execute("SELECT state FROM application_services_state").fetchall()
-            if any(row[0] == state for row in rows):
+            # No row, or a row without a state: Synapse never marked the bridge down, which
+            # it takes as up.
+            states = [row[0] or "up" for row in rows] or ["up"]
+            if state in states:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Synapse never marked the bridge {state}: {rows}")
