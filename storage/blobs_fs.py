@@ -104,7 +104,9 @@ class FSBlobStore:
         self._checked(TMP_DIR)
         return self.fs.openbin(name, "w")
 
-    def _install(self, tmp: str, sha256: str) -> None:
+    def install(self, tmp: str, sha256: str) -> None:
+        """Put a finished temporary file (one of this store's writers') at its content's
+        place, durably; identical content already there is kept once."""
         final = blob_path(sha256)
         if self.fs.exists(final):
             self._checked(final)
@@ -154,7 +156,7 @@ class FSBlobStore:
         finally:
             os.close(folder)
 
-    def _remove_quietly(self, path: str) -> None:
+    def remove_quietly(self, path: str) -> None:
         with contextlib.suppress(fs.errors.ResourceNotFound):
             self.fs.remove(path)
 
@@ -197,13 +199,13 @@ class FSBlobStore:
         return await asyncio.to_thread(self.fs.exists, blob_path(sha256))
 
     async def delete(self, sha256: str) -> None:
-        await asyncio.to_thread(self._remove_quietly, blob_path(sha256))
+        await asyncio.to_thread(self.remove_quietly, blob_path(sha256))
 
     async def sweep_partial(self) -> int:
         def sweep() -> int:
             names = self.fs.listdir(TMP_DIR)
             for name in names:
-                self._remove_quietly(f"{TMP_DIR}/{name}")
+                self.remove_quietly(f"{TMP_DIR}/{name}")
             return len(names)
 
         return await asyncio.to_thread(sweep)
@@ -284,7 +286,7 @@ class FSBlobWriter:
             await self._settle()
             await asyncio.to_thread(self._close_durably)
             sha256 = self._hash.hexdigest()
-            await asyncio.to_thread(self.store._install, self.tmp, sha256)
+            await asyncio.to_thread(self.store.install, self.tmp, sha256)
         except BaseException:
             await self.abort()
             raise
@@ -308,6 +310,6 @@ class FSBlobWriter:
         def drop() -> None:
             with contextlib.suppress(Exception):
                 self.handle.close()
-            self.store._remove_quietly(self.tmp)
+            self.store.remove_quietly(self.tmp)
 
         await asyncio.to_thread(drop)
