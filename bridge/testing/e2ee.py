@@ -137,7 +137,7 @@ class EncryptedPerson:
             if group_session is None or session is None:
                 continue
             olm.outgoing_to_device_messages.append(
-                olm._encrypt_forwarding_key(event.room_id, group_session, session, device)
+                olm._encrypt_forwarding_key(event.room_id, group_session, session, device)  # noqa: SLF001
             )
             self.keys_forwarded.append((*wanted, event.session_id))
 
@@ -246,7 +246,7 @@ class EncryptedPerson:
         """Send an encrypted message but hold back the room key's to-device messages;
         returns the event id and a function that sends them (a key arriving late)."""
         held: list[tuple[Any, ...]] = []
-        real = self.client._send
+        real = self.client._send  # noqa: SLF001
 
         async def capture(response_class, method, path, data=None, response_data=None, **kw):
             if "/sendToDevice/" in path:
@@ -256,11 +256,11 @@ class EncryptedPerson:
                 return response
             return await real(response_class, method, path, data, response_data, **kw)
 
-        self.client._send = capture
+        self.client._send = capture  # noqa: SLF001
         try:
             event_id = await self.send_text(room_id, body)
         finally:
-            self.client._send = real
+            self.client._send = real  # noqa: SLF001
         assert held, "no room key was held back (was the session already shared?)"
 
         async def release() -> None:
@@ -278,7 +278,7 @@ class EncryptedPerson:
         method, path, data = Api.room_send(
             self.client.access_token, room_id, event_type, content, uuid4()
         )
-        response = await self.client._send(RoomSendResponse, method, path, data, (room_id,))
+        response = await self.client._send(RoomSendResponse, method, path, data, (room_id,))  # noqa: SLF001
         if not isinstance(response, RoomSendResponse):
             raise RuntimeError(f"send failed: {response}")
         return response.event_id
