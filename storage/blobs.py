@@ -1,7 +1,8 @@
 """The drive's blob store: file content kept by its SHA-256, on a filesystem named by URL.
 
-Anywhere code talks to :class:`BlobStore` only; :func:`open_blob_store` picks the
-implementation by URL scheme (``s3://``: :mod:`anywhere.storage.blobs_s3`; anything else:
+Anywhere code talks to :class:`BlobStore` only; :func:`anywhere.storage.stores.open_blob_store`
+(its own module, since it imports the stores built on this one) picks the implementation
+by URL scheme (``s3://``: :mod:`anywhere.storage.blobs_s3`; anything else:
 PyFilesystem2, see :mod:`anywhere.storage.blobs_fs`), so a library can be swapped without touching
 the drive.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -210,29 +211,11 @@ BLOB_STORE_METHODS = (
 )
 
 
-def open_blob_store(url: str, openers: Mapping[str, BlobOpener] | None = None) -> BlobStore:
-    """Open the blob store at ``url``.
-
-    A scheme in ``openers`` (what plugins give through ``anywhere_blob_stores``) is
-    opened by its opener; ``s3://bucket/prefix?endpoint=...`` by Anywhere's S3 store
-    (:mod:`anywhere.storage.blobs_s3`); anything else by PyFilesystem2:
-    ``osfs:///var/lib/anywhere/drive``, ``mem://``, or any opener that is installed.
-    """
-    scheme = url.partition("://")[0].lower()
-    opener = (openers or {}).get(scheme)
-    if opener is None and scheme == "s3":
-        from .blobs_s3 import S3BlobStore
-
-        return S3BlobStore.open(url)
-    if opener is None:
-        from .blobs_fs import FSBlobStore
-
-        return FSBlobStore.open(url)
-    store = opener(url)
-    missing = [name for name in BLOB_STORE_METHODS if not callable(getattr(store, name, None))]
-    if missing:
-        raise BlobError(
-            f"the store opened for {scheme}:// ({type(store).__name__}) lacks "
-            f"{', '.join(missing)}: a blob store implements anywhere.storage.blobs.BlobStore"
+def __getattr__(name: str) -> object:
+    if name == "open_blob_store":  # moved out: it imports the stores built on this module
+        raise ImportError(
+            "open_blob_store moved to anywhere.storage.stores: write "
+            "'from anywhere.storage.stores import open_blob_store' (docs/upgrading.md)",
+            name=name,
         )
-    return store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,9 +41,6 @@ FOLDERS_WITH_CIRCLES = {
     "bridge",
     # the groups hub split by line count (issue 15: composed of parts)
     "plugins/groups",
-    # open_blob_store (in the base module) opens the stores built on it: its own module
-    # would end this
-    "storage",
 }
 
 

@@ -78,7 +78,7 @@ class DrivePlugin:
 
     @hookimpl
     async def anywhere_startup(self, bridge: Host) -> None:
-        from anywhere.storage.blobs import open_blob_store
+        from anywhere.storage.stores import open_blob_store
 
         from .doctor import storage_url
         from .rooms import FolderRooms

@@ -8,7 +8,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 from anywhere.bridge.api import DoctorCheck
-from anywhere.storage.blobs import open_blob_store
+from anywhere.storage.stores import open_blob_store
 
 if TYPE_CHECKING:
     from anywhere.bridge.api import Host

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from anywhere.storage.blobs import BlobError, BlobStore, open_blob_store
+from anywhere.storage.blobs import BlobError, BlobStore
+from anywhere.storage.stores import open_blob_store
 
 COMMAND = "migrate-storage"
 

@@ -14,7 +14,7 @@ from anywhere.plugins.drive.schema import DRIVE_MIGRATIONS
 from anywhere.plugins.drive.service import Drive
 from anywhere.plugins.drive.settings import DriveSettings
 from anywhere.storage import open_database, run_migrations
-from anywhere.storage.blobs import open_blob_store
+from anywhere.storage.stores import open_blob_store
 
 from .people import DrivePerson
 

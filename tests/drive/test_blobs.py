@@ -14,16 +14,17 @@ import pytest
 
 from anywhere.bridge.testing.blobstore import check_blob_store
 from anywhere.plugins.drive.names import InvalidName
+from anywhere.storage import blobs
 from anywhere.storage.blobs import (
     Blob,
     BlobError,
     BlobTooLarge,
     UnsafeBlobPath,
     adopt_file,
-    open_blob_store,
     staging_folder,
 )
 from anywhere.storage.blobs_fs import WRITE_BUFFER, FSBlobStore, blob_path
+from anywhere.storage.stores import open_blob_store
 
 
 async def _store(store, data: bytes, max_size=None):
@@ -102,6 +103,13 @@ def test_an_unknown_filesystem_scheme_says_what_to_install():
     with pytest.raises(BlobError, match="no filesystem opener"):
         open_blob_store("nosuchfs://bucket")
     assert fs.open_fs("mem://")  # the openers the drive relies on are there
+
+
+def test_the_old_place_of_open_blob_store_says_where_it_went():
+    with pytest.raises(ImportError, match=r"moved to anywhere\.storage\.stores"):
+        from anywhere.storage.blobs import open_blob_store  # noqa: F401
+    with pytest.raises(AttributeError):
+        _ = blobs.no_such_name
 
 
 @pytest.mark.asyncio(loop_scope="function")

@@ -16,7 +16,7 @@ import yaml
 
 from anywhere.bridge.testing.s3server import S3Server, require_moto
 from anywhere.bridge.testing.stack import Stack
-from anywhere.storage.blobs import open_blob_store
+from anywhere.storage.stores import open_blob_store
 
 from .people import Api, DrivePerson, sha
 

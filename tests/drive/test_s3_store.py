@@ -17,8 +17,9 @@ from anywhere.bridge.testing.s3server import (
     S3Server,
     require_moto,
 )
-from anywhere.storage.blobs import BlobError, BlobNotFound, open_blob_store
+from anywhere.storage.blobs import BlobError, BlobNotFound
 from anywhere.storage.blobs_s3 import MIN_PART_SIZE, PARTS_IN_FLIGHT, S3BlobStore
+from anywhere.storage.stores import open_blob_store
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

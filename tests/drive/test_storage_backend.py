@@ -17,8 +17,9 @@ from anywhere.bridge.services import Extensions
 from anywhere.bridge.testing.blobstore import check_blob_store
 from anywhere.bridge.testing.stack import Stack
 from anywhere.plugins.drive import DrivePlugin, collect_blob_openers
-from anywhere.storage.blobs import BlobError, open_blob_store
+from anywhere.storage.blobs import BlobError
 from anywhere.storage.blobs_fs import blob_path
+from anywhere.storage.stores import open_blob_store
 
 from .people import Api, DrivePerson
 

@@ -25,8 +25,8 @@ from anywhere.storage.blobs import (
     BlobNotFound,
     BlobStore,
     BlobWriter,
-    open_blob_store,
 )
+from anywhere.storage.stores import open_blob_store
 
 SCHEME = "mirror"
 
