@@ -39,8 +39,6 @@ FOLDERS_WITH_CIRCLES = {
     # the runtime builds the core plugin and the web app, which type themselves against
     # the Bridge (issue 15: the runtime cut along its seams): core, runtime, web
     "bridge",
-    # the groups hub split by line count (issue 15: composed of parts)
-    "plugins/groups",
 }
 
 

@@ -13,73 +13,50 @@ and reports what happens there through the hub's ``remote_*`` methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+# the data both ways, in their own module (the hub's ConnectorHost uses them too); named
+# here as well, where connectors have always imported them
+from .messages import (
+    DIRECT,
+    GROUP,
+    FileData,
+    Location,
+    MatrixSender,
+    Message,
+    Portal,
+    RemoteUser,
+)
 
 if TYPE_CHECKING:
     from .host import ConnectorHost
 
-GROUP = "group"
-DIRECT = "dm"
-
-
-@dataclass(frozen=True)
-class Portal:
-    """One Matrix room bridged to one remote chat."""
-
-    network: str
-    remote_id: str  # the remote group's address, or the remote person's for a 1:1 chat
-    room_id: str
-    kind: str = GROUP
-    matrix_user: str | None = None  # the Matrix person of a 1:1 chat
-
-
-@dataclass(frozen=True)
-class MatrixSender:
-    user_id: str
-    displayname: str
-    avatar_url: str | None = None  # mxc:// of their avatar in the portal room, if any
-
-
-@dataclass(frozen=True)
-class RemoteUser:
-    """A person on the network. ``id`` must be stable (it names their ghost user)."""
-
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class FileData:
-    name: str
-    mimetype: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Location:
-    latitude: float
-    longitude: float
-    description: str = ""
-
-    @property
-    def geo_uri(self) -> str:
-        return f"geo:{self.latitude:.6f},{self.longitude:.6f}"
-
-
-@dataclass
-class Message:
-    """A message either way. ``id`` is the Matrix event ID (to the network) or the
-    network's message ID (from it); ``reply_to`` is the other side's ID of the message
-    replied to, when the hub knows it."""
-
-    id: str
-    text: str
-    html: str | None = None
-    reply_to: str | None = None
-    file: FileData | None = None
-    location: Location | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = [
+    "CAPABILITIES",
+    "DIRECT",
+    "GROUP",
+    "REQUIRED",
+    "Connector",
+    "EditHandling",
+    "FileData",
+    "FileHandling",
+    "GroupLinking",
+    "Location",
+    "LocationHandling",
+    "MatrixSender",
+    "MembershipHandling",
+    "Message",
+    "NetworkUnavailable",
+    "Portal",
+    "ReactionHandling",
+    "ReadMarkerHandling",
+    "RedactionHandling",
+    "Refused",
+    "RemoteUser",
+    "TypingHandling",
+    "capabilities",
+    "check_connector",
+]
 
 
 class Connector(ABC):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from anywhere.bridge.api import Host
 
-    from .connector import FileData, MatrixSender, Message, Portal, RemoteUser
+    from .messages import FileData, MatrixSender, Message, Portal, RemoteUser
 
 
 @runtime_checkable
