@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 #: ``(major, minor)``: the major number is raised when something plugins use changes
 #: incompatibly or goes; the minor number when something is added.
-CONTRACT_VERSION: tuple[int, int] = (1, 2)
+CONTRACT_VERSION: tuple[int, int] = (1, 3)
 
 
 @dataclass(frozen=True, slots=True)
