@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .api import QueuedJob
+from .api import Host, QueuedJob
 from .commands import (
     Command,
     CommandError,
@@ -21,7 +21,9 @@ from .hookspecs import hookimpl
 from .router import BACKGROUND_JOB, CommandRunner
 
 if TYPE_CHECKING:
-    from .runtime import Bridge
+    from .config import Config
+    from .crypto import Encryption
+    from .router import EventRouter
 
 COMMAND_MSGTYPES = ("m.text",)
 ENCRYPTED_NOTICE = (
@@ -30,10 +32,19 @@ ENCRYPTED_NOTICE = (
 )
 
 
+class CoreHost(Host, Protocol):
+    """What the core plugin gets as ``bridge``: the plugin API (:class:`Host`) and the
+    parts of the runtime it works with (the runtime's ``Bridge`` is one)."""
+
+    config: Config
+    router: EventRouter
+    encryption: Encryption
+
+
 class RoomBook:
     """What the bot remembers about rooms (direct chats, encryption notices)."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Host) -> None:
         self.bridge = bridge
         self._direct: dict[str, bool] = {}
 
@@ -78,11 +89,11 @@ class RoomBook:
 
 class CorePlugin:
     def __init__(self) -> None:
-        self.bridge: Bridge | None = None
+        self.bridge: CoreHost | None = None
         self.rooms: RoomBook | None = None
 
     @hookimpl
-    def anywhere_startup(self, bridge: Bridge) -> None:
+    def anywhere_startup(self, bridge: CoreHost) -> None:
         self.bridge = bridge
         self.rooms = RoomBook(bridge)
         self.prefix = bridge.info.command_prefix

@@ -315,8 +315,8 @@ def write_bridge_files(
     """Write config.yaml and registration.yaml for a bridge talking to ``synapse_url``."""
     from .config import deep_merge, render_config
     from .devsynapse import free_port
-    from .pluginmanager import PluginManager
     from .registration import build_registration, write_registration
+    from .runtime import load_plugins
 
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
@@ -330,7 +330,6 @@ def write_bridge_files(
         data = deep_merge(data, extra)
     write_private_file(config_path, yaml.safe_dump(data, sort_keys=False))  # it holds tokens
     config = load_config(config_path, environ={})
-    manager = PluginManager()
-    manager.load(config)
+    manager = load_plugins(config)
     write_registration(reg_path, build_registration(config, manager.namespaces(config)))
     return config_path, reg_path

@@ -72,16 +72,16 @@ class PluginManager:
                 "that offers it, or mark the implementation @hookimpl(optionalhook=True)"
             ) from exc
 
-    def load(self, config: Config) -> None:
-        """Register the core plugin and the enabled ones (``plugins.enabled``), apply and
-        validate their config sections, and refuse overlapping namespaces. Plugins
-        registered before (a test's own) are kept."""
+    def load(self, config: Config, core: object) -> None:
+        """Register ``core``, the runtime's own plugin (its owner makes it: see
+        :func:`anywhere.bridge.runtime.load_plugins`), and the enabled ones
+        (``plugins.enabled``), apply and validate their config sections, and refuse
+        overlapping namespaces. Plugins registered before (a test's own, a core) are kept."""
         from .config import ConfigSection, apply_plugin_sections
-        from .core import CorePlugin
         from .registration import check_namespaces
 
         if "core" not in self.names():
-            self.register(CorePlugin(), "core")
+            self.register(core, "core")
         self.load_enabled(config["plugins.enabled"])
         sections: dict[str, ConfigSection] = {}
         for name, section in self.call_each("anywhere_config_section"):

@@ -13,6 +13,7 @@ from mautrix.util.async_db import Database
 from .api import Decision
 from .commands import Command
 from .config import Config
+from .core import CorePlugin
 from .crypto import Encryption
 from .inbox import Inbox
 from .jobs import Jobs
@@ -35,9 +36,10 @@ log = structlog.get_logger("anywhere")
 
 
 def load_plugins(config: Config, manager: PluginManager | None = None) -> PluginManager:
-    """Load the core and the enabled plugins (see :meth:`PluginManager.load`)."""
+    """Load the core (:class:`~anywhere.bridge.core.CorePlugin`) and the enabled plugins
+    (see :meth:`PluginManager.load`)."""
     manager = manager or PluginManager()
-    manager.load(config)
+    manager.load(config, CorePlugin())
     return manager
 
 
