@@ -33,8 +33,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ANYWHERE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 NEEDED = ("playwright-core", "axe-core")
-#: Three pieces of the page's resumable uploads (8 MiB, two sent at a time): when the
-#: first piece is done the third is not sent yet, so the bar is seen part way.
+#: Five pieces of the page's resumable uploads (4 MiB, four sent at a time): when the
+#: first piece is done the fifth is not sent yet, so the bar is seen part way.
 DROP_SIZE = 20 * 1024 * 1024
 HOST_PORT = free_port()
 HOST_ORIGIN = f"http://127.0.0.1:{HOST_PORT}"
