@@ -30,7 +30,7 @@ import fs.errors
 import fs.opener.errors
 from fs.base import FS
 
-from .blobs import (
+from .base import (
     SHA256_RE,
     Blob,
     BlobError,

@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from .blobs import Blob, BlobError, BlobNotFound, BlobTooLarge, check_sha256
+from .base import Blob, BlobError, BlobNotFound, BlobTooLarge, check_sha256
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part (all but the last)
 MAX_PART_SIZE = 5 * 1024**3

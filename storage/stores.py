@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .blobs import BLOB_STORE_METHODS, BlobError, BlobOpener, BlobStore
+from .base import BLOB_STORE_METHODS, BlobError, BlobOpener, BlobStore
 
 
 def open_blob_store(url: str, openers: Mapping[str, BlobOpener] | None = None) -> BlobStore:
