@@ -72,3 +72,19 @@ async def test_bytes_that_were_not_made_durable_are_not_kept_and_the_hash_is_red
 def test_a_line_cut_off_in_the_journal_is_not_a_kept_range(tmp_path):
     (tmp_path / "u.kept").write_text("0 100\n100 2")  # the bridge died writing the second
     assert Upload(tmp_path, _meta(tmp_path)).kept() == [[0, 100]]
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_cancelled_write_ends_before_its_caller_goes_on_to_close_the_file(tmp_path):
+    upload = Upload(tmp_path, _meta(tmp_path))
+    handle = os.open(upload.path, os.O_WRONLY | os.O_CREAT, 0o600)
+    data = os.urandom(WRITE_BUFFER)
+    writing = asyncio.create_task(upload.hash.write(handle, data, 0))
+    await asyncio.sleep(0)  # the write has begun in its thread
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    # the thread ended first: written and hashed, the hash's position with it
+    assert not upload.hash.busy and upload.hash.position == len(data)
+    os.close(handle)
+    assert upload.path.read_bytes() == data

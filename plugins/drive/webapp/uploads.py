@@ -78,8 +78,8 @@ class InOrderHash:
     """The SHA-256 of a file written in pieces, fed in order: bytes written at the point
     hashing has reached are hashed as they are written (no reading back); bytes written
     ahead are read back from the file (the page cache) once the bytes before them are
-    hashed. One step at a time: a step runs to its end even if its caller is cancelled,
-    so the hash and its position always agree."""
+    hashed. One step at a time: a step runs to its end even if its caller is cancelled
+    (see :func:`_to_the_end`), so the hash and its position always agree."""
 
     def __init__(self) -> None:
         self.position = 0
@@ -92,7 +92,7 @@ class InOrderHash:
     async def write(self, handle: int, data: bytes | bytearray, position: int) -> None:
         """Write ``data`` at ``position`` in the file; hash it too when it comes next."""
         if position != self.position or self.busy:
-            await asyncio.to_thread(_write_at, handle, data, position)
+            await _to_the_end(asyncio.to_thread(_write_at, handle, data, position))
             return
         await self._step(_write_and_hash, handle, data, position)
 
@@ -111,7 +111,19 @@ class InOrderHash:
             finally:
                 self.busy = False
 
-        return await asyncio.shield(asyncio.ensure_future(step()))
+        return await _to_the_end(step())
+
+
+async def _to_the_end(work: Any) -> Any:
+    """Await ``work`` (a thread using a file handle); if the caller is cancelled, the work
+    still ends before the cancellation goes on, so that the caller's ``finally`` never
+    closes a handle a thread is using."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 class Upload:
