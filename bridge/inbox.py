@@ -211,6 +211,7 @@ class Inbox:
         dispatch: Callable[[MatrixEvent], Awaitable[None]],
         before_events: Callable[[dict[str, Any], str], Awaitable[None]] | None = None,
         before_save: Callable[[], Awaitable[None]] | None = None,
+        after_store: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.dispatch = dispatch
@@ -222,6 +223,10 @@ class Inbox:
         # it wrote in memory only is made durable first (the encryption's replay
         # protection), since those events are not handled again after a crash.
         self.before_save = before_save
+        # Given each transaction's body once it is stored, before it is queued for the
+        # worker and before the homeserver is answered: work that can start ahead of
+        # dispatch (the encryption sends its encrypted events to its decryption process).
+        self.after_store = after_store
         self._writer: SQLiteWriter | None = None
         path = getattr(db, "_path", None)  # mautrix's SQLite pool keeps the file's path there
         if db.scheme == Scheme.SQLITE and isinstance(path, str) and path not in ("", ":memory:"):
@@ -307,9 +312,18 @@ class Inbox:
                 if self._overflow or len(self._fresh) >= FRESH_LIMIT:
                     self._overflow = True  # see FRESH_LIMIT
                 else:
+                    await self._work_ahead(txn_id, body)  # before the worker can take it
                     self._fresh.append((seq, txn_id, body))
                 self._wakeup.set()
             return True
+
+    async def _work_ahead(self, txn_id: str, body: dict[str, Any]) -> None:
+        if self.after_store is None:
+            return
+        try:
+            await self.after_store(body)
+        except Exception:  # only work ahead: the worker does it anyway
+            log.exception("work ahead of a stored transaction failed", txn_id=txn_id)
 
     async def _insert(
         self, txn_id: str, received_at: int, raw_body: str, event_ids: str

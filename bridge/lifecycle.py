@@ -138,6 +138,7 @@ class Lifecycle:
             self.encryption.wrap(self.on_event),
             before_events=self.encryption.handle_transaction,
             before_save=self.encryption.before_position_saved,
+            after_store=self.encryption.ahead,
         )
 
     async def start_plugins(self) -> None:
@@ -313,6 +314,7 @@ class Lifecycle:
                 await self._encryption_start
         if self.inbox is not None:
             await self.inbox.stop()
+        await self.encryption.stop()
         if self.jobs is not None:
             await self.jobs.stop()  # before the plugins shut down: their jobs run again later
         self.router.flush_handled()

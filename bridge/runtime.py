@@ -92,6 +92,7 @@ class Bridge:
             is_ours=self.is_ours,
             http=lambda: self.http,
             key_wait_seconds=float(config["encryption.key_wait_seconds"]),
+            decrypt_worker=config["encryption.decrypt_worker"],
         )
         # start-up and shutdown in order, waiting for the homeserver, health: it owns the
         # running parts (db, inbox, jobs, http, api), read here through properties

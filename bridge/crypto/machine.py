@@ -14,6 +14,7 @@ import structlog
 import vodozemac
 
 from .homeserver import KeysAPI
+from .megolm_worker import open_megolm
 from .store import CryptoStore, now_ms
 
 OLM = "m.olm.v1.curve25519-aes-sha2"
@@ -37,6 +38,30 @@ class DecryptionError(Exception):
 
 class MissingKey(DecryptionError):
     """The room key of a Megolm message has not arrived (yet)."""
+
+
+@dataclass
+class SealedMegolm:
+    """A Megolm message checked against the room key it needs, not yet decrypted."""
+
+    session_id: str
+    session: vodozemac.InboundGroupSession
+    ciphertext: str
+
+    def open(self) -> tuple[bytes, int]:
+        """Decrypted here: (plaintext, message index)."""
+        return self.opened(open_megolm(self.session, self.ciphertext))
+
+    def opened(self, outcome: tuple) -> tuple[bytes, int]:
+        """(plaintext, message index) from what :func:`open_megolm` answered (here or in
+        the decryption process), else the DecryptionError saying why."""
+        if outcome[0] == "ok":
+            return outcome[1], outcome[2]
+        if outcome[0] == "missing":
+            raise MissingKey(self.session_id)
+        if outcome[0] == "forged":
+            raise DecryptionError("the message does not verify (forged or damaged)")
+        raise DecryptionError(f"malformed Megolm message ({outcome[-1]})")
 
 
 def canonical_json(value: Any) -> str:
@@ -291,15 +316,24 @@ class OlmMachine:
         await self.store.save_inbound(room_id, sender_key, signing_key, session, conn)
         return session.session_id
 
-    async def decrypt_megolm(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The plaintext ``{type, content}`` of an encrypted room event."""
+    async def sealed_megolm(
+        self, event: dict[str, Any], looked_up: dict[str, Any] | None = None
+    ) -> SealedMegolm:
+        """An encrypted room event, checked against its room key before decrypting: a
+        Megolm message whose key the bot holds, for this room and this sender
+        (``looked_up``: room keys already read, by session id, for a batch of events)."""
         content = event.get("content") or {}
         if content.get("algorithm") != MEGOLM:
             raise DecryptionError(f"unsupported algorithm {content.get('algorithm')!r}")
         session_id, ciphertext = content.get("session_id"), content.get("ciphertext")
         if not isinstance(session_id, str) or not isinstance(ciphertext, str):
             raise DecryptionError("no session_id or ciphertext")
-        known = await self.store.inbound(session_id)
+        if looked_up is not None and session_id in looked_up:
+            known = looked_up[session_id]
+        else:
+            known = await self.store.inbound(session_id)
+            if looked_up is not None:
+                looked_up[session_id] = known
         if known is None:
             raise MissingKey(session_id)
         session, room_id, sender_key, _signing_key = known
@@ -307,21 +341,21 @@ class OlmMachine:
             raise DecryptionError("the room key belongs to another room (forged?)")
         if content.get("sender_key") not in (None, sender_key):
             raise DecryptionError("the sender key does not match the room key's (forged?)")
-        try:
-            decrypted = session.decrypt(vodozemac.MegolmMessage.from_base64(ciphertext))
-        except vodozemac.MegolmDecryptionException as exc:
-            text = str(exc)
-            if "unknown message index" in text:
-                raise MissingKey(session_id) from None
-            raise DecryptionError("the message does not verify (forged or damaged)") from None
-        except Exception as exc:
-            raise DecryptionError(f"malformed Megolm message ({type(exc).__name__})") from None
+        return SealedMegolm(session_id, session, ciphertext)
+
+    async def accept_megolm(
+        self, event: dict[str, Any], sealed: SealedMegolm, opened: tuple[bytes, int]
+    ) -> dict[str, Any]:
+        """The plaintext ``{type, content}`` of a decrypted room event (``opened``:
+        plaintext and message index), once its message index is claimed for it (a replay
+        under another event id is refused) and its payload names the event's room."""
+        plaintext, message_index = opened
         if not await self.store.claim_message_index(
-            session_id, decrypted.message_index, event.get("event_id", "")
+            sealed.session_id, message_index, event.get("event_id", "")
         ):
             raise DecryptionError("message index already used by another event (replayed)")
         try:
-            plain = orjson.loads(decrypted.plaintext)
+            plain = orjson.loads(plaintext)
         except ValueError:
             raise DecryptionError("the decrypted payload is not JSON") from None
         if not isinstance(plain, dict):
@@ -331,6 +365,13 @@ class OlmMachine:
         ):
             raise DecryptionError("the decrypted event names another room (replayed?)")
         return plain
+
+    async def decrypt_megolm(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The plaintext ``{type, content}`` of an encrypted room event, decrypted here
+        (:class:`~anywhere.bridge.crypto.decryptor.MegolmDecryptor` decrypts in a
+        process of its own, ahead of dispatch)."""
+        sealed = await self.sealed_megolm(event)
+        return await self.accept_megolm(event, sealed, sealed.open())
 
     def new_outbound(self) -> dict[str, Any]:
         return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -19,8 +20,10 @@ from mautrix.appservice import AppServiceAPI, IntentAPI
 from mautrix.types import EventType
 from mautrix.util.async_db import Database
 
+from ..errors import ConfigError
 from ..events import MatrixEvent
 from .cross_signing import CrossSigning, CrossSigningRefused, CrossSigningSecrets
+from .decryptor import MegolmDecryptor
 from .homeserver import HomeserverRefused, KeysAPI
 from .machine import MEGOLM, DecryptionError, MissingKey, OlmMachine, verify_signed
 from .schema import CRYPTO_MIGRATIONS
@@ -95,6 +98,7 @@ class Encryption:
         is_ours: Callable[[str], bool],
         http: Callable[[], aiohttp.ClientSession],
         key_wait_seconds: float = KEY_WAIT_SECONDS,
+        decrypt_worker: bool | None = None,
     ) -> None:
         self.enabled = bool(secret)
         self._secret = secret
@@ -119,6 +123,14 @@ class Encryption:
         # a room's queue of events waiting for keys: taken by the worker and by the expiry
         self._queue_locks: dict[str, asyncio.Lock] = {}
         self.key_wait_seconds = key_wait_seconds
+        # Megolm decryption in a process of its own, ahead of dispatch (decryptor.py);
+        # by default when there is another CPU to run it on
+        if decrypt_worker is None:
+            decrypt_worker = (os.cpu_count() or 1) > 1
+        if not isinstance(decrypt_worker, bool):
+            raise ConfigError("encryption.decrypt_worker", "true, false or null", decrypt_worker)
+        self.decrypt_worker = decrypt_worker
+        self.decryptor: MegolmDecryptor | None = None
         # room keys asked for: session id -> (room id, the user asked, the identity asking)
         self._requested: dict[str, tuple[str, str, str]] = {}
         # room id -> the identity of the bridge that reads it (see reader_of)
@@ -136,6 +148,8 @@ class Encryption:
         store = CryptoStore(db, pickle_key(self._secret))
         self.machine = OlmMachine(self.user_id, self.keys.device_id, store, self.keys)
         created = await self.machine.load_or_create()
+        if self.decrypt_worker:
+            self.decryptor = MegolmDecryptor(self.machine, self._raw_needs_key)
         self.keys.device_id = self.machine.device_id
         self._machines[self.user_id] = self.machine
         for user_id in await store.account_users():
@@ -260,6 +274,20 @@ class Encryption:
         again after a crash, and claim their indexes again, under the same event ids."""
         if self.machine is not None:
             await self.machine.store.flush_claims()
+
+    async def ahead(self, body: dict[str, Any]) -> None:
+        """A transaction just stored: its encrypted room events are sent to the
+        decryption process (decryptor.py), which decrypts them while the inbox handles
+        the transactions before it. Only work ahead: dispatch decides, as before."""
+        if self.decryptor is None or not self.ready or self.unavailable:
+            return
+        events = body.get("events")
+        if isinstance(events, list):
+            await self.decryptor.ahead(events)
+
+    async def stop(self) -> None:
+        if self.decryptor is not None:
+            await self.decryptor.stop()
 
     async def handle_transaction(self, body: dict[str, Any], txn_id: str) -> None:
         """The to-device, device-list and key-count parts of a stored transaction (before
@@ -547,7 +575,10 @@ class Encryption:
             await dispatch(event)
             return
         try:
-            plain = await self.machine.decrypt_megolm(event.raw)
+            if self.decryptor is not None:
+                plain = await self.decryptor.decrypt(event.raw)
+            else:
+                plain = await self.machine.decrypt_megolm(event.raw)
         except MissingKey as missing:
             log.info(
                 "waiting for the room key of an encrypted event",
@@ -571,7 +602,10 @@ class Encryption:
         await dispatch(self._decrypted(event, plain))
 
     def _needs_key(self, event: MatrixEvent) -> bool:
-        return event.type == "m.room.encrypted" and not self.is_ours(event.sender)
+        return self._raw_needs_key(event.raw)
+
+    def _raw_needs_key(self, raw: dict[str, Any]) -> bool:
+        return raw.get("type") == "m.room.encrypted" and not self.is_ours(raw.get("sender", ""))
 
     @staticmethod
     def _decrypted(event: MatrixEvent, plain: dict[str, Any]) -> MatrixEvent:
