@@ -1,20 +1,7 @@
-"""The blob store interface and its helpers (the public module is :mod:`anywhere.storage.blobs`).
+"""The blob store interface and its helpers, which the stores themselves import.
 
-Anywhere code talks to :class:`BlobStore` only; :func:`anywhere.storage.stores.open_blob_store`
-(its own module, since it imports the stores built on this one) picks the implementation
-by URL scheme (``s3://``: :mod:`anywhere.storage.blobs_s3`; anything else:
-PyFilesystem2, see :mod:`anywhere.storage.blobs_fs`), so a library can be swapped without touching
-the drive.
-
-Content is written to a temporary name while it streams in and moved to its final,
-content-addressed name only once it is complete and hashed: a reader never sees a
-partial blob, identical content is stored once, and an interrupted upload leaves at most
-a temporary file that :meth:`BlobStore.sweep_partial` removes at start-up.
-
-A complete local file can also be handed to a store whole (:func:`adopt_file`): a store
-that offers ``staging_folder()`` and ``adopt()`` (the filesystem store does) takes a file
-prepared in that folder by renaming it into place, without copying; any other store gets
-it streamed through its :meth:`BlobStore.writer`. The drive's resumable uploads use this.
+Read :mod:`anywhere.storage.blobs`, the public module that re-exports all of this with
+``open_blob_store`` (kept apart so that the stores and the opener form no import circle).
 """
 
 from __future__ import annotations
