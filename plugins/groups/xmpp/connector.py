@@ -63,7 +63,6 @@ CONNECT_TIMEOUT = 15.0
 class Component(ComponentXMPP):
     def __init__(self, connector: XmppConnector, jid: str, secret: str) -> None:
         super().__init__(jid, secret)
-        self.connector = connector
         inbound = connector.inbound
         self.add_event_handler("message", inbound.on_message)
         self.register_handler(
